@@ -1,0 +1,239 @@
+//! The Gatehouse environ ABI, version 1: the `#[repr(C)]` contract between the daemon and
+//! every app plugin, in the spirit of PEP 3333.
+//!
+//! This crate owns the types and constants only; it has no code that runs. The C view of the
+//! same types is `include/gatehouse.h`, generated from this file by cbindgen (a test fails when
+//! the checked-in header is stale).
+//!
+//! # Shape
+//!
+//! A plugin is a shared library exporting one symbol, [`DESCRIPTOR_SYMBOL`] (`gatehouse_app`):
+//! a function taking no arguments and returning a pointer to a static [`AppDescriptor`]. Its
+//! first two fields are the ABI version and the descriptor's size, so later versions can append
+//! fields and the host can tell what a plugin was built against.
+//!
+//! - `init` runs once after load with an [`InitContext`] (the alias's `env` settings) and
+//!   returns an opaque instance pointer that every later call gets back.
+//! - `handle` runs per request, possibly on several threads at once, with an [`Environ`]
+//!   (CGI/WSGI variables, parsed parameters, uploads) and the [`HostApi`] callbacks: read the
+//!   body, write the debug log, start the response, write body bytes.
+//! - `shutdown` runs once, before unload or at daemon stop, after the last request.
+//!
+//! # Rules
+//!
+//! - Strings are [`Str`]: a (pointer, length) byte slice, not NUL-terminated, not necessarily
+//!   UTF-8. A `Str` handed to the app is valid until the call it came with returns.
+//! - No allocator crosses the boundary: whoever allocates frees. The host copies whatever the
+//!   app passes to a callback before the callback returns.
+//! - Status codes and flags are plain integers ([`Status`], `u32` flags), never Rust enums,
+//!   so a C plugin cannot produce an invalid value.
+//! - A panic or exception never crosses the boundary: `handle` returns [`Status::ERROR`] and
+//!   the host answers 500 if no response was started.
+#![no_std]
+#![allow(non_camel_case_types)]
+
+use core::ffi::c_void;
+
+/// The ABI version this crate describes. The host refuses a plugin that reports another.
+pub const ABI_VERSION: u32 = 1;
+
+/// The name of the one symbol every plugin exports (without the trailing NUL).
+pub const DESCRIPTOR_SYMBOL: &str = "gatehouse_app";
+
+/// A borrowed byte string: `len` bytes at `ptr`. `ptr` may be null only when `len` is 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Str {
+    /// First byte, or null for the empty string.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl Str {
+    /// The empty string.
+    pub const EMPTY: Str = Str { ptr: core::ptr::null(), len: 0 };
+
+    /// Borrows a Rust byte slice; the result is valid as long as `bytes` is.
+    pub const fn new(bytes: &[u8]) -> Str {
+        Str { ptr: bytes.as_ptr(), len: bytes.len() }
+    }
+}
+
+/// A name/value pair of byte strings: an environ variable, a header, a parameter.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    /// The name.
+    pub name: Str,
+    /// The value.
+    pub value: Str,
+}
+
+/// A result code returned by plugin entry points and host callbacks.
+///
+/// A `u32` with named constants rather than an enum: any value a C plugin returns is valid,
+/// and every value other than [`Status::OK`] means failure.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u32);
+
+impl Status {
+    /// Success.
+    pub const OK: Status = Status(0);
+    /// The call failed (for `handle`: the host answers 500 if no response was started).
+    pub const ERROR: Status = Status(1);
+    /// A host callback was called out of order (for example `write` before `start_response`,
+    /// or `start_response` twice).
+    pub const BAD_STATE: Status = Status(2);
+    /// A host callback was given an invalid argument (a status outside 100..=999, a header
+    /// name or value with bytes HTTP forbids).
+    pub const INVALID: Status = Status(3);
+    /// The client went away or the response could not be delivered; stop producing it.
+    pub const DISCONNECTED: Status = Status(4);
+}
+
+/// An uploaded file from a `multipart/form-data` body, spooled by the host to a temporary
+/// file that is removed after the request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Upload {
+    /// The form field name.
+    pub field: Str,
+    /// The file name the client sent (may be empty).
+    pub filename: Str,
+    /// The part's Content-Type (may be empty).
+    pub content_type: Str,
+    /// Path of the temporary file holding the content.
+    pub path: Str,
+    /// Size of the content in bytes.
+    pub size: u64,
+}
+
+/// What `init` is given: the alias's settings.
+#[repr(C)]
+#[derive(Debug)]
+pub struct InitContext {
+    /// `size_of::<InitContext>()` as the host built it.
+    pub struct_size: u32,
+    /// The alias URL this instance serves (for a directory group, the group's URL plus
+    /// `/NAME`).
+    pub alias: Str,
+    /// The plugin file the host loaded.
+    pub plugin_path: Str,
+    /// The folder holding the configuration file, for resolving relative paths in `env`.
+    pub config_dir: Str,
+    /// The alias's `env` settings, in the order written.
+    pub env: *const Pair,
+    /// Number of entries in `env`.
+    pub env_len: usize,
+    /// Opaque host context for the callbacks below.
+    pub host_ctx: *mut c_void,
+    /// Reports why `init` failed; the host logs the message with the plugin's name.
+    pub report_error: Option<unsafe extern "C" fn(host_ctx: *mut c_void, message: Str)>,
+}
+
+/// The host's callbacks for one request. Every callback takes the [`Environ::request`]
+/// handle of the request it belongs to, and may be called only during that request's
+/// `handle` call, from the thread running it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct HostApi {
+    /// `size_of::<HostApi>()` as the host built it; fields may be appended in later versions.
+    pub struct_size: u32,
+    /// Reads up to `cap` bytes of the request body into `buf`. Returns the number of bytes
+    /// read, 0 at the end of the body, or a negative number on error (the client went away,
+    /// the body was malformed or too large). For form bodies the host has already parsed the
+    /// body into parameters and this returns 0 at once.
+    pub read_body:
+        Option<unsafe extern "C" fn(request: *mut c_void, buf: *mut u8, cap: usize) -> isize>,
+    /// Writes `message` to the app's debug log if develop mode is on for the alias, or
+    /// always when `must` is nonzero (the seed's `debugLog(msg, must)`). Returns
+    /// [`Status::OK`] when the line was written or skipped by rule, [`Status::ERROR`] when
+    /// writing failed.
+    pub debug_log: Option<unsafe extern "C" fn(request: *mut c_void, message: Str, must: u32) -> Status>,
+    /// Reports an error to the daemon's error log (the app's `wsgi.errors`), tagged with the
+    /// app name and request.
+    pub log_error: Option<unsafe extern "C" fn(request: *mut c_void, message: Str)>,
+    /// Starts the response: an HTTP status (100..=999) and headers. Call once, before
+    /// `write`. The host copies everything before returning.
+    pub start_response: Option<
+        unsafe extern "C" fn(
+            request: *mut c_void,
+            status: u32,
+            headers: *const Pair,
+            headers_len: usize,
+        ) -> Status,
+    >,
+    /// Appends bytes to the response body. May be called any number of times after
+    /// `start_response`. The host copies the bytes before returning.
+    pub write: Option<unsafe extern "C" fn(request: *mut c_void, data: Str) -> Status>,
+}
+
+/// One request, as the app sees it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Environ {
+    /// `size_of::<Environ>()` as the host built it; fields may be appended in later versions.
+    pub struct_size: u32,
+    /// CGI/WSGI variables (REQUEST_METHOD, SCRIPT_NAME, PATH_INFO, QUERY_STRING, HTTP_*, the
+    /// alias's `env` settings, ...), one entry per name.
+    pub vars: *const Pair,
+    /// Number of entries in `vars`.
+    pub vars_len: usize,
+    /// Parameters: the query string's, then the form body's (urlencoded or multipart text
+    /// fields), in order, repeated names kept. Values are valid UTF-8.
+    pub params: *const Pair,
+    /// Number of entries in `params`.
+    pub params_len: usize,
+    /// Uploaded files from a multipart body.
+    pub uploads: *const Upload,
+    /// Number of entries in `uploads`.
+    pub uploads_len: usize,
+    /// Opaque handle of this request, passed back to every [`HostApi`] callback.
+    pub request: *mut c_void,
+    /// The host's callbacks.
+    pub host: *const HostApi,
+}
+
+/// The app's entry points and identity, returned by the exported `gatehouse_app` function.
+/// It must live as long as the library is loaded (a `static`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct AppDescriptor {
+    /// Must equal [`ABI_VERSION`].
+    pub abi_version: u32,
+    /// `size_of::<AppDescriptor>()` as the plugin was built; at least the size of version 1.
+    pub struct_size: u32,
+    /// The app's name (for logs and the route table).
+    pub name: Str,
+    /// The app's version string.
+    pub version: Str,
+    /// Called once after load. On success stores an opaque instance pointer in `*instance`
+    /// (it may stay null) and returns [`Status::OK`]; on failure returns another status,
+    /// having called `report_error` to say why.
+    pub init: Option<unsafe extern "C" fn(ctx: *const InitContext, instance: *mut *mut c_void) -> Status>,
+    /// Called per request, possibly from several threads at once.
+    pub handle: Option<unsafe extern "C" fn(instance: *mut c_void, environ: *const Environ) -> Status>,
+    /// Called once before unload or at daemon stop, after the last `handle` returned.
+    pub shutdown: Option<unsafe extern "C" fn(instance: *mut c_void)>,
+}
+
+/// The type of the exported `gatehouse_app` symbol.
+pub type DescriptorFn = unsafe extern "C" fn() -> *const AppDescriptor;
+
+#[allow(unsafe_code)]
+// SAFETY: AppDescriptor holds only pointers to immutable static data and function pointers.
+unsafe impl Sync for AppDescriptor {}
+
+// Layout guards: the C header and every plugin depend on these exact sizes (64-bit targets).
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(core::mem::size_of::<Str>() == 16);
+    assert!(core::mem::size_of::<Pair>() == 32);
+    assert!(core::mem::size_of::<Upload>() == 72);
+    assert!(core::mem::size_of::<InitContext>() == 88);
+    assert!(core::mem::size_of::<HostApi>() == 48);
+    assert!(core::mem::size_of::<Environ>() == 72);
+    assert!(core::mem::size_of::<AppDescriptor>() == 64);
+};

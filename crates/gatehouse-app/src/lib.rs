@@ -1,0 +1,136 @@
+//! The Gatehouse SDK: write an app as one function and one macro.
+//!
+//! ```ignore
+//! use gatehouse_app::{Request, Response};
+//!
+//! fn hello(_req: &Request) -> Response {
+//!     Response::text("Hello World!")
+//! }
+//! gatehouse_app::export!(hello);
+//! ```
+//!
+//! Build the crate as a `cdylib` and point an alias in `hosting.yaml` at the `.so`. An app that
+//! needs state (a database opened once) implements [`App`] and exports it with
+//! `gatehouse_app::export!(app: MyApp)`.
+//!
+//! This crate owns the safe view of the environ ABI ([`Request`], [`Response`], [`Init`]) and
+//! the `extern "C"` glue ([`export!`]); every raw pointer is read in its `ffi` module. A panic
+//! in app code is caught here and becomes a 500: it never unwinds into the host. (So do not
+//! build apps with `panic = "abort"`: a panic would then end the whole daemon.)
+
+mod ffi;
+mod request;
+mod response;
+
+pub use gatehouse_abi as abi;
+pub use request::{BodyReader, Request, UploadedFile};
+pub use response::Response;
+
+use std::path::{Path, PathBuf};
+
+/// An app with state: built once by [`App::init`], then shared by every request thread.
+pub trait App: Send + Sync + Sized + 'static {
+    /// Runs once after the plugin is loaded. An `Err` refuses the load; its text goes to the
+    /// daemon's error log.
+    fn init(init: &Init<'_>) -> Result<Self, String>;
+
+    /// Answers one request. Called from several threads at once.
+    fn handle(&self, req: &Request<'_>) -> Response;
+
+    /// Runs once before the plugin is unloaded or the daemon stops.
+    fn shutdown(&self) {}
+}
+
+/// What an app is told at [`App::init`]: the alias it serves and its `env` settings.
+#[derive(Debug)]
+pub struct Init<'a> {
+    alias: &'a [u8],
+    plugin_path: &'a [u8],
+    config_dir: &'a [u8],
+    env: ffi::Pairs<'a>,
+}
+
+impl<'a> Init<'a> {
+    /// The alias URL this instance serves.
+    pub fn alias(&self) -> &'a str {
+        std::str::from_utf8(self.alias).unwrap_or_default()
+    }
+
+    /// The plugin file the daemon loaded.
+    pub fn plugin_path(&self) -> &'a Path {
+        bytes_path(self.plugin_path)
+    }
+
+    /// The folder holding `hosting.yaml`.
+    pub fn config_dir(&self) -> &'a Path {
+        bytes_path(self.config_dir)
+    }
+
+    /// A setting from the alias's `env`, if present and UTF-8.
+    pub fn env(&self, name: &str) -> Option<&'a str> {
+        self.env
+            .iter()
+            .find(|(n, _)| *n == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Every `env` setting, in the order written.
+    pub fn envs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.env.iter()
+    }
+
+    /// Resolves a path from `env` the way the daemon resolves paths in `hosting.yaml`:
+    /// relative to the configuration file's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.config_dir().join(path)
+    }
+}
+
+fn bytes_path(b: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(b))
+}
+
+/// Glue used by [`export!`]; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::ffi::{handle, init, shutdown};
+}
+
+/// Exports an app from a `cdylib` as the `gatehouse_app` symbol.
+///
+/// - `export!(handler)` for a plain `fn(&Request) -> Response`;
+/// - `export!(app: Type)` for a type implementing [`App`].
+///
+/// The descriptor carries the crate's package name and version.
+#[macro_export]
+macro_rules! export {
+    (app: $ty:ty) => {
+        /// The Gatehouse plugin descriptor (environ ABI entry point).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn gatehouse_app() -> *const $crate::abi::AppDescriptor {
+            static DESCRIPTOR: $crate::abi::AppDescriptor = $crate::abi::AppDescriptor {
+                abi_version: $crate::abi::ABI_VERSION,
+                struct_size: ::core::mem::size_of::<$crate::abi::AppDescriptor>() as u32,
+                name: $crate::abi::Str::new(env!("CARGO_PKG_NAME").as_bytes()),
+                version: $crate::abi::Str::new(env!("CARGO_PKG_VERSION").as_bytes()),
+                init: Some($crate::__private::init::<$ty>),
+                handle: Some($crate::__private::handle::<$ty>),
+                shutdown: Some($crate::__private::shutdown::<$ty>),
+            };
+            &DESCRIPTOR
+        }
+    };
+    ($handler:path) => {
+        struct __GatehouseFnApp;
+        impl $crate::App for __GatehouseFnApp {
+            fn init(_: &$crate::Init<'_>) -> ::core::result::Result<Self, String> {
+                Ok(__GatehouseFnApp)
+            }
+            fn handle(&self, req: &$crate::Request<'_>) -> $crate::Response {
+                $handler(req)
+            }
+        }
+        $crate::export!(app: __GatehouseFnApp);
+    };
+}

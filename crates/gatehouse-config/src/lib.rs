@@ -1,0 +1,427 @@
+//! Gatehouse's configuration: turns `hosting.yaml` into a typed, validated [`Config`],
+//! with the line and column of every error and warning.
+//!
+//! This module owns the public API: the [`Config`] and [`Alias`] types, and [`load`] /
+//! [`parse`]. The work is split by what it owns: `node` (the YAML parser and the
+//! positioned tree, the only place that knows serde-saphyr), `validate` (top-level keys,
+//! `listen`, `logs`, typed scalars), `alias` (the aliases, kind detection on disk,
+//! shadowing), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
+//! `diagnostic` ([`Diagnostic`], [`ConfigError`]).
+//!
+//! # The file
+//!
+//! ```yaml
+//! listen: ["127.0.0.1:8080"]   # socket addresses (IP:PORT; [::1]:8080; port 0 = any free port)
+//! develop_mode: false          # the seed's DEVELOP_MODE
+//! max_body: 10MiB              # request body limit: bytes, or B, K/KB/KiB, M/MB/MiB, G/GB/GiB
+//! threads: 8                   # app threads per alias pool, 1..=1024
+//! logs:
+//!   dir: log                   # debug-log directory, relative to this file's folder
+//! aliases:                     # required; tried in order, the first match wins
+//!   - url: /sample             # one app: WSGIScriptAlias /sample .../sample.py
+//!     path: target/release/libhello.so
+//!   - url: /myapp
+//!     path: target/release/libproducts.so
+//!     develop_mode: true       # per-alias overrides of the global values
+//!     env: {PRODUCTS_DB: var/products.sqlite3}
+//!     max_body: 1MiB
+//!     threads: 4
+//!   - url: /wsgi/              # a directory group: /wsgi/NAME/rest serves plugin NAME
+//!     path: target/release/
+//! ```
+//!
+//! Defaults when a key is absent: `listen: ["127.0.0.1:8080"]`, `develop_mode: false`,
+//! `max_body: 10MiB` ([`DEFAULT_MAX_BODY`]), `threads: 8` ([`DEFAULT_THREADS`]),
+//! `logs.dir: log`. `aliases` is required (`aliases: []` for none).
+//!
+//! Rules worth knowing:
+//! - Unknown keys, duplicate keys and YAML syntax errors are errors.
+//! - Booleans accept `true`/`false` and the YAML 1.1 spellings `yes`/`no`/`on`/`off`
+//!   (friendly to Apache users: `develop_mode: On`).
+//! - Size units are all binary: `K`, `KB` and `KiB` all mean 1024 bytes (see
+//!   [`parse_size`]).
+//! - Relative paths (`path`, `logs.dir`) resolve against the config file's folder, not
+//!   the current directory.
+//! - An alias is a directory group if its `path` is an existing directory, a single app
+//!   if it is an existing file. A missing path is a directory group (an error: the
+//!   folder must exist) if the path or the url ends with `/`, otherwise a single app
+//!   whose file is not built yet (a warning: the alias answers 404 until it appears).
+//! - A later alias that can never match because an earlier one matches all its URLs
+//!   gets a warning (see [`url_covers`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+mod alias;
+mod diagnostic;
+mod node;
+mod size;
+mod url;
+mod validate;
+
+pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
+pub use size::parse_size;
+pub use url::url_covers;
+
+use diagnostic::Diags;
+
+/// `max_body` when not set: 10 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// `threads` when not set.
+pub const DEFAULT_THREADS: usize = 8;
+/// The largest accepted `threads`.
+pub const MAX_THREADS: usize = 1024;
+
+/// A validated configuration: every value resolved, every path absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The configuration file, as it was given to [`load`] or [`parse`].
+    pub file: PathBuf,
+    /// The file's folder, absolute: relative paths in the file resolve against it.
+    pub dir: PathBuf,
+    /// Addresses to listen on (at least one, no duplicates).
+    pub listen: Vec<SocketAddr>,
+    /// The global develop mode (the seed's `DEVELOP_MODE`).
+    pub develop_mode: bool,
+    /// The global request body limit, in bytes (at least 1).
+    pub max_body: u64,
+    /// The global number of app threads per alias pool, in `1..=1024`.
+    pub threads: usize,
+    /// The debug-log directory, absolute (`logs.dir`, default `log` beside the file).
+    pub logs_dir: PathBuf,
+    /// The aliases, in declared order: the first one whose url matches serves.
+    pub aliases: Vec<Alias>,
+}
+
+/// One entry of `aliases`, like one `WSGIScriptAlias` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The URL prefix, normalized: starts with `/`, no trailing slash (except the root
+    /// `/` itself), no empty, `.` or `..` segments, no `?`, `#`, `%` or whitespace.
+    pub url: String,
+    /// Whether `url` was written with a trailing slash (`/myapp/`), which the
+    /// normalization removed. For a directory group it means nothing (`/wsgi/` and
+    /// `/wsgi` are the same group). For a single app, mod_wsgi would then match only
+    /// `/myapp/` and below, not `/myapp` itself: the router may use this to redirect
+    /// `/myapp` to `/myapp/` or to refuse it; it is never set for the root `/`.
+    pub trailing_slash: bool,
+    /// A single app or a directory group, as found on disk when the file was read.
+    pub kind: AliasKind,
+    /// The app file or the group's folder, absolute: resolved against [`Config::dir`]
+    /// and cleaned of `.` components and trailing slashes, but not canonicalized
+    /// (symlinks and `..` kept). A single app's file may not exist yet (a warning).
+    pub path: PathBuf,
+    /// `path` exactly as written in the file, for messages.
+    pub path_as_written: String,
+    /// The alias's `develop_mode`, or the global one.
+    pub develop_mode: bool,
+    /// Variables handed to the app's init and added to its environ (like `SetEnv`),
+    /// in declaration order; numbers and booleans as written (`1.0`, `on`).
+    pub env: Vec<(String, String)>,
+    /// The alias's `max_body`, or the global one, in bytes.
+    pub max_body: u64,
+    /// The alias's `threads`, or the global one.
+    pub threads: usize,
+    /// Where the alias's list item starts (its first key, usually `url`).
+    pub pos: Pos,
+}
+
+/// What an alias serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AliasKind {
+    /// One app plugin file: `url` and everything under `url/` go to it.
+    App,
+    /// A folder of app plugins: `url/NAME/rest` goes to plugin `NAME` in the folder.
+    Group,
+}
+
+/// A configuration that passed validation, and the warnings about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Warnings (no errors), sorted by position: show them, then go on.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and validates the configuration file at `path`. A read error (or a file that
+/// is not UTF-8) is a [`ConfigError`] naming the file and the cause. See [`parse`].
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        single(
+            path,
+            None,
+            format!("cannot read the configuration file: {e}"),
+            Some("check that the file exists and that the daemon's user may read it"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = String::from_utf8_lossy(&bytes[..e.utf8_error().valid_up_to()]);
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        single(
+            path,
+            Some(Pos::new(line, column)),
+            "the file is not valid UTF-8".to_owned(),
+            Some("save it as UTF-8"),
+        )
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates configuration `text`. `path` names the file in messages, and
+/// its folder (made absolute with [`std::path::absolute`], so relative to the current
+/// directory if `path` is relative) is where relative paths in the file resolve.
+///
+/// Looks at the disk to tell single apps from directory groups. Returns every error
+/// found (a YAML syntax error stops at itself; everything else is collected), or the
+/// configuration and its warnings.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let absolute = std::path::absolute(path).map_err(|e| {
+        single(path, None, format!("cannot tell the configuration file's folder: {e}"), None)
+    })?;
+    let dir = absolute.parent().map_or_else(|| absolute.clone(), Path::to_path_buf);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
+    let mut d = Diags::new(path);
+    let config = match node::parse_yaml(text) {
+        Ok(root) => Some(validate::build(&root, path, &dir, &mut d)),
+        Err(e) => {
+            d.error_at(e.pos, e.message, None);
+            None
+        }
+    };
+    let (errors, warnings) = d.finish();
+    match config {
+        Some(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
+        _ => Err(ConfigError { diagnostics: errors.into_iter().chain(warnings).collect() }),
+    }
+}
+
+fn single(path: &Path, pos: Option<Pos>, message: String, hint: Option<&str>) -> ConfigError {
+    let mut d = Diags::new(path);
+    d.error_at(pos, message, hint.map(str::to_owned));
+    ConfigError { diagnostics: d.finish().0 }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Helpers for the table-driven tests of every module.
+
+    use super::*;
+
+    /// A temporary folder with a `hosting.yaml` path in it (not written), an app file
+    /// `lib/app.so` and an empty folder `apps/`.
+    pub(crate) struct Fixture {
+        pub(crate) tmp: tempfile::TempDir,
+        pub(crate) file: PathBuf,
+    }
+
+    pub(crate) fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("lib")).expect("mkdir lib");
+        std::fs::write(tmp.path().join("lib/app.so"), b"not really").expect("write app");
+        std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir apps");
+        let file = tmp.path().join("hosting.yaml");
+        Fixture { tmp, file }
+    }
+
+    impl Fixture {
+        pub(crate) fn parse(&self, text: &str) -> Result<Loaded, ConfigError> {
+            parse(text, &self.file)
+        }
+
+        pub(crate) fn ok(&self, text: &str) -> Loaded {
+            self.parse(text).unwrap_or_else(|e| panic!("unexpected errors for\n{text}\n{e}"))
+        }
+
+        pub(crate) fn errors(&self, text: &str) -> Vec<Diagnostic> {
+            match self.parse(text) {
+                Ok(l) => panic!("expected errors for\n{text}\ngot {:#?}", l.config),
+                Err(e) => e.errors().cloned().collect(),
+            }
+        }
+    }
+
+    /// Expected diagnostics of a table row: (line, column, part of the message).
+    pub(crate) type Expected = &'static [(usize, usize, &'static str)];
+
+    /// Asserts that `diags` has one entry at (line, column) whose message contains
+    /// `needle`.
+    pub(crate) fn assert_has(diags: &[Diagnostic], line: usize, column: usize, needle: &str) {
+        let pos = Some(Pos::new(line, column));
+        assert!(
+            diags.iter().any(|d| d.pos == pos && d.message.contains(needle)),
+            "no diagnostic at {line}:{column} containing {needle:?} in:\n{}",
+            diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn full_config_round_trip() {
+        let fx = fixture();
+        let text = "\
+listen: [\"127.0.0.1:0\", \"[::1]:9000\"]
+develop_mode: on
+max_body: 2MiB
+threads: 16
+logs:
+  dir: var/log
+aliases:
+  - url: /sample
+    path: lib/app.so
+  - url: /myapp/
+    path: ./lib//app.so
+    develop_mode: false
+    env: {ZED: last, A: 1.0, B: on, C: \"quoted\", D: 0x1F}
+    max_body: 1024
+    threads: 4
+  - url: /wsgi/
+    path: apps/
+  - url: /abs
+    path: PLACEHOLDER
+";
+        let abs_apps = fx.tmp.path().join("apps");
+        let text = text.replace("PLACEHOLDER", &abs_apps.display().to_string());
+        let loaded = fx.ok(&text);
+        assert_eq!(loaded.warnings, []);
+        let c = &loaded.config;
+        let dir = fx.tmp.path();
+        assert_eq!(c.file, fx.file);
+        assert_eq!(c.dir, dir);
+        assert_eq!(
+            c.listen,
+            [
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 9000))
+            ]
+        );
+        assert!(c.develop_mode);
+        assert_eq!(c.max_body, 2 * 1024 * 1024);
+        assert_eq!(c.threads, 16);
+        assert_eq!(c.logs_dir, dir.join("var/log"));
+        assert_eq!(c.aliases.len(), 4);
+
+        let a = &c.aliases[0];
+        assert_eq!(
+            (a.url.as_str(), a.trailing_slash, a.kind, a.path.as_path()),
+            ("/sample", false, AliasKind::App, dir.join("lib/app.so").as_path())
+        );
+        assert_eq!(a.path_as_written, "lib/app.so");
+        // inherited
+        assert_eq!((a.develop_mode, a.max_body, a.threads), (true, 2 * 1024 * 1024, 16));
+        assert_eq!(a.env, []);
+        assert_eq!(a.pos, Pos::new(8, 5));
+
+        let b = &c.aliases[1];
+        assert_eq!((b.url.as_str(), b.trailing_slash, b.kind), ("/myapp", true, AliasKind::App));
+        assert_eq!(b.path, dir.join("lib/app.so"));
+        assert_eq!(b.path_as_written, "./lib//app.so");
+        // overridden
+        assert_eq!((b.develop_mode, b.max_body, b.threads), (false, 1024, 4));
+        let env: Vec<(&str, &str)> = b.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            env,
+            [("ZED", "last"), ("A", "1.0"), ("B", "on"), ("C", "quoted"), ("D", "0x1F")]
+        );
+        assert_eq!(b.pos, Pos::new(10, 5));
+
+        let g = &c.aliases[2];
+        assert_eq!((g.url.as_str(), g.trailing_slash, g.kind), ("/wsgi", true, AliasKind::Group));
+        assert_eq!(g.path, dir.join("apps"));
+        assert_eq!(g.pos, Pos::new(16, 5));
+
+        let abs = &c.aliases[3];
+        assert_eq!((abs.url.as_str(), abs.kind), ("/abs", AliasKind::Group));
+        assert_eq!(abs.path, abs_apps);
+    }
+
+    #[test]
+    fn defaults_when_keys_are_absent() {
+        let fx = fixture();
+        let loaded = fx.ok("aliases: []\n");
+        let c = loaded.config;
+        assert_eq!(c.listen, [SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))]);
+        assert!(!c.develop_mode);
+        assert_eq!(c.max_body, 10_485_760);
+        assert_eq!(c.threads, 8);
+        assert_eq!(c.logs_dir, fx.tmp.path().join("log"));
+        assert_eq!(c.aliases, []);
+        assert_eq!(loaded.warnings, []);
+
+        // `logs:` and `env:` left empty mean their defaults.
+        let loaded = fx.ok("logs:\naliases:\n  - url: /a\n    path: lib/app.so\n    env:\n");
+        assert_eq!(loaded.config.logs_dir, fx.tmp.path().join("log"));
+        assert_eq!(loaded.config.aliases[0].env, []);
+    }
+
+    #[test]
+    fn relative_config_path_resolves_against_its_folder_not_cwd() {
+        let fx = fixture();
+        // A relative `path` given to parse is made absolute against the cwd, so use a
+        // path with a folder: its folder is where relative paths resolve.
+        let loaded = parse("aliases: []\n", Path::new("some/where/hosting.yaml")).expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(loaded.config.dir, cwd.join("some/where"));
+        assert_eq!(loaded.config.logs_dir, cwd.join("some/where/log"));
+        assert_eq!(loaded.config.file, Path::new("some/where/hosting.yaml"));
+        drop(fx);
+    }
+
+    #[test]
+    fn load_reads_the_file() {
+        let fx = fixture();
+        std::fs::write(&fx.file, "\u{feff}threads: 3\naliases: []\n").expect("write");
+        let loaded = load(&fx.file).expect("valid");
+        assert_eq!(loaded.config.threads, 3);
+    }
+
+    #[test]
+    fn load_errors() {
+        let fx = fixture();
+        let missing = fx.tmp.path().join("nope.yaml");
+        let err = load(&missing).expect_err("missing file");
+        assert_eq!(err.diagnostics.len(), 1);
+        let d = &err.diagnostics[0];
+        assert_eq!((d.pos, d.file.as_path()), (None, missing.as_path()));
+        assert!(d.message.contains("cannot read"), "{d}");
+        assert!(err.to_string().starts_with(&format!("{}: error: cannot read", missing.display())));
+
+        std::fs::write(&fx.file, b"aliases: []\n# caf\xe9\n").expect("write");
+        let err = load(&fx.file).expect_err("not utf-8");
+        assert_eq!(err.diagnostics[0].pos, Some(Pos::new(2, 6)));
+        assert!(err.diagnostics[0].message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_position() {
+        let fx = fixture();
+        let err = fx.parse("aliases: []\nthreads: 4\n  max_body: 1\n").expect_err("bad yaml");
+        assert_eq!(err.diagnostics.len(), 1);
+        let d = &err.diagnostics[0];
+        assert_eq!(d.pos, Some(Pos::new(3, 11)));
+        assert_eq!(d.severity, Severity::Error);
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("{}:3:11: error: ", fx.file.display())), "{shown}");
+    }
+
+    #[test]
+    fn errors_come_first_then_warnings() {
+        let fx = fixture();
+        let err = fx
+            .parse("aliases:\n  - url: /a\n    path: lib/missing.so\n  - url: nope\n    path: lib/app.so\n")
+            .expect_err("bad url");
+        let severities: Vec<_> = err.diagnostics.iter().map(|d| d.severity).collect();
+        assert_eq!(severities, [Severity::Error, Severity::Warning]);
+        assert_eq!(err.diagnostics[0].pos, Some(Pos::new(4, 10)));
+        assert_eq!(err.diagnostics[1].pos, Some(Pos::new(3, 11)));
+    }
+}

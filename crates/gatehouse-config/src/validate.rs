@@ -1,0 +1,546 @@
+//! The validator: walks the YAML [`Node`] tree into a [`Config`], collecting every
+//! error it can find in one pass (unknown and duplicate keys, wrong types, bad values),
+//! each at the position of the offending node. Owns the top-level keys, `listen`,
+//! `logs`, and the shared helpers for reading mappings and typed scalars; the aliases
+//! themselves are in `alias`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::alias::{self, Globals};
+use crate::diagnostic::{Diags, Pos};
+use crate::node::{Node, Value};
+use crate::size::parse_size;
+use crate::{Config, DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_THREADS};
+
+/// The keys of the top level, in the order the docs list them.
+const TOP_KEYS: &[&str] = &["listen", "develop_mode", "max_body", "threads", "logs", "aliases"];
+/// The keys of `logs`.
+const LOGS_KEYS: &[&str] = &["dir"];
+
+/// Builds the configuration from the document's root node. Always returns a value
+/// (defaults stand in for whatever was wrong); it is only meaningful when `d` holds
+/// no errors afterwards.
+pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Config {
+    let mut config = Config {
+        file: file.to_path_buf(),
+        dir: dir.to_path_buf(),
+        listen: vec![default_listen()],
+        develop_mode: false,
+        max_body: DEFAULT_MAX_BODY,
+        threads: DEFAULT_THREADS,
+        logs_dir: dir.join("log"),
+        aliases: Vec::new(),
+    };
+    // An empty file is an empty mapping (and so misses `aliases`).
+    let empty = Node { pos: root.pos, value: Value::Map(Vec::new()) };
+    let root = if root.value == Value::Null { &empty } else { root };
+    let Some(f) = fields(root, "the top level", TOP_KEYS, d) else {
+        return config;
+    };
+
+    if let Some(n) = f.get("listen") {
+        config.listen = listen(n, d);
+    }
+    if let Some(b) = f.get("develop_mode").and_then(|n| bool_value(n, "develop_mode", d)) {
+        config.develop_mode = b;
+    }
+    if let Some(size) = f.get("max_body").and_then(|n| size_value(n, "max_body", d)) {
+        config.max_body = size;
+    }
+    if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
+        config.threads = t;
+    }
+    if let Some(logs_dir) = f.get("logs").and_then(|n| logs(n, dir, d)) {
+        config.logs_dir = logs_dir;
+    }
+
+    let globals = Globals {
+        develop_mode: config.develop_mode,
+        max_body: config.max_body,
+        threads: config.threads,
+    };
+    match f.get("aliases") {
+        None => d.error_hint(
+            root.pos,
+            "missing required key `aliases`",
+            "add `aliases: []` (no apps yet) or a list of `- url: /myapp` / `path: ...` entries",
+        ),
+        Some(Node { value: Value::Seq(items), .. }) => {
+            config.aliases = alias::aliases(items, &globals, dir, d);
+        }
+        Some(n) => d.error_hint(
+            n.pos,
+            format!("`aliases` must be a list, found {}", found(n)),
+            "write `aliases: []` for none, or one `- url: ...` entry per alias",
+        ),
+    }
+    config
+}
+
+/// `127.0.0.1:8080`.
+pub(crate) fn default_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))
+}
+
+fn listen(n: &Node, d: &mut Diags) -> Vec<SocketAddr> {
+    let Value::Seq(items) = &n.value else {
+        d.error_hint(
+            n.pos,
+            format!("`listen` must be a list of addresses, found {}", found(n)),
+            "write `listen: [\"127.0.0.1:8080\"]`",
+        );
+        return vec![default_listen()];
+    };
+    if items.is_empty() {
+        d.error_hint(
+            n.pos,
+            "`listen` is empty: the daemon would listen nowhere",
+            "list at least one address, like `listen: [\"127.0.0.1:8080\"]`, or remove the key for that default",
+        );
+    }
+    let mut seen: Vec<(SocketAddr, Pos)> = Vec::new();
+    for item in items {
+        let Some(text) = item.text() else {
+            d.error(
+                item.pos,
+                format!("a `listen` address must be a string, found {}", found(item)),
+            );
+            continue;
+        };
+        match text.trim().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr) {
+                    d.error_hint(
+                        item.pos,
+                        format!("address {addr} is listed twice (first at {})", at(*first)),
+                        "remove one of them",
+                    );
+                } else {
+                    seen.push((addr, item.pos));
+                }
+            }
+            Err(_) => d.error_hint(
+                item.pos,
+                format!("`{}` is not a socket address", text.escape_debug()),
+                "write IP:PORT, like `127.0.0.1:8080`, `0.0.0.0:80` or `[::1]:8080` (host names are not resolved; port 0 picks a free port)",
+            ),
+        }
+    }
+    seen.into_iter().map(|(a, _)| a).collect()
+}
+
+fn logs(n: &Node, dir: &Path, d: &mut Diags) -> Option<PathBuf> {
+    if n.value == Value::Null {
+        return None;
+    }
+    let f = fields(n, "`logs`", LOGS_KEYS, d)?;
+    let written = path_value(f.get("dir")?, "logs.dir", d)?;
+    Some(resolve(dir, written))
+}
+
+/// `written` resolved against the config folder: absolute paths stay, relative ones are
+/// joined; `.` components, repeated and trailing slashes are dropped (no symlinks are
+/// resolved, `..` is kept).
+pub(crate) fn resolve(dir: &Path, written: &str) -> PathBuf {
+    dir.join(written).components().collect()
+}
+
+/// "line 3, column 5", for messages that refer to another place in the file.
+pub(crate) fn at(pos: Pos) -> String {
+    format!("line {}, column {}", pos.line, pos.column)
+}
+
+/// What a node is, for "found ..." in messages: its kind and, for a scalar, its text.
+pub(crate) fn found(n: &Node) -> String {
+    match n.text() {
+        Some(text) => format!("{} `{}`", n.kind(), text.escape_debug()),
+        None => n.kind().to_owned(),
+    }
+}
+
+/// The entries of a mapping with a fixed set of keys, after unknown and duplicate keys
+/// have been reported.
+#[derive(Debug)]
+pub(crate) struct Fields<'a> {
+    entries: Vec<(&'static str, &'a Node)>,
+}
+
+impl<'a> Fields<'a> {
+    /// The value of key `name`, if given (the first one, if given twice).
+    pub(crate) fn get(&self, name: &str) -> Option<&'a Node> {
+        self.entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+}
+
+/// Reads `node` as a mapping whose keys must be among `allowed`. Reports a non-mapping
+/// (and returns `None`), non-scalar keys, duplicate keys (at the later one, naming the
+/// first) and unknown keys (listing the valid ones). `what` names the mapping in
+/// messages ("an alias").
+pub(crate) fn fields<'a>(
+    node: &'a Node,
+    what: &str,
+    allowed: &[&'static str],
+    d: &mut Diags,
+) -> Option<Fields<'a>> {
+    let Value::Map(entries) = &node.value else {
+        d.error_hint(
+            node.pos,
+            format!("{what} must be a mapping of keys, found {}", found(node)),
+            format!("valid keys: {}", allowed.join(", ")),
+        );
+        return None;
+    };
+    let mut out = Fields { entries: Vec::new() };
+    let mut seen: Vec<(&str, Pos)> = Vec::new();
+    for (key, value) in entries {
+        let Some(name) = key.text() else {
+            d.error(key.pos, format!("a key must be a plain name, found {}", key.kind()));
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == name) {
+            d.error_hint(
+                key.pos,
+                format!(
+                    "duplicate key `{}` in {what} (first at {})",
+                    name.escape_debug(),
+                    at(*first)
+                ),
+                "remove one of them",
+            );
+            continue;
+        }
+        seen.push((name, key.pos));
+        match allowed.iter().find(|a| **a == name) {
+            Some(known) => out.entries.push((known, value)),
+            None => {
+                let message = format!(
+                    "unknown key `{}` in {what}; valid keys are: {}",
+                    name.escape_debug(),
+                    allowed.join(", ")
+                );
+                match suggest(name, allowed) {
+                    Some(s) => d.error_hint(key.pos, message, format!("did you mean `{s}`?")),
+                    None => d.error(key.pos, message),
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The allowed key closest to a misspelled one, if it is close enough to be a typo.
+fn suggest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&lower, a), *a))
+        .filter(|&(dist, a)| dist <= 2.min(a.len() / 2))
+        .min_by_key(|&(dist, _)| dist)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A boolean (`true`/`false`, or the YAML 1.1 `yes`/`no`/`on`/`off`).
+pub(crate) fn bool_value(n: &Node, key: &str, d: &mut Diags) -> Option<bool> {
+    if let Value::Bool(b, _) = n.value {
+        return Some(b);
+    }
+    d.error_hint(
+        n.pos,
+        format!("`{key}` must be true or false, found {}", found(n)),
+        "write `true` or `false`, without quotes",
+    );
+    None
+}
+
+/// A byte size for `max_body`: a positive integer or a string like `10MiB`.
+pub(crate) fn size_value(n: &Node, key: &str, d: &mut Diags) -> Option<u64> {
+    const HINT: &str = "write a number of bytes (`10485760`) or a size with a unit: `10MiB`, `512K`, `1G` (all units are binary: K = KB = KiB = 1024)";
+    let size = match &n.value {
+        Value::Int(i, _) => match u64::try_from(*i) {
+            Ok(size) => size,
+            Err(_) if *i < 0 => {
+                d.error_hint(n.pos, format!("`{key}` must be at least 1 byte, found {i}"), HINT);
+                return None;
+            }
+            Err(_) => {
+                d.error_hint(n.pos, format!("`{key}`: `{i}` is too large"), HINT);
+                return None;
+            }
+        },
+        // YAML hands integers beyond 64 bits over as floats.
+        Value::Float(_, text) if is_integer_text(text) => {
+            d.error_hint(n.pos, format!("`{key}`: `{text}` is too large"), HINT);
+            return None;
+        }
+        Value::Str(s) => match parse_size(s) {
+            Ok(size) => size,
+            Err(e) => {
+                d.error_hint(n.pos, format!("`{key}`: {e}"), HINT);
+                return None;
+            }
+        },
+        _ => {
+            d.error_hint(
+                n.pos,
+                format!(
+                    "`{key}` must be a whole number of bytes or a size like `10MiB`, found {}",
+                    found(n)
+                ),
+                HINT,
+            );
+            return None;
+        }
+    };
+    if size == 0 {
+        d.error_hint(n.pos, format!("`{key}` must be at least 1 byte, found 0"), HINT);
+        return None;
+    }
+    Some(size)
+}
+
+/// A thread count in `1..=MAX_THREADS`.
+pub(crate) fn threads_value(n: &Node, key: &str, d: &mut Diags) -> Option<usize> {
+    let hint =
+        format!("write a whole number from 1 to {MAX_THREADS} (the default is {DEFAULT_THREADS})");
+    let i = match &n.value {
+        Value::Int(i, _) => *i,
+        // YAML hands integers beyond 64 bits over as floats: out of range all the same.
+        Value::Float(_, text) if is_integer_text(text) => {
+            d.error_hint(
+                n.pos,
+                format!("`{key}` must be between 1 and {MAX_THREADS}, found {text}"),
+                hint,
+            );
+            return None;
+        }
+        _ => {
+            d.error_hint(
+                n.pos,
+                format!("`{key}` must be a whole number, found {}", found(n)),
+                hint,
+            );
+            return None;
+        }
+    };
+    match usize::try_from(i) {
+        Ok(t) if (1..=MAX_THREADS).contains(&t) => Some(t),
+        _ => {
+            d.error_hint(
+                n.pos,
+                format!("`{key}` must be between 1 and {MAX_THREADS}, found {i}"),
+                hint,
+            );
+            None
+        }
+    }
+}
+
+/// Whether a scalar's text is a (possibly signed) decimal integer.
+fn is_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A string (or a number or boolean, taken as written).
+pub(crate) fn text_value<'a>(n: &'a Node, key: &str, d: &mut Diags) -> Option<&'a str> {
+    let text = n.text();
+    if text.is_none() {
+        d.error(n.pos, format!("`{key}` must be a string, found {}", found(n)));
+    }
+    text
+}
+
+/// A non-empty path string without NUL.
+pub(crate) fn path_value<'a>(n: &'a Node, key: &str, d: &mut Diags) -> Option<&'a str> {
+    let text = text_value(n, key, d)?;
+    if text.is_empty() {
+        d.error(n.pos, format!("`{key}` must not be empty"));
+        return None;
+    }
+    if text.contains('\0') {
+        d.error(n.pos, format!("`{key}` must not contain a NUL character"));
+        return None;
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Expected, assert_has, fixture};
+
+    /// Each snippet has exactly the expected errors (all of them: several per snippet
+    /// check that the pass goes on after the first), at (line, column, message part).
+    #[test]
+    fn errors_table() {
+        let cases: &[(&str, Expected)] = &[
+            // top level
+            ("", &[(1, 1, "missing required key `aliases`")]),
+            ("threads: 2\n", &[(1, 1, "missing required key `aliases`")]),
+            ("- a\n- b\n", &[(1, 1, "the top level must be a mapping")]),
+            ("just text\n", &[(1, 1, "the top level must be a mapping")]),
+            ("aliases:\n", &[(1, 8, "`aliases` must be a list, found null")]),
+            ("aliases: {}\n", &[(1, 10, "`aliases` must be a list, found a mapping")]),
+            (
+                "aliases: []\nlisten: []\nthreds: 3\n",
+                &[(2, 9, "`listen` is empty"), (3, 1, "unknown key `threds`")],
+            ),
+            ("aliases: []\nListen: []\n", &[(2, 1, "valid keys are: listen, develop_mode")]),
+            (
+                "aliases: []\nthreads: 2\nthreads: 3\n",
+                &[(3, 1, "duplicate key `threads` in the top level (first at line 2, column 1)")],
+            ),
+            ("aliases: []\n[a]: 1\n", &[(2, 1, "a key must be a plain name, found a list")]),
+            // listen
+            ("aliases: []\nlisten: 127.0.0.1:80\n", &[(2, 9, "`listen` must be a list")]),
+            (
+                "aliases: []\nlisten:\n  - 127.0.0.1:80\n  - localhost:80\n  - \"1.2.3.4\"\n  - ~\n  - 127.0.0.1:80\n",
+                &[
+                    (4, 5, "`localhost:80` is not a socket address"),
+                    (5, 5, "`1.2.3.4` is not a socket address"),
+                    (6, 5, "must be a string, found null"),
+                    (7, 5, "address 127.0.0.1:80 is listed twice (first at line 3, column 5)"),
+                ],
+            ),
+            ("aliases: []\nlisten: [\"[::1]\"]\n", &[(2, 10, "not a socket address")]),
+            ("aliases: []\nlisten: [\"1.2.3.4:99999\"]\n", &[(2, 10, "not a socket address")]),
+            // develop_mode
+            (
+                "aliases: []\ndevelop_mode: \"true\"\n",
+                &[(2, 15, "must be true or false, found a string `true`")],
+            ),
+            (
+                "aliases: []\ndevelop_mode: 1\n",
+                &[(2, 15, "must be true or false, found an integer `1`")],
+            ),
+            ("aliases: []\ndevelop_mode:\n", &[(2, 13, "must be true or false, found null")]),
+            // max_body
+            ("aliases: []\nmax_body: 0\n", &[(2, 11, "at least 1 byte, found 0")]),
+            ("aliases: []\nmax_body: 0MiB\n", &[(2, 11, "at least 1 byte, found 0")]),
+            ("aliases: []\nmax_body: -5\n", &[(2, 11, "at least 1 byte, found -5")]),
+            ("aliases: []\nmax_body: 1.5\n", &[(2, 11, "whole number of bytes")]),
+            ("aliases: []\nmax_body: 1.5MiB\n", &[(2, 11, "not a whole number")]),
+            ("aliases: []\nmax_body: 10 parsecs\n", &[(2, 11, "`parsecs` is not a size unit")]),
+            ("aliases: []\nmax_body: 99999999999999999999\n", &[(2, 11, "too large")]),
+            ("aliases: []\nmax_body: 99999999999GiB\n", &[(2, 11, "too large")]),
+            ("aliases: []\nmax_body: [1]\n", &[(2, 11, "found a list")]),
+            // threads
+            ("aliases: []\nthreads: 0\n", &[(2, 10, "between 1 and 1024, found 0")]),
+            ("aliases: []\nthreads: 1025\n", &[(2, 10, "between 1 and 1024, found 1025")]),
+            ("aliases: []\nthreads: -1\n", &[(2, 10, "between 1 and 1024, found -1")]),
+            (
+                "aliases: []\nthreads: 99999999999999999999999\n",
+                &[(2, 10, "between 1 and 1024, found 99999999999999999999999")],
+            ),
+            (
+                "aliases: []\nthreads: \"8\"\n",
+                &[(2, 10, "must be a whole number, found a string `8`")],
+            ),
+            ("aliases: []\nthreads: 2.0\n", &[(2, 10, "must be a whole number")]),
+            // logs
+            ("aliases: []\nlogs: log\n", &[(2, 7, "`logs` must be a mapping of keys")]),
+            ("aliases: []\nlogs:\n  dir: \"\"\n", &[(3, 8, "`logs.dir` must not be empty")]),
+            (
+                "aliases: []\nlogs:\n  dir: [a]\n",
+                &[(3, 8, "`logs.dir` must be a string, found a list")],
+            ),
+            (
+                "aliases: []\nlogs:\n  dir: x\n  level: 3\n",
+                &[(4, 3, "unknown key `level` in `logs`; valid keys are: dir")],
+            ),
+        ];
+        let fx = fixture();
+        for (text, expected) in cases {
+            let errors = fx.errors(text);
+            for &(line, column, needle) in *expected {
+                assert_has(&errors, line, column, needle);
+            }
+            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_lists_valid_ones_and_suggests() {
+        let fx = fixture();
+        let errors = fx.errors("aliases: []\nmax-body: 3\n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].message,
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, threads, logs, aliases"
+        );
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_and_sizes_accepted() {
+        let fx = fixture();
+        let cases: &[(&str, bool, u64)] = &[
+            ("develop_mode: yes\nmax_body: 1k\n", true, 1024),
+            ("develop_mode: On\nmax_body: 1KB\n", true, 1024),
+            ("develop_mode: off\nmax_body: \"2 MiB\"\n", false, 2 << 20),
+            ("develop_mode: TRUE\nmax_body: 0x10\n", true, 16),
+            ("develop_mode: false\nmax_body: 1g\n", false, 1 << 30),
+        ];
+        for &(text, develop, size) in cases {
+            let c = fx.ok(&format!("aliases: []\n{text}")).config;
+            assert_eq!((c.develop_mode, c.max_body), (develop, size), "{text}");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let keys = ["url", "path", "develop_mode", "env", "max_body", "threads"];
+        let cases: &[(&str, Option<&str>)] = &[
+            ("pth", Some("path")),
+            ("Path", Some("path")),
+            ("develop-mode", Some("develop_mode")),
+            ("developmode", Some("develop_mode")),
+            ("max_bdy", Some("max_body")),
+            ("thread", Some("threads")),
+            ("urls", Some("url")),
+            ("zzz", None),
+            ("environment", None),
+            ("x", None),
+        ];
+        for &(name, want) in cases {
+            assert_eq!(suggest(name, &keys), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("path", "path"), 0);
+    }
+
+    #[test]
+    fn resolve_paths() {
+        let dir = Path::new("/etc/gatehouse");
+        let cases = [
+            ("log", "/etc/gatehouse/log"),
+            ("./target//release/", "/etc/gatehouse/target/release"),
+            ("../apps/x.so", "/etc/gatehouse/../apps/x.so"),
+            ("/var/log/gatehouse", "/var/log/gatehouse"),
+        ];
+        for (written, want) in cases {
+            assert_eq!(resolve(dir, written), PathBuf::from(want), "{written}");
+        }
+    }
+}

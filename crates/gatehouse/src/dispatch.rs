@@ -1,0 +1,148 @@
+//! Dispatch: the bounded thread pool each alias runs its app calls on, so that app code never
+//! stalls the actix async workers and a slow app never stalls the others.
+//!
+//! Threads are started on demand, up to the alias's `threads`, and then kept. Jobs wait in a
+//! bounded queue; past it the pool says busy and the client gets 503.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+/// A unit of work: load the plugin if needed, call it, send the reply.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Jobs that may wait per thread before the pool refuses more.
+const QUEUE_PER_THREAD: usize = 128;
+
+/// The pool is saturated: every thread is busy and the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("all {threads} app threads are busy and {queued} requests are waiting")]
+pub struct Busy {
+    /// The pool's thread limit.
+    pub threads: usize,
+    /// The queue's capacity.
+    pub queued: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    rx: Receiver<Job>,
+    idle: AtomicUsize,
+}
+
+/// A bounded pool of app threads.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    tx: Sender<Job>,
+    shared: Arc<Shared>,
+    spawned: AtomicUsize,
+    max: usize,
+}
+
+impl Pool {
+    /// A pool of at most `threads` threads, named after `name` (the alias).
+    pub fn new(name: &str, threads: usize) -> Pool {
+        let max = threads.max(1);
+        let (tx, rx) = crossbeam_channel::bounded(max * QUEUE_PER_THREAD);
+        Pool {
+            name: name.to_owned(),
+            tx,
+            shared: Arc::new(Shared { rx, idle: AtomicUsize::new(0) }),
+            spawned: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Queues a job, starting a thread when none is free and the limit allows.
+    pub fn submit(&self, job: Job) -> Result<(), Busy> {
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                return Err(Busy { threads: self.max, queued: self.max * QUEUE_PER_THREAD });
+            }
+        }
+        if self.shared.rx.len() > self.shared.idle.load(Ordering::Acquire) {
+            self.spawn_one();
+        }
+        Ok(())
+    }
+
+    fn spawn_one(&self) {
+        let n = self.spawned.fetch_add(1, Ordering::AcqRel);
+        if n >= self.max {
+            self.spawned.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("app {}#{n}", self.name))
+            .spawn(move || worker(&shared));
+        if let Err(e) = spawned {
+            self.spawned.fetch_sub(1, Ordering::AcqRel);
+            log::error!("cannot start an app thread for {}: {e}", self.name);
+        }
+    }
+
+    /// Threads started so far.
+    pub fn threads(&self) -> usize {
+        self.spawned.load(Ordering::Acquire)
+    }
+}
+
+fn worker(shared: &Shared) {
+    loop {
+        shared.idle.fetch_add(1, Ordering::AcqRel);
+        let job = shared.rx.recv();
+        shared.idle.fetch_sub(1, Ordering::AcqRel);
+        let Ok(job) = job else { return };
+        // A job that panics (a bug of ours, not the app's: the SDK catches those) drops its
+        // reply sender, so its request answers 500; the thread lives on.
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            log::error!("an app job panicked in the daemon; its request got a 500");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    #[test]
+    fn runs_jobs_concurrently_up_to_the_limit() {
+        let pool = Pool::new("t", 3);
+        let barrier = Arc::new(Barrier::new(4));
+        for _ in 0..3 {
+            let b = Arc::clone(&barrier);
+            pool.submit(Box::new(move || {
+                b.wait();
+            }))
+            .unwrap();
+        }
+        // Returns only if three jobs run at once.
+        barrier.wait();
+        assert_eq!(pool.threads(), 3);
+    }
+
+    #[test]
+    fn refuses_past_the_queue() {
+        let pool = Pool::new("t", 1);
+        let (block_tx, block_rx) = crossbeam_channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+        pool.submit(Box::new(move || {
+            started_tx.send(()).unwrap();
+            let _ = block_rx.recv();
+        }))
+        .unwrap();
+        started_rx.recv().unwrap();
+        for _ in 0..QUEUE_PER_THREAD {
+            pool.submit(Box::new(|| {})).unwrap();
+        }
+        assert!(pool.submit(Box::new(|| {})).is_err());
+        drop(block_tx);
+    }
+}

@@ -1,0 +1,216 @@
+//! Environ: a request's CGI/WSGI variables, built as mod_wsgi builds them, in the compact
+//! [`PairBuf`] form that crosses the ABI without a copy per string.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use actix_web::HttpRequest;
+use gatehouse_abi::{Pair, Str};
+
+/// Name/value byte-string pairs stored in one buffer, in insertion order.
+#[derive(Debug, Default, Clone)]
+pub struct PairBuf {
+    bytes: Vec<u8>,
+    /// (name range, value range) into `bytes`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl PairBuf {
+    /// An empty buffer with room for about `pairs` entries of `bytes` total.
+    pub fn with_capacity(pairs: usize, bytes: usize) -> Self {
+        PairBuf { bytes: Vec::with_capacity(bytes), spans: Vec::with_capacity(pairs) }
+    }
+
+    /// Appends a pair.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        let n0 = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let n1 = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.spans.push((n0..n1, n1..self.bytes.len()));
+    }
+
+    /// Appends a pair whose name and value are written by closures into the buffer.
+    fn push_with(&mut self, name: impl FnOnce(&mut Vec<u8>), value: impl FnOnce(&mut Vec<u8>)) {
+        let n0 = self.bytes.len();
+        name(&mut self.bytes);
+        let n1 = self.bytes.len();
+        value(&mut self.bytes);
+        self.spans.push((n0..n1, n1..self.bytes.len()));
+    }
+
+    /// The pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans.iter().map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The ABI view: valid while `self` is neither moved nor changed.
+    pub fn to_abi(&self) -> Vec<Pair> {
+        self.iter().map(|(n, v)| Pair { name: Str::new(n), value: Str::new(v) }).collect()
+    }
+}
+
+/// What routing decided, for the environ.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteVars<'a> {
+    /// SCRIPT_NAME.
+    pub script_name: &'a [u8],
+    /// PATH_INFO (decoded).
+    pub path_info: &'a [u8],
+    /// SCRIPT_FILENAME: the plugin file.
+    pub script_filename: &'a [u8],
+}
+
+/// The software name and version in SERVER_SOFTWARE.
+pub const SERVER_SOFTWARE: &str = concat!("Gatehouse/", env!("CARGO_PKG_VERSION"));
+
+/// Whether a header name may become an `HTTP_*` variable. As Apache 2.4 does, names with
+/// anything but letters, digits and `-` are dropped, so `X_Forwarded_For` cannot pose as
+/// `X-Forwarded-For`.
+fn cgi_safe_header(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Builds the CGI/WSGI variables of a request, then adds the alias's `env` settings whose
+/// names the request did not already set.
+pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)]) -> PairBuf {
+    let headers = req.headers();
+    let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 1024);
+    let uri = req.uri();
+    vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
+    vars.push(b"SCRIPT_NAME", route.script_name);
+    vars.push(b"PATH_INFO", route.path_info);
+    vars.push(b"QUERY_STRING", uri.query().unwrap_or("").as_bytes());
+    let request_uri = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    vars.push(b"REQUEST_URI", request_uri.as_bytes());
+    if let Some(v) = headers.get(actix_web::http::header::CONTENT_TYPE) {
+        vars.push(b"CONTENT_TYPE", v.as_bytes());
+    }
+    if let Some(v) = headers.get(actix_web::http::header::CONTENT_LENGTH) {
+        vars.push(b"CONTENT_LENGTH", v.as_bytes());
+    }
+    let local = req.app_config().local_addr();
+    let host = headers.get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok());
+    let server_name = host.map(host_name).unwrap_or_default();
+    if server_name.is_empty() {
+        vars.push(b"SERVER_NAME", local.ip().to_string().as_bytes());
+    } else {
+        vars.push(b"SERVER_NAME", server_name.as_bytes());
+    }
+    vars.push(b"SERVER_PORT", local.port().to_string().as_bytes());
+    vars.push(b"SERVER_ADDR", local.ip().to_string().as_bytes());
+    vars.push(b"SERVER_PROTOCOL", protocol(req.version()).as_bytes());
+    vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+    vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
+    if let Some(peer) = req.peer_addr() {
+        push_peer(&mut vars, peer);
+    }
+    vars.push(b"REQUEST_SCHEME", b"http");
+    vars.push(b"wsgi.url_scheme", b"http");
+    vars.push(b"SCRIPT_FILENAME", route.script_filename);
+    for name in headers.keys() {
+        let name = name.as_str();
+        if name == "content-type" || name == "content-length" || !cgi_safe_header(name) {
+            continue;
+        }
+        vars.push_with(
+            |buf| {
+                buf.extend_from_slice(b"HTTP_");
+                buf.extend(name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+            },
+            |buf| {
+                for (i, v) in headers.get_all(name).enumerate() {
+                    if i > 0 {
+                        buf.extend_from_slice(b", ");
+                    }
+                    buf.extend_from_slice(v.as_bytes());
+                }
+            },
+        );
+    }
+    for (k, v) in env {
+        if vars.get(k.as_bytes()).is_none() {
+            vars.push(k.as_bytes(), v.as_bytes());
+        }
+    }
+    vars
+}
+
+fn push_peer(vars: &mut PairBuf, peer: SocketAddr) {
+    vars.push(b"REMOTE_ADDR", peer.ip().to_string().as_bytes());
+    vars.push(b"REMOTE_PORT", peer.port().to_string().as_bytes());
+}
+
+fn protocol(v: actix_web::http::Version) -> &'static str {
+    use actix_web::http::Version;
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The host part of a Host header: without the port, brackets kept off IPv6 literals as
+/// Apache keeps them on (`[::1]`).
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_to_server_name() {
+        for (host, want) in [
+            ("example.com", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("127.0.0.1:80", "127.0.0.1"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(host_name(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn header_names_apache_would_drop() {
+        for (name, ok) in
+            [("user-agent", true), ("x-forwarded-for", true), ("x_forwarded_for", false), ("a.b", false)]
+        {
+            assert_eq!(cgi_safe_header(name), ok, "{name}");
+        }
+    }
+
+    #[test]
+    fn pair_buf_keeps_order_and_bytes() {
+        let mut b = PairBuf::default();
+        b.push(b"A", b"1");
+        b.push(b"B", b"\xff\x00");
+        b.push(b"A", b"2");
+        let all: Vec<_> = b.iter().collect();
+        assert_eq!(all, vec![(&b"A"[..], &b"1"[..]), (b"B", b"\xff\x00"), (b"A", b"2")]);
+        assert_eq!(b.get(b"A"), Some(&b"1"[..]));
+        assert_eq!(b.to_abi().len(), 3);
+    }
+}

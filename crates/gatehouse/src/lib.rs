@@ -1,0 +1,20 @@
+//! The Gatehouse daemon: hosts app plugins (cdylibs speaking the environ ABI) behind
+//! actix-web, configured by `hosting.yaml` the way Apache's `WSGIScriptAlias` configures
+//! mod_wsgi.
+//!
+//! One request flows one way: [`server`] (actix) → [`mounts`] (URL → alias, SCRIPT_NAME,
+//! PATH_INFO) → [`host`] (alias → loaded [`plugins`]) → [`input`] (params, uploads, body) →
+//! [`environ`] (CGI/WSGI variables) → [`dispatch`] (the alias's thread pool) → [`ffi`] (the
+//! call across the ABI and the reply) → back to [`server`]. Configuration parsing lives in
+//! the `gatehouse-config` crate; the CLI in `main.rs`; [`routes`] explains the route table.
+
+pub mod debug_log;
+pub mod dispatch;
+pub mod environ;
+pub mod ffi;
+pub mod host;
+pub mod input;
+pub mod mounts;
+pub mod plugins;
+pub mod routes;
+pub mod server;

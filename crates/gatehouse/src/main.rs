@@ -1,0 +1,137 @@
+//! The `gatehouse` command: `serve`, `check` and `routes`. The binary's edge: arguments,
+//! the daemon's own log, exit codes; everything else is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use gatehouse::host::Host;
+
+/// Hosts app plugins (cdylibs) behind one HTTP daemon, configured like mod_wsgi's
+/// WSGIScriptAlias.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the aliases of a configuration until SIGINT or SIGTERM.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "hosting.yaml")]
+        config: PathBuf,
+        /// Listen on these addresses instead of the configuration's `listen` (repeatable;
+        /// port 0 picks a free port).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+    },
+    /// Validate a configuration and print its route table, like `apachectl configtest`.
+    /// Exits 1 on errors, printed as FILE:LINE:COLUMN: message.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "hosting.yaml")]
+        config: PathBuf,
+    },
+    /// Print the route table, or explain how one URL is answered.
+    Routes {
+        /// The configuration file.
+        #[arg(long, short, default_value = "hosting.yaml")]
+        config: PathBuf,
+        /// A URL or path to explain (which alias wins and why, SCRIPT_NAME, PATH_INFO,
+        /// the plugin file, or why it is 400/403/404).
+        url: Option<String>,
+    },
+}
+
+/// Loads a configuration, printing warnings; on errors prints them all and returns None.
+fn load_config(path: &Path) -> Option<gatehouse_config::Config> {
+    match gatehouse_config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Some(loaded.config)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn init_logging() -> anyhow::Result<flexi_logger::LoggerHandle> {
+    flexi_logger::Logger::try_with_env_or_str("info")
+        .context("bad RUST_LOG log specification")?
+        .log_to_stderr()
+        .format(|w, now, record| {
+            write!(
+                w,
+                "{} {:<5} {}",
+                now.format("%Y-%m-%d %H:%M:%S%.3f"),
+                record.level(),
+                record.args()
+            )
+        })
+        .start()
+        .context("cannot start the daemon's log")
+}
+
+fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let _logger = init_logging()?;
+    let Some(mut config) = load_config(config_path) else { return Ok(ExitCode::FAILURE) };
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    let listen = config.listen.clone();
+    let host = Arc::new(Host::new(config));
+    host.load_single_apps();
+    let served = Arc::clone(&host);
+    actix_web::rt::System::new()
+        .block_on(gatehouse::server::run(served, &listen, |addrs| {
+            for a in addrs {
+                // The one line on stdout: scripts and tests read the bound address from it.
+                println!("gatehouse listening on http://{a}");
+            }
+            log::info!("serving {} aliases", host.mounts.len());
+        }))
+        .context("the server stopped with an error")?;
+    log::info!("stopping: running every app's shutdown");
+    host.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, listen } => serve(&config, listen),
+        Command::Check { config } => {
+            let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
+            print!("{}", gatehouse::routes::table(&cfg));
+            println!("{}: syntax OK", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes { config, url } => {
+            let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
+            match url {
+                Some(url) => print!("{}", gatehouse::routes::explain(&cfg, &url)),
+                None => print!("{}", gatehouse::routes::table(&cfg)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

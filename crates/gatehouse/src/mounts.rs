@@ -1,0 +1,453 @@
+//! Mounts: from a request's URL path to the alias that serves it, split into SCRIPT_NAME and
+//! PATH_INFO exactly as mod_wsgi splits them.
+//!
+//! Two steps, both pure apart from [`resolve_group_file`]:
+//! 1. [`normalize`] the raw path as Apache does: percent-decode once, merge `//`, resolve `.`
+//!    and `..`. A path that climbs above `/` or has a bad escape is 400; an encoded slash
+//!    (`%2F`) or NUL is 404.
+//! 2. [`Table::route`] tries the aliases in the order declared; the first that matches wins
+//!    (not the longest). Aliases match whole path segments, case-sensitively.
+//!
+//! Architecture Invariant: nothing here loads a plugin or touches HTTP types; the server asks,
+//! this module answers.
+
+use std::path::{Path, PathBuf};
+
+use gatehouse_config::{AliasKind, Config};
+
+/// Why a raw URL path was refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/` (400).
+    NotAbsolute,
+    /// A `%` not followed by two hex digits (400).
+    BadEscape,
+    /// `..` would climb above `/` (400).
+    AboveRoot,
+    /// `%2F` in the path: an encoded slash is not served (404, as Apache's
+    /// `AllowEncodedSlashes Off`).
+    EncodedSlash,
+    /// A NUL byte, raw or encoded (404).
+    Nul,
+}
+
+impl PathError {
+    /// The HTTP status this refusal answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            PathError::NotAbsolute | PathError::BadEscape | PathError::AboveRoot => 400,
+            PathError::EncodedSlash | PathError::Nul => 404,
+        }
+    }
+
+    /// What was wrong, for the client and the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "the request path must start with /",
+            PathError::BadEscape => "the request path has a % not followed by two hex digits",
+            PathError::AboveRoot => "the request path climbs above / with ..",
+            PathError::EncodedSlash => "the request path has an encoded slash (%2F)",
+            PathError::Nul => "the request path has a NUL byte",
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes a URL path once, refusing bad escapes, encoded slashes and NULs.
+fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let (Some(hi), Some(lo)) =
+                (raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex))
+            else {
+                return Err(PathError::BadEscape);
+            };
+            let d = hi << 4 | lo;
+            match d {
+                b'/' => return Err(PathError::EncodedSlash),
+                0 => return Err(PathError::Nul),
+                _ => out.push(d),
+            }
+            i += 3;
+        } else if b == 0 {
+            return Err(PathError::Nul);
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Normalises a raw URL path (no query string) as Apache does before mapping it: decode once,
+/// merge repeated slashes, resolve `.` and `..`. A trailing slash is kept (`/a/b/..` is `/a/`).
+pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = decode(raw)?;
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut trailing = false;
+    for seg in decoded.split(|&b| b == b'/').skip(1) {
+        trailing = false;
+        match seg {
+            b"" => trailing = true,
+            b"." => trailing = true,
+            b".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if trailing || segments.is_empty() {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// One alias as the router sees it.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Normalised URL: no trailing slash, `/` for the root.
+    pub url: String,
+    /// Whether a single app's URL was written with a trailing slash (then only `URL/...`
+    /// matches, not `URL` itself).
+    pub trailing_slash: bool,
+    /// Single app or directory group.
+    pub kind: AliasKind,
+    /// The plugin file (single app) or folder (group), absolute.
+    pub path: PathBuf,
+}
+
+/// The outcome of routing a normalised path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'p> {
+    /// A single app serves it.
+    App {
+        /// Index of the alias in declaration order.
+        mount: usize,
+        /// SCRIPT_NAME (the alias URL; empty for the root alias).
+        script_name: &'p [u8],
+        /// PATH_INFO: empty or starting with `/`.
+        path_info: &'p [u8],
+    },
+    /// A directory group serves it with plugin `name`.
+    Group {
+        /// Index of the alias in declaration order.
+        mount: usize,
+        /// The plugin name: the first path segment under the group's URL.
+        name: &'p [u8],
+        /// SCRIPT_NAME: the group's URL plus `/NAME`.
+        script_name: &'p [u8],
+        /// PATH_INFO: empty or starting with `/`.
+        path_info: &'p [u8],
+    },
+    /// A directory group's own URL with a trailing slash (`/wsgi/`): a directory is not an
+    /// app (403).
+    GroupIndex {
+        /// Index of the alias in declaration order.
+        mount: usize,
+    },
+    /// No alias matches (404).
+    NoMatch,
+}
+
+/// The aliases in declaration order.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Every alias, in the order declared.
+    pub mounts: Vec<Mount>,
+}
+
+impl Table {
+    /// Builds the table from a validated configuration.
+    pub fn from_config(config: &Config) -> Table {
+        Table {
+            mounts: config
+                .aliases
+                .iter()
+                .map(|a| Mount {
+                    url: a.url.clone(),
+                    trailing_slash: a.trailing_slash,
+                    kind: a.kind,
+                    path: a.path.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Finds the first alias that matches a normalised path.
+    pub fn route<'p>(&self, path: &'p [u8]) -> Route<'p> {
+        for (i, m) in self.mounts.iter().enumerate() {
+            if let Some(r) = m.matches(i, path) {
+                return r;
+            }
+        }
+        Route::NoMatch
+    }
+}
+
+impl Mount {
+    /// The route if this alias matches `path`, else `None`.
+    fn matches<'p>(&self, mount: usize, path: &'p [u8]) -> Option<Route<'p>> {
+        let url = self.url.as_bytes();
+        // `rest` is what follows the alias URL: empty, or starting with `/`.
+        let (prefix_len, rest) = if url == b"/" {
+            (0, path)
+        } else {
+            let rest = path.strip_prefix(url)?;
+            if !rest.is_empty() && rest[0] != b'/' {
+                return None;
+            }
+            (url.len(), rest)
+        };
+        match self.kind {
+            AliasKind::App => {
+                if self.trailing_slash && rest.is_empty() {
+                    return None;
+                }
+                Some(Route::App {
+                    mount,
+                    script_name: &path[..prefix_len],
+                    path_info: rest,
+                })
+            }
+            AliasKind::Group => {
+                // `rest` is "" (the group URL itself: not a match, as under Apache),
+                // "/" (the folder: 403) or "/NAME[/more]".
+                let under = rest.strip_prefix(b"/")?;
+                if under.is_empty() {
+                    return Some(Route::GroupIndex { mount });
+                }
+                let name_len = under.iter().position(|&b| b == b'/').unwrap_or(under.len());
+                let script_len = prefix_len + 1 + name_len;
+                Some(Route::Group {
+                    mount,
+                    name: &under[..name_len],
+                    script_name: &path[..script_len],
+                    path_info: &path[script_len..],
+                })
+            }
+        }
+    }
+}
+
+/// Why a directory group could not serve a plugin name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupMiss {
+    /// 403: a hidden name or a subdirectory.
+    Forbidden(String),
+    /// 404: no such plugin, or one that escapes the folder or is not a regular file.
+    NotFound(String),
+}
+
+/// Finds the plugin file for `name` in a directory group's folder: the first existing of
+/// `DIR/NAME`, `DIR/libNAME.so`, `DIR/NAME.so`, with no fall-through past the first that
+/// exists. `dir` must be canonical. The file must resolve inside `dir`.
+pub fn resolve_group_file(dir: &Path, name: &[u8]) -> Result<PathBuf, GroupMiss> {
+    use std::os::unix::ffi::OsStrExt;
+    let shown = String::from_utf8_lossy(name);
+    if name.first() == Some(&b'.') {
+        return Err(GroupMiss::Forbidden(format!("{shown:?} is a hidden name")));
+    }
+    let name = std::ffi::OsStr::from_bytes(name);
+    let mut lib = std::ffi::OsString::from("lib");
+    lib.push(name);
+    lib.push(".so");
+    let mut so = name.to_os_string();
+    so.push(".so");
+    let candidate = [dir.join(name), dir.join(lib), dir.join(so)]
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+        .ok_or_else(|| {
+            GroupMiss::NotFound(format!(
+                "no plugin {shown:?} in {} (looked for {shown}, lib{shown}.so, {shown}.so)",
+                dir.display()
+            ))
+        })?;
+    let real = std::fs::canonicalize(&candidate).map_err(|e| {
+        GroupMiss::NotFound(format!("{} cannot be resolved: {e}", candidate.display()))
+    })?;
+    if !real.starts_with(dir) {
+        return Err(GroupMiss::NotFound(format!(
+            "{} points outside the folder {} (to {})",
+            candidate.display(),
+            dir.display(),
+            real.display()
+        )));
+    }
+    let meta = std::fs::metadata(&real)
+        .map_err(|e| GroupMiss::NotFound(format!("{} cannot be read: {e}", real.display())))?;
+    if meta.is_dir() {
+        return Err(GroupMiss::Forbidden(format!("{} is a folder, not an app", candidate.display())));
+    }
+    if !meta.is_file() {
+        return Err(GroupMiss::NotFound(format!("{} is not a regular file", candidate.display())));
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_table() {
+        let ok: &[(&str, &str)] = &[
+            ("/", "/"),
+            ("/myapp", "/myapp"),
+            ("/myapp/", "/myapp/"),
+            ("//myapp//a///b", "/myapp/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/../b", "/b"),
+            ("/a/%2e%2e/b", "/b"),
+            ("/%41%62c", "/Abc"),
+            ("/a%20b", "/a b"),
+            ("/a/b/../../", "/"),
+            ("/..a/b..", "/..a/b.."),
+        ];
+        for (raw, want) in ok {
+            let got = normalize(raw.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), *want, "{raw}");
+        }
+        let bad: &[(&str, PathError)] = &[
+            ("/..", PathError::AboveRoot),
+            ("/a/../..", PathError::AboveRoot),
+            ("/%2e%2e/etc", PathError::AboveRoot),
+            ("/a%2fb", PathError::EncodedSlash),
+            ("/a%2Fb", PathError::EncodedSlash),
+            ("/a%00", PathError::Nul),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%4", PathError::BadEscape),
+            ("a", PathError::NotAbsolute),
+        ];
+        for (raw, want) in bad {
+            assert_eq!(normalize(raw.as_bytes()), Err(*want), "{raw}");
+        }
+        assert_eq!(normalize(b"/a\0b"), Err(PathError::Nul));
+        assert_eq!(normalize(b"/%ff").unwrap(), b"/\xff");
+    }
+
+    fn table(mounts: &[(&str, AliasKind, bool)]) -> Table {
+        Table {
+            mounts: mounts
+                .iter()
+                .map(|(url, kind, trailing_slash)| Mount {
+                    url: (*url).to_owned(),
+                    trailing_slash: *trailing_slash,
+                    kind: *kind,
+                    path: PathBuf::from("/x"),
+                })
+                .collect(),
+        }
+    }
+
+    /// (path, expected) where expected is "app M SCRIPT|INFO", "group M NAME SCRIPT|INFO",
+    /// "index M" or "none".
+    fn check(t: &Table, cases: &[(&str, &str)]) {
+        for (path, want) in cases {
+            let got = match t.route(path.as_bytes()) {
+                Route::App { mount, script_name, path_info } => format!(
+                    "app {mount} {}|{}",
+                    String::from_utf8_lossy(script_name),
+                    String::from_utf8_lossy(path_info)
+                ),
+                Route::Group { mount, name, script_name, path_info } => format!(
+                    "group {mount} {} {}|{}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(script_name),
+                    String::from_utf8_lossy(path_info)
+                ),
+                Route::GroupIndex { mount } => format!("index {mount}"),
+                Route::NoMatch => "none".to_owned(),
+            };
+            assert_eq!(&got, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn route_table_mod_wsgi_split() {
+        let t = table(&[
+            ("/sample", AliasKind::App, false),
+            ("/myapp", AliasKind::App, false),
+            ("/wsgi", AliasKind::Group, false),
+            ("/myapp/inner", AliasKind::App, false),
+            ("/slash", AliasKind::App, true),
+        ]);
+        check(
+            &t,
+            &[
+                ("/myapp", "app 1 /myapp|"),
+                ("/myapp/", "app 1 /myapp|/"),
+                ("/myapp/a/b", "app 1 /myapp|/a/b"),
+                ("/myapp/inner", "app 1 /myapp|/inner"),
+                ("/myappx", "none"),
+                ("/MYAPP", "none"),
+                ("/sample", "app 0 /sample|"),
+                ("/wsgi", "none"),
+                ("/wsgi/", "index 2"),
+                ("/wsgi/hello", "group 2 hello /wsgi/hello|"),
+                ("/wsgi/hello/", "group 2 hello /wsgi/hello|/"),
+                ("/wsgi/hello/x/y", "group 2 hello /wsgi/hello|/x/y"),
+                ("/wsgix/hello", "none"),
+                ("/slash", "none"),
+                ("/slash/", "app 4 /slash|/"),
+                ("/", "none"),
+            ],
+        );
+    }
+
+    #[test]
+    fn route_root_aliases() {
+        let app = table(&[("/", AliasKind::App, false)]);
+        check(&app, &[("/", "app 0 |/"), ("/a/b", "app 0 |/a/b")]);
+        let group = table(&[("/", AliasKind::Group, false)]);
+        check(&group, &[("/", "index 0"), ("/hello/x", "group 0 hello /hello|/x")]);
+    }
+
+    #[test]
+    fn group_files_resolve_inside_the_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(dir.join("libhello.so"), b"x").unwrap();
+        std::fs::write(dir.join("plain"), b"x").unwrap();
+        std::fs::write(dir.join("plain.so"), b"x").unwrap();
+        std::fs::write(dir.join("other.so"), b"x").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(outside.path().join("evil.so"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil.so"), dir.join("evil.so")).unwrap();
+        std::os::unix::fs::symlink(dir.join("other.so"), dir.join("alias.so")).unwrap();
+
+        assert_eq!(resolve_group_file(&dir, b"hello").unwrap(), dir.join("libhello.so"));
+        assert_eq!(resolve_group_file(&dir, b"plain").unwrap(), dir.join("plain"));
+        assert_eq!(resolve_group_file(&dir, b"other").unwrap(), dir.join("other.so"));
+        assert_eq!(resolve_group_file(&dir, b"alias").unwrap(), dir.join("other.so"));
+        assert!(matches!(resolve_group_file(&dir, b"sub"), Err(GroupMiss::Forbidden(_))));
+        assert!(matches!(resolve_group_file(&dir, b".hidden"), Err(GroupMiss::Forbidden(_))));
+        assert!(matches!(resolve_group_file(&dir, b"missing"), Err(GroupMiss::NotFound(_))));
+        assert!(matches!(resolve_group_file(&dir, b"evil"), Err(GroupMiss::NotFound(_))));
+    }
+}

@@ -1,0 +1,267 @@
+//! Plugins: load an app's shared library, check its descriptor against the environ ABI, run
+//! its `init`, and hold the handle that later requests call through.
+//!
+//! This is one of the two ABI boundary modules (the other is `ffi`); `unsafe` is allowed here
+//! and nowhere else but there.
+//!
+//! Architecture Invariant: a library is never `dlclose`d. Unloading Rust cdylibs is unsound on
+//! Linux (thread-local destructors registered from the library), so a plugin's `shutdown` runs
+//! and its mapping stays. Reloading (a later issue) loads a new copy beside it.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gatehouse_abi::{
+    ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
+    Status, Str,
+};
+
+/// Why a plugin file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// dlopen failed: not a shared library, wrong architecture, or a missing dependency.
+    #[error(
+        "{path}: cannot load as a shared library: {reason} (hint: a plugin is a cdylib built \
+         for this machine; check the file and its dependencies with `ldd`)"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The library does not export `gatehouse_app`.
+    #[error(
+        "{path}: no `gatehouse_app` symbol: not a Gatehouse plugin (hint: export the app with \
+         `gatehouse_app::export!` or, in C, define `gatehouse_app` from gatehouse.h)"
+    )]
+    MissingSymbol {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The descriptor is unusable.
+    #[error("{path}: bad descriptor: {reason}")]
+    BadDescriptor {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The plugin was built for another ABI version.
+    #[error(
+        "{path}: built for environ ABI version {found}, this daemon speaks version {expected} \
+         (hint: rebuild the plugin against this release's gatehouse-app or gatehouse.h)"
+    )]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version the plugin reports.
+        found: u32,
+        /// The version the daemon speaks.
+        expected: u32,
+    },
+    /// The app's `init` refused to start.
+    #[error("{path}: init failed: {message}")]
+    InitFailed {
+        /// The file.
+        path: PathBuf,
+        /// What the app reported.
+        message: String,
+    },
+}
+
+/// What a plugin's `init` is given.
+#[derive(Debug, Clone)]
+pub struct InitArgs<'a> {
+    /// The alias URL this instance serves.
+    pub alias: &'a str,
+    /// The folder holding the configuration file.
+    pub config_dir: &'a Path,
+    /// The alias's `env` settings.
+    pub env: &'a [(String, String)],
+}
+
+/// A loaded, initialised plugin instance. Dropping it runs the app's `shutdown` (once).
+#[derive(Debug)]
+pub struct Plugin {
+    path: PathBuf,
+    name: String,
+    version: String,
+    instance: *mut c_void,
+    handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
+    shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
+    shut_down: AtomicBool,
+}
+
+// SAFETY: the ABI requires `handle` to be callable from several threads at once and the
+// instance pointer to be shareable between them (the SDK requires `App: Send + Sync`).
+unsafe impl Send for Plugin {}
+// SAFETY: as above; the only mutable state is the atomic `shut_down` flag.
+unsafe impl Sync for Plugin {}
+
+/// The `report_error` callback given to `init`: appends the message to a `Mutex<String>`.
+unsafe extern "C" fn report_init_error(host_ctx: *mut c_void, message: Str) {
+    if host_ctx.is_null() {
+        return;
+    }
+    // SAFETY: host_ctx is the `&Mutex<String>` that `load` passed, alive during `init`.
+    let sink = unsafe { &*host_ctx.cast::<Mutex<String>>() };
+    // SAFETY: the plugin passes a valid byte range for the duration of this call.
+    let text = unsafe { str_bytes(&message) };
+    if let Ok(mut s) = sink.lock() {
+        if !s.is_empty() {
+            s.push_str("; ");
+        }
+        s.push_str(&String::from_utf8_lossy(text));
+    }
+}
+
+/// Reads a plugin-provided string.
+///
+/// # Safety
+/// `s` must describe a readable byte range (or be null/empty) for the returned lifetime.
+unsafe fn str_bytes<'a>(s: &Str) -> &'a [u8] {
+    if s.ptr.is_null() || s.len == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
+}
+
+/// Size of the version-1 descriptor: a plugin's `struct_size` must be at least this.
+const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<AppDescriptor>();
+
+impl Plugin {
+    /// Loads `path`, checks its descriptor and runs `init`.
+    pub fn load(path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
+        let flags = libloading::os::unix::RTLD_NOW
+            | libloading::os::unix::RTLD_LOCAL
+            | libc::RTLD_NODELETE;
+        // SAFETY: loading runs the library's initialisers: that is what a plugin host does.
+        // The operator chose this file in hosting.yaml or the group's folder.
+        let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
+            // libloading's Display is only "dlopen failed"; the loader's text is the source.
+            let reason = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            LoadError::Open { path: path.to_owned(), reason }
+        })?;
+        // The library stays mapped for the life of the process (see the module invariant).
+        let lib = std::mem::ManuallyDrop::new(lib);
+        // SAFETY: the symbol's type is fixed by the ABI: `extern "C" fn() -> *const AppDescriptor`.
+        let describe: libloading::os::unix::Symbol<DescriptorFn> =
+            unsafe { lib.get(DESCRIPTOR_SYMBOL.as_bytes()) }
+                .map_err(|_| LoadError::MissingSymbol { path: path.to_owned() })?;
+        // SAFETY: calling the exported descriptor function, which takes no arguments.
+        let desc_ptr = unsafe { describe() };
+        let bad = |reason: &str| LoadError::BadDescriptor {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if desc_ptr.is_null() {
+            return Err(bad("gatehouse_app() returned null"));
+        }
+        // The first field is the ABI version: read it alone before trusting the layout.
+        // SAFETY: every descriptor version starts with a u32 abi_version.
+        let found = unsafe { desc_ptr.cast::<u32>().read() };
+        if found != ABI_VERSION {
+            return Err(LoadError::AbiVersion { path: path.to_owned(), found, expected: ABI_VERSION });
+        }
+        // SAFETY: version 1 descriptors start with (u32 abi_version, u32 struct_size).
+        let size = unsafe { desc_ptr.cast::<u32>().add(1).read() } as usize;
+        if size < DESCRIPTOR_V1_SIZE {
+            return Err(bad(&format!(
+                "struct_size is {size}, smaller than the version-1 descriptor ({DESCRIPTOR_V1_SIZE} bytes)"
+            )));
+        }
+        // SAFETY: version and size checked: the pointer refers to a v1-compatible static.
+        let desc = unsafe { &*desc_ptr };
+        let Some(handle) = desc.handle else { return Err(bad("the handle entry point is null")) };
+        // SAFETY: the descriptor's strings are static in the plugin.
+        let name = String::from_utf8_lossy(unsafe { str_bytes(&desc.name) }).into_owned();
+        // SAFETY: as above.
+        let version = String::from_utf8_lossy(unsafe { str_bytes(&desc.version) }).into_owned();
+
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        if let Some(init) = desc.init {
+            let env: Vec<Pair> = args
+                .env
+                .iter()
+                .map(|(k, v)| Pair { name: Str::new(k.as_bytes()), value: Str::new(v.as_bytes()) })
+                .collect();
+            let errors = Mutex::new(String::new());
+            let plugin_path = path.as_os_str().as_bytes();
+            let config_dir = args.config_dir.as_os_str().as_bytes();
+            let ctx = InitContext {
+                struct_size: std::mem::size_of::<InitContext>() as u32,
+                alias: Str::new(args.alias.as_bytes()),
+                plugin_path: Str::new(plugin_path),
+                config_dir: Str::new(config_dir),
+                env: env.as_ptr(),
+                env_len: env.len(),
+                host_ctx: std::ptr::from_ref(&errors).cast_mut().cast(),
+                report_error: Some(report_init_error),
+            };
+            // SAFETY: ctx and everything it points to outlive the call; `instance` is a
+            // valid slot.
+            let status = unsafe { init(&ctx, &mut instance) };
+            if status != Status::OK {
+                let mut message = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+                if message.is_empty() {
+                    message = format!("init returned status {} without saying why", status.0);
+                }
+                return Err(LoadError::InitFailed { path: path.to_owned(), message });
+            }
+        }
+        Ok(Plugin {
+            path: path.to_owned(),
+            name,
+            version,
+            instance,
+            handle,
+            shutdown: desc.shutdown,
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    /// The file this plugin was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The app's name from its descriptor.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The app's version from its descriptor.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Calls the app's `handle` with a fully built environ.
+    pub fn call(&self, environ: &Environ) -> Status {
+        // SAFETY: `instance` came from this plugin's `init`; `environ` and everything it
+        // points to are valid for the call (built by `ffi`); handle is thread-safe by ABI.
+        unsafe { (self.handle)(self.instance, environ) }
+    }
+
+    /// Runs the app's `shutdown` once; later calls do nothing.
+    pub fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(shutdown) = self.shutdown {
+            // SAFETY: called once, with the instance from `init`.
+            unsafe { shutdown(self.instance) }
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,174 @@
+//! The route table as text, for `gatehouse check` and `gatehouse routes`, and the
+//! explanation of one URL: which alias wins and why, SCRIPT_NAME, PATH_INFO, the plugin
+//! file, or why it is 400/403/404. It uses the same [`mounts`](crate::mounts) code the server
+//! does, so what it says is what the server does (short of loading the plugin).
+
+use std::fmt::Write as _;
+
+use gatehouse_config::{AliasKind, Config};
+
+use crate::mounts::{self, GroupMiss, Route, Table};
+
+/// The route table: one line per alias in the order tried.
+pub fn table(config: &Config) -> String {
+    let mut out = String::new();
+    let file = config.file.display();
+    let width = config.aliases.iter().map(|a| url_pattern(a.url.as_str(), a.kind).len()).max().unwrap_or(3);
+    let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  {}", "#", "URL", "KIND", "PATH (where declared)");
+    for (i, a) in config.aliases.iter().enumerate() {
+        let kind = match a.kind {
+            AliasKind::App => "app",
+            AliasKind::Group => "group",
+        };
+        let mut flags = Vec::new();
+        if a.develop_mode {
+            flags.push("develop_mode".to_owned());
+        }
+        if !a.env.is_empty() {
+            flags.push(format!("env: {}", a.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")));
+        }
+        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join("; ")) };
+        let _ = writeln!(
+            out,
+            "{:<3} {:<width$}  {:<5}  {} ({file}:{}:{}){flags}",
+            i + 1,
+            url_pattern(&a.url, a.kind),
+            kind,
+            a.path.display(),
+            a.pos.line,
+            a.pos.column,
+        );
+    }
+    if config.aliases.is_empty() {
+        out.push_str("(no aliases: every URL answers 404)\n");
+    }
+    out
+}
+
+fn url_pattern(url: &str, kind: AliasKind) -> String {
+    match kind {
+        AliasKind::App => url.to_owned(),
+        AliasKind::Group => format!("{}/NAME", url.trim_end_matches('/')),
+    }
+}
+
+/// Takes the path out of what a user typed: a path, a path with a query, or a full URL.
+fn url_path(url: &str) -> &str {
+    let rest = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            after.find('/').map_or("/", |j| &after[j..])
+        }
+        None => url,
+    };
+    rest.split(['?', '#']).next().unwrap_or(rest)
+}
+
+/// Explains how the server answers `url`.
+pub fn explain(config: &Config, url: &str) -> String {
+    let table = Table::from_config(config);
+    let mut out = String::new();
+    let raw = url_path(url);
+    let _ = writeln!(out, "URL path:      {raw}");
+    let path = match mounts::normalize(raw.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "answer:        {} ({})", e.status(), e.reason());
+            return out;
+        }
+    };
+    let shown = String::from_utf8_lossy(&path);
+    if shown != raw {
+        let _ = writeln!(out, "normalised:    {shown}");
+    }
+    let route = table.route(&path);
+    let mount = match route {
+        Route::App { mount, .. } | Route::Group { mount, .. } | Route::GroupIndex { mount } => Some(mount),
+        Route::NoMatch => None,
+    };
+    let Some(mount) = mount else {
+        let _ = writeln!(
+            out,
+            "answer:        404: none of the {} aliases matches (an alias matches its URL and what \
+             is under it, at a / boundary, case-sensitively)",
+            config.aliases.len()
+        );
+        return out;
+    };
+    let a = &config.aliases[mount];
+    let _ = writeln!(
+        out,
+        "alias:         #{} {} ({}:{}:{})",
+        mount + 1,
+        url_pattern(&a.url, a.kind),
+        config.file.display(),
+        a.pos.line,
+        a.pos.column
+    );
+    let why = if mount == 0 {
+        "it is the first alias, and aliases are tried in the order declared".to_owned()
+    } else {
+        format!("aliases are tried in the order declared; #1..#{} do not match", mount)
+    };
+    let _ = writeln!(out, "why:           {why}");
+    match route {
+        Route::App { script_name, path_info, .. } => {
+            let _ = writeln!(out, "SCRIPT_NAME:   {:?}", String::from_utf8_lossy(script_name));
+            let _ = writeln!(out, "PATH_INFO:     {:?}", String::from_utf8_lossy(path_info));
+            let exists = a.path.is_file();
+            let _ = writeln!(
+                out,
+                "plugin:        {}{}",
+                a.path.display(),
+                if exists { "" } else { " (does not exist yet)" }
+            );
+            let answer = if exists { "served by the app" } else { "404 until the file appears" };
+            let _ = writeln!(out, "answer:        {answer}");
+        }
+        Route::Group { name, script_name, path_info, .. } => {
+            let _ = writeln!(out, "plugin NAME:   {:?}", String::from_utf8_lossy(name));
+            let _ = writeln!(out, "SCRIPT_NAME:   {:?}", String::from_utf8_lossy(script_name));
+            let _ = writeln!(out, "PATH_INFO:     {:?}", String::from_utf8_lossy(path_info));
+            match std::fs::canonicalize(&a.path) {
+                Err(e) => {
+                    let _ = writeln!(out, "answer:        404: the folder {} cannot be opened: {e}", a.path.display());
+                }
+                Ok(dir) => match mounts::resolve_group_file(&dir, name) {
+                    Ok(file) => {
+                        let _ = writeln!(out, "plugin:        {}", file.display());
+                        let _ = writeln!(out, "answer:        served by the app (404 if it does not load)");
+                    }
+                    Err(GroupMiss::Forbidden(why)) => {
+                        let _ = writeln!(out, "answer:        403: {why}");
+                    }
+                    Err(GroupMiss::NotFound(why)) => {
+                        let _ = writeln!(out, "answer:        404: {why}");
+                    }
+                },
+            }
+        }
+        Route::GroupIndex { .. } => {
+            let _ = writeln!(out, "answer:        403: a directory group's folder is not an app");
+        }
+        Route::NoMatch => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_path;
+
+    #[test]
+    fn url_paths_from_what_users_type() {
+        for (input, want) in [
+            ("/myapp", "/myapp"),
+            ("/myapp?id=A001", "/myapp"),
+            ("http://127.0.0.1:8080/wsgi/hello/x?y", "/wsgi/hello/x"),
+            ("http://example.com", "/"),
+            ("/a#frag", "/a"),
+        ] {
+            assert_eq!(url_path(input), want, "{input}");
+        }
+    }
+}
