@@ -364,16 +364,14 @@ aliases:
     }
 
     #[test]
-    fn relative_config_path_resolves_against_its_folder_not_cwd() {
-        let fx = fixture();
-        // A relative `path` given to parse is made absolute against the cwd, so use a
-        // path with a folder: its folder is where relative paths resolve.
+    fn relative_config_path_is_made_absolute() {
+        // Relative paths in the file resolve against the file's folder (see the round
+        // trip above); a relative file path is itself made absolute against the cwd.
         let loaded = parse("aliases: []\n", Path::new("some/where/hosting.yaml")).expect("valid");
         let cwd = std::env::current_dir().expect("cwd");
         assert_eq!(loaded.config.dir, cwd.join("some/where"));
         assert_eq!(loaded.config.logs_dir, cwd.join("some/where/log"));
         assert_eq!(loaded.config.file, Path::new("some/where/hosting.yaml"));
-        drop(fx);
     }
 
     #[test]

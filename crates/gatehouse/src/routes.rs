@@ -14,7 +14,7 @@ pub fn table(config: &Config) -> String {
     let mut out = String::new();
     let file = config.file.display();
     let width = config.aliases.iter().map(|a| url_pattern(a.url.as_str(), a.kind).len()).max().unwrap_or(3);
-    let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  {}", "#", "URL", "KIND", "PATH (where declared)");
+    let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  PATH (where declared)", "#", "URL", "KIND");
     for (i, a) in config.aliases.iter().enumerate() {
         let kind = match a.kind {
             AliasKind::App => "app",

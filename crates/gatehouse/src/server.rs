@@ -66,8 +66,8 @@ struct Target {
 }
 
 /// Routes a request to its alias and plugin file, or answers it.
-fn target(host: &Host, raw_path: &str) -> Result<Target, HttpResponse> {
-    let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| plain(e.status(), e.reason()))?;
+fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
+    let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
     match host.table.route(&path) {
         Route::App { mount, script_name, path_info } => Ok(Target {
             mount,
@@ -80,7 +80,7 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, HttpResponse> {
             let m = &host.mounts[mount];
             let Some(dir) = &m.group_dir else {
                 log::error!("{}: the folder {} cannot be opened", m.alias.url, m.alias.path.display());
-                return Err(plain(404, "no such app"));
+                return Err((404, "no such app"));
             };
             match mounts::resolve_group_file(dir, name) {
                 Ok(file) => Ok(Target {
@@ -92,16 +92,16 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, HttpResponse> {
                 }),
                 Err(GroupMiss::Forbidden(why)) => {
                     log::info!("{}: 403: {why}", m.alias.url);
-                    Err(plain(403, "not an app"))
+                    Err((403, "not an app"))
                 }
                 Err(GroupMiss::NotFound(why)) => {
                     log::info!("{}: 404: {why}", m.alias.url);
-                    Err(plain(404, "no such app"))
+                    Err((404, "no such app"))
                 }
             }
         }
-        Route::GroupIndex { .. } => Err(plain(403, "a directory group's folder is not an app")),
-        Route::NoMatch => Err(plain(404, "no alias matches this URL")),
+        Route::GroupIndex { .. } => Err((403, "a directory group's folder is not an app")),
+        Route::NoMatch => Err((404, "no alias matches this URL")),
     }
 }
 
@@ -110,7 +110,7 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, host: web::Data<Hos
     let host: Arc<Host> = host.into_inner();
     let t = match target(&host, req.uri().path()) {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err((status, message)) => return plain(status, message),
     };
     let mount = &host.mounts[t.mount];
     let input = match crate::input::read(&req, payload, mount.alias.max_body).await {

@@ -1,0 +1,163 @@
+/* The Gatehouse environ ABI. Generated from crates/gatehouse-abi by cbindgen: do not edit. */
+
+#ifndef GATEHOUSE_H
+#define GATEHOUSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+/* The one symbol every plugin exports: `const gh_AppDescriptor *gatehouse_app(void);` */
+#define GH_DESCRIPTOR_SYMBOL "gatehouse_app"
+
+
+// The ABI version this crate describes. The host refuses a plugin that reports another.
+#define gh_ABI_VERSION 1
+
+// A borrowed byte string: `len` bytes at `ptr`. `ptr` may be null only when `len` is 0.
+typedef struct gh_Str {
+  // First byte, or null for the empty string.
+  const uint8_t *ptr;
+  // Number of bytes.
+  size_t len;
+} gh_Str;
+
+// A result code returned by plugin entry points and host callbacks.
+//
+// A `u32` with named constants rather than an enum: any value a C plugin returns is valid,
+// and every value other than [`Status::OK`] means failure.
+typedef uint32_t gh_Status;
+// Success.
+#define gh_Status_OK 0
+// The call failed (for `handle`: the host answers 500 if no response was started).
+#define gh_Status_ERROR 1
+// A host callback was called out of order (for example `write` before `start_response`,
+// or `start_response` twice).
+#define gh_Status_BAD_STATE 2
+// A host callback was given an invalid argument (a status outside 100..=999, a header
+// name or value with bytes HTTP forbids).
+#define gh_Status_INVALID 3
+// The client went away or the response could not be delivered; stop producing it.
+#define gh_Status_DISCONNECTED 4
+
+// A name/value pair of byte strings: an environ variable, a header, a parameter.
+typedef struct gh_Pair {
+  // The name.
+  struct gh_Str name;
+  // The value.
+  struct gh_Str value;
+} gh_Pair;
+
+// What `init` is given: the alias's settings.
+typedef struct gh_InitContext {
+  // `size_of::<InitContext>()` as the host built it.
+  uint32_t struct_size;
+  // The alias URL this instance serves (for a directory group, the group's URL plus
+  // `/NAME`).
+  struct gh_Str alias;
+  // The plugin file the host loaded.
+  struct gh_Str plugin_path;
+  // The folder holding the configuration file, for resolving relative paths in `env`.
+  struct gh_Str config_dir;
+  // The alias's `env` settings, in the order written.
+  const struct gh_Pair *env;
+  // Number of entries in `env`.
+  size_t env_len;
+  // Opaque host context for the callbacks below.
+  void *host_ctx;
+  // Reports why `init` failed; the host logs the message with the plugin's name.
+  void (*report_error)(void *host_ctx, struct gh_Str message);
+} gh_InitContext;
+
+// An uploaded file from a `multipart/form-data` body, spooled by the host to a temporary
+// file that is removed after the request.
+typedef struct gh_Upload {
+  // The form field name.
+  struct gh_Str field;
+  // The file name the client sent (may be empty).
+  struct gh_Str filename;
+  // The part's Content-Type (may be empty).
+  struct gh_Str content_type;
+  // Path of the temporary file holding the content.
+  struct gh_Str path;
+  // Size of the content in bytes.
+  uint64_t size;
+} gh_Upload;
+
+// The host's callbacks for one request. Every callback takes the [`Environ::request`]
+// handle of the request it belongs to, and may be called only during that request's
+// `handle` call, from the thread running it.
+typedef struct gh_HostApi {
+  // `size_of::<HostApi>()` as the host built it; fields may be appended in later versions.
+  uint32_t struct_size;
+  // Reads up to `cap` bytes of the request body into `buf`. Returns the number of bytes
+  // read, 0 at the end of the body, or a negative number on error (the client went away,
+  // the body was malformed or too large). For form bodies the host has already parsed the
+  // body into parameters and this returns 0 at once.
+  ptrdiff_t (*read_body)(void *request, uint8_t *buf, size_t cap);
+  // Writes `message` to the app's debug log if develop mode is on for the alias, or
+  // always when `must` is nonzero (the seed's `debugLog(msg, must)`). Returns
+  // [`Status::OK`] when the line was written or skipped by rule, [`Status::ERROR`] when
+  // writing failed.
+  gh_Status (*debug_log)(void *request, struct gh_Str message, uint32_t must);
+  // Reports an error to the daemon's error log (the app's `wsgi.errors`), tagged with the
+  // app name and request.
+  void (*log_error)(void *request, struct gh_Str message);
+  // Starts the response: an HTTP status (100..=999) and headers. Call once, before
+  // `write`. The host copies everything before returning.
+  gh_Status (*start_response)(void *request,
+                              uint32_t status,
+                              const struct gh_Pair *headers,
+                              size_t headers_len);
+  // Appends bytes to the response body. May be called any number of times after
+  // `start_response`. The host copies the bytes before returning.
+  gh_Status (*write)(void *request, struct gh_Str data);
+} gh_HostApi;
+
+// One request, as the app sees it.
+typedef struct gh_Environ {
+  // `size_of::<Environ>()` as the host built it; fields may be appended in later versions.
+  uint32_t struct_size;
+  // CGI/WSGI variables (REQUEST_METHOD, SCRIPT_NAME, PATH_INFO, QUERY_STRING, HTTP_*, the
+  // alias's `env` settings, ...), one entry per name.
+  const struct gh_Pair *vars;
+  // Number of entries in `vars`.
+  size_t vars_len;
+  // Parameters: the query string's, then the form body's (urlencoded or multipart text
+  // fields), in order, repeated names kept. Values are valid UTF-8.
+  const struct gh_Pair *params;
+  // Number of entries in `params`.
+  size_t params_len;
+  // Uploaded files from a multipart body.
+  const struct gh_Upload *uploads;
+  // Number of entries in `uploads`.
+  size_t uploads_len;
+  // Opaque handle of this request, passed back to every [`HostApi`] callback.
+  void *request;
+  // The host's callbacks.
+  const struct gh_HostApi *host;
+} gh_Environ;
+
+// The app's entry points and identity, returned by the exported `gatehouse_app` function.
+// It must live as long as the library is loaded (a `static`).
+typedef struct gh_AppDescriptor {
+  // Must equal [`ABI_VERSION`].
+  uint32_t abi_version;
+  // `size_of::<AppDescriptor>()` as the plugin was built; at least the size of version 1.
+  uint32_t struct_size;
+  // The app's name (for logs and the route table).
+  struct gh_Str name;
+  // The app's version string.
+  struct gh_Str version;
+  // Called once after load. On success stores an opaque instance pointer in `*instance`
+  // (it may stay null) and returns [`Status::OK`]; on failure returns another status,
+  // having called `report_error` to say why.
+  gh_Status (*init)(const struct gh_InitContext *ctx, void **instance);
+  // Called per request, possibly from several threads at once.
+  gh_Status (*handle)(void *instance, const struct gh_Environ *environ);
+  // Called once before unload or at daemon stop, after the last `handle` returned.
+  void (*shutdown)(void *instance);
+} gh_AppDescriptor;
+
+// The type of the exported `gatehouse_app` symbol.
+typedef const struct gh_AppDescriptor *(*gh_DescriptorFn)(void);
+
+#endif  /* GATEHOUSE_H */
