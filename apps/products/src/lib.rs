@@ -48,8 +48,8 @@ impl Products {
                  id TEXT PRIMARY KEY, name TEXT NOT NULL, price INTEGER NOT NULL)",
         )
         .and_then(|()| {
-            let mut insert =
-                conn.prepare("INSERT OR IGNORE INTO products (id, name, price) VALUES (?1, ?2, ?3)")?;
+            let mut insert = conn
+                .prepare("INSERT OR IGNORE INTO products (id, name, price) VALUES (?1, ?2, ?3)")?;
             for (id, name, price) in SEED {
                 insert.execute((id, name, price))?;
             }
@@ -136,7 +136,10 @@ impl App for Products {
             Ok(Some((name, price))) => json_reply(200, product_json(&name, price)),
             Ok(None) => error_reply(404, &format!("no product with id {id:?}"), Some(id)),
             Err(e) => {
-                req.log_error(format!("product lookup for {id:?} in {} failed: {e}", self.db.display()));
+                req.log_error(format!(
+                    "product lookup for {id:?} in {} failed: {e}",
+                    self.db.display()
+                ));
                 error_reply(500, "the product store could not be read", Some(id))
             }
         }

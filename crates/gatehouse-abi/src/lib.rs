@@ -151,7 +151,8 @@ pub struct HostApi {
     /// always when `must` is nonzero (the seed's `debugLog(msg, must)`). Returns
     /// [`Status::OK`] when the line was written or skipped by rule, [`Status::ERROR`] when
     /// writing failed.
-    pub debug_log: Option<unsafe extern "C" fn(request: *mut c_void, message: Str, must: u32) -> Status>,
+    pub debug_log:
+        Option<unsafe extern "C" fn(request: *mut c_void, message: Str, must: u32) -> Status>,
     /// Reports an error to the daemon's error log (the app's `wsgi.errors`), tagged with the
     /// app name and request.
     pub log_error: Option<unsafe extern "C" fn(request: *mut c_void, message: Str)>,
@@ -212,9 +213,11 @@ pub struct AppDescriptor {
     /// Called once after load. On success stores an opaque instance pointer in `*instance`
     /// (it may stay null) and returns [`Status::OK`]; on failure returns another status,
     /// having called `report_error` to say why.
-    pub init: Option<unsafe extern "C" fn(ctx: *const InitContext, instance: *mut *mut c_void) -> Status>,
+    pub init:
+        Option<unsafe extern "C" fn(ctx: *const InitContext, instance: *mut *mut c_void) -> Status>,
     /// Called per request, possibly from several threads at once.
-    pub handle: Option<unsafe extern "C" fn(instance: *mut c_void, environ: *const Environ) -> Status>,
+    pub handle:
+        Option<unsafe extern "C" fn(instance: *mut c_void, environ: *const Environ) -> Status>,
     /// Called once before unload or at daemon stop, after the last `handle` returned.
     pub shutdown: Option<unsafe extern "C" fn(instance: *mut c_void)>,
 }

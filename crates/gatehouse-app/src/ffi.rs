@@ -121,7 +121,9 @@ impl<'a> RawRequest<'a> {
     pub(crate) fn debug_log(&self, message: &str, must: bool) -> bool {
         match self.host.debug_log {
             // SAFETY: `request` is this call's handle; the host copies the message.
-            Some(f) => unsafe { f(self.request, Str::new(message.as_bytes()), u32::from(must)) == Status::OK },
+            Some(f) => unsafe {
+                f(self.request, Str::new(message.as_bytes()), u32::from(must)) == Status::OK
+            },
             None => false,
         }
     }
@@ -165,7 +167,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// # Safety
 /// Called by the host with a valid `InitContext` and a writable `instance` slot.
-pub unsafe extern "C" fn init<A: App>(ctx: *const InitContext, instance: *mut *mut c_void) -> Status {
+pub unsafe extern "C" fn init<A: App>(
+    ctx: *const InitContext,
+    instance: *mut *mut c_void,
+) -> Status {
     if ctx.is_null() || instance.is_null() {
         return Status::INVALID;
     }

@@ -1,6 +1,6 @@
 //! The Gatehouse SDK: write an app as one function and one macro.
 //!
-//! ```ignore
+//! ```no_run
 //! use gatehouse_app::{Request, Response};
 //!
 //! fn hello(_req: &Request) -> Response {

@@ -94,9 +94,10 @@ impl<'a> Request<'a> {
     /// (urlencoded or multipart text fields), in order, repeated names kept. GET and POST
     /// parameters are read the same way.
     pub fn params(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.raw.params.iter().filter_map(|(n, v)| {
-            Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?))
-        })
+        self.raw
+            .params
+            .iter()
+            .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
     }
 
     /// The first value of parameter `name`, from the query string or the form body.

@@ -131,7 +131,9 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)
         vars.push_with(
             |buf| {
                 buf.extend_from_slice(b"HTTP_");
-                buf.extend(name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+                buf.extend(
+                    name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }),
+                );
             },
             |buf| {
                 for (i, v) in headers.get_all(name).enumerate() {
@@ -195,9 +197,12 @@ mod tests {
 
     #[test]
     fn header_names_apache_would_drop() {
-        for (name, ok) in
-            [("user-agent", true), ("x-forwarded-for", true), ("x_forwarded_for", false), ("a.b", false)]
-        {
+        for (name, ok) in [
+            ("user-agent", true),
+            ("x-forwarded-for", true),
+            ("x_forwarded_for", false),
+            ("a.b", false),
+        ] {
             assert_eq!(cgi_safe_header(name), ok, "{name}");
         }
     }

@@ -169,7 +169,8 @@ unsafe extern "C" fn start_response(
         for h in headers {
             // SAFETY: the pairs' strings are valid for this call.
             let (name, value) = unsafe { (bytes(&h.name), bytes(&h.value)) };
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
             else {
                 return Status::INVALID;
             };

@@ -39,7 +39,13 @@ struct FileId {
 impl FileId {
     fn of(path: &Path) -> Option<FileId> {
         let m = std::fs::metadata(path).ok()?;
-        Some(FileId { dev: m.dev(), ino: m.ino(), size: m.size(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() })
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
     }
 }
 
@@ -148,9 +154,8 @@ impl Host {
                     l.plugin.name(),
                     l.plugin.version()
                 ),
-                Err(Unavailable::Missing(why)) => {
-                    log::warn!("{}: {why}; it answers 404 until the file appears", m.alias.url);
-                }
+                // `plugin` has already warned (rate-limited) about a missing file.
+                Err(Unavailable::Missing(_)) => {}
                 Err(Unavailable::Broken(e)) => {
                     failed += 1;
                     log::error!("{}: {e}; it answers 500 until fixed", m.alias.url);
@@ -162,9 +167,16 @@ impl Host {
 
     /// The loaded plugin for `file` on alias `mount`, loading it if needed. `group_name` is
     /// the plugin NAME for a directory group. Call from a pool thread: loading runs app code.
-    pub fn plugin(&self, mount: usize, file: &Path, group_name: Option<&str>) -> Result<Loaded, Unavailable> {
+    pub fn plugin(
+        &self,
+        mount: usize,
+        file: &Path,
+        group_name: Option<&str>,
+    ) -> Result<Loaded, Unavailable> {
         let m = &self.mounts[mount];
-        if let Some(Slot::Ready(l)) = m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
+        if let Some(Slot::Ready(l)) =
+            m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file)
+        {
             return Ok(l.clone());
         }
         let _loading = m.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -196,14 +208,19 @@ impl Host {
         let args = InitArgs { alias, config_dir: &self.config.dir, env: &m.alias.env };
         let slot = match Plugin::load(file, &args) {
             Ok(plugin) => {
-                let app: Arc<str> = Arc::from(group_name.unwrap_or_else(|| alias_app_name(&m.alias.url)));
+                let app: Arc<str> =
+                    Arc::from(group_name.unwrap_or_else(|| alias_app_name(&m.alias.url)));
                 log::info!(
                     "loaded {} for {alias}: app {} {}",
                     file.display(),
                     plugin.name(),
                     plugin.version()
                 );
-                Slot::Ready(Loaded { plugin: Arc::new(plugin), debug: self.logs.for_app(&app), app })
+                Slot::Ready(Loaded {
+                    plugin: Arc::new(plugin),
+                    debug: self.logs.for_app(&app),
+                    app,
+                })
             }
             Err(e) => {
                 log::error!("{alias}: refused plugin: {e}");

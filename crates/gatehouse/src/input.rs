@@ -91,11 +91,14 @@ fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError
 async fn read_body(mut payload: Payload, max_body: u64) -> Result<Bytes, InputError> {
     let too_large = || InputError {
         status: 413,
-        message: format!("the request body is larger than this alias's max_body of {max_body} bytes"),
+        message: format!(
+            "the request body is larger than this alias's max_body of {max_body} bytes"
+        ),
     };
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| InputError::bad(format!("the request body could not be read: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| InputError::bad(format!("the request body could not be read: {e}")))?;
         if (body.len() + chunk.len()) as u64 > max_body {
             return Err(too_large());
         }
@@ -106,7 +109,8 @@ async fn read_body(mut payload: Payload, max_body: u64) -> Result<Bytes, InputEr
 
 /// Parses a multipart/form-data body: text fields into `params`, files spooled to disk.
 async fn multipart(req: &HttpRequest, body: Bytes, input: &mut Input) -> Result<(), InputError> {
-    let stream = futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
     let mut form = Multipart::new(req.headers(), stream);
     let malformed = |e: actix_multipart::MultipartError| {
         InputError::bad(format!("malformed multipart/form-data body: {e}"))
@@ -114,7 +118,8 @@ async fn multipart(req: &HttpRequest, body: Bytes, input: &mut Input) -> Result<
     while let Some(field) = form.next().await {
         let mut field = field.map_err(malformed)?;
         let name = field.name().unwrap_or_default().to_owned();
-        let filename = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned);
+        let filename =
+            field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned);
         match filename {
             None => {
                 let mut value = Vec::new();
@@ -190,7 +195,9 @@ mod tests {
 
     fn pairs(b: &PairBuf) -> Vec<(String, String)> {
         b.iter()
-            .map(|(n, v)| (String::from_utf8(n.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
+            .map(|(n, v)| {
+                (String::from_utf8(n.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+            })
             .collect()
     }
 
@@ -206,7 +213,8 @@ mod tests {
         for (body, want) in ok {
             let mut b = PairBuf::default();
             urlencoded_params(body.as_bytes(), &mut b).unwrap();
-            let want: Vec<_> = want.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+            let want: Vec<_> =
+                want.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
             assert_eq!(pairs(&b), want, "{body}");
         }
         let mut b = PairBuf::default();

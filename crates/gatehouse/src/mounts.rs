@@ -225,11 +225,7 @@ impl Mount {
                 if self.trailing_slash && rest.is_empty() {
                     return None;
                 }
-                Some(Route::App {
-                    mount,
-                    script_name: &path[..prefix_len],
-                    path_info: rest,
-                })
+                Some(Route::App { mount, script_name: &path[..prefix_len], path_info: rest })
             }
             AliasKind::Group => {
                 // `rest` is "" (the group URL itself: not a match, as under Apache),
@@ -298,7 +294,10 @@ pub fn resolve_group_file(dir: &Path, name: &[u8]) -> Result<PathBuf, GroupMiss>
     let meta = std::fs::metadata(&real)
         .map_err(|e| GroupMiss::NotFound(format!("{} cannot be read: {e}", real.display())))?;
     if meta.is_dir() {
-        return Err(GroupMiss::Forbidden(format!("{} is a folder, not an app", candidate.display())));
+        return Err(GroupMiss::Forbidden(format!(
+            "{} is a folder, not an app",
+            candidate.display()
+        )));
     }
     if !meta.is_file() {
         return Err(GroupMiss::NotFound(format!("{} is not a regular file", candidate.display())));

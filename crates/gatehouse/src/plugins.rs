@@ -138,16 +138,17 @@ const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<AppDescriptor>();
 impl Plugin {
     /// Loads `path`, checks its descriptor and runs `init`.
     pub fn load(path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
-        let flags = libloading::os::unix::RTLD_NOW
-            | libloading::os::unix::RTLD_LOCAL
-            | libc::RTLD_NODELETE;
+        let flags =
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL | libc::RTLD_NODELETE;
         // SAFETY: loading runs the library's initialisers: that is what a plugin host does.
         // The operator chose this file in hosting.yaml or the group's folder.
-        let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
-            // libloading's Display is only "dlopen failed"; the loader's text is the source.
-            let reason = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            LoadError::Open { path: path.to_owned(), reason }
-        })?;
+        let lib =
+            unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
+                // libloading's Display is only "dlopen failed"; the loader's text is the source.
+                let reason = std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                LoadError::Open { path: path.to_owned(), reason }
+            })?;
         // The library stays mapped for the life of the process (see the module invariant).
         let lib = std::mem::ManuallyDrop::new(lib);
         // SAFETY: the symbol's type is fixed by the ABI: `extern "C" fn() -> *const AppDescriptor`.
@@ -167,7 +168,11 @@ impl Plugin {
         // SAFETY: every descriptor version starts with a u32 abi_version.
         let found = unsafe { desc_ptr.cast::<u32>().read() };
         if found != ABI_VERSION {
-            return Err(LoadError::AbiVersion { path: path.to_owned(), found, expected: ABI_VERSION });
+            return Err(LoadError::AbiVersion {
+                path: path.to_owned(),
+                found,
+                expected: ABI_VERSION,
+            });
         }
         // SAFETY: version 1 descriptors start with (u32 abi_version, u32 struct_size).
         let size = unsafe { desc_ptr.cast::<u32>().add(1).read() } as usize;

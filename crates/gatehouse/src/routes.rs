@@ -13,7 +13,8 @@ use crate::mounts::{self, GroupMiss, Route, Table};
 pub fn table(config: &Config) -> String {
     let mut out = String::new();
     let file = config.file.display();
-    let width = config.aliases.iter().map(|a| url_pattern(a.url.as_str(), a.kind).len()).max().unwrap_or(3);
+    let width =
+        config.aliases.iter().map(|a| url_pattern(a.url.as_str(), a.kind).len()).max().unwrap_or(3);
     let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  PATH (where declared)", "#", "URL", "KIND");
     for (i, a) in config.aliases.iter().enumerate() {
         let kind = match a.kind {
@@ -25,9 +26,13 @@ pub fn table(config: &Config) -> String {
             flags.push("develop_mode".to_owned());
         }
         if !a.env.is_empty() {
-            flags.push(format!("env: {}", a.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")));
+            flags.push(format!(
+                "env: {}",
+                a.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
+            ));
         }
-        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join("; ")) };
+        let flags =
+            if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join("; ")) };
         let _ = writeln!(
             out,
             "{:<3} {:<width$}  {:<5}  {} ({file}:{}:{}){flags}",
@@ -83,7 +88,9 @@ pub fn explain(config: &Config, url: &str) -> String {
     }
     let route = table.route(&path);
     let mount = match route {
-        Route::App { mount, .. } | Route::Group { mount, .. } | Route::GroupIndex { mount } => Some(mount),
+        Route::App { mount, .. } | Route::Group { mount, .. } | Route::GroupIndex { mount } => {
+            Some(mount)
+        }
         Route::NoMatch => None,
     };
     let Some(mount) = mount else {
@@ -131,12 +138,19 @@ pub fn explain(config: &Config, url: &str) -> String {
             let _ = writeln!(out, "PATH_INFO:     {:?}", String::from_utf8_lossy(path_info));
             match std::fs::canonicalize(&a.path) {
                 Err(e) => {
-                    let _ = writeln!(out, "answer:        404: the folder {} cannot be opened: {e}", a.path.display());
+                    let _ = writeln!(
+                        out,
+                        "answer:        404: the folder {} cannot be opened: {e}",
+                        a.path.display()
+                    );
                 }
                 Ok(dir) => match mounts::resolve_group_file(&dir, name) {
                     Ok(file) => {
                         let _ = writeln!(out, "plugin:        {}", file.display());
-                        let _ = writeln!(out, "answer:        served by the app (404 if it does not load)");
+                        let _ = writeln!(
+                            out,
+                            "answer:        served by the app (404 if it does not load)"
+                        );
                     }
                     Err(GroupMiss::Forbidden(why)) => {
                         let _ = writeln!(out, "answer:        403: {why}");

@@ -22,7 +22,11 @@ fn plain(status: u16, message: &str) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("")))
+        .body(format!(
+            "{} {}: {message}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ))
 }
 
 /// Headers an app may not set: the connection is the daemon's business, and the body length
@@ -30,7 +34,13 @@ fn plain(status: u16, message: &str) -> HttpResponse {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection" | "te" | "trailer"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
     )
 }
 
@@ -79,7 +89,11 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
         Route::Group { mount, name, script_name, path_info } => {
             let m = &host.mounts[mount];
             let Some(dir) = &m.group_dir else {
-                log::error!("{}: the folder {} cannot be opened", m.alias.url, m.alias.path.display());
+                log::error!(
+                    "{}: the folder {} cannot be opened",
+                    m.alias.url,
+                    m.alias.path.display()
+                );
                 return Err((404, "no such app"));
             };
             match mounts::resolve_group_file(dir, name) {
@@ -106,7 +120,11 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
 }
 
 /// Serves every request.
-pub async fn handle(req: HttpRequest, payload: web::Payload, host: web::Data<Host>) -> HttpResponse {
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    host: web::Data<Host>,
+) -> HttpResponse {
     let host: Arc<Host> = host.into_inner();
     let t = match target(&host, req.uri().path()) {
         Ok(t) => t,
@@ -123,7 +141,11 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, host: web::Data<Hos
     };
     let vars = environ::cgi_vars(
         &req,
-        RouteVars { script_name: &t.script_name, path_info: &t.path_info, script_filename: &file_bytes },
+        RouteVars {
+            script_name: &t.script_name,
+            path_info: &t.path_info,
+            script_filename: &file_bytes,
+        },
         &mount.alias.env,
     );
     let request_id = host.request_id();
@@ -164,7 +186,9 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, host: web::Data<Hos
         Ok(Ok((Err(_), _))) => plain(500, "the app failed; the error log has the details"),
         Ok(Err(Unavailable::Missing(_))) => plain(404, "no such app"),
         Ok(Err(Unavailable::Broken(_))) if is_group => plain(404, "no such app"),
-        Ok(Err(Unavailable::Broken(_))) => plain(500, "the app could not be loaded; the error log says why"),
+        Ok(Err(Unavailable::Broken(_))) => {
+            plain(500, "the app could not be loaded; the error log says why")
+        }
         Err(_) => plain(500, "the app call was lost; the error log has the details"),
     }
 }
@@ -177,13 +201,12 @@ pub async fn run(
     on_bound: impl FnOnce(&[SocketAddr]),
 ) -> std::io::Result<()> {
     let data = web::Data::from(host);
-    let mut server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).default_service(web::to(handle))
-    });
+    let mut server =
+        HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)));
     for addr in listen {
-        server = server.bind(addr).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-        })?;
+        server = server
+            .bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     }
     on_bound(&server.addrs());
     server.run().await

@@ -1,0 +1,296 @@
+//! The commands besides `serve`: `gatehouse check` (validate, print the route table, errors
+//! and warnings as `FILE:LINE:COLUMN: ...`, exit 1 on errors) and `gatehouse routes` (the
+//! table, or how one URL is answered) — and that `routes` says what the server does.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::harness::{Daemon, artifacts, expand, install};
+
+/// Runs `gatehouse ARGS` in `cwd`.
+fn gatehouse(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(&artifacts().gatehouse)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run gatehouse")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temp folder holding `hosting.yaml` (placeholders expanded) and an `apps/` group folder.
+fn config(yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    install(&artifacts().hello, &root.join("apps/libhello.so"));
+    std::fs::write(root.join("hosting.yaml"), expand(yaml, &root)).unwrap();
+    (tmp, root)
+}
+
+const GOOD: &str = "\
+aliases:
+  - url: /sample
+    path: {hello}
+  - url: /myapp
+    path: {products}
+    develop_mode: true
+    env: {PRODUCTS_DB: var/p.sqlite3}
+  - url: /wsgi/
+    path: apps/
+";
+
+#[test]
+fn check_accepts_a_good_config_and_prints_the_route_table() {
+    let (_tmp, root) = config(GOOD);
+    let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert_eq!(err(&o), "", "a good config printed diagnostics");
+    let stdout = out(&o);
+    let a = artifacts();
+    let line = |url: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(url))
+            .unwrap_or_else(|| panic!("no route line for {url}:\n{stdout}"))
+    };
+    let sample = line("/sample");
+    assert!(
+        sample.contains(" app ") && sample.contains(&a.hello.display().to_string()),
+        "{sample}"
+    );
+    assert!(sample.starts_with('1') && sample.contains("hosting.yaml:2:5)"), "{sample}");
+    let myapp = line("/myapp");
+    assert!(myapp.starts_with('2') && myapp.contains("hosting.yaml:4:5)"), "{myapp}");
+    assert!(myapp.contains("develop_mode") && myapp.contains("PRODUCTS_DB"), "{myapp}");
+    let wsgi = line("/wsgi/NAME");
+    assert!(wsgi.starts_with('3') && wsgi.contains(" group "), "{wsgi}");
+    assert!(
+        wsgi.contains(&root.join("apps").display().to_string())
+            && wsgi.contains("hosting.yaml:8:5)"),
+        "{wsgi}"
+    );
+    assert!(stdout.trim_end().ends_with("syntax OK"), "{stdout}");
+
+    // `routes` without a URL prints the same table.
+    let o = gatehouse(&root, &["routes", "--config", "hosting.yaml"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out(&o).contains(sample) && out(&o).contains(wsgi), "{}", out(&o));
+}
+
+#[test]
+fn check_reports_errors_at_their_line_and_column_and_exits_1() {
+    let cases: [(&str, &str); 5] = [
+        (
+            "aliases:\n  - url: /sample\n    path: {hello}\n    colour: blue\n",
+            "hosting.yaml:4:5: error: unknown key `colour`",
+        ),
+        (
+            "aliases:\n  - url: sample\n    path: {hello}\n",
+            "hosting.yaml:2:10: error: url `sample` must start with `/`",
+        ),
+        (
+            "aliases:\n  - url: /a%20b\n    path: {hello}\n",
+            "hosting.yaml:2:10: error: url `/a%20b`",
+        ),
+        ("max-body: 1MiB\naliases: []\n", "hosting.yaml:1:1: error: unknown key `max-body`"),
+        ("aliases:\n  - url: [\n", "hosting.yaml:2:"),
+    ];
+    for (yaml, expected) in cases {
+        let (_tmp, root) = config(yaml);
+        let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+        assert_eq!(o.status.code(), Some(1), "{yaml}\n{}{}", out(&o), err(&o));
+        assert!(
+            err(&o).lines().any(|l| l.starts_with(expected)),
+            "expected {expected:?} for\n{yaml}got:\n{}",
+            err(&o)
+        );
+        assert!(!out(&o).contains("syntax OK"), "{}", out(&o));
+        // `serve` refuses the same file without listening.
+        let o = gatehouse(&root, &["serve", "--config", "hosting.yaml", "--listen", "127.0.0.1:0"]);
+        assert_eq!(o.status.code(), Some(1), "serve on a bad config: {}{}", out(&o), err(&o));
+        assert!(!out(&o).contains("listening"), "{}", out(&o));
+        assert!(err(&o).contains(expected), "serve does not say why: {}", err(&o));
+    }
+    // Every error is reported, not only the first; an absolute path names the file as given.
+    let (_tmp, root) = config(
+        "aliases:\n  - url: /a\n    path: {hello}\n    colour: blue\n  - url: b\n    path: {hello}\n",
+    );
+    let file = root.join("hosting.yaml").display().to_string();
+    let o = gatehouse(Path::new("/"), &["check", "--config", &file]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains(&format!("{file}:4:5: error: unknown key")), "{}", err(&o));
+    assert!(err(&o).contains(&format!("{file}:5:10: error: url `b`")), "{}", err(&o));
+}
+
+#[test]
+fn check_warns_but_accepts_a_missing_app_file_and_a_shadowed_alias() {
+    let yaml = "\
+aliases:
+  - url: /sample
+    path: {hello}
+  - url: /later
+    path: build/liblater.so
+  - url: /sample/inner
+    path: {hello}
+";
+    let (_tmp, root) = config(yaml);
+    let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let stderr = err(&o);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("hosting.yaml:5:11: warning:") && l.contains("does not exist")),
+        "no warning for the missing file:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("hosting.yaml:6:10: warning:") && l.contains("never reached")),
+        "no warning for the shadowed alias:\n{stderr}"
+    );
+    assert!(!stderr.contains("error"), "{stderr}");
+    assert!(out(&o).contains("syntax OK"), "{}", out(&o));
+}
+
+#[test]
+fn routes_explains_one_url() {
+    let yaml = "\
+aliases:
+  - url: /sample
+    path: {hello}
+  - url: /myapp
+    path: {products}
+  - url: /later
+    path: build/liblater.so
+  - url: /wsgi/
+    path: apps/
+";
+    let (_tmp, root) = config(yaml);
+    let a = artifacts();
+    let routes = |url: &str| {
+        let o = gatehouse(&root, &["routes", "--config", "hosting.yaml", url]);
+        assert_eq!(o.status.code(), Some(0), "routes {url}: {}{}", out(&o), err(&o));
+        out(&o)
+    };
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .trim()
+            .to_owned()
+    };
+
+    let t = routes("/myapp/a/b");
+    assert_eq!(field(&t, "SCRIPT_NAME"), "\"/myapp\"", "{t}");
+    assert_eq!(field(&t, "PATH_INFO"), "\"/a/b\"", "{t}");
+    assert_eq!(field(&t, "plugin"), a.products.display().to_string(), "{t}");
+    assert!(field(&t, "alias").starts_with("#2 /myapp (hosting.yaml:4:5)"), "{t}");
+    assert!(field(&t, "why").contains("order declared"), "{t}");
+
+    let t = routes("http://127.0.0.1:8080/myapp?id=A001");
+    assert_eq!(
+        (field(&t, "SCRIPT_NAME"), field(&t, "PATH_INFO")),
+        ("\"/myapp\"".to_owned(), "\"\"".to_owned()),
+        "{t}"
+    );
+
+    let t = routes("/wsgi/hello/x");
+    assert_eq!(field(&t, "SCRIPT_NAME"), "\"/wsgi/hello\"", "{t}");
+    assert_eq!(field(&t, "PATH_INFO"), "\"/x\"", "{t}");
+    assert_eq!(field(&t, "plugin"), root.join("apps/libhello.so").display().to_string(), "{t}");
+
+    for (url, answer) in [
+        ("/wsgi/", "403"),
+        ("/wsgi/.x", "403"),
+        ("/wsgi", "404"),
+        ("/wsgi/missing", "404"),
+        ("/nothing", "404"),
+        ("/myappx", "404"),
+        ("/later/x", "404"),
+        ("/..", "400"),
+        ("/a/%zz", "400"),
+        ("/a%2Fb", "404"),
+    ] {
+        let t = routes(url);
+        assert!(field(&t, "answer").starts_with(answer), "routes {url}: expected {answer}:\n{t}");
+    }
+    let t = routes("/a/../myapp");
+    assert_eq!(field(&t, "normalised"), "/myapp", "{t}");
+}
+
+/// The status `routes` predicts for `url`.
+fn predicted_status(root: &Path, url: &str) -> u16 {
+    let o = gatehouse(root, &["routes", "--config", "hosting.yaml", url]);
+    let text = out(&o);
+    let answer = text
+        .lines()
+        .find_map(|l| l.strip_prefix("answer:"))
+        .unwrap_or_else(|| panic!("no answer for {url}:\n{text}"))
+        .trim();
+    if answer.starts_with("served by the app") {
+        200
+    } else {
+        answer
+            .get(..3)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("odd answer for {url}: {answer}"))
+    }
+}
+
+#[test]
+fn routes_says_what_the_server_does() {
+    let yaml = "\
+aliases:
+  - url: /sample
+    path: {hello}
+  - url: /later
+    path: build/liblater.so
+  - url: /wsgi/
+    path: apps/
+  - url: /sample/inner
+    path: {environ}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir(root.join("apps/sub")).unwrap();
+        std::os::unix::fs::symlink(artifacts().hello.as_path(), root.join("apps/libout.so"))
+            .unwrap();
+    });
+    let root = d.path("");
+    for url in [
+        "/sample",
+        "/sample/inner",
+        "//sample/x",
+        "/a/../sample",
+        "/sample/../..",
+        "/SAMPLE",
+        "/samplex",
+        "/later",
+        "/wsgi",
+        "/wsgi/",
+        "/wsgi/hello",
+        "/wsgi/environ/x",
+        "/wsgi/.hidden",
+        "/wsgi/sub",
+        "/wsgi/missing",
+        "/wsgi/out",
+        "/wsgi/a%2Fb",
+        "/wsgi/a%00",
+        "/wsgi/%zz",
+        "/",
+    ] {
+        let predicted = predicted_status(&root, url);
+        let r = d.get(url);
+        assert_eq!(
+            r.status, predicted,
+            "`gatehouse routes {url}` predicts {predicted}, the server says: {r}"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The environ an app sees, through the conformance app `apps/environ`: the CGI/WSGI
+//! variables as mod_wsgi builds them, HTTP_* headers, the alias's `env` settings, and the
+//! parsed parameters. Values are shown latin-1 decoded, as PEP 3333 does.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, artifacts};
+
+const ENVIRON: &str = "\
+aliases:
+  - url: /env
+    path: {environ}
+    env:
+      GREETING: hello there
+      EMPTY: \"\"
+      NUMBER: 1.0
+      REQUEST_METHOD: FORGED
+      HTTP_HOST: forged.example
+";
+
+#[track_caller]
+fn var<'a>(j: &'a Value, name: &str) -> &'a str {
+    j[name].as_str().unwrap_or_else(|| panic!("no {name} in {j:#}"))
+}
+
+#[test]
+fn cgi_variables_of_a_get() {
+    let d = Daemon::start(ENVIRON);
+    let mut raw = format!(
+        "GET /env/p%20q/r?a=%20b&c&a=+ HTTP/1.1\r\n\
+         Host: {}\r\n\
+         User-Agent: gatehouse-e2e\r\n\
+         X-Multi: one\r\n\
+         Accept: text/html\r\n\
+         x-multi: two\r\n\
+         X-Multi: three, four\r\n\
+         X_Under: sneaky\r\n\
+         X-Forwarded-For: 10.0.0.1\r\n\
+         X.Dot: dropped\r\n",
+        d.addr
+    )
+    .into_bytes();
+    raw.extend_from_slice(b"X-Latin: caf\xe9\r\nConnection: close\r\n\r\n");
+    let r = d.request(&raw);
+    r.expect_status(200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"), "{r}");
+    let j = r.json();
+    let port = d.addr.port().to_string();
+    let environ = artifacts().environ.display().to_string();
+    for (name, want) in [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/env"),
+        ("PATH_INFO", "/p q/r"),
+        ("QUERY_STRING", "a=%20b&c&a=+"),
+        ("REQUEST_URI", "/env/p%20q/r?a=%20b&c&a=+"),
+        ("SERVER_NAME", "127.0.0.1"),
+        ("SERVER_PORT", port.as_str()),
+        ("SERVER_ADDR", "127.0.0.1"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REQUEST_SCHEME", "http"),
+        ("wsgi.url_scheme", "http"),
+        ("SCRIPT_FILENAME", environ.as_str()),
+        ("HTTP_HOST", d.addr.to_string().as_str()),
+        ("HTTP_USER_AGENT", "gatehouse-e2e"),
+        ("HTTP_ACCEPT", "text/html"),
+        ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
+        // Repeated headers joined with ", ", in the order received.
+        ("HTTP_X_MULTI", "one, two, three, four"),
+        // Bytes shown as latin-1.
+        ("HTTP_X_LATIN", "caf\u{e9}"),
+        // The alias's env, added where the request did not set the name.
+        ("GREETING", "hello there"),
+        ("EMPTY", ""),
+        ("NUMBER", "1.0"),
+    ] {
+        assert_eq!(var(&j, name), want, "{name} in {j:#}");
+    }
+    assert!(var(&j, "SERVER_SOFTWARE").starts_with("Gatehouse/"), "{j:#}");
+    assert!(var(&j, "REMOTE_PORT").parse::<u16>().is_ok_and(|p| p > 0), "{j:#}");
+    // No body: no CONTENT_TYPE or CONTENT_LENGTH at all (not even empty).
+    for absent in ["CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"] {
+        assert!(j.get(absent).is_none(), "{absent} present in {j:#}");
+    }
+    // Header names with `_` or other characters are dropped, so `X_Under` cannot pose as
+    // `X-Under` (Apache 2.4 does the same).
+    let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
+    assert!(
+        !keys.iter().any(|k| k.contains("UNDER") || k.contains("DOT")),
+        "a header with `_` or `.` in its name reached the environ: {keys:?}"
+    );
+    assert_eq!(j["gatehouse.params"], json!([["a", " b"], ["c", ""], ["a", " "]]));
+}
+
+#[test]
+fn cgi_variables_of_bodies_methods_and_http_1_0() {
+    let d = Daemon::start(ENVIRON);
+    let r = d.send("POST", "/env?x=1", &["Content-Type: text/plain; charset=utf-8"], b"hello");
+    r.expect_status(200);
+    let j = r.json();
+    assert_eq!(var(&j, "REQUEST_METHOD"), "POST");
+    assert_eq!(var(&j, "CONTENT_TYPE"), "text/plain; charset=utf-8");
+    assert_eq!(var(&j, "CONTENT_LENGTH"), "5");
+    assert_eq!(j["gatehouse.params"], json!([["x", "1"]]));
+
+    let r = d.send(
+        "POST",
+        "/env",
+        &["Content-Type: application/x-www-form-urlencoded"],
+        b"id=A002&n=2",
+    );
+    let j = r.json();
+    assert_eq!(
+        (var(&j, "CONTENT_LENGTH"), var(&j, "CONTENT_TYPE")),
+        ("11", "application/x-www-form-urlencoded")
+    );
+    assert_eq!(j["gatehouse.params"], json!([["id", "A002"], ["n", "2"]]));
+
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let r = d.send(method, "/env/m", &[], b"");
+        r.expect_status(200);
+        assert_eq!(var(&r.json(), "REQUEST_METHOD"), method);
+    }
+
+    // HTTP/1.0 without a Host header: SERVER_NAME falls back to the local address.
+    let r = d.request(b"GET /env?v=10 HTTP/1.0\r\n\r\n");
+    r.expect_status(200);
+    let j = r.json();
+    assert_eq!(var(&j, "SERVER_PROTOCOL"), "HTTP/1.0");
+    assert_eq!(var(&j, "SERVER_NAME"), "127.0.0.1");
+    assert_eq!(var(&j, "QUERY_STRING"), "v=10");
+    // The request's own Host wins over an alias env entry of the same name.
+    let r = d.send("GET", "/env", &[], b"");
+    assert_eq!(var(&r.json(), "HTTP_HOST"), d.addr.to_string());
+    // A Host header with a name: SERVER_NAME is that name, without the port.
+    let r =
+        d.request(b"GET /env HTTP/1.1\r\nHost: www.example.com:8080\r\nConnection: close\r\n\r\n");
+    assert_eq!(var(&r.json(), "SERVER_NAME"), "www.example.com");
+}
+
+#[test]
+fn alias_env_never_overrides_request_variables() {
+    let d = Daemon::start(ENVIRON);
+    let j = d.get("/env").json();
+    assert_eq!(var(&j, "REQUEST_METHOD"), "GET", "an env entry replaced REQUEST_METHOD");
+    assert_eq!(var(&j, "HTTP_HOST"), d.addr.to_string(), "an env entry replaced HTTP_HOST");
+    assert_eq!(var(&j, "GREETING"), "hello there");
+}
