@@ -55,6 +55,38 @@ fn prepare(root: &Path) {
     install(&artifacts().environ, &root.join("wsgi/environ.py"));
 }
 
+/// Where Gatehouse answers differently from Apache on purpose: (case, Apache's status,
+/// Gatehouse's status, why). Each is a request Apache's lenient parser accepts (or a
+/// fragment its parser sees and actix's drops) and the HTTP RFCs let a server refuse.
+const DEVIATIONS: &[(&str, u16, u16, &str)] = &[
+    (
+        "raw-latin1-in-path",
+        200,
+        400,
+        "a raw non-ASCII byte in the request target is not a valid URI (RFC 3986); clients \
+         percent-encode it",
+    ),
+    (
+        "header-obs-fold",
+        200,
+        400,
+        "obsolete line folding is refused, as RFC 9112 section 5.2 allows, so that no folded \
+         header can smuggle a value past a proxy",
+    ),
+    (
+        "fragment",
+        400,
+        200,
+        "the HTTP parser drops a #fragment from the target (clients never send one); the path \
+         and query before it are served",
+    ),
+];
+
+/// Response headers of `apps/environ` (and the seed's environ.py) compared exactly: they
+/// show what a HEAD request reached the app as.
+const X_ENVIRON: &[&str] =
+    &["X-Environ-Method", "X-Environ-Script-Name", "X-Environ-Path-Info", "X-Environ-Query-String"];
+
 /// Keys compared exactly, present or absent alike: issue 4's list, and the alias's `env`.
 /// Every `HTTP_*` key is compared the same way (same set of keys, same values).
 const EXACT: &[&str] = &[
@@ -198,12 +230,25 @@ fn check_case(d: &Daemon, case: &Value, capture_port: &str, out: &mut Vec<Mismat
         }
     };
     if u64::from(r.status) != want_status {
-        push("status", want_status.to_string(), r.status.to_string());
+        let deliberate = DEVIATIONS.iter().any(|(case, apache, ours, _)| {
+            *case == name && u64::from(*apache) == want_status && *ours == r.status
+        });
+        if !deliberate {
+            push("status", want_status.to_string(), r.status.to_string());
+        }
         return;
     }
     let app_called = case["app_called"].as_bool().unwrap_or(false);
     if !app_called || want_status != 200 {
         return;
+    }
+    let headers = case["headers"].as_object().expect("case headers");
+    for h in X_ENVIRON {
+        let apache =
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).and_then(|(_, v)| v.as_str());
+        if apache != r.header(h) {
+            push(&format!("{h} header"), show(apache), show(r.header(h)));
+        }
     }
     let Some(apache) = case["environ"].as_object() else {
         // HEAD: the app ran, Apache sent its headers and no body.
@@ -237,6 +282,18 @@ fn check_case(d: &Daemon, case: &Value, capture_port: &str, out: &mut Vec<Mismat
             return;
         }
     };
+    // What the body reader yielded. A form body is parsed by the daemon into parameters
+    // before the app is called (issue 4), so there the reader is empty by design.
+    let form = ["application/x-www-form-urlencoded", "multipart/form-data"].iter().any(|t| {
+        apache.get("CONTENT_TYPE").and_then(Value::as_str).is_some_and(|ct| ct.starts_with(t))
+    });
+    if !form && case["wsgi_input"] != gatehouse["gatehouse.input"] {
+        push(
+            "body read by the app",
+            case["wsgi_input"].to_string(),
+            gatehouse["gatehouse.input"].to_string(),
+        );
+    }
     let ours =
         |k: &str| gatehouse.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
     let theirs = |k: &str| apache.get(k).and_then(Value::as_str);
@@ -409,7 +466,6 @@ fn conformance_fixture_is_well_formed() {
 
 /// Gatehouse gives the app what mod_wsgi gives a WSGI app, for every captured request.
 #[test]
-#[ignore = "conformance: see fixture notes"]
 fn conformance_environ_matches_mod_wsgi() {
     let (fixture, cases) = load();
     let capture_port = fixture["note"]["capture_port"].to_string();

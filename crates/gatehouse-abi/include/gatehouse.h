@@ -37,6 +37,8 @@ typedef uint32_t gh_Status;
 #define gh_Status_INVALID 3
 // The client went away or the response could not be delivered; stop producing it.
 #define gh_Status_DISCONNECTED 4
+// The request body is larger than the alias's `max_body` (the client gets 413).
+#define gh_Status_TOO_LARGE 5
 
 // A name/value pair of byte strings: an environ variable, a header, a parameter.
 typedef struct gh_Pair {
@@ -88,10 +90,12 @@ typedef struct gh_Upload {
 typedef struct gh_HostApi {
   // `size_of::<HostApi>()` as the host built it; fields may be appended in later versions.
   uint32_t struct_size;
-  // Reads up to `cap` bytes of the request body into `buf`. Returns the number of bytes
-  // read, 0 at the end of the body, or a negative number on error (the client went away,
-  // the body was malformed or too large). For form bodies the host has already parsed the
-  // body into parameters and this returns 0 at once.
+  // Reads up to `cap` bytes of the request body into `buf`, waiting until at least one
+  // byte, the end of the body or an error arrives. Returns the number of bytes read, 0
+  // at the end of the body, or a failure [`Status`] negated: `-1` (ERROR: the body was
+  // malformed or cut short), `-4` (DISCONNECTED), `-5` (TOO_LARGE: past `max_body`).
+  // For form bodies the host has already parsed the body into parameters and this
+  // returns 0 at once.
   ptrdiff_t (*read_body)(void *request, uint8_t *buf, size_t cap);
   // Writes `message` to the app's debug log if develop mode is on for the alias, or
   // always when `must` is nonzero (the seed's `debugLog(msg, must)`). Returns
@@ -108,8 +112,15 @@ typedef struct gh_HostApi {
                               const struct gh_Pair *headers,
                               size_t headers_len);
   // Appends bytes to the response body. May be called any number of times after
-  // `start_response`. The host copies the bytes before returning.
+  // `start_response`. The host copies the bytes before returning. The host holds back
+  // the head and the first write, so that a response written in one piece goes out with
+  // its exact length; from the second write on (or after `flush`) every write is sent as
+  // it comes, waiting while the client is slower than the app. Returns
+  // [`Status::DISCONNECTED`] once the client is gone.
   gh_Status (*write)(void *request, struct gh_Str data);
+  // Sends the head and everything written so far now, instead of holding it back
+  // (for a first chunk the client should see before the app writes more).
+  gh_Status (*flush)(void *request);
 } gh_HostApi;
 
 // One request, as the app sees it.

@@ -91,6 +91,8 @@ impl Status {
     pub const INVALID: Status = Status(3);
     /// The client went away or the response could not be delivered; stop producing it.
     pub const DISCONNECTED: Status = Status(4);
+    /// The request body is larger than the alias's `max_body` (the client gets 413).
+    pub const TOO_LARGE: Status = Status(5);
 }
 
 /// An uploaded file from a `multipart/form-data` body, spooled by the host to a temporary
@@ -141,10 +143,12 @@ pub struct InitContext {
 pub struct HostApi {
     /// `size_of::<HostApi>()` as the host built it; fields may be appended in later versions.
     pub struct_size: u32,
-    /// Reads up to `cap` bytes of the request body into `buf`. Returns the number of bytes
-    /// read, 0 at the end of the body, or a negative number on error (the client went away,
-    /// the body was malformed or too large). For form bodies the host has already parsed the
-    /// body into parameters and this returns 0 at once.
+    /// Reads up to `cap` bytes of the request body into `buf`, waiting until at least one
+    /// byte, the end of the body or an error arrives. Returns the number of bytes read, 0
+    /// at the end of the body, or a failure [`Status`] negated: `-1` (ERROR: the body was
+    /// malformed or cut short), `-4` (DISCONNECTED), `-5` (TOO_LARGE: past `max_body`).
+    /// For form bodies the host has already parsed the body into parameters and this
+    /// returns 0 at once.
     pub read_body:
         Option<unsafe extern "C" fn(request: *mut c_void, buf: *mut u8, cap: usize) -> isize>,
     /// Writes `message` to the app's debug log if develop mode is on for the alias, or
@@ -167,8 +171,15 @@ pub struct HostApi {
         ) -> Status,
     >,
     /// Appends bytes to the response body. May be called any number of times after
-    /// `start_response`. The host copies the bytes before returning.
+    /// `start_response`. The host copies the bytes before returning. The host holds back
+    /// the head and the first write, so that a response written in one piece goes out with
+    /// its exact length; from the second write on (or after `flush`) every write is sent as
+    /// it comes, waiting while the client is slower than the app. Returns
+    /// [`Status::DISCONNECTED`] once the client is gone.
     pub write: Option<unsafe extern "C" fn(request: *mut c_void, data: Str) -> Status>,
+    /// Sends the head and everything written so far now, instead of holding it back
+    /// (for a first chunk the client should see before the app writes more).
+    pub flush: Option<unsafe extern "C" fn(request: *mut c_void) -> Status>,
 }
 
 /// One request, as the app sees it.
@@ -236,7 +247,7 @@ const _: () = {
     assert!(core::mem::size_of::<Pair>() == 32);
     assert!(core::mem::size_of::<Upload>() == 72);
     assert!(core::mem::size_of::<InitContext>() == 88);
-    assert!(core::mem::size_of::<HostApi>() == 48);
+    assert!(core::mem::size_of::<HostApi>() == 56);
     assert!(core::mem::size_of::<Environ>() == 72);
     assert!(core::mem::size_of::<AppDescriptor>() == 64);
 };

@@ -150,6 +150,13 @@ impl<'a> RawRequest<'a> {
         // SAFETY: `data` outlives the call; the host copies it.
         unsafe { f(self.request, Str::new(data)) }
     }
+
+    pub(crate) fn flush(&self) -> Status {
+        // A host without `flush` (none yet) sends as it sees fit: nothing to do.
+        let Some(f) = self.host.flush else { return Status::OK };
+        // SAFETY: `request` is this call's handle.
+        unsafe { f(self.request) }
+    }
 }
 
 /// Turns a panic payload into text for the error log.

@@ -1,24 +1,50 @@
-//! Building a reply: status, headers and body, and handing it to the daemon.
+//! Building a reply: status, headers and a body (bytes, or a stream written as it is
+//! produced), and handing it to the daemon.
+
+use std::io;
 
 use gatehouse_abi::Status;
 use serde::Serialize;
 
 use crate::ffi::RawRequest;
 
+/// A body produced while the response is being sent.
+type StreamFn = Box<dyn FnOnce(&mut BodyWriter<'_, '_>) -> io::Result<()>>;
+
+enum Body {
+    Bytes(Vec<u8>),
+    Stream(StreamFn),
+}
+
 /// An HTTP response built by an app.
 ///
-/// `Content-Length` is added from the body when the app does not set it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A bytes body gets `Content-Length` from its length when the app does not set it. A
+/// streamed body ([`Response::stream`]) goes out as it is written: chunked, unless the app
+/// sets `Content-Length`.
 pub struct Response {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: Body,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = match &self.body {
+            Body::Bytes(b) => format!("{} bytes", b.len()),
+            Body::Stream(_) => "a stream".to_owned(),
+        };
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
 }
 
 impl Response {
     /// An empty response with the given status.
     pub fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response { status, headers: Vec::new(), body: Body::Bytes(Vec::new()) }
     }
 
     /// A `200` reply with `Content-Type: text/plain; charset=utf-8`.
@@ -63,7 +89,20 @@ impl Response {
     /// Replaces the body.
     #[must_use]
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        self.body = Body::Bytes(body.into());
+        self
+    }
+
+    /// Replaces the body with one written while the response is sent: `produce` writes to
+    /// the client through [`BodyWriter`] (each `flush` sends what was written so far at
+    /// once). An error it returns after the first bytes went out cuts the connection, so the
+    /// client never mistakes a broken body for a whole one.
+    #[must_use]
+    pub fn stream(
+        mut self,
+        produce: impl FnOnce(&mut BodyWriter<'_, '_>) -> io::Result<()> + 'static,
+    ) -> Self {
+        self.body = Body::Stream(Box::new(produce));
         self
     }
 
@@ -77,15 +116,20 @@ impl Response {
         &self.headers
     }
 
-    /// The body bytes.
+    /// The body bytes (empty for a streamed body).
     pub fn body_bytes(&self) -> &[u8] {
-        &self.body
+        match &self.body {
+            Body::Bytes(b) => b,
+            Body::Stream(_) => &[],
+        }
     }
 
     /// Hands the response to the daemon.
     pub(crate) fn send(mut self, raw: &RawRequest<'_>) -> Status {
-        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
-            self.headers.push(("Content-Length".to_owned(), self.body.len().to_string()));
+        if let Body::Bytes(body) = &self.body
+            && !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            self.headers.push(("Content-Length".to_owned(), body.len().to_string()));
         }
         let status = raw.start_response(u32::from(self.status), &self.headers);
         if status != Status::OK {
@@ -96,7 +140,50 @@ impl Response {
             ));
             return status;
         }
-        if self.body.is_empty() { Status::OK } else { raw.write(&self.body) }
+        match self.body {
+            Body::Bytes(body) if body.is_empty() => Status::OK,
+            Body::Bytes(body) => raw.write(&body),
+            Body::Stream(produce) => {
+                let mut writer = BodyWriter { raw };
+                match produce(&mut writer) {
+                    Ok(()) => Status::OK,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Status::DISCONNECTED,
+                    Err(e) => {
+                        raw.log_error(&format!("the streamed body failed: {e}"));
+                        Status::ERROR
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a streamed body to the client (see [`Response::stream`]).
+#[derive(Debug)]
+pub struct BodyWriter<'r, 'a> {
+    raw: &'r RawRequest<'a>,
+}
+
+fn status_error(status: Status) -> io::Result<()> {
+    match status {
+        Status::OK => Ok(()),
+        Status::DISCONNECTED => {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        }
+        other => Err(io::Error::other(format!("the daemon refused the write (code {})", other.0))),
+    }
+}
+
+impl io::Write for BodyWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !buf.is_empty() {
+            status_error(self.raw.write(buf))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        status_error(self.raw.flush())
     }
 }
 

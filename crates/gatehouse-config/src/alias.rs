@@ -15,13 +15,26 @@ use crate::validate::{
 use crate::{Alias, AliasKind};
 
 /// The keys of one alias.
-const ALIAS_KEYS: &[&str] = &["url", "path", "develop_mode", "env", "max_body", "threads"];
+const ALIAS_KEYS: &[&str] = &[
+    "url",
+    "path",
+    "develop_mode",
+    "env",
+    "max_body",
+    "max_upload",
+    "pass_authorization",
+    "threads",
+];
 
 /// The global values an alias inherits when it does not set its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Globals {
     pub(crate) develop_mode: bool,
     pub(crate) max_body: u64,
+    /// The top level's `max_upload` when written there; otherwise each alias's own
+    /// `max_body` is its upload limit.
+    pub(crate) max_upload: Option<u64>,
+    pub(crate) pass_authorization: bool,
     pub(crate) threads: usize,
 }
 
@@ -115,6 +128,15 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
         .unwrap_or(globals.develop_mode);
     let max_body =
         f.get("max_body").and_then(|n| size_value(n, "max_body", d)).unwrap_or(globals.max_body);
+    let max_upload = f
+        .get("max_upload")
+        .and_then(|n| size_value(n, "max_upload", d))
+        .or(globals.max_upload)
+        .unwrap_or(max_body);
+    let pass_authorization = f
+        .get("pass_authorization")
+        .and_then(|n| bool_value(n, "pass_authorization", d))
+        .unwrap_or(globals.pass_authorization);
     let threads =
         f.get("threads").and_then(|n| threads_value(n, "threads", d)).unwrap_or(globals.threads);
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
@@ -131,6 +153,8 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
             develop_mode,
             env,
             max_body,
+            max_upload,
+            pass_authorization,
             threads,
             pos: item.pos,
         },
@@ -294,7 +318,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, threads",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads",
                     ),
                 ],
             ),

@@ -14,6 +14,9 @@
 //! listen: ["127.0.0.1:8080"]   # socket addresses (IP:PORT; [::1]:8080; port 0 = any free port)
 //! develop_mode: false          # the seed's DEVELOP_MODE
 //! max_body: 10MiB              # request body limit: bytes, or B, K/KB/KiB, M/MB/MiB, G/GB/GiB
+//! max_upload: 10MiB            # largest uploaded file (default: max_body)
+//! upload_dir: /var/tmp         # where uploads are spooled (default: the system temp folder)
+//! pass_authorization: false    # pass Authorization to apps (mod_wsgi's WSGIPassAuthorization)
 //! threads: 8                   # app threads per alias pool, 1..=1024
 //! logs:
 //!   dir: log                   # debug-log directory, relative to this file's folder
@@ -85,6 +88,14 @@ pub struct Config {
     pub develop_mode: bool,
     /// The global request body limit, in bytes (at least 1).
     pub max_body: u64,
+    /// The global limit for one uploaded file, in bytes (default: `max_body`).
+    pub max_upload: u64,
+    /// Where uploaded files are spooled during a request (default: the system's temporary
+    /// folder, `$TMPDIR` or `/tmp`).
+    pub upload_dir: PathBuf,
+    /// Whether apps see the `Authorization` header as `HTTP_AUTHORIZATION` (mod_wsgi's
+    /// `WSGIPassAuthorization`; default false, as there).
+    pub pass_authorization: bool,
     /// The global number of app threads per alias pool, in `1..=1024`.
     pub threads: usize,
     /// The debug-log directory, absolute (`logs.dir`, default `log` beside the file).
@@ -120,6 +131,11 @@ pub struct Alias {
     pub env: Vec<(String, String)>,
     /// The alias's `max_body`, or the global one, in bytes.
     pub max_body: u64,
+    /// The largest uploaded file the alias accepts, in bytes: its `max_upload`, else the
+    /// global `max_upload` if written, else its own `max_body`.
+    pub max_upload: u64,
+    /// The alias's `pass_authorization`, or the global one.
+    pub pass_authorization: bool,
     /// The alias's `threads`, or the global one.
     pub threads: usize,
     /// Where the alias's list item starts (its first key, usually `url`).
@@ -264,6 +280,38 @@ mod tests {
     use super::testutil::*;
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn upload_limits_and_authorization_inherit() {
+        let fx = fixture();
+        // (yaml, (global max_upload, upload_dir under the config folder?, pass_authorization),
+        //  per alias (max_upload, pass_authorization))
+        type Case<'a> = (&'a str, (u64, bool, bool), &'a [(u64, bool)]);
+        let cases: &[Case<'_>] = &[
+            (
+                "max_body: 4k\naliases:\n  - url: /a\n    path: lib/app.so\n  - url: /b\n    path: lib/app.so\n    max_body: 1k\n",
+                (4096, false, false),
+                // an alias's upload limit follows its own max_body when max_upload is unset
+                &[(4096, false), (1024, false)],
+            ),
+            (
+                "max_upload: 2k\nupload_dir: spool\npass_authorization: yes\naliases:\n  - url: /a\n    path: lib/app.so\n    max_body: 1k\n  - url: /b\n    path: lib/app.so\n    max_upload: 3k\n    pass_authorization: false\n",
+                (2048, true, true),
+                &[(2048, true), (3072, false)],
+            ),
+        ];
+        for (text, (max_upload, spool, auth), aliases) in cases {
+            let c = fx.ok(text).config;
+            assert_eq!(c.max_upload, *max_upload, "{text}");
+            assert_eq!(c.upload_dir == fx.tmp.path().join("spool"), *spool, "{text}");
+            assert_eq!(c.pass_authorization, *auth, "{text}");
+            let got: Vec<(u64, bool)> =
+                c.aliases.iter().map(|a| (a.max_upload, a.pass_authorization)).collect();
+            assert_eq!(got, *aliases, "{text}");
+        }
+        assert_eq!(fx.ok("aliases: []\n").config.upload_dir, std::env::temp_dir());
+        assert_has(&fx.errors("aliases: []\nmax_upload: 0\n"), 2, 13, "at least 1 byte");
+    }
 
     #[test]
     fn full_config_round_trip() {

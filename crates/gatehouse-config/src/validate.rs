@@ -14,7 +14,17 @@ use crate::size::parse_size;
 use crate::{Config, DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_THREADS};
 
 /// The keys of the top level, in the order the docs list them.
-const TOP_KEYS: &[&str] = &["listen", "develop_mode", "max_body", "threads", "logs", "aliases"];
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "develop_mode",
+    "max_body",
+    "max_upload",
+    "upload_dir",
+    "pass_authorization",
+    "threads",
+    "logs",
+    "aliases",
+];
 /// The keys of `logs`.
 const LOGS_KEYS: &[&str] = &["dir"];
 
@@ -28,6 +38,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         listen: vec![default_listen()],
         develop_mode: false,
         max_body: DEFAULT_MAX_BODY,
+        max_upload: DEFAULT_MAX_BODY,
+        upload_dir: std::env::temp_dir(),
+        pass_authorization: false,
         threads: DEFAULT_THREADS,
         logs_dir: dir.join("log"),
         aliases: Vec::new(),
@@ -48,6 +61,18 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     if let Some(size) = f.get("max_body").and_then(|n| size_value(n, "max_body", d)) {
         config.max_body = size;
     }
+    // `max_upload` defaults to `max_body`: one file can be as large as the whole body.
+    config.max_upload =
+        f.get("max_upload").and_then(|n| size_value(n, "max_upload", d)).unwrap_or(config.max_body);
+    let max_upload_set = f.get("max_upload").is_some();
+    if let Some(written) = f.get("upload_dir").and_then(|n| path_value(n, "upload_dir", d)) {
+        config.upload_dir = resolve(dir, written);
+    }
+    if let Some(b) =
+        f.get("pass_authorization").and_then(|n| bool_value(n, "pass_authorization", d))
+    {
+        config.pass_authorization = b;
+    }
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
     }
@@ -58,6 +83,8 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     let globals = Globals {
         develop_mode: config.develop_mode,
         max_body: config.max_body,
+        max_upload: max_upload_set.then_some(config.max_upload),
+        pass_authorization: config.pass_authorization,
         threads: config.threads,
     };
     match f.get("aliases") {
@@ -482,7 +509,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, threads, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, logs, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

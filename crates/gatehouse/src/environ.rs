@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use actix_web::HttpRequest;
 use gatehouse_abi::{Pair, Str};
+use gatehouse_config::Alias;
 
 /// Name/value byte-string pairs stored in one buffer, in insertion order.
 #[derive(Debug, Default, Clone)]
@@ -86,9 +87,21 @@ fn cgi_safe_header(name: &str) -> bool {
     name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Builds the CGI/WSGI variables of a request, then adds the alias's `env` settings whose
-/// names the request did not already set.
-pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)]) -> PairBuf {
+/// Whether header `name` (lower case) becomes an `HTTP_*` variable for this alias. As under
+/// mod_wsgi: `Authorization` only with `pass_authorization` (WSGIPassAuthorization), never
+/// `Proxy` (the httpoxy fix: `HTTP_PROXY` would pose as the `http_proxy` setting).
+fn passes(name: &str, alias: &Alias) -> bool {
+    match name {
+        "content-type" | "content-length" | "proxy" => false,
+        "authorization" => alias.pass_authorization,
+        _ => cgi_safe_header(name),
+    }
+}
+
+/// Builds the CGI/WSGI variables of a request as mod_wsgi does, then adds the alias's `env`
+/// settings whose names the request did not already set.
+pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairBuf {
+    let env = &alias.env;
     let headers = req.headers();
     let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 1024);
     let uri = req.uri();
@@ -96,8 +109,13 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)
     vars.push(b"SCRIPT_NAME", route.script_name);
     vars.push(b"PATH_INFO", route.path_info);
     vars.push(b"QUERY_STRING", uri.query().unwrap_or("").as_bytes());
-    let request_uri = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-    vars.push(b"REQUEST_URI", request_uri.as_bytes());
+    // The request target as sent: origin form (`/a?b`) or absolute form (`http://h/a?b`).
+    if uri.scheme().is_some() {
+        vars.push(b"REQUEST_URI", uri.to_string().as_bytes());
+    } else {
+        let request_uri = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        vars.push(b"REQUEST_URI", request_uri.as_bytes());
+    }
     if let Some(v) = headers.get(actix_web::http::header::CONTENT_TYPE) {
         vars.push(b"CONTENT_TYPE", v.as_bytes());
     }
@@ -105,14 +123,22 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)
         vars.push(b"CONTENT_LENGTH", v.as_bytes());
     }
     let local = req.app_config().local_addr();
-    let host = headers.get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok());
-    let server_name = host.map(host_name).unwrap_or_default();
+    // As Apache with `UseCanonicalName Off`: the name and port the client asked for (the
+    // absolute-form target's authority, else the Host header), the port defaulting to 80.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok()));
+    let (server_name, server_port) = host.map(host_and_port).unwrap_or_default();
     if server_name.is_empty() {
         vars.push(b"SERVER_NAME", local.ip().to_string().as_bytes());
     } else {
-        vars.push(b"SERVER_NAME", server_name.as_bytes());
+        vars.push_with(
+            |b| b.extend_from_slice(b"SERVER_NAME"),
+            |b| b.extend(server_name.bytes().map(|c| c.to_ascii_lowercase())),
+        );
     }
-    vars.push(b"SERVER_PORT", local.port().to_string().as_bytes());
+    vars.push(b"SERVER_PORT", server_port.unwrap_or("80").as_bytes());
     vars.push(b"SERVER_ADDR", local.ip().to_string().as_bytes());
     vars.push(b"SERVER_PROTOCOL", protocol(req.version()).as_bytes());
     vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
@@ -125,7 +151,7 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, env: &[(String, String)
     vars.push(b"SCRIPT_FILENAME", route.script_filename);
     for name in headers.keys() {
         let name = name.as_str();
-        if name == "content-type" || name == "content-length" || !cgi_safe_header(name) {
+        if !passes(name, alias) {
             continue;
         }
         vars.push_with(
@@ -169,13 +195,21 @@ fn protocol(v: actix_web::http::Version) -> &'static str {
     }
 }
 
-/// The host part of a Host header: without the port, brackets kept off IPv6 literals as
-/// Apache keeps them on (`[::1]`).
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+/// Splits a Host header into name and port (`None` when absent); IPv6 literals keep their
+/// brackets, as Apache keeps them (`[::1]`).
+fn host_and_port(host: &str) -> (&str, Option<&str>) {
+    let (name, port) = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => (&host[..=end], host[end + 1..].strip_prefix(':')),
+            None => (host, None),
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        }
+    };
+    (name, port.filter(|p| !p.is_empty()))
 }
 
 #[cfg(test)]
@@ -183,15 +217,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_header_to_server_name() {
+    fn host_header_to_server_name_and_port() {
         for (host, want) in [
-            ("example.com", "example.com"),
-            ("example.com:8080", "example.com"),
-            ("127.0.0.1:80", "127.0.0.1"),
-            ("[::1]:8080", "[::1]"),
-            ("[::1]", "[::1]"),
+            ("example.com", ("example.com", None)),
+            ("example.com:8080", ("example.com", Some("8080"))),
+            ("example.com:", ("example.com", None)),
+            ("127.0.0.1:80", ("127.0.0.1", Some("80"))),
+            ("[::1]:8080", ("[::1]", Some("8080"))),
+            ("[::1]", ("[::1]", None)),
         ] {
-            assert_eq!(host_name(host), want, "{host}");
+            assert_eq!(host_and_port(host), want, "{host}");
         }
     }
 

@@ -1,6 +1,12 @@
 //! The host side of a request across the ABI: builds the `#[repr(C)]` environ from owned
 //! request data, implements the [`HostApi`] callbacks (body reader, debug log, error log,
-//! start_response, write), calls the app, and collects its reply.
+//! start_response, write, flush), calls the app, and hands its reply to the HTTP side.
+//!
+//! A reply goes out in one of two shapes. The head and the first write are held back; if
+//! `handle` returns with nothing more written, the whole response goes as one
+//! [`Reply::Complete`] with its exact length (the common case, one hand-off). A second write
+//! or a `flush` turns it into a [`Reply::Stream`]: the head goes at once and every later write
+//! follows through a bounded channel, so the app waits while the client is slower than it.
 //!
 //! This is one of the two ABI boundary modules (the other is `plugins`); `unsafe` is allowed
 //! here and nowhere else but there.
@@ -11,20 +17,25 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::web::Bytes;
 use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::debug_log::DebugLog;
 use crate::environ::PairBuf;
-use crate::input::Input;
+use crate::input::{BodyError, Input};
 use crate::plugins::Plugin;
+
+/// Chunks of a streamed response that may wait between the app and the client.
+const RESPONSE_CHUNKS_IN_FLIGHT: usize = 16;
 
 /// Everything one app call needs, owned by the caller for the duration of the call.
 #[derive(Debug)]
 pub struct Call<'a> {
     /// CGI/WSGI variables.
     pub vars: &'a PairBuf,
-    /// Parameters, uploads and body.
+    /// Parameters and uploads.
     pub input: &'a Input,
     /// The app's debug log.
     pub debug: &'a DebugLog,
@@ -36,15 +47,60 @@ pub struct Call<'a> {
     pub request_id: u64,
 }
 
-/// An app's reply, validated.
+/// Where the request body comes from.
 #[derive(Debug)]
-pub struct Reply {
+pub enum BodySource {
+    /// No body (or a form body, already parsed into parameters).
+    Empty,
+    /// Chunks pumped from the client by the HTTP side, ending with the channel's close or
+    /// an error.
+    Stream(mpsc::Receiver<Result<Bytes, BodyError>>),
+}
+
+/// A response head, validated: hop-by-hop headers and Content-Length removed (the length
+/// the app declared is kept in `declared_len`).
+#[derive(Debug)]
+pub struct Head {
     /// HTTP status.
     pub status: StatusCode,
-    /// Headers, in the order the app gave them.
+    /// Headers in the order the app gave them.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The body.
-    pub body: Vec<u8>,
+    /// The Content-Length the app declared, if any.
+    pub declared_len: Option<u64>,
+}
+
+/// A chunk of a streamed response; an error aborts the response (the client sees a cut
+/// connection, never a truncated body that looks whole).
+pub type Chunk = Result<Bytes, std::io::Error>;
+
+/// What an app call produced, sent to the HTTP side as soon as it is known.
+#[derive(Debug)]
+pub enum Reply {
+    /// The whole response: `handle` returned after at most one write.
+    Complete {
+        /// The head.
+        head: Head,
+        /// The whole body.
+        body: Bytes,
+    },
+    /// The head and the first chunk; the rest follows on `rest`.
+    Stream {
+        /// The head.
+        head: Head,
+        /// What was written before streaming began.
+        first: Bytes,
+        /// Later chunks; closed when `handle` returns.
+        rest: mpsc::Receiver<Chunk>,
+    },
+    /// The app failed before starting a response (the client gets 500).
+    Failed(CallError),
+    /// The daemon answers without the app (a plugin that is missing or does not load).
+    Refused {
+        /// The status.
+        status: u16,
+        /// The message for the client.
+        message: &'static str,
+    },
 }
 
 /// Why a call produced no usable reply (the client gets 500).
@@ -58,12 +114,72 @@ pub enum CallError {
     NoResponse,
 }
 
+/// Where the response stands.
+enum ReplyState {
+    /// `start_response` not called yet.
+    NotStarted(oneshot::Sender<Reply>),
+    /// Head (and maybe a first write) held back.
+    Holding { head: Head, first: Option<Bytes>, tx: oneshot::Sender<Reply> },
+    /// Head sent; writes go straight to the client. `left` counts down a declared length.
+    Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64> },
+    /// The client is gone, or the reply was sent.
+    Done,
+}
+
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {
     call: &'a Call<'a>,
-    body_pos: usize,
-    head: Option<(StatusCode, Vec<(HeaderName, HeaderValue)>)>,
-    body: Vec<u8>,
+    body: BodySource,
+    /// The rest of the body chunk being read.
+    pending: Bytes,
+    body_done: bool,
+    reply: ReplyState,
+}
+
+impl RequestState<'_> {
+    /// Sends the held head and first write as a stream head, switching to streaming.
+    fn start_streaming(&mut self) -> Status {
+        let ReplyState::Holding { head, first, tx } =
+            std::mem::replace(&mut self.reply, ReplyState::Done)
+        else {
+            return Status::BAD_STATE;
+        };
+        let (chunks, rest) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
+        let left = head
+            .declared_len
+            .map(|n| n.saturating_sub(first.as_ref().map_or(0, |f| f.len() as u64)));
+        let first = first.unwrap_or_default();
+        if tx.send(Reply::Stream { head, first, rest }).is_err() {
+            return Status::DISCONNECTED;
+        }
+        self.reply = ReplyState::Streaming { chunks, left };
+        Status::OK
+    }
+
+    fn send_chunk(&mut self, data: &[u8]) -> Status {
+        let ReplyState::Streaming { chunks, left } = &mut self.reply else {
+            return Status::BAD_STATE;
+        };
+        let mut data = data;
+        let mut status = Status::OK;
+        if let Some(left) = left {
+            if data.len() as u64 > *left {
+                log::error!(
+                    "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
+                    self.call.app,
+                    self.call.request_id
+                );
+                data = &data[..usize::try_from(*left).unwrap_or(data.len())];
+                status = Status::INVALID;
+            }
+            *left -= data.len() as u64;
+        }
+        if !data.is_empty() && chunks.blocking_send(Ok(Bytes::copy_from_slice(data))).is_err() {
+            self.reply = ReplyState::Done;
+            return Status::DISCONNECTED;
+        }
+        status
+    }
 }
 
 /// Runs a callback body, turning a panic (a bug of ours) into `fallback` instead of an abort
@@ -90,21 +206,41 @@ unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
+fn body_error_status(e: BodyError) -> isize {
+    let status = match e {
+        BodyError::TooLarge => Status::TOO_LARGE,
+        BodyError::Disconnected => Status::DISCONNECTED,
+        BodyError::Malformed => Status::ERROR,
+    };
+    -(status.0 as isize)
+}
+
 unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -> isize {
     // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return -1 };
+    let Some(st) = (unsafe { state(request) }) else { return -(Status::INVALID.0 as isize) };
     if buf.is_null() && cap > 0 {
-        return -1;
+        return -(Status::INVALID.0 as isize);
     }
-    guard(-1, || {
-        let body = &st.call.input.body;
-        let n = cap.min(body.len() - st.body_pos).min(isize::MAX as usize);
-        if n > 0 {
-            // SAFETY: the app guarantees `buf` has room for `cap >= n` bytes; the source
-            // range is inside `body`.
-            unsafe { std::ptr::copy_nonoverlapping(body[st.body_pos..].as_ptr(), buf, n) };
-            st.body_pos += n;
+    guard(-(Status::ERROR.0 as isize), || {
+        if cap == 0 {
+            return 0;
         }
+        while st.pending.is_empty() {
+            if st.body_done {
+                return 0;
+            }
+            let BodySource::Stream(rx) = &mut st.body else { return 0 };
+            match rx.blocking_recv() {
+                Some(Ok(chunk)) => st.pending = chunk,
+                Some(Err(e)) => return body_error_status(e),
+                None => st.body_done = true,
+            }
+        }
+        let n = cap.min(st.pending.len()).min(isize::MAX as usize);
+        // SAFETY: the app guarantees `buf` has room for `cap >= n` bytes; the source is
+        // `n` bytes of `pending`.
+        unsafe { std::ptr::copy_nonoverlapping(st.pending.as_ptr(), buf, n) };
+        let _ = st.pending.split_to(n);
         n as isize
     })
 }
@@ -140,6 +276,47 @@ unsafe extern "C" fn log_error(request: *mut c_void, message: Str) {
     });
 }
 
+/// Headers an app may not set: the connection is the daemon's business.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+    )
+}
+
+/// Validates a status and headers from the app into a [`Head`].
+fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or(Status::INVALID)?;
+    let mut out = Vec::with_capacity(headers.len());
+    let mut declared_len = None;
+    for h in headers {
+        // SAFETY: the pairs' strings are valid for the start_response call this runs in.
+        let (name, value) = unsafe { (bytes(&h.name), bytes(&h.value)) };
+        let name = HeaderName::from_bytes(name).map_err(|_| Status::INVALID)?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| Status::INVALID)?;
+        if name == header::CONTENT_LENGTH {
+            let n = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(Status::INVALID)?;
+            declared_len = Some(n);
+        } else if !hop_by_hop(&name) {
+            out.push((name, value));
+        }
+    }
+    Ok(Head { status, headers: out, declared_len })
+}
+
 unsafe extern "C" fn start_response(
     request: *mut c_void,
     status: u32,
@@ -148,9 +325,6 @@ unsafe extern "C" fn start_response(
 ) -> Status {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    if st.head.is_some() {
-        return Status::BAD_STATE;
-    }
     if headers.is_null() && headers_len > 0 {
         return Status::INVALID;
     }
@@ -161,22 +335,21 @@ unsafe extern "C" fn start_response(
         unsafe { std::slice::from_raw_parts(headers, headers_len) }
     };
     guard(Status::ERROR, || {
-        let Some(status) = u16::try_from(status).ok().and_then(|s| StatusCode::from_u16(s).ok())
-        else {
-            return Status::INVALID;
-        };
-        let mut out = Vec::with_capacity(headers.len());
-        for h in headers {
-            // SAFETY: the pairs' strings are valid for this call.
-            let (name, value) = unsafe { (bytes(&h.name), bytes(&h.value)) };
-            let (Ok(name), Ok(value)) =
-                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-            else {
-                return Status::INVALID;
+        let ReplyState::NotStarted(_) = &st.reply else {
+            return if matches!(st.reply, ReplyState::Done) {
+                Status::DISCONNECTED
+            } else {
+                Status::BAD_STATE
             };
-            out.push((name, value));
-        }
-        st.head = Some((status, out));
+        };
+        let head = match head(status, headers) {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        let ReplyState::NotStarted(tx) = std::mem::replace(&mut st.reply, ReplyState::Done) else {
+            return Status::BAD_STATE;
+        };
+        st.reply = ReplyState::Holding { head, first: None, tx };
         Status::OK
     })
 }
@@ -184,14 +357,31 @@ unsafe extern "C" fn start_response(
 unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    if st.head.is_none() {
-        return Status::BAD_STATE;
-    }
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let data = unsafe { bytes(&data) };
-    guard(Status::ERROR, || {
-        st.body.extend_from_slice(data);
-        Status::OK
+    guard(Status::ERROR, || match &mut st.reply {
+        ReplyState::NotStarted(_) => Status::BAD_STATE,
+        ReplyState::Done => Status::DISCONNECTED,
+        ReplyState::Holding { first: first @ None, .. } => {
+            *first = Some(Bytes::copy_from_slice(data));
+            Status::OK
+        }
+        ReplyState::Holding { .. } => match st.start_streaming() {
+            Status::OK => st.send_chunk(data),
+            failed => failed,
+        },
+        ReplyState::Streaming { .. } => st.send_chunk(data),
+    })
+}
+
+unsafe extern "C" fn flush(request: *mut c_void) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
+    guard(Status::ERROR, || match &st.reply {
+        ReplyState::NotStarted(_) => Status::BAD_STATE,
+        ReplyState::Done => Status::DISCONNECTED,
+        ReplyState::Holding { .. } => st.start_streaming(),
+        ReplyState::Streaming { .. } => Status::OK,
     })
 }
 
@@ -203,10 +393,12 @@ static HOST_API: HostApi = HostApi {
     log_error: Some(log_error),
     start_response: Some(start_response),
     write: Some(write),
+    flush: Some(flush),
 };
 
-/// Calls the app once and collects its reply.
-pub fn invoke(plugin: &Plugin, call: &Call<'_>) -> Result<Reply, CallError> {
+/// Calls the app once; its reply goes to `reply` as soon as it is known (at the latest when
+/// `handle` returns).
+pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
     let vars = call.vars.to_abi();
     let params = call.input.params.to_abi();
     let uploads: Vec<Upload> = call
@@ -221,7 +413,13 @@ pub fn invoke(plugin: &Plugin, call: &Call<'_>) -> Result<Reply, CallError> {
             size: u.size,
         })
         .collect();
-    let mut state = RequestState { call, body_pos: 0, head: None, body: Vec::new() };
+    let mut state = RequestState {
+        call,
+        body,
+        pending: Bytes::new(),
+        body_done: false,
+        reply: ReplyState::NotStarted(reply),
+    };
     let environ = Environ {
         struct_size: std::mem::size_of::<Environ>() as u32,
         vars: vars.as_ptr(),
@@ -234,9 +432,64 @@ pub fn invoke(plugin: &Plugin, call: &Call<'_>) -> Result<Reply, CallError> {
         host: &HOST_API,
     };
     let status = plugin.call(&environ);
-    if status != Status::OK {
-        return Err(CallError::Failed(status.0));
+    finish(state, status);
+}
+
+/// Sends what `handle` left behind once it returned with `status`.
+fn finish(state: RequestState<'_>, status: Status) {
+    let call = state.call;
+    let failed = |error: CallError| {
+        log::error!("app {} (request {}): {error}", call.app, call.request_id);
+        error
+    };
+    match state.reply {
+        ReplyState::NotStarted(tx) => {
+            let error = if status == Status::OK {
+                CallError::NoResponse
+            } else {
+                CallError::Failed(status.0)
+            };
+            let _ = tx.send(Reply::Failed(failed(error)));
+        }
+        ReplyState::Holding { tx, .. } if status != Status::OK => {
+            let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))));
+        }
+        ReplyState::Holding { head, first, tx } => {
+            let body = first.unwrap_or_default();
+            if let Some(n) = head.declared_len
+                && n != body.len() as u64
+                && !body.is_empty()
+            {
+                log::warn!(
+                    "app {} (request {}): Content-Length {n} does not match the {} body bytes it \
+                     wrote; sent the real length",
+                    call.app,
+                    call.request_id,
+                    body.len()
+                );
+            }
+            let _ = tx.send(Reply::Complete { head, body });
+        }
+        ReplyState::Streaming { chunks, left } => {
+            let cut = if status != Status::OK {
+                Some(format!(
+                    "{} after the response started: the connection is cut",
+                    failed(CallError::Failed(status.0))
+                ))
+            } else {
+                left.filter(|&n| n > 0).map(|n| {
+                    log::error!(
+                        "app {} (request {}): ended {n} bytes short of its Content-Length: the connection is cut",
+                        call.app,
+                        call.request_id
+                    );
+                    format!("the app ended {n} bytes short of its Content-Length")
+                })
+            };
+            if let Some(why) = cut {
+                let _ = chunks.blocking_send(Err(std::io::Error::other(why)));
+            }
+        }
+        ReplyState::Done => {}
     }
-    let Some((status, headers)) = state.head else { return Err(CallError::NoResponse) };
-    Ok(Reply { status, headers, body: state.body })
 }

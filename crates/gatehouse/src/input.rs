@@ -1,25 +1,37 @@
-//! Input: a request's parameters and body, read before the app is called.
+//! Input: a request's parameters and body.
 //!
 //! The query string and a form body (`application/x-www-form-urlencoded` or
-//! `multipart/form-data`) become one ordered parameter list; uploaded files are spooled to
-//! temporary files removed after the request; any other body is kept for the app's body
-//! reader. A body past the alias's `max_body` is 413; a malformed form body is 400 with a
-//! message saying what was wrong, and the app is never called with half-parsed data.
+//! `multipart/form-data`) become one ordered parameter list before the app is called;
+//! uploaded files stream to temporary files (in the configured `upload_dir`, removed after
+//! the request). Any other body is not read here: [`pump`] streams it to the app while the app
+//! reads it, chunked uploads included.
+//!
+//! Limits: a body past the alias's `max_body` is 413, an uploaded file past `max_upload` is
+//! 413, a text field past [`MAX_FIELD`] is 413. A malformed form body, form text that is not
+//! UTF-8, or a body shorter than its Content-Length is 400, with a message saying what was
+//! wrong; the app is never called with half-parsed data.
 
-use actix_multipart::Multipart;
+use std::io::Write;
+use std::path::Path;
+
+use actix_multipart::{Multipart, MultipartError};
 use actix_web::HttpRequest;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Payload};
-use futures_util::StreamExt;
-use std::io::Write;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
 
 use crate::environ::PairBuf;
+
+/// The largest text field of a multipart form, in bytes.
+pub const MAX_FIELD: usize = 1024 * 1024;
 
 /// A request refused while reading its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct InputError {
-    /// The HTTP status to answer with (400, 413, 415).
+    /// The HTTP status to answer with (400, 413, 500).
     pub status: u16,
     /// What was wrong, for the client.
     pub message: String,
@@ -28,6 +40,38 @@ pub struct InputError {
 impl InputError {
     fn bad(message: impl Into<String>) -> Self {
         InputError { status: 400, message: message.into() }
+    }
+
+    fn too_large(message: impl Into<String>) -> Self {
+        InputError { status: 413, message: message.into() }
+    }
+}
+
+/// Why a streamed body stopped early, as the app's body reader reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Past the alias's `max_body`.
+    TooLarge,
+    /// Shorter than its Content-Length, or badly chunked.
+    Malformed,
+    /// The client went away.
+    Disconnected,
+}
+
+impl BodyError {
+    /// The reply when this happens before the app answered.
+    pub fn refusal(self, max_body: u64) -> InputError {
+        match self {
+            BodyError::TooLarge => InputError::too_large(format!(
+                "the request body is larger than this alias's max_body of {max_body} bytes"
+            )),
+            BodyError::Malformed => InputError::bad(
+                "the request body is shorter than its Content-Length or badly chunked",
+            ),
+            BodyError::Disconnected => {
+                InputError::bad("the client went away while sending the body")
+            }
+        }
     }
 }
 
@@ -46,20 +90,77 @@ pub struct Upload {
     pub size: u64,
 }
 
-/// A request's parsed input.
+/// A request's parsed parameters and uploads.
 #[derive(Debug, Default)]
 pub struct Input {
     /// Query parameters, then form fields.
     pub params: PairBuf,
     /// Uploaded files.
     pub uploads: Vec<Upload>,
-    /// The body, when it was not a form.
-    pub body: Bytes,
+}
+
+/// What kind of body a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body: no Content-Length (or 0) and no Transfer-Encoding.
+    None,
+    /// `application/x-www-form-urlencoded`.
+    Urlencoded,
+    /// `multipart/form-data`.
+    Multipart,
+    /// Anything else: streamed to the app.
+    Other,
+}
+
+/// Limits for reading one request's input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits<'a> {
+    /// The whole body.
+    pub max_body: u64,
+    /// One uploaded file.
+    pub max_upload: u64,
+    /// Where uploads are spooled.
+    pub upload_dir: &'a Path,
+}
+
+/// Decides how to read a request's body from its headers; a Content-Length past
+/// `max_body` is refused here, before anything is read.
+pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, InputError> {
+    let headers = req.headers();
+    let length = match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| InputError::bad("the Content-Length header is not a number"))?,
+        ),
+        None => None,
+    };
+    if let Some(len) = length
+        && len > max_body
+    {
+        return Err(InputError::too_large(format!(
+            "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
+        )));
+    }
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && length.unwrap_or(0) == 0 {
+        return Ok(BodyKind::None);
+    }
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    Ok(match essence.as_deref() {
+        Some("application/x-www-form-urlencoded") => BodyKind::Urlencoded,
+        Some("multipart/form-data") => BodyKind::Multipart,
+        _ => BodyKind::Other,
+    })
 }
 
 /// Parses a query string into `params`. Bytes that are not UTF-8 after decoding become
 /// U+FFFD: the raw QUERY_STRING stays available to the app.
-fn query_params(query: &str, params: &mut PairBuf) {
+pub fn query_params(query: &str, params: &mut PairBuf) {
     for (n, v) in form_urlencoded::parse(query.as_bytes()) {
         params.push(n.as_bytes(), v.as_bytes());
     }
@@ -87,105 +188,139 @@ fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError
     Ok(())
 }
 
-/// Reads the whole body, refusing it past `max_body` bytes.
-async fn read_body(mut payload: Payload, max_body: u64) -> Result<Bytes, InputError> {
-    let too_large = || InputError {
-        status: 413,
-        message: format!(
-            "the request body is larger than this alias's max_body of {max_body} bytes"
-        ),
-    };
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| InputError::bad(format!("the request body could not be read: {e}")))?;
-        if (body.len() + chunk.len()) as u64 > max_body {
-            return Err(too_large());
+fn payload_error(e: &PayloadError) -> BodyError {
+    match e {
+        PayloadError::Overflow => BodyError::TooLarge,
+        PayloadError::Incomplete(Some(io)) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            BodyError::Disconnected
         }
-        body.extend_from_slice(&chunk);
+        _ => BodyError::Malformed,
     }
-    Ok(body.freeze())
 }
 
-/// Parses a multipart/form-data body: text fields into `params`, files spooled to disk.
-async fn multipart(req: &HttpRequest, body: Bytes, input: &mut Input) -> Result<(), InputError> {
-    let stream =
-        futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
-    let mut form = Multipart::new(req.headers(), stream);
-    let malformed = |e: actix_multipart::MultipartError| {
-        InputError::bad(format!("malformed multipart/form-data body: {e}"))
-    };
+/// The payload, failing with [`PayloadError::Overflow`] once past `max_body` bytes.
+fn limited(payload: Payload, max_body: u64) -> impl Stream<Item = Result<Bytes, PayloadError>> {
+    let mut seen = 0u64;
+    payload.map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > max_body { Err(PayloadError::Overflow) } else { Ok(chunk) }
+    })
+}
+
+/// Reads and parses a form body into `input`.
+pub async fn read_form(
+    req: &HttpRequest,
+    payload: Payload,
+    kind: BodyKind,
+    limits: Limits<'_>,
+    input: &mut Input,
+) -> Result<(), InputError> {
+    let body = limited(payload, limits.max_body);
+    match kind {
+        BodyKind::Urlencoded => {
+            let mut buf = BytesMut::new();
+            let mut body = std::pin::pin!(body);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| payload_error(&e).refusal(limits.max_body))?;
+                buf.extend_from_slice(&chunk);
+            }
+            urlencoded_params(&buf, &mut input.params)
+        }
+        BodyKind::Multipart => multipart(req, body, limits, input).await,
+        BodyKind::None | BodyKind::Other => Ok(()),
+    }
+}
+
+/// The reply for a multipart parse failure.
+fn multipart_error(e: MultipartError, max_body: u64) -> InputError {
+    match e {
+        MultipartError::Payload(p) => payload_error(&p).refusal(max_body),
+        e => InputError::bad(format!("malformed multipart/form-data body: {e}")),
+    }
+}
+
+/// Parses a multipart/form-data body as it arrives: text fields into `params`, files
+/// streamed to temporary files.
+async fn multipart(
+    req: &HttpRequest,
+    body: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
+    limits: Limits<'_>,
+    input: &mut Input,
+) -> Result<(), InputError> {
+    let mut form = Multipart::new(req.headers(), body);
+    let malformed = |e| multipart_error(e, limits.max_body);
     while let Some(field) = form.next().await {
         let mut field = field.map_err(malformed)?;
         let name = field.name().unwrap_or_default().to_owned();
         let filename =
             field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned);
-        match filename {
-            None => {
-                let mut value = Vec::new();
-                while let Some(chunk) = field.next().await {
-                    value.extend_from_slice(&chunk.map_err(malformed)?);
+        let Some(filename) = filename else {
+            let mut value = Vec::new();
+            while let Some(chunk) = field.next().await {
+                value.extend_from_slice(&chunk.map_err(malformed)?);
+                if value.len() > MAX_FIELD {
+                    return Err(InputError::too_large(format!(
+                        "form field {name:?} is larger than {MAX_FIELD} bytes; send large values as a file"
+                    )));
                 }
-                let value = String::from_utf8(value).map_err(|_| {
-                    InputError::bad(format!("form field {name:?} is not valid UTF-8"))
-                })?;
-                input.params.push(name.as_bytes(), value.as_bytes());
             }
-            Some(filename) => {
-                let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
-                let spool_error = |e: std::io::Error| InputError {
-                    status: 500,
-                    message: format!("the upload could not be stored: {e}"),
-                };
-                let mut file = tempfile::Builder::new()
-                    .prefix("gatehouse-upload-")
-                    .tempfile()
-                    .map_err(spool_error)?;
-                let mut size = 0u64;
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(malformed)?;
-                    size += chunk.len() as u64;
-                    file.write_all(&chunk).map_err(spool_error)?;
-                }
-                file.flush().map_err(spool_error)?;
-                input.uploads.push(Upload { field: name, filename, content_type, file, size });
+            let value = String::from_utf8(value)
+                .map_err(|_| InputError::bad(format!("form field {name:?} is not valid UTF-8")))?;
+            input.params.push(name.as_bytes(), value.as_bytes());
+            continue;
+        };
+        let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
+        let spool_error = |e: std::io::Error| {
+            log::error!("cannot spool an upload to {}: {e}", limits.upload_dir.display());
+            InputError { status: 500, message: "the upload could not be stored".to_owned() }
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("gatehouse-upload-")
+            .tempfile_in(limits.upload_dir)
+            .map_err(spool_error)?;
+        let mut size = 0u64;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(malformed)?;
+            size += chunk.len() as u64;
+            if size > limits.max_upload {
+                return Err(InputError::too_large(format!(
+                    "uploaded file {filename:?} (field {name:?}) is larger than this alias's max_upload of {} bytes",
+                    limits.max_upload
+                )));
             }
+            file.write_all(&chunk).map_err(spool_error)?;
         }
+        file.flush().map_err(spool_error)?;
+        input.uploads.push(Upload { field: name, filename, content_type, file, size });
     }
     Ok(())
 }
 
-/// Reads a request's parameters and body.
-pub async fn read(req: &HttpRequest, payload: Payload, max_body: u64) -> Result<Input, InputError> {
-    let mut input = Input::default();
-    query_params(req.query_string(), &mut input.params);
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        let len: u64 = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| InputError::bad("the Content-Length header is not a number"))?;
-        if len > max_body {
-            return Err(InputError {
-                status: 413,
-                message: format!(
-                    "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
-                ),
-            });
+/// Streams a non-form body to the app: each chunk into `tx` as it arrives, at most
+/// `max_body` bytes. Returns how it ended; an error is also sent to the app.
+pub async fn pump(
+    payload: Payload,
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    max_body: u64,
+) -> Result<(), BodyError> {
+    let mut body = std::pin::pin!(limited(payload, max_body));
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The app finished without reading the rest: stop reading.
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let e = payload_error(&e);
+                let _ = tx.send(Err(e)).await;
+                return Err(e);
+            }
         }
     }
-    let body = read_body(payload, max_body).await?;
-    let essence = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    match essence.as_deref() {
-        Some("application/x-www-form-urlencoded") => urlencoded_params(&body, &mut input.params)?,
-        Some("multipart/form-data") => multipart(req, body, &mut input).await?,
-        _ => input.body = body,
-    }
-    Ok(input)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -235,5 +370,18 @@ mod tests {
                 ("y".to_owned(), "a b".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn body_errors_map_to_statuses() {
+        for (e, status) in [
+            (BodyError::TooLarge, 413),
+            (BodyError::Malformed, 400),
+            (BodyError::Disconnected, 400),
+        ] {
+            assert_eq!(e.refusal(10).status, status);
+        }
+        assert_eq!(payload_error(&PayloadError::Overflow), BodyError::TooLarge);
+        assert_eq!(payload_error(&PayloadError::Incomplete(None)), BodyError::Malformed);
     }
 }

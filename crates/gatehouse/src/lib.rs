@@ -5,7 +5,7 @@
 //! One request flows one way: [`server`] (actix) → [`mounts`] (URL → alias, SCRIPT_NAME,
 //! PATH_INFO) → [`host`] (alias → loaded [`plugins`]) → [`input`] (params, uploads, body) →
 //! [`environ`] (CGI/WSGI variables) → [`dispatch`] (the alias's thread pool) → [`ffi`] (the
-//! call across the ABI and the reply) → back to [`server`]. Configuration parsing lives in
+//! call across the ABI) → [`response`] (the reply as HTTP). Configuration parsing lives in
 //! the `gatehouse-config` crate; the CLI in `main.rs`; [`routes`] explains the route table.
 
 pub mod debug_log;
@@ -16,5 +16,6 @@ pub mod host;
 pub mod input;
 pub mod mounts;
 pub mod plugins;
+pub mod response;
 pub mod routes;
 pub mod server;

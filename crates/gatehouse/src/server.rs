@@ -7,64 +7,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName};
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::pin::Pin;
+
+use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures_util::future::Either;
 use gatehouse_config::AliasKind;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, RouteVars};
-use crate::ffi::{self, Call};
+use crate::ffi::{self, BodySource, Call, Reply};
 use crate::host::{Host, Unavailable};
+use crate::input::{self, BodyKind, Input, Limits};
 use crate::mounts::{self, GroupMiss, Route};
+use crate::response::{self, plain};
 
-/// A plain-text error reply.
-fn plain(status: u16, message: &str) -> HttpResponse {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body(format!(
-            "{} {}: {message}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        ))
-}
-
-/// Headers an app may not set: the connection is the daemon's business, and the body length
-/// is computed from the body.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-    )
-}
-
-fn into_response(reply: ffi::Reply, app: &str, request_id: u64) -> HttpResponse {
-    let mut resp = HttpResponse::build(reply.status);
-    for (name, value) in reply.headers {
-        if name == header::CONTENT_LENGTH {
-            let declared = value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok());
-            if declared != Some(reply.body.len()) {
-                log::warn!(
-                    "app {app} (request {request_id}): Content-Length {value:?} does not match \
-                     the {} body bytes it wrote; sent the real length",
-                    reply.body.len()
-                );
-            }
-            continue;
-        }
-        if hop_by_hop(&name) {
-            continue;
-        }
-        resp.append_header((name, value));
-    }
-    resp.body(reply.body)
-}
+/// Chunks of a streamed request body that may wait between the client and the app.
+const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Where a routed request goes.
 struct Target {
@@ -119,6 +80,26 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
     }
 }
 
+/// Apache's `LimitRequestFieldSize`: the longest header line accepted.
+const MAX_HEADER_LINE: usize = 8190;
+
+/// Refuses what Apache refuses before mapping a URL: a fragment in the request target
+/// and an over-long header line.
+fn check_request(req: &HttpRequest) -> Result<(), (u16, String)> {
+    if req.uri().path().contains('#') || req.uri().query().is_some_and(|q| q.contains('#')) {
+        return Err((
+            400,
+            "the request target has a #fragment: clients must not send it".to_owned(),
+        ));
+    }
+    for (name, value) in req.headers() {
+        if name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE {
+            return Err((400, format!("the {name} header is longer than {MAX_HEADER_LINE} bytes")));
+        }
+    }
+    Ok(())
+}
+
 /// Serves every request.
 pub async fn handle(
     req: HttpRequest,
@@ -126,19 +107,47 @@ pub async fn handle(
     host: web::Data<Host>,
 ) -> HttpResponse {
     let host: Arc<Host> = host.into_inner();
+    if let Err((status, message)) = check_request(&req) {
+        return plain(status, &message);
+    }
+    if req.uri().path() == "*" && req.method() == actix_web::http::Method::OPTIONS {
+        // `OPTIONS *` asks about the server, not a resource: Apache answers it itself.
+        return HttpResponse::Ok()
+            .insert_header((header::ALLOW, "GET, HEAD, POST, OPTIONS"))
+            .finish();
+    }
     let t = match target(&host, req.uri().path()) {
         Ok(t) => t,
         Err((status, message)) => return plain(status, message),
     };
     let mount = &host.mounts[t.mount];
-    let input = match crate::input::read(&req, payload, mount.alias.max_body).await {
-        Ok(input) => input,
+    let alias = &mount.alias;
+    let limits = Limits {
+        max_body: alias.max_body,
+        max_upload: alias.max_upload,
+        upload_dir: &host.config.upload_dir,
+    };
+    let kind = match input::body_kind(&req, alias.max_body) {
+        Ok(kind) => kind,
         Err(e) => return plain(e.status, &e.message),
     };
-    let file_bytes = {
-        use std::os::unix::ffi::OsStrExt;
-        t.file.as_os_str().as_bytes().to_vec()
+    let mut input = Input::default();
+    input::query_params(req.query_string(), &mut input.params);
+    let mut payload = Some(payload);
+    if matches!(kind, BodyKind::Urlencoded | BodyKind::Multipart)
+        && let Some(payload) = payload.take()
+        && let Err(e) = input::read_form(&req, payload, kind, limits, &mut input).await
+    {
+        return plain(e.status, &e.message);
+    }
+    let (body, pump) = match (kind, payload) {
+        (BodyKind::Other, Some(payload)) => {
+            let (tx, rx) = mpsc::channel(REQUEST_CHUNKS_IN_FLIGHT);
+            (BodySource::Stream(rx), Some(Box::pin(input::pump(payload, tx, alias.max_body))))
+        }
+        _ => (BodySource::Empty, None),
     };
+    let file_bytes = t.file.as_os_str().as_bytes().to_vec();
     let vars = environ::cgi_vars(
         &req,
         RouteVars {
@@ -146,14 +155,15 @@ pub async fn handle(
             path_info: &t.path_info,
             script_filename: &file_bytes,
         },
-        &mount.alias.env,
+        alias,
     );
     let request_id = host.request_id();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
+    let is_group = alias.kind == AliasKind::Group;
     let job = Box::new(move || {
         let m = &job_host.mounts[t.mount];
-        let outcome = match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
+        match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
                 let call = Call {
                     vars: &vars,
@@ -163,33 +173,52 @@ pub async fn handle(
                     app: &loaded.app,
                     request_id,
                 };
-                let result = ffi::invoke(&loaded.plugin, &call);
-                if let Err(e) = &result {
-                    log::error!("app {} (request {request_id}): {e}", loaded.app);
-                }
-                Ok((result, loaded.app))
+                ffi::invoke(&loaded.plugin, &call, body, tx);
             }
-            Err(u) => Err(u),
-        };
-        // The receiver is gone only if the client left; nothing to do then.
-        let _ = tx.send(outcome);
+            Err(u) => {
+                let (status, message) = match u {
+                    Unavailable::Missing(_) => (404, "no such app"),
+                    Unavailable::Broken(_) if is_group => (404, "no such app"),
+                    Unavailable::Broken(_) => {
+                        (500, "the app could not be loaded; the error log says why")
+                    }
+                };
+                let _ = tx.send(Reply::Refused { status, message });
+            }
+        }
     });
     if let Err(busy) = mount.pool.submit(job) {
-        log::warn!("{}: {busy}; answered 503", mount.alias.url);
+        log::warn!("{}: {busy}; answered 503", alias.url);
         let mut resp = plain(503, "the app is busy; retry shortly");
         resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
-    let is_group = mount.alias.kind == AliasKind::Group;
-    match rx.await {
-        Ok(Ok((Ok(reply), app))) => into_response(reply, &app, request_id),
-        Ok(Ok((Err(_), _))) => plain(500, "the app failed; the error log has the details"),
-        Ok(Err(Unavailable::Missing(_))) => plain(404, "no such app"),
-        Ok(Err(Unavailable::Broken(_))) if is_group => plain(404, "no such app"),
-        Ok(Err(Unavailable::Broken(_))) => {
-            plain(500, "the app could not be loaded; the error log says why")
+    let is_head = req.method() == actix_web::http::Method::HEAD;
+    let lost = || plain(500, "the app call was lost; the error log has the details");
+    let Some(pump) = pump else {
+        return match rx.await {
+            Ok(reply) => response::from_reply(reply, is_head, None),
+            Err(_) => lost(),
+        };
+    };
+    // Stream the body to the app while waiting for its reply. A body that turns out too
+    // large or malformed before the app answered is refused here.
+    match futures_util::future::select(pump, rx).await {
+        Either::Left((Ok(()), rx)) => match rx.await {
+            Ok(reply) => response::from_reply(reply, is_head, None),
+            Err(_) => lost(),
+        },
+        Either::Left((Err(e), _)) => {
+            let e = e.refusal(alias.max_body);
+            plain(e.status, &e.message)
         }
-        Err(_) => plain(500, "the app call was lost; the error log has the details"),
+        Either::Right((Ok(reply), pump)) => {
+            let pump: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+                let _ = pump.await;
+            });
+            response::from_reply(reply, is_head, Some(pump))
+        }
+        Either::Right((Err(_), _)) => lost(),
     }
 }
 

@@ -1,0 +1,96 @@
+//! Response: an app's [`Reply`] as an actix response. A complete reply goes out with its
+//! exact length; a streamed one as its chunks arrive, with the app's declared Content-Length
+//! or chunked; a HEAD keeps the length the app declared and sends no body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::HttpResponse;
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+use crate::ffi::{Chunk, Head, Reply};
+
+/// A plain-text reply from the daemon itself: `STATUS REASON: message`.
+pub fn plain(status: u16, message: &str) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ))
+        .body(format!(
+            "{} {}: {message}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ))
+}
+
+/// The body of a streamed reply: the first chunk, then the channel. It also drives the
+/// request-body pump, when the app answers before reading the whole body, so the app can
+/// keep reading while it writes.
+struct AppBody {
+    first: Option<Bytes>,
+    rest: mpsc::Receiver<Chunk>,
+    pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl Stream for AppBody {
+    type Item = Chunk;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        if let Some(pump) = &mut self.pump
+            && pump.as_mut().poll(cx).is_ready()
+        {
+            self.pump = None;
+        }
+        if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        self.rest.poll_recv(cx)
+    }
+}
+
+fn builder(head: &Head) -> actix_web::HttpResponseBuilder {
+    let mut resp = HttpResponse::build(head.status);
+    for (name, value) in &head.headers {
+        resp.append_header((name.clone(), value.clone()));
+    }
+    resp
+}
+
+/// Turns an app's reply into the HTTP response. `is_head` is whether the request was HEAD;
+/// `pump` is the request-body pump still running, if any.
+pub fn from_reply(
+    reply: Reply,
+    is_head: bool,
+    pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
+) -> HttpResponse {
+    match reply {
+        Reply::Complete { head, body } => {
+            let mut resp = builder(&head);
+            match head.declared_len {
+                // HEAD: the app may declare the length of a body it does not send.
+                Some(n) if is_head && body.is_empty() => {
+                    resp.body(SizedStream::new(n, futures_util::stream::empty::<Chunk>()))
+                }
+                _ => resp.body(body),
+            }
+        }
+        Reply::Stream { head, first, rest } => {
+            let mut resp = builder(&head);
+            let body = AppBody { first: Some(first), rest, pump };
+            match head.declared_len {
+                Some(n) => resp.body(SizedStream::new(n, body)),
+                None => resp.streaming(body),
+            }
+        }
+        Reply::Failed(_) => plain(500, "the app failed; the error log has the details"),
+        Reply::Refused { status, message } => plain(status, message),
+    }
+}
