@@ -24,12 +24,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The plugins the nested build produces: (placeholder / package name, file name).
-pub(crate) const PLUGINS: [(&str, &str); 5] = [
+pub(crate) const PLUGINS: [(&str, &str); 6] = [
     ("hello", "libhello.so"),
     ("hello-c", "libhello_c.so"),
     ("products", "libproducts.so"),
     ("environ", "libenviron.so"),
     ("panicky", "libpanicky.so"),
+    ("probe", "libprobe.so"),
 ];
 
 /// The built daemon and plugins.
@@ -47,6 +48,8 @@ pub(crate) struct Artifacts {
     pub(crate) environ: PathBuf,
     /// `libpanicky.so`: panics on PATH_INFO `/panic`.
     pub(crate) panicky: PathBuf,
+    /// `libprobe.so`: streamed replies with handshakes, declared lengths, body echo, uploads.
+    pub(crate) probe: PathBuf,
 }
 
 impl Artifacts {
@@ -58,6 +61,7 @@ impl Artifacts {
             "products" => &self.products,
             "environ" => &self.environ,
             "panicky" => &self.panicky,
+            "probe" => &self.probe,
             other => panic!("no plugin named {other}"),
         }
     }
@@ -142,6 +146,7 @@ fn build() -> Result<Artifacts, String> {
         products: found("libproducts.so")?,
         environ: found("libenviron.so")?,
         panicky: found("libpanicky.so")?,
+        probe: found("libprobe.so")?,
     })
 }
 
@@ -171,7 +176,7 @@ pub(crate) fn install(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).expect("rename the plugin into place");
 }
 
-/// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}` (the built plugins) and `{dir}`
+/// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}`, `{probe}` (the built plugins) and `{dir}`
 /// (the test's temp folder) in a configuration text.
 pub(crate) fn expand(yaml: &str, dir: &Path) -> String {
     let a = artifacts();

@@ -19,9 +19,12 @@
 
 mod cli;
 mod conformance;
+mod dispatch;
 mod environ;
 mod forms;
 mod harness;
 mod plugins;
 mod routing;
 mod seed_apps;
+mod streaming;
+mod uploads;

@@ -5,6 +5,7 @@
 //!   stalls nobody else;
 //! - `/echo`: answers the raw request body (read through the host's body reader) with the
 //!   request's Content-Type;
+//! - `/thread`: answers the name of the thread running the handler (pool or HTTP worker);
 //! - anything else: `ok`.
 //!
 //! With `env: {PANICKY_MARKS: FILE}` on its alias, `init` and `shutdown` each append a line
@@ -68,6 +69,13 @@ impl App for Panicky {
                     .body(body),
                 Err(e) => text(500, &format!("cannot read the body: {e}")),
             };
+        }
+        if path_info == "/thread" {
+            // Which thread runs the app: a pool thread (`app ALIAS#N`) or, with
+            // `dispatch: inline`, the HTTP worker that took the request. The kernel's name
+            // for the thread: this plugin's own std does not know the daemon's thread names.
+            let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+            return text(200, name.trim_end());
         }
         text(200, "ok")
     }

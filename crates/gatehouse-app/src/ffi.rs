@@ -230,8 +230,10 @@ pub unsafe extern "C" fn handle<A: App>(instance: *mut c_void, environ: *const E
     // SAFETY: the environ is valid for this call.
     let Some(raw) = (unsafe { RawRequest::new(&*environ) }) else { return Status::INVALID };
     let req = Request::from_raw(raw);
-    match catch_unwind(AssertUnwindSafe(|| app.handle(&req))) {
-        Ok(response) => response.send(&req.raw),
+    // The whole of the app's work, the response's sending included (a streamed body runs
+    // app code while it is sent), is inside catch_unwind.
+    match catch_unwind(AssertUnwindSafe(|| app.handle(&req).send(&req.raw))) {
+        Ok(status) => status,
         Err(payload) => {
             req.raw.log_error(&format!("app panicked: {}", panic_message(payload.as_ref())));
             Status::ERROR

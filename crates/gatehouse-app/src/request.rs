@@ -163,7 +163,28 @@ impl io::Read for BodyReader<'_, '_> {
             return Ok(0);
         }
         let n = self.req.raw.read_body(buf);
-        usize::try_from(n).map_err(|_| io::Error::other("the request body could not be read"))
+        usize::try_from(n).map_err(|_| body_error(n))
+    }
+}
+
+/// The error for a failed body read (`-status`, see the ABI's `read_body`).
+fn body_error(n: isize) -> io::Error {
+    let status = u32::try_from(n.unsigned_abs())
+        .map(gatehouse_abi::Status)
+        .unwrap_or(gatehouse_abi::Status::ERROR);
+    match status {
+        gatehouse_abi::Status::TOO_LARGE => io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            "the request body is larger than the alias's max_body",
+        ),
+        gatehouse_abi::Status::DISCONNECTED => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the client went away while sending the body",
+        ),
+        _ => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the request body was cut short or badly chunked",
+        ),
     }
 }
 
@@ -208,7 +229,20 @@ impl<'a> UploadedFile<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::header_var_name;
+    use super::{body_error, header_var_name};
+    use std::io::ErrorKind;
+
+    #[test]
+    fn body_read_failures_keep_their_cause() {
+        for (n, kind) in [
+            (-5, ErrorKind::FileTooLarge),
+            (-4, ErrorKind::ConnectionAborted),
+            (-1, ErrorKind::UnexpectedEof),
+            (-99, ErrorKind::UnexpectedEof),
+        ] {
+            assert_eq!(body_error(n).kind(), kind, "{n}");
+        }
+    }
 
     #[test]
     fn header_names_map_to_cgi_variables() {

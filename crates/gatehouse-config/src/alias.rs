@@ -10,7 +10,8 @@ use crate::diagnostic::{Diags, Pos};
 use crate::node::{Node, Value};
 use crate::url::{normalize_url, url_covers};
 use crate::validate::{
-    at, bool_value, fields, found, path_value, resolve, size_value, text_value, threads_value,
+    at, bool_value, dispatch_value, fields, found, path_value, resolve, size_value, text_value,
+    threads_value,
 };
 use crate::{Alias, AliasKind};
 
@@ -24,6 +25,7 @@ const ALIAS_KEYS: &[&str] = &[
     "max_upload",
     "pass_authorization",
     "threads",
+    "dispatch",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -36,6 +38,7 @@ pub(crate) struct Globals {
     pub(crate) max_upload: Option<u64>,
     pub(crate) pass_authorization: bool,
     pub(crate) threads: usize,
+    pub(crate) dispatch: crate::Dispatch,
 }
 
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
@@ -139,6 +142,10 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
         .unwrap_or(globals.pass_authorization);
     let threads =
         f.get("threads").and_then(|n| threads_value(n, "threads", d)).unwrap_or(globals.threads);
+    let dispatch = f
+        .get("dispatch")
+        .and_then(|n| dispatch_value(n, "dispatch", d))
+        .unwrap_or(globals.dispatch);
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
 
     let (url, trailing_slash, url_pos) = url?;
@@ -156,6 +163,7 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
             max_upload,
             pass_authorization,
             threads,
+            dispatch,
             pos: item.pos,
         },
         url_pos,
@@ -318,7 +326,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch",
                     ),
                 ],
             ),

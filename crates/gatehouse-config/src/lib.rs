@@ -17,6 +17,7 @@
 //! max_upload: 10MiB            # largest uploaded file (default: max_body)
 //! upload_dir: /var/tmp         # where uploads are spooled (default: the system temp folder)
 //! pass_authorization: false    # pass Authorization to apps (mod_wsgi's WSGIPassAuthorization)
+//! dispatch: pool               # `pool` (app threads) or `inline` (on the HTTP worker, for apps that never block)
 //! threads: 8                   # app threads per alias pool, 1..=1024
 //! logs:
 //!   dir: log                   # debug-log directory, relative to this file's folder
@@ -98,6 +99,8 @@ pub struct Config {
     pub pass_authorization: bool,
     /// The global number of app threads per alias pool, in `1..=1024`.
     pub threads: usize,
+    /// The global dispatch mode.
+    pub dispatch: Dispatch,
     /// The debug-log directory, absolute (`logs.dir`, default `log` beside the file).
     pub logs_dir: PathBuf,
     /// The aliases, in declared order: the first one whose url matches serves.
@@ -138,8 +141,23 @@ pub struct Alias {
     pub pass_authorization: bool,
     /// The alias's `threads`, or the global one.
     pub threads: usize,
+    /// The alias's `dispatch`, or the global one.
+    pub dispatch: Dispatch,
     /// Where the alias's list item starts (its first key, usually `url`).
     pub pos: Pos,
+}
+
+/// Where an alias's app code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dispatch {
+    /// On the alias's own bounded thread pool (`threads`): an app may block without
+    /// stalling others. The default.
+    #[default]
+    Pool,
+    /// On the HTTP worker that received the request: no hand-off, the fastest, for apps that
+    /// never block (no I/O, no waiting). Requests with a streamed body, and a group plugin's
+    /// first request (its load), still go through the pool; replies are sent whole.
+    Inline,
 }
 
 /// What an alias serves.

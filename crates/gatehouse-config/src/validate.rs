@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "upload_dir",
     "pass_authorization",
     "threads",
+    "dispatch",
     "logs",
     "aliases",
 ];
@@ -42,6 +43,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         upload_dir: std::env::temp_dir(),
         pass_authorization: false,
         threads: DEFAULT_THREADS,
+        dispatch: crate::Dispatch::Pool,
         logs_dir: dir.join("log"),
         aliases: Vec::new(),
     };
@@ -76,6 +78,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
     }
+    if let Some(v) = f.get("dispatch").and_then(|n| dispatch_value(n, "dispatch", d)) {
+        config.dispatch = v;
+    }
     if let Some(logs_dir) = f.get("logs").and_then(|n| logs(n, dir, d)) {
         config.logs_dir = logs_dir;
     }
@@ -86,6 +91,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         max_upload: max_upload_set.then_some(config.max_upload),
         pass_authorization: config.pass_authorization,
         threads: config.threads,
+        dispatch: config.dispatch,
     };
     match f.get("aliases") {
         None => d.error_hint(
@@ -293,6 +299,23 @@ pub(crate) fn bool_value(n: &Node, key: &str, d: &mut Diags) -> Option<bool> {
         "write `true` or `false`, without quotes",
     );
     None
+}
+
+/// `dispatch`: `pool` or `inline`.
+pub(crate) fn dispatch_value(n: &Node, key: &str, d: &mut Diags) -> Option<crate::Dispatch> {
+    match text_value(n, key, d)? {
+        "pool" => Some(crate::Dispatch::Pool),
+        "inline" => Some(crate::Dispatch::Inline),
+        other => {
+            d.error_hint(
+                n.pos,
+                format!("`{key}` must be `pool` or `inline`, found `{other}`"),
+                "`pool` (the default) runs the app on the alias's threads; `inline` runs it on the \
+                 HTTP worker, fastest, for apps that never block",
+            );
+            None
+        }
+    }
 }
 
 /// A byte size for `max_body`: a positive integer or a string like `10MiB`.
@@ -509,7 +532,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, logs, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

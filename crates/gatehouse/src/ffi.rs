@@ -114,12 +114,23 @@ pub enum CallError {
     NoResponse,
 }
 
+/// How a reply may leave the app's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The app runs on a pool thread: a reply of more than one write streams (the thread may
+    /// wait on a slow client).
+    Stream,
+    /// The app runs inline on an HTTP worker, which must never wait: every write is kept and
+    /// the whole reply goes out when `handle` returns.
+    Buffer,
+}
+
 /// Where the response stands.
 enum ReplyState {
     /// `start_response` not called yet.
     NotStarted(oneshot::Sender<Reply>),
     /// Head (and maybe a first write) held back.
-    Holding { head: Head, first: Option<Bytes>, tx: oneshot::Sender<Reply> },
+    Holding { head: Head, body: Option<Vec<u8>>, tx: oneshot::Sender<Reply> },
     /// Head sent; writes go straight to the client. `left` counts down a declared length.
     Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64> },
     /// The client is gone, or the reply was sent.
@@ -129,6 +140,7 @@ enum ReplyState {
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {
     call: &'a Call<'a>,
+    delivery: Delivery,
     body: BodySource,
     /// The rest of the body chunk being read.
     pending: Bytes,
@@ -139,16 +151,14 @@ struct RequestState<'a> {
 impl RequestState<'_> {
     /// Sends the held head and first write as a stream head, switching to streaming.
     fn start_streaming(&mut self) -> Status {
-        let ReplyState::Holding { head, first, tx } =
+        let ReplyState::Holding { head, body, tx } =
             std::mem::replace(&mut self.reply, ReplyState::Done)
         else {
             return Status::BAD_STATE;
         };
         let (chunks, rest) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
-        let left = head
-            .declared_len
-            .map(|n| n.saturating_sub(first.as_ref().map_or(0, |f| f.len() as u64)));
-        let first = first.unwrap_or_default();
+        let first = Bytes::from(body.unwrap_or_default());
+        let left = head.declared_len.map(|n| n.saturating_sub(first.len() as u64));
         if tx.send(Reply::Stream { head, first, rest }).is_err() {
             return Status::DISCONNECTED;
         }
@@ -349,7 +359,7 @@ unsafe extern "C" fn start_response(
         let ReplyState::NotStarted(tx) = std::mem::replace(&mut st.reply, ReplyState::Done) else {
             return Status::BAD_STATE;
         };
-        st.reply = ReplyState::Holding { head, first: None, tx };
+        st.reply = ReplyState::Holding { head, body: None, tx };
         Status::OK
     })
 }
@@ -362,8 +372,12 @@ unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
     guard(Status::ERROR, || match &mut st.reply {
         ReplyState::NotStarted(_) => Status::BAD_STATE,
         ReplyState::Done => Status::DISCONNECTED,
-        ReplyState::Holding { first: first @ None, .. } => {
-            *first = Some(Bytes::copy_from_slice(data));
+        ReplyState::Holding { body: body @ None, .. } => {
+            *body = Some(data.to_vec());
+            Status::OK
+        }
+        ReplyState::Holding { body: Some(body), .. } if st.delivery == Delivery::Buffer => {
+            body.extend_from_slice(data);
             Status::OK
         }
         ReplyState::Holding { .. } => match st.start_streaming() {
@@ -380,6 +394,7 @@ unsafe extern "C" fn flush(request: *mut c_void) -> Status {
     guard(Status::ERROR, || match &st.reply {
         ReplyState::NotStarted(_) => Status::BAD_STATE,
         ReplyState::Done => Status::DISCONNECTED,
+        ReplyState::Holding { .. } if st.delivery == Delivery::Buffer => Status::OK,
         ReplyState::Holding { .. } => st.start_streaming(),
         ReplyState::Streaming { .. } => Status::OK,
     })
@@ -397,8 +412,15 @@ static HOST_API: HostApi = HostApi {
 };
 
 /// Calls the app once; its reply goes to `reply` as soon as it is known (at the latest when
-/// `handle` returns).
-pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
+/// `handle` returns). With [`Delivery::Buffer`], `body` must not be a stream (reading it
+/// would wait) and the reply is always complete when this returns.
+pub fn invoke(
+    plugin: &Plugin,
+    call: &Call<'_>,
+    delivery: Delivery,
+    body: BodySource,
+    reply: oneshot::Sender<Reply>,
+) {
     let vars = call.vars.to_abi();
     let params = call.input.params.to_abi();
     let uploads: Vec<Upload> = call
@@ -415,6 +437,7 @@ pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot
         .collect();
     let mut state = RequestState {
         call,
+        delivery,
         body,
         pending: Bytes::new(),
         body_done: false,
@@ -454,8 +477,8 @@ fn finish(state: RequestState<'_>, status: Status) {
         ReplyState::Holding { tx, .. } if status != Status::OK => {
             let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))));
         }
-        ReplyState::Holding { head, first, tx } => {
-            let body = first.unwrap_or_default();
+        ReplyState::Holding { head, body, tx } => {
+            let body = Bytes::from(body.unwrap_or_default());
             if let Some(n) = head.declared_len
                 && n != body.len() as u64
                 && !body.is_empty()

@@ -165,6 +165,14 @@ impl Host {
         failed
     }
 
+    /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
+    pub fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
+        match self.mounts[mount].slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
+            Some(Slot::Ready(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
     /// The loaded plugin for `file` on alias `mount`, loading it if needed. `group_name` is
     /// the plugin NAME for a directory group. Call from a pool thread: loading runs app code.
     pub fn plugin(

@@ -236,7 +236,11 @@ pub async fn read_form(
 fn multipart_error(e: MultipartError, max_body: u64) -> InputError {
     match e {
         MultipartError::Payload(p) => payload_error(&p).refusal(max_body),
-        e => InputError::bad(format!("malformed multipart/form-data body: {e}")),
+        e => {
+            let detail =
+                std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default();
+            InputError::bad(format!("malformed multipart/form-data body: {e}{detail}"))
+        }
     }
 }
 

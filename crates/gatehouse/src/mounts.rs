@@ -11,6 +11,7 @@
 //! Architecture Invariant: nothing here loads a plugin or touches HTTP types; the server asks,
 //! this module answers.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use gatehouse_config::{AliasKind, Config};
@@ -171,18 +172,40 @@ pub enum Route<'p> {
     NoMatch,
 }
 
-/// The aliases in declaration order.
+/// Up to this many aliases a linear scan beats hashing the path's prefixes.
+const LINEAR_SCAN_MAX: usize = 8;
+
+/// The aliases in declaration order, indexed by URL so that routing costs the same for 1 or
+/// 1,000 aliases.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     /// Every alias, in the order declared.
     pub mounts: Vec<Mount>,
+    /// Alias URL (never `/`) → the aliases with that URL, in declaration order.
+    by_url: HashMap<Box<[u8]>, Vec<usize>>,
+    /// The aliases at `/`, which match every path.
+    at_root: Vec<usize>,
 }
 
 impl Table {
+    /// Builds the table from mounts in declaration order.
+    pub fn new(mounts: Vec<Mount>) -> Table {
+        let mut by_url: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();
+        let mut at_root = Vec::new();
+        for (i, m) in mounts.iter().enumerate() {
+            if m.url == "/" {
+                at_root.push(i);
+            } else {
+                by_url.entry(m.url.as_bytes().into()).or_default().push(i);
+            }
+        }
+        Table { mounts, by_url, at_root }
+    }
+
     /// Builds the table from a validated configuration.
     pub fn from_config(config: &Config) -> Table {
-        Table {
-            mounts: config
+        Table::new(
+            config
                 .aliases
                 .iter()
                 .map(|a| Mount {
@@ -192,17 +215,35 @@ impl Table {
                     path: a.path.clone(),
                 })
                 .collect(),
-        }
+        )
     }
 
-    /// Finds the first alias that matches a normalised path.
+    /// Finds the first alias (in declaration order) that matches a normalised path.
     pub fn route<'p>(&self, path: &'p [u8]) -> Route<'p> {
-        for (i, m) in self.mounts.iter().enumerate() {
-            if let Some(r) = m.matches(i, path) {
-                return r;
-            }
+        if self.mounts.len() <= LINEAR_SCAN_MAX {
+            return self
+                .mounts
+                .iter()
+                .enumerate()
+                .find_map(|(i, m)| m.matches(i, path))
+                .unwrap_or(Route::NoMatch);
         }
-        Route::NoMatch
+        // Only an alias whose URL is `/` or one of the path's segment prefixes can match
+        // ("/a", "/a/b", ... for "/a/b/c"): try those in declaration order.
+        let mut candidates: Vec<usize> = self.at_root.clone();
+        let mut end = 1;
+        while end <= path.len() {
+            let next = path[end..].iter().position(|&b| b == b'/').map_or(path.len(), |i| end + i);
+            if let Some(found) = self.by_url.get(&path[..next]) {
+                candidates.extend_from_slice(found);
+            }
+            end = next + 1;
+        }
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .find_map(|i| self.mounts[i].matches(i, path))
+            .unwrap_or(Route::NoMatch)
     }
 }
 
@@ -350,8 +391,8 @@ mod tests {
     }
 
     fn table(mounts: &[(&str, AliasKind, bool)]) -> Table {
-        Table {
-            mounts: mounts
+        Table::new(
+            mounts
                 .iter()
                 .map(|(url, kind, trailing_slash)| Mount {
                     url: (*url).to_owned(),
@@ -360,7 +401,7 @@ mod tests {
                     path: PathBuf::from("/x"),
                 })
                 .collect(),
-        }
+        )
     }
 
     /// (path, expected) where expected is "app M SCRIPT|INFO", "group M NAME SCRIPT|INFO",
@@ -414,6 +455,50 @@ mod tests {
                 ("/slash", "none"),
                 ("/slash/", "app 4 /slash|/"),
                 ("/", "none"),
+            ],
+        );
+    }
+
+    #[test]
+    fn indexed_routing_agrees_with_declaration_order() {
+        // Over LINEAR_SCAN_MAX aliases the index is used; the answers must not change.
+        let mut spec: Vec<(String, AliasKind, bool)> =
+            (0..20).map(|i| (format!("/filler{i}"), AliasKind::App, false)).collect();
+        spec.extend([
+            ("/myapp".to_owned(), AliasKind::App, false),
+            ("/wsgi".to_owned(), AliasKind::Group, false),
+            ("/myapp/inner".to_owned(), AliasKind::App, false),
+            ("/wsgi/special".to_owned(), AliasKind::App, false),
+            ("/slash".to_owned(), AliasKind::App, true),
+            ("/".to_owned(), AliasKind::App, false),
+        ]);
+        let spec: Vec<(&str, AliasKind, bool)> =
+            spec.iter().map(|(u, k, t)| (u.as_str(), *k, *t)).collect();
+        let t = table(&spec);
+        assert!(t.mounts.len() > LINEAR_SCAN_MAX);
+        check(
+            &t,
+            &[
+                ("/filler7", "app 7 /filler7|"),
+                ("/filler7/x", "app 7 /filler7|/x"),
+                ("/myapp/inner/x", "app 20 /myapp|/inner/x"),
+                ("/wsgi/special", "group 21 special /wsgi/special|"),
+                ("/wsgi", "app 25 |/wsgi"),
+                ("/wsgi/", "index 21"),
+                ("/slash", "app 25 |/slash"),
+                ("/slash/", "app 24 /slash|/"),
+                ("/nothing/here", "app 25 |/nothing/here"),
+                ("/", "app 25 |/"),
+            ],
+        );
+        // The same table without the root alias: no match instead.
+        let t = table(&spec[..spec.len() - 1]);
+        check(
+            &t,
+            &[
+                ("/nothing/here", "none"),
+                ("/wsgi", "none"),
+                ("/filler19/a/b", "app 19 /filler19|/a/b"),
             ],
         );
     }

@@ -38,6 +38,10 @@ struct AppBody {
     first: Option<Bytes>,
     rest: mpsc::Receiver<Chunk>,
     pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// Data was handed to actix since this stream last returned `Pending`.
+    unflushed: bool,
+    /// An error held back until actix has written the data before it.
+    cut: Option<std::io::Error>,
 }
 
 impl Stream for AppBody {
@@ -49,10 +53,32 @@ impl Stream for AppBody {
         {
             self.pump = None;
         }
+        if let Some(cut) = self.cut.take() {
+            return Poll::Ready(Some(Err(cut)));
+        }
         if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+            self.unflushed = true;
             return Poll::Ready(Some(Ok(first)));
         }
-        self.rest.poll_recv(cx)
+        match self.rest.poll_recv(cx) {
+            Poll::Ready(Some(Err(e))) if self.unflushed => {
+                // actix drops its write buffer with the connection on a body error: let it
+                // write what the app sent before the cut (it flushes when we are Pending).
+                self.unflushed = false;
+                self.cut = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.unflushed = true;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => {
+                self.unflushed = false;
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 }
 
@@ -84,7 +110,7 @@ pub fn from_reply(
         }
         Reply::Stream { head, first, rest } => {
             let mut resp = builder(&head);
-            let body = AppBody { first: Some(first), rest, pump };
+            let body = AppBody { first: Some(first), rest, pump, unflushed: false, cut: None };
             match head.declared_len {
                 Some(n) => resp.body(SizedStream::new(n, body)),
                 None => resp.streaming(body),

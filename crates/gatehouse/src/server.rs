@@ -14,11 +14,11 @@ use std::pin::Pin;
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::Either;
-use gatehouse_config::AliasKind;
+use gatehouse_config::{AliasKind, Dispatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, RouteVars};
-use crate::ffi::{self, BodySource, Call, Reply};
+use crate::ffi::{self, BodySource, Call, Delivery, Reply};
 use crate::host::{Host, Unavailable};
 use crate::input::{self, BodyKind, Input, Limits};
 use crate::mounts::{self, GroupMiss, Route};
@@ -158,6 +158,29 @@ pub async fn handle(
         alias,
     );
     let request_id = host.request_id();
+    let is_head = req.method() == actix_web::http::Method::HEAD;
+    let lost = || plain(500, "the app call was lost; the error log has the details");
+    // Inline dispatch: call the app right here, on the HTTP worker, when it is loaded and
+    // there is no body to stream (reading one would wait).
+    if alias.dispatch == Dispatch::Inline
+        && pump.is_none()
+        && let Some(loaded) = host.loaded(t.mount, &t.file)
+    {
+        let call = Call {
+            vars: &vars,
+            input: &input,
+            debug: &loaded.debug,
+            develop_mode: alias.develop_mode,
+            app: &loaded.app,
+            request_id,
+        };
+        let (tx, mut rx) = oneshot::channel();
+        ffi::invoke(&loaded.plugin, &call, Delivery::Buffer, body, tx);
+        return match rx.try_recv() {
+            Ok(reply) => response::from_reply(reply, is_head, None),
+            Err(_) => lost(),
+        };
+    }
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
     let is_group = alias.kind == AliasKind::Group;
@@ -173,7 +196,7 @@ pub async fn handle(
                     app: &loaded.app,
                     request_id,
                 };
-                ffi::invoke(&loaded.plugin, &call, body, tx);
+                ffi::invoke(&loaded.plugin, &call, Delivery::Stream, body, tx);
             }
             Err(u) => {
                 let (status, message) = match u {
@@ -193,8 +216,6 @@ pub async fn handle(
         resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
-    let is_head = req.method() == actix_web::http::Method::HEAD;
-    let lost = || plain(500, "the app call was lost; the error log has the details");
     let Some(pump) = pump else {
         return match rx.await {
             Ok(reply) => response::from_reply(reply, is_head, None),
