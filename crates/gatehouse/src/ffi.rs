@@ -23,6 +23,7 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::debug_log::DebugLog;
+use crate::host::Loaded;
 use crate::environ::PairBuf;
 use crate::input::{BodyError, Input};
 use crate::plugins::Plugin;
@@ -45,6 +46,19 @@ pub struct Call<'a> {
     pub app: &'a str,
     /// The request's id, for the error log.
     pub request_id: u64,
+}
+
+impl<'a> Call<'a> {
+    /// The call of `loaded`'s app for one request.
+    pub fn new(
+        loaded: &'a Loaded,
+        vars: &'a PairBuf,
+        input: &'a Input,
+        develop_mode: bool,
+        request_id: u64,
+    ) -> Self {
+        Call { vars, input, debug: &loaded.debug, develop_mode, app: &loaded.app, request_id }
+    }
 }
 
 /// Where the request body comes from.

@@ -166,15 +166,8 @@ pub async fn handle(
         && pump.is_none()
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
-        let call = Call {
-            vars: &vars,
-            input: &input,
-            debug: &loaded.debug,
-            develop_mode: alias.develop_mode,
-            app: &loaded.app,
-            request_id,
-        };
         let (tx, mut rx) = oneshot::channel();
+        let call = Call::new(&loaded, &vars, &input, alias.develop_mode, request_id);
         ffi::invoke(&loaded.plugin, &call, Delivery::Buffer, body, tx);
         return match rx.try_recv() {
             Ok(reply) => response::from_reply(reply, is_head, None),
@@ -188,14 +181,7 @@ pub async fn handle(
         let m = &job_host.mounts[t.mount];
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
-                let call = Call {
-                    vars: &vars,
-                    input: &input,
-                    debug: &loaded.debug,
-                    develop_mode: m.alias.develop_mode,
-                    app: &loaded.app,
-                    request_id,
-                };
+                let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
                 ffi::invoke(&loaded.plugin, &call, Delivery::Stream, body, tx);
             }
             Err(u) => {
