@@ -31,6 +31,18 @@ impl PairBuf {
         self.spans.push((n0..n1, n1..self.bytes.len()));
     }
 
+    /// Appends a pair whose value is `value` formatted, without an intermediate string.
+    pub fn push_display(&mut self, name: &[u8], value: impl std::fmt::Display) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        self.push_with(
+            |b| b.extend_from_slice(name),
+            |b| {
+                let _ = write!(b, "{value}");
+            },
+        );
+    }
+
     /// Appends a pair whose name and value are written by closures into the buffer.
     fn push_with(&mut self, name: impl FnOnce(&mut Vec<u8>), value: impl FnOnce(&mut Vec<u8>)) {
         let n0 = self.bytes.len();
@@ -103,7 +115,7 @@ fn passes(name: &str, alias: &Alias) -> bool {
 pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairBuf {
     let env = &alias.env;
     let headers = req.headers();
-    let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 1024);
+    let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 768);
     let uri = req.uri();
     vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
     vars.push(b"SCRIPT_NAME", route.script_name);
@@ -131,7 +143,7 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairB
         .or_else(|| headers.get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok()));
     let (server_name, server_port) = host.map(host_and_port).unwrap_or_default();
     if server_name.is_empty() {
-        vars.push(b"SERVER_NAME", local.ip().to_string().as_bytes());
+        vars.push_display(b"SERVER_NAME", local.ip());
     } else {
         vars.push_with(
             |b| b.extend_from_slice(b"SERVER_NAME"),
@@ -139,7 +151,7 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairB
         );
     }
     vars.push(b"SERVER_PORT", server_port.unwrap_or("80").as_bytes());
-    vars.push(b"SERVER_ADDR", local.ip().to_string().as_bytes());
+    vars.push_display(b"SERVER_ADDR", local.ip());
     vars.push(b"SERVER_PROTOCOL", protocol(req.version()).as_bytes());
     vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
     vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
@@ -180,8 +192,8 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairB
 }
 
 fn push_peer(vars: &mut PairBuf, peer: SocketAddr) {
-    vars.push(b"REMOTE_ADDR", peer.ip().to_string().as_bytes());
-    vars.push(b"REMOTE_PORT", peer.port().to_string().as_bytes());
+    vars.push_display(b"REMOTE_ADDR", peer.ip());
+    vars.push_display(b"REMOTE_PORT", peer.port());
 }
 
 fn protocol(v: actix_web::http::Version) -> &'static str {

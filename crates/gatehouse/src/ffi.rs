@@ -23,8 +23,8 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::debug_log::DebugLog;
-use crate::host::Loaded;
 use crate::environ::PairBuf;
+use crate::host::Loaded;
 use crate::input::{BodyError, Input};
 use crate::plugins::Plugin;
 

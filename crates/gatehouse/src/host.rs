@@ -21,6 +21,7 @@ use gatehouse_config::{Alias, AliasKind, Config};
 
 use crate::debug_log::{DebugLog, DebugLogs};
 use crate::dispatch::Pool;
+use crate::mounts::{GroupMiss, resolve_group_file};
 use crate::plugins::{InitArgs, LoadError, Plugin};
 
 /// How often a single app whose file is missing logs about it while requests arrive.
@@ -84,10 +85,30 @@ pub struct Mount {
     pub pool: Pool,
     /// For a group: its folder, canonical (None if it could not be resolved).
     pub group_dir: Option<PathBuf>,
+    /// For a single app: its file, shared with every request.
+    pub app_file: Arc<Path>,
+    /// For a single app: the loaded plugin, once loaded (the fast path).
+    single: RwLock<Option<Loaded>>,
     slots: RwLock<HashMap<PathBuf, Slot>>,
     load_lock: Mutex<()>,
     last_missing_warn: Mutex<Option<Instant>>,
+    groups: RwLock<GroupCache>,
 }
+
+/// A directory group's resolved names, valid while the folder is unchanged.
+#[derive(Debug, Default)]
+struct GroupCache {
+    /// The folder's (inode, mtime, mtime_nsec) when the entries were resolved: adding,
+    /// removing or renaming a file changes it.
+    stamp: Option<(u64, i64, i64)>,
+    entries: HashMap<Box<[u8]>, GroupFile>,
+}
+
+/// What a directory-group name resolves to.
+pub type GroupFile = Result<(Arc<Path>, Arc<str>), GroupMiss>;
+
+/// Most names a group remembers; past it the cache starts over (names are client input).
+const GROUP_CACHE_MAX: usize = 4096;
 
 /// Everything one configuration runs.
 #[derive(Debug)]
@@ -124,10 +145,13 @@ impl Host {
                     AliasKind::Group => std::fs::canonicalize(&alias.path).ok(),
                     AliasKind::App => None,
                 },
+                app_file: Arc::from(alias.path.as_path()),
                 alias: alias.clone(),
+                single: RwLock::new(None),
                 slots: RwLock::new(HashMap::new()),
                 load_lock: Mutex::new(()),
                 last_missing_warn: Mutex::new(None),
+                groups: RwLock::new(GroupCache::default()),
             })
             .collect();
         let logs = DebugLogs::new(config.logs_dir.clone());
@@ -167,10 +191,47 @@ impl Host {
 
     /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
     pub fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
-        match self.mounts[mount].slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
+        let m = &self.mounts[mount];
+        if m.alias.kind == AliasKind::App {
+            return m.single.read().unwrap_or_else(PoisonError::into_inner).clone();
+        }
+        match m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
             Some(Slot::Ready(l)) => Some(l.clone()),
             _ => None,
         }
+    }
+
+    /// The plugin file serving `name` in directory group `mount` (see
+    /// [`resolve_group_file`]), remembered while the group's folder is unchanged.
+    pub fn group_file(&self, mount: usize, name: &[u8]) -> GroupFile {
+        let m = &self.mounts[mount];
+        let Some(dir) = &m.group_dir else {
+            return Err(GroupMiss::NotFound(format!(
+                "the folder {} cannot be opened",
+                m.alias.path.display()
+            )));
+        };
+        let stamp = std::fs::metadata(dir).ok().map(|d| (d.ino(), d.mtime(), d.mtime_nsec()));
+        {
+            let cache = m.groups.read().unwrap_or_else(PoisonError::into_inner);
+            if stamp.is_some()
+                && cache.stamp == stamp
+                && let Some(found) = cache.entries.get(name)
+            {
+                return found.clone();
+            }
+        }
+        let found = resolve_group_file(dir, name)
+            .map(|file| (Arc::from(file), Arc::from(String::from_utf8_lossy(name).as_ref())));
+        let mut cache = m.groups.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.stamp != stamp || cache.entries.len() >= GROUP_CACHE_MAX {
+            cache.entries.clear();
+            cache.stamp = stamp;
+        }
+        if stamp.is_some() {
+            cache.entries.insert(name.into(), found.clone());
+        }
+        found
     }
 
     /// The loaded plugin for `file` on alias `mount`, loading it if needed. `group_name` is
@@ -181,12 +242,10 @@ impl Host {
         file: &Path,
         group_name: Option<&str>,
     ) -> Result<Loaded, Unavailable> {
-        let m = &self.mounts[mount];
-        if let Some(Slot::Ready(l)) =
-            m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file)
-        {
-            return Ok(l.clone());
+        if let Some(l) = self.loaded(mount, file) {
+            return Ok(l);
         }
+        let m = &self.mounts[mount];
         let _loading = m.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let id = FileId::of(file);
         if let Some(slot) = m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
@@ -236,7 +295,12 @@ impl Host {
             }
         };
         let result = match &slot {
-            Slot::Ready(l) => Ok(l.clone()),
+            Slot::Ready(l) => {
+                if m.alias.kind == AliasKind::App {
+                    *m.single.write().unwrap_or_else(PoisonError::into_inner) = Some(l.clone());
+                }
+                Ok(l.clone())
+            }
             Slot::Failed { error, .. } => Err(Unavailable::Broken(Arc::clone(error))),
         };
         m.slots.write().unwrap_or_else(PoisonError::into_inner).insert(file.to_owned(), slot);

@@ -91,11 +91,31 @@ fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     Ok(out)
 }
 
+/// Whether a raw path that starts with `/` is already normal: no escape, no NUL, no empty,
+/// `.` or `..` segment (a trailing slash is fine).
+fn is_normal(raw: &[u8]) -> bool {
+    if raw.iter().any(|&b| b == b'%' || b == 0) {
+        return false;
+    }
+    let mut segments = raw[1..].split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == b"." || seg == b".." || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Normalises a raw URL path (no query string) as Apache does before mapping it: decode once,
 /// merge repeated slashes, resolve `.` and `..`. A trailing slash is kept (`/a/b/..` is `/a/`).
 pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
+    }
+    if is_normal(raw) {
+        // The common case: nothing to decode or resolve.
+        return Ok(raw.to_vec());
     }
     let decoded = decode(raw)?;
     let mut segments: Vec<&[u8]> = Vec::new();
@@ -229,21 +249,29 @@ impl Table {
                 .unwrap_or(Route::NoMatch);
         }
         // Only an alias whose URL is `/` or one of the path's segment prefixes can match
-        // ("/a", "/a/b", ... for "/a/b/c"): try those in declaration order.
-        let mut candidates: Vec<usize> = self.at_root.clone();
+        // ("/a", "/a/b", ... for "/a/b/c"): the first declared of those that matches wins.
+        let mut best: Option<Route<'p>> = None;
+        let mut best_index = usize::MAX;
+        let mut consider = |indices: &[usize]| {
+            // Each list is in declaration order: its first match is its best.
+            for &i in indices.iter().take_while(|&&i| i < best_index) {
+                if let Some(r) = self.mounts[i].matches(i, path) {
+                    best = Some(r);
+                    best_index = i;
+                    break;
+                }
+            }
+        };
+        consider(&self.at_root);
         let mut end = 1;
         while end <= path.len() {
             let next = path[end..].iter().position(|&b| b == b'/').map_or(path.len(), |i| end + i);
             if let Some(found) = self.by_url.get(&path[..next]) {
-                candidates.extend_from_slice(found);
+                consider(found);
             }
             end = next + 1;
         }
-        candidates.sort_unstable();
-        candidates
-            .into_iter()
-            .find_map(|i| self.mounts[i].matches(i, path))
-            .unwrap_or(Route::NoMatch)
+        best.unwrap_or(Route::NoMatch)
     }
 }
 
@@ -387,6 +415,17 @@ mod tests {
             assert_eq!(normalize(raw.as_bytes()), Err(*want), "{raw}");
         }
         assert_eq!(normalize(b"/a\0b"), Err(PathError::Nul));
+        for raw in ["/", "/a", "/a/", "/a/b", "/a.b/c..d/.e", "/a//b", "//", "/./", "/a/..", "/%41"]
+        {
+            // The fast path agrees with the full normalisation.
+            if is_normal(raw.as_bytes()) {
+                assert_eq!(normalize(raw.as_bytes()).unwrap(), raw.as_bytes(), "{raw}");
+            }
+        }
+        assert!(is_normal(b"/a/b/") && is_normal(b"/"));
+        assert!(
+            !is_normal(b"/a//b") && !is_normal(b"//") && !is_normal(b"/a/.") && !is_normal(b"/%41")
+        );
         assert_eq!(normalize(b"/%ff").unwrap(), b"/\xff");
     }
 

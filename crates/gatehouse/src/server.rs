@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::pin::Pin;
 
 use actix_web::http::header;
@@ -30,54 +31,39 @@ const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 /// Where a routed request goes.
 struct Target {
     mount: usize,
-    file: std::path::PathBuf,
-    group_name: Option<String>,
-    script_name: Vec<u8>,
-    path_info: Vec<u8>,
+    file: Arc<Path>,
+    /// For a directory group, the plugin NAME.
+    group_name: Option<Arc<str>>,
+    /// The normalised path: SCRIPT_NAME is its first `script_len` bytes, PATH_INFO the rest.
+    path: Vec<u8>,
+    script_len: usize,
 }
 
 /// Routes a request to its alias and plugin file, or answers it.
 fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
     let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
-    match host.table.route(&path) {
-        Route::App { mount, script_name, path_info } => Ok(Target {
-            mount,
-            file: host.mounts[mount].alias.path.clone(),
-            group_name: None,
-            script_name: script_name.to_vec(),
-            path_info: path_info.to_vec(),
-        }),
-        Route::Group { mount, name, script_name, path_info } => {
-            let m = &host.mounts[mount];
-            let Some(dir) = &m.group_dir else {
-                log::error!(
-                    "{}: the folder {} cannot be opened",
-                    m.alias.url,
-                    m.alias.path.display()
-                );
-                return Err((404, "no such app"));
-            };
-            match mounts::resolve_group_file(dir, name) {
-                Ok(file) => Ok(Target {
-                    mount,
-                    file,
-                    group_name: Some(String::from_utf8_lossy(name).into_owned()),
-                    script_name: script_name.to_vec(),
-                    path_info: path_info.to_vec(),
-                }),
-                Err(GroupMiss::Forbidden(why)) => {
-                    log::info!("{}: 403: {why}", m.alias.url);
-                    Err((403, "not an app"))
-                }
-                Err(GroupMiss::NotFound(why)) => {
-                    log::info!("{}: 404: {why}", m.alias.url);
-                    Err((404, "no such app"))
-                }
+    let (mount, script_len, group) = match host.table.route(&path) {
+        Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
+        Route::Group { mount, name, script_name, .. } => (mount, script_name.len(), Some(name)),
+        Route::GroupIndex { .. } => return Err((403, "a directory group's folder is not an app")),
+        Route::NoMatch => return Err((404, "no alias matches this URL")),
+    };
+    let m = &host.mounts[mount];
+    let (file, group_name) = match group {
+        None => (Arc::clone(&m.app_file), None),
+        Some(name) => match host.group_file(mount, name) {
+            Ok((file, name)) => (file, Some(name)),
+            Err(GroupMiss::Forbidden(why)) => {
+                log::info!("{}: 403: {why}", m.alias.url);
+                return Err((403, "not an app"));
             }
-        }
-        Route::GroupIndex { .. } => Err((403, "a directory group's folder is not an app")),
-        Route::NoMatch => Err((404, "no alias matches this URL")),
-    }
+            Err(GroupMiss::NotFound(why)) => {
+                log::info!("{}: 404: {why}", m.alias.url);
+                return Err((404, "no such app"));
+            }
+        },
+    };
+    Ok(Target { mount, file, group_name, path, script_len })
 }
 
 /// Apache's `LimitRequestFieldSize`: the longest header line accepted.
@@ -147,13 +133,12 @@ pub async fn handle(
         }
         _ => (BodySource::Empty, None),
     };
-    let file_bytes = t.file.as_os_str().as_bytes().to_vec();
     let vars = environ::cgi_vars(
         &req,
         RouteVars {
-            script_name: &t.script_name,
-            path_info: &t.path_info,
-            script_filename: &file_bytes,
+            script_name: &t.path[..t.script_len],
+            path_info: &t.path[t.script_len..],
+            script_filename: t.file.as_os_str().as_bytes(),
         },
         alias,
     );
