@@ -135,12 +135,32 @@ impl<'a> RawRequest<'a> {
         }
     }
 
-    pub(crate) fn start_response(&self, status: u32, headers: &[(String, String)]) -> Status {
+    /// Starts the response with `headers` and then `extra` (a header the SDK adds, such as
+    /// Content-Length), without allocating for the common handful of headers.
+    pub(crate) fn start_response(
+        &self,
+        status: u32,
+        headers: &[(String, String)],
+        extra: Option<(&str, &str)>,
+    ) -> Status {
+        const ON_STACK: usize = 16;
         let Some(f) = self.host.start_response else { return Status::ERROR };
-        let pairs: Vec<Pair> = headers
-            .iter()
-            .map(|(n, v)| Pair { name: Str::new(n.as_bytes()), value: Str::new(v.as_bytes()) })
-            .collect();
+        let pair =
+            |n: &str, v: &str| Pair { name: Str::new(n.as_bytes()), value: Str::new(v.as_bytes()) };
+        let all = headers.iter().map(|(n, v)| pair(n, v)).chain(extra.map(|(n, v)| pair(n, v)));
+        let mut stack = [Pair { name: Str::EMPTY, value: Str::EMPTY }; ON_STACK];
+        let heap: Vec<Pair>;
+        let pairs: &[Pair] = if headers.len() < ON_STACK {
+            let mut n = 0;
+            for (slot, p) in stack.iter_mut().zip(all) {
+                *slot = p;
+                n += 1;
+            }
+            &stack[..n]
+        } else {
+            heap = all.collect();
+            &heap
+        };
         // SAFETY: `pairs` and the strings it borrows outlive the call; the host copies them.
         unsafe { f(self.request, status, pairs.as_ptr(), pairs.len()) }
     }

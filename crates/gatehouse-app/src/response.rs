@@ -125,13 +125,18 @@ impl Response {
     }
 
     /// Hands the response to the daemon.
-    pub(crate) fn send(mut self, raw: &RawRequest<'_>) -> Status {
-        if let Body::Bytes(body) = &self.body
-            && !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
-            self.headers.push(("Content-Length".to_owned(), body.len().to_string()));
-        }
-        let status = raw.start_response(u32::from(self.status), &self.headers);
+    pub(crate) fn send(self, raw: &RawRequest<'_>) -> Status {
+        // Content-Length from the body when the app set none, formatted on the stack.
+        let mut digits = [0u8; 20];
+        let length = match &self.body {
+            Body::Bytes(body)
+                if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) =>
+            {
+                Some(("Content-Length", format_decimal(body.len() as u64, &mut digits)))
+            }
+            _ => None,
+        };
+        let status = raw.start_response(u32::from(self.status), &self.headers, length);
         if status != Status::OK {
             raw.log_error(&format!(
                 "the daemon refused the response head (status {}, code {}): check the status \
@@ -156,6 +161,20 @@ impl Response {
             }
         }
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn format_decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Writes a streamed body to the client (see [`Response::stream`]).
@@ -189,7 +208,14 @@ impl io::Write for BodyWriter<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Response;
+    use super::{Response, format_decimal};
+
+    #[test]
+    fn decimal_lengths() {
+        for n in [0u64, 7, 12, 100, 4096, u64::MAX] {
+            assert_eq!(format_decimal(n, &mut [0; 20]), n.to_string());
+        }
+    }
 
     #[test]
     fn builders_set_status_type_and_body() {

@@ -22,7 +22,7 @@ use futures_util::FutureExt;
 use gatehouse::debug_log::DebugLogs;
 use gatehouse::dispatch::Pool;
 use gatehouse::environ::{self, PairBuf, RouteVars};
-use gatehouse::ffi::{self, BodySource, Call, Delivery, Reply};
+use gatehouse::ffi::{self, BodySource, Call, Reply};
 use gatehouse::host::Host;
 use gatehouse::input::Input;
 use gatehouse::plugins::{InitArgs, Plugin};
@@ -72,12 +72,25 @@ fn load(
     }
 }
 
+/// How the daemon calls the app: `inline` returns the reply, `pool` sends it over a oneshot
+/// (here received on the same thread, without the hand-off).
+#[derive(Clone, Copy)]
+enum Delivery {
+    Buffer,
+    Stream,
+}
+
 fn call_once(plugin: &Plugin, call: &Call<'_>, delivery: Delivery) -> Reply {
-    let (tx, mut rx) = oneshot::channel();
-    ffi::invoke(plugin, call, delivery, BodySource::Empty, tx);
-    match rx.try_recv() {
-        Ok(reply) => reply,
-        Err(e) => panic!("no reply: {e}"),
+    match delivery {
+        Delivery::Buffer => ffi::invoke_inline(plugin, call),
+        Delivery::Stream => {
+            let (tx, mut rx) = oneshot::channel();
+            ffi::invoke(plugin, call, BodySource::Empty, tx);
+            match rx.try_recv() {
+                Ok(reply) => reply,
+                Err(e) => panic!("no reply: {e}"),
+            }
+        }
     }
 }
 
@@ -139,10 +152,10 @@ fn invoke(c: &mut Criterion) {
     ));
 
     let mut g = c.benchmark_group("ffi");
-    g.bench_function("invoke hello (Delivery::Buffer)", |b| {
+    g.bench_function("invoke hello (inline)", |b| {
         b.iter(|| call_once(&hello, black_box(&hello_call), Delivery::Buffer));
     });
-    g.bench_function("invoke hello (Delivery::Stream)", |b| {
+    g.bench_function("invoke hello (pool delivery, same thread)", |b| {
         b.iter(|| call_once(&hello, black_box(&hello_call), Delivery::Stream));
     });
     g.bench_function("invoke hello + from_reply", |b| {

@@ -74,7 +74,16 @@ impl PairBuf {
 
     /// The ABI view: valid while `self` is neither moved nor changed.
     pub fn to_abi(&self) -> Vec<Pair> {
-        self.iter().map(|(n, v)| Pair { name: Str::new(n), value: Str::new(v) }).collect()
+        let mut out = Vec::with_capacity(self.len());
+        self.fill_abi(&mut out);
+        out
+    }
+
+    /// Replaces `out` with the ABI view (reusing its allocation): valid while `self` is
+    /// neither moved nor changed.
+    pub fn fill_abi(&self, out: &mut Vec<Pair>) {
+        out.clear();
+        out.extend(self.iter().map(|(n, v)| Pair { name: Str::new(n), value: Str::new(v) }));
     }
 }
 

@@ -130,7 +130,7 @@ pub enum CallError {
 
 /// How a reply may leave the app's thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+enum Delivery {
     /// The app runs on a pool thread: a reply of more than one write streams (the thread may
     /// wait on a slow client).
     Stream,
@@ -139,12 +139,32 @@ pub enum Delivery {
     Buffer,
 }
 
+/// Where the reply goes: over a channel to the HTTP side (pool), or back to the caller of
+/// [`invoke_inline`] (no channel, no allocation).
+enum Tx {
+    Channel(oneshot::Sender<Reply>),
+    Direct,
+}
+
+impl Tx {
+    /// Sends `reply`, or keeps it in `direct`. Fails when the receiver is gone.
+    fn send(self, reply: Reply, direct: &mut Option<Reply>) -> Result<(), Reply> {
+        match self {
+            Tx::Channel(tx) => tx.send(reply),
+            Tx::Direct => {
+                *direct = Some(reply);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Where the response stands.
 enum ReplyState {
     /// `start_response` not called yet.
-    NotStarted(oneshot::Sender<Reply>),
+    NotStarted(Tx),
     /// Head (and maybe a first write) held back.
-    Holding { head: Head, body: Option<Vec<u8>>, tx: oneshot::Sender<Reply> },
+    Holding { head: Head, body: Option<Vec<u8>>, tx: Tx },
     /// Head sent; writes go straight to the client. `left` counts down a declared length.
     Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64> },
     /// The client is gone, or the reply was sent.
@@ -160,6 +180,8 @@ struct RequestState<'a> {
     pending: Bytes,
     body_done: bool,
     reply: ReplyState,
+    /// The reply, for [`Tx::Direct`].
+    direct: Option<Reply>,
 }
 
 impl RequestState<'_> {
@@ -168,6 +190,10 @@ impl RequestState<'_> {
         let ReplyState::Holding { head, body, tx } =
             std::mem::replace(&mut self.reply, ReplyState::Done)
         else {
+            return Status::BAD_STATE;
+        };
+        let Tx::Channel(tx) = tx else {
+            // A direct reply is never streamed (Delivery::Buffer).
             return Status::BAD_STATE;
         };
         let (chunks, rest) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
@@ -425,18 +451,60 @@ static HOST_API: HostApi = HostApi {
     flush: Some(flush),
 };
 
-/// Calls the app once; its reply goes to `reply` as soon as it is known (at the latest when
-/// `handle` returns). With [`Delivery::Buffer`], `body` must not be a stream (reading it
-/// would wait) and the reply is always complete when this returns.
-pub fn invoke(
+/// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
+/// the latest when `handle` returns), streaming when the app writes in pieces.
+pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
+    let _ = call_app(plugin, call, Delivery::Stream, body, Tx::Channel(reply));
+}
+
+/// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller
+/// must not wait on anything, so there is no body to stream and every write is kept.
+pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>) -> Reply {
+    call_app(plugin, call, Delivery::Buffer, BodySource::Empty, Tx::Direct)
+        .unwrap_or(Reply::Failed(CallError::NoResponse))
+}
+
+thread_local! {
+    /// Reused arrays for the ABI view of a request (vars, params), so a call allocates none.
+    static ABI_SCRATCH: std::cell::RefCell<(Vec<Pair>, Vec<Pair>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn call_app(
     plugin: &Plugin,
     call: &Call<'_>,
     delivery: Delivery,
     body: BodySource,
-    reply: oneshot::Sender<Reply>,
-) {
-    let vars = call.vars.to_abi();
-    let params = call.input.params.to_abi();
+    tx: Tx,
+) -> Option<Reply> {
+    ABI_SCRATCH.with(|scratch| {
+        // A nested call on the same thread (not done today) would find the scratch taken.
+        let mut own = (Vec::new(), Vec::new());
+        let mut borrowed = scratch.try_borrow_mut().ok();
+        let (vars, params) = match borrowed.as_deref_mut() {
+            Some((v, p)) => (v, p),
+            None => (&mut own.0, &mut own.1),
+        };
+        call.vars.fill_abi(vars);
+        call.input.params.fill_abi(params);
+        let result = call_with(plugin, call, delivery, body, tx, vars, params);
+        // The pointers in the scratch arrays die with the call.
+        vars.clear();
+        params.clear();
+        result
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn call_with(
+    plugin: &Plugin,
+    call: &Call<'_>,
+    delivery: Delivery,
+    body: BodySource,
+    tx: Tx,
+    vars: &[Pair],
+    params: &[Pair],
+) -> Option<Reply> {
     let uploads: Vec<Upload> = call
         .input
         .uploads
@@ -455,7 +523,8 @@ pub fn invoke(
         body,
         pending: Bytes::new(),
         body_done: false,
-        reply: ReplyState::NotStarted(reply),
+        reply: ReplyState::NotStarted(tx),
+        direct: None,
     };
     let environ = Environ {
         struct_size: std::mem::size_of::<Environ>() as u32,
@@ -469,12 +538,13 @@ pub fn invoke(
         host: &HOST_API,
     };
     let status = plugin.call(&environ);
-    finish(state, status);
+    finish(state, status)
 }
 
-/// Sends what `handle` left behind once it returned with `status`.
-fn finish(state: RequestState<'_>, status: Status) {
+/// Sends what `handle` left behind once it returned with `status`; returns a direct reply.
+fn finish(state: RequestState<'_>, status: Status) -> Option<Reply> {
     let call = state.call;
+    let mut direct = state.direct;
     let failed = |error: CallError| {
         log::error!("app {} (request {}): {error}", call.app, call.request_id);
         error
@@ -486,10 +556,10 @@ fn finish(state: RequestState<'_>, status: Status) {
             } else {
                 CallError::Failed(status.0)
             };
-            let _ = tx.send(Reply::Failed(failed(error)));
+            let _ = tx.send(Reply::Failed(failed(error)), &mut direct);
         }
         ReplyState::Holding { tx, .. } if status != Status::OK => {
-            let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))));
+            let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))), &mut direct);
         }
         ReplyState::Holding { head, body, tx } => {
             let body = Bytes::from(body.unwrap_or_default());
@@ -505,7 +575,7 @@ fn finish(state: RequestState<'_>, status: Status) {
                     body.len()
                 );
             }
-            let _ = tx.send(Reply::Complete { head, body });
+            let _ = tx.send(Reply::Complete { head, body }, &mut direct);
         }
         ReplyState::Streaming { chunks, left } => {
             let cut = if status != Status::OK {
@@ -529,4 +599,5 @@ fn finish(state: RequestState<'_>, status: Status) {
         }
         ReplyState::Done => {}
     }
+    direct
 }

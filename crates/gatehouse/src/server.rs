@@ -19,7 +19,7 @@ use gatehouse_config::{AliasKind, Dispatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, RouteVars};
-use crate::ffi::{self, BodySource, Call, Delivery, Reply};
+use crate::ffi::{self, BodySource, Call, Reply};
 use crate::host::{Host, Unavailable};
 use crate::input::{self, BodyKind, Input, Limits};
 use crate::mounts::{self, GroupMiss, Route};
@@ -69,15 +69,9 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
 /// Apache's `LimitRequestFieldSize`: the longest header line accepted.
 const MAX_HEADER_LINE: usize = 8190;
 
-/// Refuses what Apache refuses before mapping a URL: a fragment in the request target
-/// and an over-long header line.
+/// Refuses what Apache refuses before mapping a URL: an over-long header line. (A
+/// `#fragment` never gets here: the HTTP parser drops it.)
 fn check_request(req: &HttpRequest) -> Result<(), (u16, String)> {
-    if req.uri().path().contains('#') || req.uri().query().is_some_and(|q| q.contains('#')) {
-        return Err((
-            400,
-            "the request target has a #fragment: clients must not send it".to_owned(),
-        ));
-    }
     for (name, value) in req.headers() {
         if name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE {
             return Err((400, format!("the {name} header is longer than {MAX_HEADER_LINE} bytes")));
@@ -151,13 +145,8 @@ pub async fn handle(
         && pump.is_none()
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
-        let (tx, mut rx) = oneshot::channel();
         let call = Call::new(&loaded, &vars, &input, alias.develop_mode, request_id);
-        ffi::invoke(&loaded.plugin, &call, Delivery::Buffer, body, tx);
-        return match rx.try_recv() {
-            Ok(reply) => response::from_reply(reply, is_head, None),
-            Err(_) => lost(),
-        };
+        return response::from_reply(ffi::invoke_inline(&loaded.plugin, &call), is_head, None);
     }
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
@@ -167,7 +156,7 @@ pub async fn handle(
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
                 let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
-                ffi::invoke(&loaded.plugin, &call, Delivery::Stream, body, tx);
+                ffi::invoke(&loaded.plugin, &call, body, tx);
             }
             Err(u) => {
                 let (status, message) = match u {
