@@ -64,7 +64,7 @@ impl App for Panicky {
                 Ok(body) => Response::new(200)
                     .header(
                         "Content-Type",
-                        req.var("CONTENT_TYPE").unwrap_or("application/octet-stream"),
+                        req.var("CONTENT_TYPE").unwrap_or("application/octet-stream").to_owned(),
                     )
                     .body(body),
                 Err(e) => text(500, &format!("cannot read the body: {e}")),

@@ -140,7 +140,7 @@ impl<'a> RawRequest<'a> {
     pub(crate) fn start_response(
         &self,
         status: u32,
-        headers: &[(String, String)],
+        headers: &[(crate::response::Text, crate::response::Text)],
         extra: Option<(&str, &str)>,
     ) -> Status {
         const ON_STACK: usize = 16;

@@ -24,7 +24,7 @@ mod response;
 
 pub use gatehouse_abi as abi;
 pub use request::{BodyReader, Request, UploadedFile};
-pub use response::{BodyWriter, Response};
+pub use response::{BodyWriter, Response, Text};
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! Building a reply: status, headers and a body (bytes, or a stream written as it is
 //! produced), and handing it to the daemon.
 
+use std::borrow::Cow;
 use std::io;
 
 use gatehouse_abi::Status;
@@ -8,11 +9,14 @@ use serde::Serialize;
 
 use crate::ffi::RawRequest;
 
+/// A header name or value: borrowed when it is a `&'static str`, owned otherwise.
+pub type Text = Cow<'static, str>;
+
 /// A body produced while the response is being sent.
 type StreamFn = Box<dyn FnOnce(&mut BodyWriter<'_, '_>) -> io::Result<()>>;
 
 enum Body {
-    Bytes(Vec<u8>),
+    Bytes(Cow<'static, [u8]>),
     Stream(StreamFn),
 }
 
@@ -23,7 +27,7 @@ enum Body {
 /// sets `Content-Length`.
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(Text, Text)>,
     body: Body,
 }
 
@@ -44,7 +48,7 @@ impl std::fmt::Debug for Response {
 impl Response {
     /// An empty response with the given status.
     pub fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Body::Bytes(Vec::new()) }
+        Response { status, headers: Vec::new(), body: Body::Bytes(Cow::Borrowed(&[])) }
     }
 
     /// A `200` reply with `Content-Type: text/plain; charset=utf-8`.
@@ -79,16 +83,17 @@ impl Response {
         self
     }
 
-    /// Appends a header.
+    /// Appends a header. Names and values that are `&'static str` are not copied.
     #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
-    /// Replaces the body.
+    /// Replaces the body: owned bytes (`Vec<u8>`, `String`) or a `&'static` slice, which is
+    /// not copied.
     #[must_use]
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+    pub fn body(mut self, body: impl Into<Cow<'static, [u8]>>) -> Self {
         self.body = Body::Bytes(body.into());
         self
     }
@@ -112,7 +117,7 @@ impl Response {
     }
 
     /// The headers, in order.
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &[(Text, Text)] {
         &self.headers
     }
 
@@ -231,7 +236,8 @@ mod tests {
         ];
         for (resp, status, ctype, body) in cases {
             assert_eq!(resp.status(), status);
-            assert_eq!(resp.headers()[0], ("Content-Type".to_owned(), ctype.to_owned()));
+            let (name, value) = &resp.headers()[0];
+            assert_eq!((name.as_ref(), value.as_ref()), ("Content-Type", ctype));
             assert_eq!(resp.body_bytes(), body);
         }
     }
