@@ -15,13 +15,13 @@ use std::pin::Pin;
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::Either;
-use gatehouse_config::{AliasKind, Dispatch};
+use gatehouse_config::{Alias, AliasKind, Dispatch};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::environ::{self, RouteVars};
+use crate::environ::{self, PairBuf, RouteVars};
 use crate::ffi::{self, BodySource, Call, Reply};
 use crate::host::{Host, Unavailable};
-use crate::input::{self, BodyKind, Input, Limits};
+use crate::input::{self, BodyError, BodyKind, Input, Limits};
 use crate::mounts::{self, GroupMiss, Route};
 use crate::response::{self, plain};
 
@@ -80,6 +80,43 @@ fn check_request(req: &HttpRequest) -> Result<(), (u16, String)> {
     Ok(())
 }
 
+/// The request-body pump still running while the app works.
+type Pump = Pin<Box<dyn Future<Output = Result<(), BodyError>>>>;
+
+/// A request read and routed, ready for its app.
+struct Prepared {
+    t: Target,
+    vars: PairBuf,
+    input: Input,
+    body: BodySource,
+    request_id: u64,
+}
+
+/// Reads a request's parameters (and form body), and sets up the stream of any other body.
+async fn read_input(
+    req: &HttpRequest,
+    payload: web::Payload,
+    alias: &Alias,
+    upload_dir: &Path,
+) -> Result<(Input, BodySource, Option<Pump>), input::InputError> {
+    let limits = Limits { max_body: alias.max_body, max_upload: alias.max_upload, upload_dir };
+    let kind = input::body_kind(req, alias.max_body)?;
+    let mut input = Input::default();
+    input::query_params(req.query_string(), &mut input.params);
+    Ok(match kind {
+        BodyKind::Urlencoded | BodyKind::Multipart => {
+            input::read_form(req, payload, kind, limits, &mut input).await?;
+            (input, BodySource::Empty, None)
+        }
+        BodyKind::Other => {
+            let (tx, rx) = mpsc::channel(REQUEST_CHUNKS_IN_FLIGHT);
+            let pump: Pump = Box::pin(input::pump(payload, tx, alias.max_body));
+            (input, BodySource::Stream(rx), Some(pump))
+        }
+        BodyKind::None => (input, BodySource::Empty, None),
+    })
+}
+
 /// Serves every request.
 pub async fn handle(
     req: HttpRequest,
@@ -100,32 +137,11 @@ pub async fn handle(
         Ok(t) => t,
         Err((status, message)) => return plain(status, message),
     };
-    let mount = &host.mounts[t.mount];
-    let alias = &mount.alias;
-    let limits = Limits {
-        max_body: alias.max_body,
-        max_upload: alias.max_upload,
-        upload_dir: &host.config.upload_dir,
-    };
-    let kind = match input::body_kind(&req, alias.max_body) {
-        Ok(kind) => kind,
-        Err(e) => return plain(e.status, &e.message),
-    };
-    let mut input = Input::default();
-    input::query_params(req.query_string(), &mut input.params);
-    let mut payload = Some(payload);
-    if matches!(kind, BodyKind::Urlencoded | BodyKind::Multipart)
-        && let Some(payload) = payload.take()
-        && let Err(e) = input::read_form(&req, payload, kind, limits, &mut input).await
+    let alias = &host.mounts[t.mount].alias;
+    let (input, body, pump) = match read_input(&req, payload, alias, &host.config.upload_dir).await
     {
-        return plain(e.status, &e.message);
-    }
-    let (body, pump) = match (kind, payload) {
-        (BodyKind::Other, Some(payload)) => {
-            let (tx, rx) = mpsc::channel(REQUEST_CHUNKS_IN_FLIGHT);
-            (BodySource::Stream(rx), Some(Box::pin(input::pump(payload, tx, alias.max_body))))
-        }
-        _ => (BodySource::Empty, None),
+        Ok(read) => read,
+        Err(e) => return plain(e.status, &e.message),
     };
     let vars = environ::cgi_vars(
         &req,
@@ -138,7 +154,6 @@ pub async fn handle(
     );
     let request_id = host.request_id();
     let is_head = req.method() == actix_web::http::Method::HEAD;
-    let lost = || plain(500, "the app call was lost; the error log has the details");
     // Inline dispatch: call the app right here, on the HTTP worker, when it is loaded and
     // there is no body to stream (reading one would wait).
     if alias.dispatch == Dispatch::Inline
@@ -148,10 +163,19 @@ pub async fn handle(
         let call = Call::new(&loaded, &vars, &input, alias.develop_mode, request_id);
         return response::from_reply(ffi::invoke_inline(&loaded.plugin, &call), is_head, None);
     }
+    on_pool(Arc::clone(&host), Prepared { t, vars, input, body, request_id }, pump, is_head).await
+}
+
+/// Runs the app on its alias's pool, streaming the request body to it meanwhile, and turns
+/// its reply into the response.
+async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool) -> HttpResponse {
+    let mount = p.t.mount;
+    let alias = &host.mounts[mount].alias;
+    let max_body = alias.max_body;
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
-    let is_group = alias.kind == AliasKind::Group;
     let job = Box::new(move || {
+        let Prepared { t, vars, input, body, request_id } = p;
         let m = &job_host.mounts[t.mount];
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
@@ -161,7 +185,10 @@ pub async fn handle(
             Err(u) => {
                 let (status, message) = match u {
                     Unavailable::Missing(_) => (404, "no such app"),
-                    Unavailable::Broken(_) if is_group => (404, "no such app"),
+                    // A directory group answers for a broken file as for a missing one.
+                    Unavailable::Broken(_) if m.alias.kind == AliasKind::Group => {
+                        (404, "no such app")
+                    }
                     Unavailable::Broken(_) => {
                         (500, "the app could not be loaded; the error log says why")
                     }
@@ -170,12 +197,13 @@ pub async fn handle(
             }
         }
     });
-    if let Err(busy) = mount.pool.submit(job) {
+    if let Err(busy) = host.mounts[mount].pool.submit(job) {
         log::warn!("{}: {busy}; answered 503", alias.url);
         let mut resp = plain(503, "the app is busy; retry shortly");
         resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
+    let lost = || plain(500, "the app call was lost; the error log has the details");
     let Some(pump) = pump else {
         return match rx.await {
             Ok(reply) => response::from_reply(reply, is_head, None),
@@ -190,10 +218,11 @@ pub async fn handle(
             Err(_) => lost(),
         },
         Either::Left((Err(e), _)) => {
-            let e = e.refusal(alias.max_body);
+            let e = e.refusal(max_body);
             plain(e.status, &e.message)
         }
         Either::Right((Ok(reply), pump)) => {
+            // The app answered before the body ended: keep pumping while the reply streams.
             let pump: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
                 let _ = pump.await;
             });
