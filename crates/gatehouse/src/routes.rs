@@ -115,7 +115,9 @@ pub fn explain(config: &Config, url: &str) -> String {
     let why = if mount == 0 {
         "it is the first alias, and aliases are tried in the order declared".to_owned()
     } else {
-        format!("aliases are tried in the order declared; #1..#{} do not match", mount)
+        let earlier =
+            if mount == 1 { "#1 does not".to_owned() } else { format!("#1..#{mount} do not") };
+        format!("aliases are tried in the order declared; {earlier} match")
     };
     let _ = writeln!(out, "why:           {why}");
     match route {
