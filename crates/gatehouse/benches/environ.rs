@@ -14,34 +14,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::environ::{self, RouteVars};
 use gatehouse_config::Alias;
 
-const BOUNDARY: &str = "----WebKitFormBoundary8iNBS40xtXFszuZN";
+mod common;
 
 /// The seed's browser POST headers (tests/e2e/seed_apps.rs), Content-Length included.
 fn browser_post() -> HttpRequest {
-    let body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nA002\r\n--{BOUNDARY}--\r\n"
-    );
-    TestRequest::post()
-        .uri("/myapp")
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .insert_header(("Connection", "keep-alive"))
+    let body = common::multipart_body();
+    common::browser_post("/myapp")
         .insert_header(("Content-Length", body.len().to_string()))
-        .insert_header(("Cache-Control", "max-age=0"))
-        .insert_header(("Origin", "http://127.0.0.1:8080"))
-        .insert_header(("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}")))
-        .insert_header((
-            "User-Agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-             Chrome/89.0.4389.114 Safari/537.36",
-        ))
-        .insert_header((
-            "Accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
-        ))
-        .insert_header(("Referer", "http://127.0.0.1:8080/form.html"))
-        .insert_header(("Accept-Encoding", "gzip, deflate"))
-        .insert_header(("Accept-Language", "ja,en-US;q=0.9,en;q=0.8"))
-        .peer_addr(([127, 0, 0, 1], 40000).into())
         .to_http_request()
 }
 

@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::test::TestRequest;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt;
 use gatehouse::debug_log::DebugLogs;
 use gatehouse::dispatch::Pool;
 use gatehouse::environ::{self, PairBuf, RouteVars};
@@ -29,7 +28,7 @@ use gatehouse::plugins::{InitArgs, Plugin};
 use gatehouse::response;
 use tokio::sync::oneshot;
 
-const BOUNDARY: &str = "----WebKitFormBoundary8iNBS40xtXFszuZN";
+mod common;
 
 /// The folder holding the release plugins, if they are built.
 fn plugins_dir() -> Option<PathBuf> {
@@ -193,48 +192,16 @@ fn invoke(c: &mut Criterion) {
 
 /// The seed's browser multipart POST to `uri`, as the request and its payload.
 fn browser_post(uri: &str) -> (HttpRequest, web::Payload) {
-    let body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nA002\r\n--{BOUNDARY}--\r\n"
-    );
-    let (req, mut payload) = TestRequest::post()
-        .uri(uri)
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .insert_header(("Cache-Control", "max-age=0"))
-        .insert_header(("Origin", "http://127.0.0.1:8080"))
-        .insert_header(("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}")))
-        .insert_header((
-            "User-Agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-             Chrome/89.0.4389.114 Safari/537.36",
-        ))
-        .insert_header((
-            "Accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
-        ))
-        .insert_header(("Referer", "http://127.0.0.1:8080/form.html"))
-        .insert_header(("Accept-Encoding", "gzip, deflate"))
-        .insert_header(("Accept-Language", "ja,en-US;q=0.9,en;q=0.8"))
-        .peer_addr(([127, 0, 0, 1], 40000).into())
-        .set_payload(body)
-        .to_http_parts();
-    let payload = web::Payload::from_request(&req, &mut payload)
-        .now_or_never()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no payload"));
-    (req, payload)
+    common::parts(common::browser_post(uri).set_payload(common::multipart_body()))
 }
 
 fn get_parts(uri: &str) -> (HttpRequest, web::Payload) {
-    let (req, mut payload) = TestRequest::get()
-        .uri(uri)
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .peer_addr(([127, 0, 0, 1], 40000).into())
-        .to_http_parts();
-    let payload = web::Payload::from_request(&req, &mut payload)
-        .now_or_never()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no payload"));
-    (req, payload)
+    common::parts(
+        TestRequest::get()
+            .uri(uri)
+            .insert_header(("Host", "127.0.0.1:8080"))
+            .peer_addr(([127, 0, 0, 1], 40000).into()),
+    )
 }
 
 /// The bench configuration: the demo apps from the release folder, `dispatch` as given.

@@ -8,33 +8,24 @@
 use std::hint::black_box;
 
 use actix_web::test::TestRequest;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{HttpRequest, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt;
 use gatehouse::environ::PairBuf;
 use gatehouse::input::{self, BodyKind, Input, Limits};
 
-const BOUNDARY: &str = "----WebKitFormBoundary8iNBS40xtXFszuZN";
+mod common;
 
-fn multipart_body() -> String {
-    format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\nA002\r\n--{BOUNDARY}--\r\n"
-    )
-}
+use common::{BOUNDARY, multipart_body};
 
 /// A POST of `body` with `content_type`, as the request and its payload.
 fn post(content_type: &str, body: &str) -> (HttpRequest, web::Payload) {
-    let (req, mut payload) = TestRequest::post()
-        .uri("/myapp")
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .insert_header(("Content-Type", content_type.to_owned()))
-        .set_payload(body.to_owned())
-        .to_http_parts();
-    let payload = web::Payload::from_request(&req, &mut payload)
-        .now_or_never()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no payload"));
-    (req, payload)
+    common::parts(
+        TestRequest::post()
+            .uri("/myapp")
+            .insert_header(("Host", "127.0.0.1:8080"))
+            .insert_header(("Content-Type", content_type.to_owned()))
+            .set_payload(body.to_owned()),
+    )
 }
 
 fn query(c: &mut Criterion) {
