@@ -9,7 +9,6 @@ use std::hint::black_box;
 use std::path::Path;
 
 use actix_web::HttpRequest;
-use actix_web::test::TestRequest;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::environ::{self, RouteVars};
 use gatehouse_config::Alias;
@@ -26,11 +25,7 @@ fn browser_post() -> HttpRequest {
 
 /// A GET as wrk sends it: a Host header only.
 fn wrk_get(uri: &str) -> HttpRequest {
-    TestRequest::get()
-        .uri(uri)
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .peer_addr(([127, 0, 0, 1], 40000).into())
-        .to_http_request()
+    common::wrk_get(uri).to_http_request()
 }
 
 /// The demo configuration's aliases (/sample, /myapp with its PRODUCTS_DB env, /environ).

@@ -15,7 +15,6 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix_web::test::TestRequest;
 use actix_web::{HttpRequest, HttpResponse, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gatehouse::debug_log::DebugLogs;
@@ -49,12 +48,9 @@ fn plugins_dir() -> Option<PathBuf> {
     }
 }
 
+/// A GET as wrk sends it: a Host header only.
 fn wrk_get(uri: &str) -> HttpRequest {
-    TestRequest::get()
-        .uri(uri)
-        .insert_header(("Host", "127.0.0.1:8080"))
-        .peer_addr(([127, 0, 0, 1], 40000).into())
-        .to_http_request()
+    common::wrk_get(uri).to_http_request()
 }
 
 fn load(
@@ -196,12 +192,7 @@ fn browser_post(uri: &str) -> (HttpRequest, web::Payload) {
 }
 
 fn get_parts(uri: &str) -> (HttpRequest, web::Payload) {
-    common::parts(
-        TestRequest::get()
-            .uri(uri)
-            .insert_header(("Host", "127.0.0.1:8080"))
-            .peer_addr(([127, 0, 0, 1], 40000).into()),
-    )
+    common::parts(common::wrk_get(uri))
 }
 
 /// The bench configuration: the demo apps from the release folder, `dispatch` as given.

@@ -42,6 +42,14 @@ pub(crate) fn browser_post(uri: &str) -> TestRequest {
         .peer_addr(([127, 0, 0, 1], 40000).into())
 }
 
+/// A GET as wrk sends it: a Host header only.
+pub(crate) fn wrk_get(uri: &str) -> TestRequest {
+    TestRequest::get()
+        .uri(uri)
+        .insert_header(("Host", "127.0.0.1:8080"))
+        .peer_addr(([127, 0, 0, 1], 40000).into())
+}
+
 /// The request and its payload, as the daemon's handler gets them.
 pub(crate) fn parts(request: TestRequest) -> (HttpRequest, web::Payload) {
     let (req, mut payload) = request.to_http_parts();
