@@ -1,7 +1,7 @@
 //! Environ micro-benchmarks: `environ::cgi_vars` (the CGI/WSGI variables of a request, as
 //! the daemon builds them before every app call) for the seed's requests, over an
 //! `actix_web::test::TestRequest` that carries the headers the benchmark's clients send; and
-//! `PairBuf::to_abi` (the pointer array the app gets).
+//! `PairBuf::fill_abi` (the pointer array the app gets, into a reused buffer).
 //!
 //! Run: `cargo bench -p gatehouse --bench environ` (add `-- --quick` for a short run).
 
@@ -75,9 +75,10 @@ fn cgi_vars(c: &mut Criterion) {
         script_filename: alias.path.as_os_str().as_encoded_bytes(),
     };
     let vars = environ::cgi_vars(req, route, alias);
-    let mut g = c.benchmark_group("environ/to_abi");
+    let mut g = c.benchmark_group("environ/fill_abi");
     g.bench_function(format!("POST /myapp (browser multipart), {} vars", vars.len()), |b| {
-        b.iter(|| black_box(&vars).to_abi());
+        let mut abi = Vec::new();
+        b.iter(|| black_box(&vars).fill_abi(&mut abi));
     });
     g.finish();
 }

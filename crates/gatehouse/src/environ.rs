@@ -72,13 +72,6 @@ impl PairBuf {
         self.spans.is_empty()
     }
 
-    /// The ABI view: valid while `self` is neither moved nor changed.
-    pub fn to_abi(&self) -> Vec<Pair> {
-        let mut out = Vec::with_capacity(self.len());
-        self.fill_abi(&mut out);
-        out
-    }
-
     /// Replaces `out` with the ABI view (reusing its allocation): valid while `self` is
     /// neither moved nor changed.
     pub fn fill_abi(&self, out: &mut Vec<Pair>) {
@@ -272,6 +265,9 @@ mod tests {
         let all: Vec<_> = b.iter().collect();
         assert_eq!(all, vec![(&b"A"[..], &b"1"[..]), (b"B", b"\xff\x00"), (b"A", b"2")]);
         assert_eq!(b.get(b"A"), Some(&b"1"[..]));
-        assert_eq!(b.to_abi().len(), 3);
+        let mut abi = Vec::new();
+        b.fill_abi(&mut abi);
+        assert_eq!(abi.len(), 3);
+        assert_eq!(abi[1].value.len, 2);
     }
 }

@@ -128,21 +128,14 @@ pub enum CallError {
     NoResponse,
 }
 
-/// How a reply may leave the app's thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// The app runs on a pool thread: a reply of more than one write streams (the thread may
-    /// wait on a slow client).
-    Stream,
-    /// The app runs inline on an HTTP worker, which must never wait: every write is kept and
-    /// the whole reply goes out when `handle` returns.
-    Buffer,
-}
-
-/// Where the reply goes: over a channel to the HTTP side (pool), or back to the caller of
-/// [`invoke_inline`] (no channel, no allocation).
+/// Where the reply goes, which also decides how it may leave the app's thread.
 enum Tx {
+    /// To the HTTP side over a channel: the app runs on a pool thread, and a reply of more
+    /// than one write streams (the thread may wait on a slow client).
     Channel(oneshot::Sender<Reply>),
+    /// Back to the caller of [`invoke_inline`] (no channel, no allocation): the app runs on
+    /// an HTTP worker, which must never wait, so every write is kept and the whole reply is
+    /// returned when `handle` does.
     Direct,
 }
 
@@ -174,7 +167,6 @@ enum ReplyState {
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {
     call: &'a Call<'a>,
-    delivery: Delivery,
     body: BodySource,
     /// The rest of the body chunk being read.
     pending: Bytes,
@@ -193,7 +185,7 @@ impl RequestState<'_> {
             return Status::BAD_STATE;
         };
         let Tx::Channel(tx) = tx else {
-            // A direct reply is never streamed (Delivery::Buffer).
+            // A direct reply is never streamed.
             return Status::BAD_STATE;
         };
         let (chunks, rest) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
@@ -416,7 +408,7 @@ unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
             *body = Some(data.to_vec());
             Status::OK
         }
-        ReplyState::Holding { body: Some(body), .. } if st.delivery == Delivery::Buffer => {
+        ReplyState::Holding { body: Some(body), tx: Tx::Direct, .. } => {
             body.extend_from_slice(data);
             Status::OK
         }
@@ -434,7 +426,7 @@ unsafe extern "C" fn flush(request: *mut c_void) -> Status {
     guard(Status::ERROR, || match &st.reply {
         ReplyState::NotStarted(_) => Status::BAD_STATE,
         ReplyState::Done => Status::DISCONNECTED,
-        ReplyState::Holding { .. } if st.delivery == Delivery::Buffer => Status::OK,
+        ReplyState::Holding { tx: Tx::Direct, .. } => Status::OK,
         ReplyState::Holding { .. } => st.start_streaming(),
         ReplyState::Streaming { .. } => Status::OK,
     })
@@ -454,13 +446,13 @@ static HOST_API: HostApi = HostApi {
 /// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
 /// the latest when `handle` returns), streaming when the app writes in pieces.
 pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
-    let _ = call_app(plugin, call, Delivery::Stream, body, Tx::Channel(reply));
+    let _ = call_app(plugin, call, body, Tx::Channel(reply));
 }
 
 /// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller
 /// must not wait on anything, so there is no body to stream and every write is kept.
 pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>) -> Reply {
-    call_app(plugin, call, Delivery::Buffer, BodySource::Empty, Tx::Direct)
+    call_app(plugin, call, BodySource::Empty, Tx::Direct)
         .unwrap_or(Reply::Failed(CallError::NoResponse))
 }
 
@@ -470,13 +462,7 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn call_app(
-    plugin: &Plugin,
-    call: &Call<'_>,
-    delivery: Delivery,
-    body: BodySource,
-    tx: Tx,
-) -> Option<Reply> {
+fn call_app(plugin: &Plugin, call: &Call<'_>, body: BodySource, tx: Tx) -> Option<Reply> {
     ABI_SCRATCH.with(|scratch| {
         // A nested call on the same thread (not done today) would find the scratch taken.
         let mut own = (Vec::new(), Vec::new());
@@ -487,7 +473,7 @@ fn call_app(
         };
         call.vars.fill_abi(vars);
         call.input.params.fill_abi(params);
-        let result = call_with(plugin, call, delivery, body, tx, vars, params);
+        let result = call_with(plugin, call, body, tx, vars, params);
         // The pointers in the scratch arrays die with the call.
         vars.clear();
         params.clear();
@@ -495,11 +481,9 @@ fn call_app(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn call_with(
     plugin: &Plugin,
     call: &Call<'_>,
-    delivery: Delivery,
     body: BodySource,
     tx: Tx,
     vars: &[Pair],
@@ -519,7 +503,6 @@ fn call_with(
         .collect();
     let mut state = RequestState {
         call,
-        delivery,
         body,
         pending: Bytes::new(),
         body_done: false,
