@@ -147,3 +147,25 @@ fn alias_env_never_overrides_request_variables() {
     assert_eq!(var(&j, "HTTP_HOST"), d.addr.to_string(), "an env entry replaced HTTP_HOST");
     assert_eq!(var(&j, "GREETING"), "hello there");
 }
+
+#[test]
+fn authorization_reaches_only_aliases_that_pass_it_and_proxy_never() {
+    let d = Daemon::start(
+        "\
+aliases:
+  - url: /hidden
+    path: {environ}
+  - url: /passed
+    path: {environ}
+    pass_authorization: true
+",
+    );
+    let headers = ["Authorization: Basic dTpw", "Proxy: http://evil:1", "X-Kept: 1"];
+    let hidden = d.send("GET", "/hidden", &headers, b"").json();
+    assert_eq!(hidden.get("HTTP_AUTHORIZATION"), None, "{hidden:#}");
+    assert_eq!(hidden.get("HTTP_PROXY"), None, "{hidden:#}");
+    assert_eq!(var(&hidden, "HTTP_X_KEPT"), "1");
+    let passed = d.send("GET", "/passed", &headers, b"").json();
+    assert_eq!(var(&passed, "HTTP_AUTHORIZATION"), "Basic dTpw");
+    assert_eq!(passed.get("HTTP_PROXY"), None, "{passed:#}");
+}
