@@ -26,6 +26,7 @@ const ALIAS_KEYS: &[&str] = &[
     "pass_authorization",
     "threads",
     "dispatch",
+    "reloading",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -39,6 +40,7 @@ pub(crate) struct Globals {
     pub(crate) pass_authorization: bool,
     pub(crate) threads: usize,
     pub(crate) dispatch: crate::Dispatch,
+    pub(crate) reloading: bool,
 }
 
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
@@ -146,6 +148,10 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
         .get("dispatch")
         .and_then(|n| dispatch_value(n, "dispatch", d))
         .unwrap_or(globals.dispatch);
+    let reloading = f
+        .get("reloading")
+        .and_then(|n| bool_value(n, "reloading", d))
+        .unwrap_or(globals.reloading);
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
 
     let (url, trailing_slash, url_pos) = url?;
@@ -164,6 +170,7 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
             pass_authorization,
             threads,
             dispatch,
+            reloading,
             pos: item.pos,
         },
         url_pos,
@@ -326,7 +333,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading",
                     ),
                 ],
             ),

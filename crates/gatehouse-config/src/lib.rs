@@ -19,6 +19,9 @@
 //! pass_authorization: false    # pass Authorization to apps (mod_wsgi's WSGIPassAuthorization)
 //! dispatch: pool               # `pool` (app threads) or `inline` (on the HTTP worker, for apps that never block)
 //! threads: 8                   # app threads per alias pool, 1..=1024
+//! reloading: true              # swap replaced plugin files live (mod_wsgi's WSGIScriptReloading)
+//! cache_dir: var/cache         # private copies of plugin files are loaded from here (not noexec)
+//! pid_file: var/run/gatehouse.pid  # read by `gatehouse reload`
 //! logs:
 //!   dir: log                   # debug-log directory, relative to this file's folder
 //! aliases:                     # required; tried in order, the first match wins
@@ -30,6 +33,7 @@
 //!     env: {PRODUCTS_DB: var/products.sqlite3}
 //!     max_body: 1MiB
 //!     threads: 4
+//!     reloading: false         # keep the loaded version until restart
 //!   - url: /wsgi/              # a directory group: /wsgi/NAME/rest serves plugin NAME
 //!     path: target/release/
 //! ```
@@ -101,6 +105,15 @@ pub struct Config {
     pub threads: usize,
     /// The global dispatch mode.
     pub dispatch: Dispatch,
+    /// The global `reloading` (mod_wsgi's `WSGIScriptReloading`): whether a replaced or
+    /// removed plugin file is picked up while running. Default true.
+    pub reloading: bool,
+    /// Where private copies of plugin files are made before they are loaded (default
+    /// `var/cache` beside the file). Must not be on a `noexec` mount.
+    pub cache_dir: PathBuf,
+    /// Where the daemon writes its process id, for `gatehouse reload` (default
+    /// `var/run/gatehouse.pid` beside the file).
+    pub pid_file: PathBuf,
     /// The debug-log directory, absolute (`logs.dir`, default `log` beside the file).
     pub logs_dir: PathBuf,
     /// The aliases, in declared order: the first one whose url matches serves.
@@ -143,6 +156,9 @@ pub struct Alias {
     pub threads: usize,
     /// The alias's `dispatch`, or the global one.
     pub dispatch: Dispatch,
+    /// The alias's `reloading`, or the global one: whether its plugin files are watched
+    /// and swapped when replaced.
+    pub reloading: bool,
     /// Where the alias's list item starts (its first key, usually `url`).
     pub pos: Pos,
 }
@@ -328,6 +344,25 @@ mod tests {
             assert_eq!(got, *aliases, "{text}");
         }
         assert_eq!(fx.ok("aliases: []\n").config.upload_dir, std::env::temp_dir());
+        assert_has(&fx.errors("aliases: []\nmax_upload: 0\n"), 2, 13, "at least 1 byte");
+    }
+
+    #[test]
+    fn reloading_cache_and_pid_file() {
+        let fx = fixture();
+        let dir = fx.tmp.path();
+        let c = fx.ok("aliases:\n  - url: /a\n    path: lib/app.so\n").config;
+        assert!(c.reloading && c.aliases[0].reloading);
+        assert_eq!(c.cache_dir, dir.join("var/cache"));
+        assert_eq!(c.pid_file, dir.join("var/run/gatehouse.pid"));
+        let c = fx
+            .ok("reloading: off\ncache_dir: /var/cache/gatehouse\npid_file: run/g.pid\naliases:\n  \
+                 - url: /a\n    path: lib/app.so\n  - url: /b\n    path: lib/app.so\n    reloading: on\n")
+            .config;
+        assert!(!c.reloading && !c.aliases[0].reloading && c.aliases[1].reloading);
+        assert_eq!(c.cache_dir, Path::new("/var/cache/gatehouse"));
+        assert_eq!(c.pid_file, dir.join("run/g.pid"));
+        assert_has(&fx.errors("aliases: []\nreloading: sometimes\n"), 2, 12, "true or false");
         assert_has(&fx.errors("aliases: []\nmax_upload: 0\n"), 2, 13, "at least 1 byte");
     }
 

@@ -23,6 +23,9 @@ const TOP_KEYS: &[&str] = &[
     "pass_authorization",
     "threads",
     "dispatch",
+    "reloading",
+    "cache_dir",
+    "pid_file",
     "logs",
     "aliases",
 ];
@@ -44,6 +47,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         pass_authorization: false,
         threads: DEFAULT_THREADS,
         dispatch: crate::Dispatch::Pool,
+        reloading: true,
+        cache_dir: dir.join("var/cache"),
+        pid_file: dir.join("var/run/gatehouse.pid"),
         logs_dir: dir.join("log"),
         aliases: Vec::new(),
     };
@@ -81,6 +87,15 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     if let Some(v) = f.get("dispatch").and_then(|n| dispatch_value(n, "dispatch", d)) {
         config.dispatch = v;
     }
+    if let Some(b) = f.get("reloading").and_then(|n| bool_value(n, "reloading", d)) {
+        config.reloading = b;
+    }
+    if let Some(written) = f.get("cache_dir").and_then(|n| path_value(n, "cache_dir", d)) {
+        config.cache_dir = resolve(dir, written);
+    }
+    if let Some(written) = f.get("pid_file").and_then(|n| path_value(n, "pid_file", d)) {
+        config.pid_file = resolve(dir, written);
+    }
     if let Some(logs_dir) = f.get("logs").and_then(|n| logs(n, dir, d)) {
         config.logs_dir = logs_dir;
     }
@@ -92,6 +107,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         pass_authorization: config.pass_authorization,
         threads: config.threads,
         dispatch: config.dispatch,
+        reloading: config.reloading,
     };
     match f.get("aliases") {
         None => d.error_hint(
@@ -532,7 +548,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, logs, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }
