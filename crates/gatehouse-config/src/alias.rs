@@ -148,10 +148,8 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
         .get("dispatch")
         .and_then(|n| dispatch_value(n, "dispatch", d))
         .unwrap_or(globals.dispatch);
-    let reloading = f
-        .get("reloading")
-        .and_then(|n| bool_value(n, "reloading", d))
-        .unwrap_or(globals.reloading);
+    let reloading =
+        f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
 
     let (url, trailing_slash, url_pos) = url?;

@@ -205,9 +205,14 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             Some("check that the file exists and that the daemon's user may read it"),
         )
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let bytes = e.as_bytes();
-        let valid = String::from_utf8_lossy(&bytes[..e.utf8_error().valid_up_to()]);
+    parse_bytes(&bytes, path)
+}
+
+/// Like [`parse`], for the file's bytes as read (they must be UTF-8): what [`load`] does
+/// after reading, for a caller that reads the file itself (to tell whether it changed).
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
         let line = valid.matches('\n').count() + 1;
         let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         single(
@@ -217,7 +222,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             Some("save it as UTF-8"),
         )
     })?;
-    parse(&text, path)
+    parse(text, path)
 }
 
 /// Parses and validates configuration `text`. `path` names the file in messages, and

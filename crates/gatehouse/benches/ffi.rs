@@ -24,6 +24,7 @@ use gatehouse::ffi::{self, BodySource, Call, Reply};
 use gatehouse::host::Host;
 use gatehouse::input::Input;
 use gatehouse::plugins::{InitArgs, Plugin};
+use gatehouse::reload::Live;
 use gatehouse::response;
 use tokio::sync::oneshot;
 
@@ -61,7 +62,7 @@ fn load(
     env: &[(String, String)],
 ) -> Plugin {
     let args = InitArgs { alias, config_dir, env };
-    match Plugin::load(&dir.join(file), &args) {
+    match Plugin::load(&dir.join(file), &dir.join(file), &args) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
@@ -225,7 +226,7 @@ aliases:
         Ok(l) => l.config,
         Err(e) => panic!("{e}"),
     };
-    let host = Arc::new(Host::new(config));
+    let host = Arc::new(Host::new(config, None));
     assert_eq!(host.load_single_apps(), 0, "a demo app did not load");
     host
 }
@@ -242,7 +243,7 @@ fn handler(c: &mut Criterion) {
         ("GET /environ", "/environ", b""),
     ];
     for dispatch in ["pool", "inline"] {
-        let data = web::Data::from(host(&dir, tmp.path(), dispatch));
+        let data = web::Data::new(Live::new(host(&dir, tmp.path(), dispatch)));
         let respond = |(req, payload): (HttpRequest, web::Payload)| -> HttpResponse {
             system.block_on(gatehouse::server::handle(req, payload, data.clone()))
         };

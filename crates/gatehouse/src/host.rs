@@ -3,15 +3,22 @@
 //! the app's reply.
 //!
 //! Single-app plugins load at start (a missing file is retried on each request until it
-//! appears); directory-group plugins load on their first request. A load failure is
-//! remembered with the file's identity, so an unchanged broken file is not reopened on every
-//! request and a replaced one is tried again.
+//! appears); directory-group plugins load on their first request. Every load goes through a
+//! private copy (see `staging`). A load failure is remembered with the file's identity, so an
+//! unchanged broken file is not reopened on every request and a replaced one is tried again.
 //!
-//! Architecture Invariant: app code (load, init, handle) only ever runs on an alias's pool
-//! thread, never on an actix worker.
+//! A configuration reload builds the next `Host` with [`Host::next`]: an alias whose plugin
+//! identity (url, kind, path, env, folders) is unchanged keeps its loaded plugins (and its
+//! pool, if `threads` is unchanged), so only what changed is loaded. [`Host::refresh`] swaps
+//! plugins whose files were replaced and retires removed ones; requests in flight keep the
+//! version they started with, whose `shutdown` runs when the last of them finishes.
+//!
+//! Architecture Invariant: app code (load, init, handle) runs on an alias's pool thread, on
+//! the HTTP worker only for `dispatch: inline` calls to an already loaded plugin, and on the
+//! reloader thread for the `init` of a replacement; `shutdown` of a retired plugin runs on the
+//! reaper thread.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -23,32 +30,13 @@ use crate::debug_log::{DebugLog, DebugLogs};
 use crate::dispatch::Pool;
 use crate::mounts::{GroupMiss, resolve_group_file};
 use crate::plugins::{InitArgs, LoadError, Plugin};
+use crate::staging::{Cache, Digest256, FileId, StageError};
 
 /// How often a single app whose file is missing logs about it while requests arrive.
 const MISSING_WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// A file's identity: a changed identity means a new file to try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-        })
-    }
-}
+/// The next request id, unique for the daemon's life (across reloads).
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
 /// A plugin ready to serve, with the debug log of its app.
 #[derive(Debug, Clone)]
@@ -63,8 +51,19 @@ pub struct Loaded {
 
 #[derive(Debug)]
 enum Slot {
-    Ready(Loaded),
-    Failed { id: Option<FileId>, error: Arc<LoadError> },
+    Ready {
+        loaded: Loaded,
+        /// The file's identity when the serving version was read.
+        id: FileId,
+        /// The digest of the bytes loaded (None when loaded without a private copy).
+        sha256: Option<Digest256>,
+        /// A newer version of the file that was refused: not tried again until it changes.
+        rejected: Option<FileId>,
+    },
+    Failed {
+        id: Option<FileId>,
+        error: Arc<LoadError>,
+    },
 }
 
 /// Why an alias could not produce a plugin for a request.
@@ -76,23 +75,83 @@ pub enum Unavailable {
     Broken(Arc<LoadError>),
 }
 
-/// One alias's running state.
+/// What makes two aliases (in two generations of the configuration) run the same plugin
+/// instances: the same URL, kind, file or folder, `env` and folders given to `init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AppsKey {
+    url: String,
+    kind: AliasKind,
+    path: PathBuf,
+    env: Vec<(String, String)>,
+    config_dir: PathBuf,
+    logs_dir: PathBuf,
+}
+
+impl AppsKey {
+    fn of(alias: &Alias, config: &Config) -> AppsKey {
+        AppsKey {
+            url: alias.url.clone(),
+            kind: alias.kind,
+            path: alias.path.clone(),
+            env: alias.env.clone(),
+            config_dir: config.dir.clone(),
+            logs_dir: config.logs_dir.clone(),
+        }
+    }
+}
+
+/// The plugins an alias has loaded, kept across configuration reloads that leave the
+/// alias's [`AppsKey`] unchanged.
 #[derive(Debug)]
-pub struct Mount {
-    /// The alias as configured.
-    pub alias: Alias,
-    /// Where its plugins run.
-    pub pool: Pool,
-    /// For a group: its folder, canonical (None if it could not be resolved).
-    pub group_dir: Option<PathBuf>,
-    /// For a single app: its file, shared with every request.
-    pub app_file: Arc<Path>,
+struct Apps {
+    key: AppsKey,
     /// For a single app: the loaded plugin, once loaded (the fast path).
     single: RwLock<Option<Loaded>>,
     slots: RwLock<HashMap<PathBuf, Slot>>,
     load_lock: Mutex<()>,
     last_missing_warn: Mutex<Option<Instant>>,
     groups: RwLock<GroupCache>,
+}
+
+impl Apps {
+    fn new(key: AppsKey) -> Apps {
+        Apps {
+            key,
+            single: RwLock::new(None),
+            slots: RwLock::new(HashMap::new()),
+            load_lock: Mutex::new(()),
+            last_missing_warn: Mutex::new(None),
+            groups: RwLock::new(GroupCache::default()),
+        }
+    }
+
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PathBuf, Slot>> {
+        self.slots.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slots_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PathBuf, Slot>> {
+        self.slots.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_single(&self, loaded: Option<Loaded>) {
+        if self.key.kind == AliasKind::App {
+            *self.single.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+        }
+    }
+}
+
+/// One alias's running state.
+#[derive(Debug)]
+pub struct Mount {
+    /// The alias as configured.
+    pub alias: Alias,
+    /// Where its plugins run.
+    pub pool: Arc<Pool>,
+    /// For a group: its folder, canonical (None if it could not be resolved).
+    pub group_dir: Option<PathBuf>,
+    /// For a single app: its file, shared with every request.
+    pub app_file: Arc<Path>,
+    apps: Arc<Apps>,
 }
 
 /// A directory group's resolved names, valid while the folder is unchanged.
@@ -119,8 +178,8 @@ pub struct Host {
     pub table: crate::mounts::Table,
     /// Per alias, in declaration order.
     pub mounts: Vec<Mount>,
-    logs: DebugLogs,
-    next_request: AtomicU64,
+    logs: Arc<DebugLogs>,
+    cache: Option<Arc<Cache>>,
 }
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
@@ -132,38 +191,89 @@ fn alias_app_name(url: &str) -> &str {
     }
 }
 
+/// The result of opening a plugin file.
+enum Opened {
+    /// Loaded and initialised.
+    Ready { loaded: Loaded, id: FileId, sha256: Option<Digest256> },
+    /// The file's bytes are those already loaded: nothing was loaded.
+    Same(FileId),
+    /// Refused; `id` is the identity of the refused version (None: try again next time).
+    Failed { id: Option<FileId>, error: LoadError },
+}
+
 impl Host {
-    /// Builds the host for `config`, without loading anything yet.
-    pub fn new(config: Config) -> Host {
+    /// Builds the host for `config`, without loading anything yet. With a `cache`, every
+    /// plugin is loaded from a private copy made there; without one (benchmarks), from
+    /// its file.
+    pub fn new(config: Config, cache: Option<Arc<Cache>>) -> Host {
+        let logs = Arc::new(DebugLogs::new(config.logs_dir.clone()));
+        Host::build(config, logs, cache, |_| None)
+    }
+
+    /// Builds the host for the next configuration: aliases whose plugin identity is
+    /// unchanged keep their loaded plugins (and pools, when `threads` is unchanged).
+    pub fn next(&self, config: Config) -> Host {
+        let logs = if self.config.logs_dir == config.logs_dir {
+            Arc::clone(&self.logs)
+        } else {
+            Arc::new(DebugLogs::new(config.logs_dir.clone()))
+        };
+        let cache = self.cache.clone();
+        Host::build(config, logs, cache, |key| {
+            self.mounts
+                .iter()
+                .find(|m| m.apps.key == *key)
+                .map(|m| (Arc::clone(&m.apps), Arc::clone(&m.pool), m.alias.threads))
+        })
+    }
+
+    fn build(
+        config: Config,
+        logs: Arc<DebugLogs>,
+        cache: Option<Arc<Cache>>,
+        previous: impl Fn(&AppsKey) -> Option<(Arc<Apps>, Arc<Pool>, usize)>,
+    ) -> Host {
         let table = crate::mounts::Table::from_config(&config);
         let mounts = config
             .aliases
             .iter()
-            .map(|alias| Mount {
-                pool: Pool::new(&alias.url, alias.threads),
-                group_dir: match alias.kind {
-                    AliasKind::Group => std::fs::canonicalize(&alias.path).ok(),
-                    AliasKind::App => None,
-                },
-                app_file: Arc::from(alias.path.as_path()),
-                alias: alias.clone(),
-                single: RwLock::new(None),
-                slots: RwLock::new(HashMap::new()),
-                load_lock: Mutex::new(()),
-                last_missing_warn: Mutex::new(None),
-                groups: RwLock::new(GroupCache::default()),
+            .map(|alias| {
+                let key = AppsKey::of(alias, &config);
+                let (apps, pool) = match previous(&key) {
+                    Some((apps, pool, threads)) if threads == alias.threads => (apps, pool),
+                    Some((apps, _, _)) => (apps, Arc::new(Pool::new(&alias.url, alias.threads))),
+                    None => {
+                        (Arc::new(Apps::new(key)), Arc::new(Pool::new(&alias.url, alias.threads)))
+                    }
+                };
+                Mount {
+                    pool,
+                    group_dir: match alias.kind {
+                        AliasKind::Group => std::fs::canonicalize(&alias.path).ok(),
+                        AliasKind::App => None,
+                    },
+                    app_file: Arc::from(alias.path.as_path()),
+                    alias: alias.clone(),
+                    apps,
+                }
             })
             .collect();
-        let logs = DebugLogs::new(config.logs_dir.clone());
-        Host { config, table, mounts, logs, next_request: AtomicU64::new(1) }
+        Host { config, table, mounts, logs, cache }
+    }
+
+    /// Whether alias `mount` of this host runs the same plugin instances as alias `other`
+    /// of `previous` (so a reload did not touch it).
+    pub fn shares_apps(&self, mount: usize, previous: &Host, other: usize) -> bool {
+        Arc::ptr_eq(&self.mounts[mount].apps, &previous.mounts[other].apps)
     }
 
     /// A fresh request id.
     pub fn request_id(&self) -> u64 {
-        self.next_request.fetch_add(1, Ordering::Relaxed)
+        NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Loads every single-app plugin now, logging each outcome. Returns how many failed.
+    /// Loads every single-app plugin not loaded yet, logging each outcome. Returns how
+    /// many failed.
     pub fn load_single_apps(&self) -> usize {
         let mut failed = 0;
         for (i, m) in self.mounts.iter().enumerate() {
@@ -171,13 +281,7 @@ impl Host {
                 continue;
             }
             match self.plugin(i, &m.alias.path, None) {
-                Ok(l) => log::info!(
-                    "{} -> {} ({} {})",
-                    m.alias.url,
-                    m.alias.path.display(),
-                    l.plugin.name(),
-                    l.plugin.version()
-                ),
+                Ok(_) => {}
                 // `plugin` has already warned (rate-limited) about a missing file.
                 Err(Unavailable::Missing(_)) => {}
                 Err(Unavailable::Broken(e)) => {
@@ -191,12 +295,12 @@ impl Host {
 
     /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
     pub fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
-        let m = &self.mounts[mount];
-        if m.alias.kind == AliasKind::App {
-            return m.single.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let apps = &self.mounts[mount].apps;
+        if apps.key.kind == AliasKind::App {
+            return apps.single.read().unwrap_or_else(PoisonError::into_inner).clone();
         }
-        match m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
-            Some(Slot::Ready(l)) => Some(l.clone()),
+        match apps.slots().get(file) {
+            Some(Slot::Ready { loaded, .. }) => Some(loaded.clone()),
             _ => None,
         }
     }
@@ -204,6 +308,7 @@ impl Host {
     /// The plugin file serving `name` in directory group `mount` (see
     /// [`resolve_group_file`]), remembered while the group's folder is unchanged.
     pub fn group_file(&self, mount: usize, name: &[u8]) -> GroupFile {
+        use std::os::unix::fs::MetadataExt;
         let m = &self.mounts[mount];
         let Some(dir) = &m.group_dir else {
             return Err(GroupMiss::NotFound(format!(
@@ -213,7 +318,7 @@ impl Host {
         };
         let stamp = std::fs::metadata(dir).ok().map(|d| (d.ino(), d.mtime(), d.mtime_nsec()));
         {
-            let cache = m.groups.read().unwrap_or_else(PoisonError::into_inner);
+            let cache = m.apps.groups.read().unwrap_or_else(PoisonError::into_inner);
             if stamp.is_some()
                 && cache.stamp == stamp
                 && let Some(found) = cache.entries.get(name)
@@ -223,7 +328,7 @@ impl Host {
         }
         let found = resolve_group_file(dir, name)
             .map(|file| (Arc::from(file), Arc::from(String::from_utf8_lossy(name).as_ref())));
-        let mut cache = m.groups.write().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = m.apps.groups.write().unwrap_or_else(PoisonError::into_inner);
         if cache.stamp != stamp || cache.entries.len() >= GROUP_CACHE_MAX {
             cache.entries.clear();
             cache.stamp = stamp;
@@ -246,12 +351,14 @@ impl Host {
             return Ok(l);
         }
         let m = &self.mounts[mount];
-        let _loading = m.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _loading = m.apps.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let id = FileId::of(file);
-        if let Some(slot) = m.slots.read().unwrap_or_else(PoisonError::into_inner).get(file) {
+        if let Some(slot) = m.apps.slots().get(file) {
             match slot {
-                Slot::Ready(l) => return Ok(l.clone()),
-                Slot::Failed { id: failed_id, error } if *failed_id == id => {
+                Slot::Ready { loaded, .. } => return Ok(loaded.clone()),
+                Slot::Failed { id: failed_id, error }
+                    if failed_id.is_some() && *failed_id == id =>
+                {
                     return Err(Unavailable::Broken(Arc::clone(error)));
                 }
                 Slot::Failed { .. } => {}
@@ -264,51 +371,199 @@ impl Host {
             }
             return Err(Unavailable::Missing(why));
         }
-        let alias_url;
-        let alias = match group_name {
-            Some(name) => {
-                alias_url = format!("{}/{name}", m.alias.url.trim_end_matches('/'));
-                alias_url.as_str()
+        let app: Arc<str> = Arc::from(group_name.unwrap_or_else(|| alias_app_name(&m.alias.url)));
+        let (slot, result) = match self.open(m, file, &app, None) {
+            Opened::Ready { loaded, id, sha256 } => {
+                m.apps.set_single(Some(loaded.clone()));
+                let ok = Ok(loaded.clone());
+                (Slot::Ready { loaded, id, sha256, rejected: None }, ok)
             }
-            None => m.alias.url.as_str(),
-        };
-        let args = InitArgs { alias, config_dir: &self.config.dir, env: &m.alias.env };
-        let slot = match Plugin::load(file, &args) {
-            Ok(plugin) => {
-                let app: Arc<str> =
-                    Arc::from(group_name.unwrap_or_else(|| alias_app_name(&m.alias.url)));
-                log::info!(
-                    "loaded {} for {alias}: app {} {}",
-                    file.display(),
-                    plugin.name(),
-                    plugin.version()
-                );
-                Slot::Ready(Loaded {
-                    plugin: Arc::new(plugin),
-                    debug: self.logs.for_app(&app),
-                    app,
-                })
+            Opened::Failed { id, error } => {
+                log::error!("{}: refused plugin: {error}", instance_alias(m, group_name));
+                let error = Arc::new(error);
+                (Slot::Failed { id, error: Arc::clone(&error) }, Err(Unavailable::Broken(error)))
             }
-            Err(e) => {
-                log::error!("{alias}: refused plugin: {e}");
-                Slot::Failed { id, error: Arc::new(e) }
+            // Not reachable without a digest to compare with; treat as missing to be safe.
+            Opened::Same(_) => {
+                return Err(Unavailable::Missing(format!("{} is unchanged", file.display())));
             }
         };
-        let result = match &slot {
-            Slot::Ready(l) => {
-                if m.alias.kind == AliasKind::App {
-                    *m.single.write().unwrap_or_else(PoisonError::into_inner) = Some(l.clone());
-                }
-                Ok(l.clone())
-            }
-            Slot::Failed { error, .. } => Err(Unavailable::Broken(Arc::clone(error))),
-        };
-        m.slots.write().unwrap_or_else(PoisonError::into_inner).insert(file.to_owned(), slot);
+        m.apps.slots_mut().insert(file.to_owned(), slot);
         result
     }
 
+    /// Stages and loads `file` for alias `m` as app `app`; when `unless` is the digest of
+    /// its bytes, loads nothing and answers [`Opened::Same`].
+    fn open(&self, m: &Mount, file: &Path, app: &Arc<str>, unless: Option<Digest256>) -> Opened {
+        let group_name = (m.alias.kind == AliasKind::Group).then_some(&**app);
+        let alias = instance_alias(m, group_name);
+        let args = InitArgs { alias: &alias, config_dir: &self.config.dir, env: &m.alias.env };
+        let staged = match &self.cache {
+            Some(cache) => match cache.stage(file) {
+                Ok(staged) => Some(staged),
+                Err((error, id)) => {
+                    let id = if matches!(error, StageError::Changing) { None } else { id };
+                    return Opened::Failed {
+                        id,
+                        error: LoadError::Stage { path: file.to_owned(), error },
+                    };
+                }
+            },
+            None => None,
+        };
+        if let Some(s) = &staged
+            && Some(s.sha256) == unless
+        {
+            return Opened::Same(s.id);
+        }
+        let (open, id, sha256) = match &staged {
+            Some(s) => (s.copy.as_path(), Some(s.id), Some(s.sha256)),
+            None => (file, FileId::of(file), None),
+        };
+        let Some(id) = id else {
+            return Opened::Failed {
+                id: None,
+                error: LoadError::Stage {
+                    path: file.to_owned(),
+                    error: StageError::Read(std::io::ErrorKind::NotFound.into()),
+                },
+            };
+        };
+        match Plugin::load(open, file, &args) {
+            Ok(plugin) => {
+                log::info!(
+                    "loaded {} for {alias}: app {} {}{}",
+                    file.display(),
+                    plugin.name(),
+                    plugin.version(),
+                    sha256
+                        .map(|d| format!(" (sha256 {})", &d.to_string()[..16]))
+                        .unwrap_or_default()
+                );
+                let loaded = Loaded {
+                    plugin: Arc::new(plugin),
+                    debug: self.logs.for_app(app),
+                    app: Arc::clone(app),
+                };
+                Opened::Ready { loaded, id, sha256 }
+            }
+            Err(error) => Opened::Failed { id: Some(id), error },
+        }
+    }
+
+    /// Looks at every loaded plugin file of every alias with `reloading` on: a replaced
+    /// file is loaded and swapped in (requests in flight finish on the old version, whose
+    /// `shutdown` then runs), a removed one stops being served. A replacement that fails
+    /// to load leaves the old version serving. Returns how many plugins changed.
+    pub fn refresh(&self) -> usize {
+        let mut changed = 0;
+        for m in self.mounts.iter().filter(|m| m.alias.reloading) {
+            let files: Vec<PathBuf> = m
+                .apps
+                .slots()
+                .iter()
+                .filter(|(_, slot)| matches!(slot, Slot::Ready { .. }))
+                .map(|(file, _)| file.clone())
+                .collect();
+            for file in files {
+                changed += usize::from(self.refresh_one(m, &file));
+            }
+        }
+        changed
+    }
+
+    fn refresh_one(&self, m: &Mount, file: &Path) -> bool {
+        let now = FileId::of(file);
+        let (app, sha256, version) = match m.apps.slots().get(file) {
+            Some(Slot::Ready { id, rejected, loaded, sha256 }) => {
+                if now == Some(*id) || (now.is_some() && now == *rejected) {
+                    return false;
+                }
+                (Arc::clone(&loaded.app), *sha256, describe(&loaded.plugin))
+            }
+            _ => return false,
+        };
+        let _loading = m.apps.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let group_name = (m.alias.kind == AliasKind::Group).then_some(&*app);
+        let alias = instance_alias(m, group_name);
+        if now.is_none() {
+            m.apps.set_single(None);
+            m.apps.slots_mut().remove(file);
+            log::info!(
+                "{alias}: {} was removed: {version} is no longer served (requests in flight \
+                 finish on it)",
+                file.display()
+            );
+            return true;
+        }
+        match self.open(m, file, &app, sha256) {
+            Opened::Same(id) => {
+                if let Some(Slot::Ready { id: old, .. }) = m.apps.slots_mut().get_mut(file) {
+                    *old = id;
+                }
+                false
+            }
+            Opened::Ready { loaded, id, sha256 } => {
+                let new_version = describe(&loaded.plugin);
+                m.apps.set_single(Some(loaded.clone()));
+                m.apps
+                    .slots_mut()
+                    .insert(file.to_owned(), Slot::Ready { loaded, id, sha256, rejected: None });
+                log::info!(
+                    "{alias}: reloaded {}: now {new_version}, was {version} (requests in \
+                     flight finish on the old version)",
+                    file.display()
+                );
+                true
+            }
+            Opened::Failed { id, error } => {
+                log::error!(
+                    "{alias}: {} changed but the new version was refused: {error}; {version} \
+                     keeps serving",
+                    file.display()
+                );
+                if let Some(Slot::Ready { rejected, .. }) = m.apps.slots_mut().get_mut(file) {
+                    *rejected = id;
+                }
+                false
+            }
+        }
+    }
+
+    /// The folders whose changes can matter to this host's plugins: each group's folder
+    /// and each single app's parent folder.
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for m in self.mounts.iter().filter(|m| m.alias.reloading) {
+            let dir = match m.alias.kind {
+                AliasKind::Group => Some(m.alias.path.clone()),
+                AliasKind::App => m.alias.path.parent().map(Path::to_path_buf),
+            };
+            if let Some(dir) = dir
+                && !dirs.contains(&dir)
+            {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+
+    /// How many plugin instances this host serves from.
+    pub fn loaded_count(&self) -> usize {
+        let mut seen: Vec<*const Apps> = Vec::new();
+        let mut n = 0;
+        for m in &self.mounts {
+            if seen.contains(&Arc::as_ptr(&m.apps)) {
+                continue;
+            }
+            seen.push(Arc::as_ptr(&m.apps));
+            n += m.apps.slots().values().filter(|s| matches!(s, Slot::Ready { .. })).count();
+        }
+        n
+    }
+
     fn warn_missing(&self, m: &Mount, why: &str) {
-        let mut last = m.last_missing_warn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = m.apps.last_missing_warn.lock().unwrap_or_else(PoisonError::into_inner);
         if last.is_none_or(|t| t.elapsed() >= MISSING_WARN_EVERY) {
             *last = Some(Instant::now());
             log::warn!("{}: {why}; answering 404 until it appears", m.alias.url);
@@ -318,14 +573,25 @@ impl Host {
     /// Runs every loaded app's `shutdown` (at daemon stop).
     pub fn shutdown(&self) {
         for m in &self.mounts {
-            let slots = m.slots.read().unwrap_or_else(PoisonError::into_inner);
-            for slot in slots.values() {
-                if let Slot::Ready(l) = slot {
-                    l.plugin.shutdown();
+            for slot in m.apps.slots().values() {
+                if let Slot::Ready { loaded, .. } = slot {
+                    loaded.plugin.shutdown();
                 }
             }
         }
     }
+}
+
+/// The alias URL an instance serves: the alias's, or for a group `URL/NAME`.
+fn instance_alias(m: &Mount, group_name: Option<&str>) -> String {
+    match group_name {
+        Some(name) => format!("{}/{name}", m.alias.url.trim_end_matches('/')),
+        None => m.alias.url.clone(),
+    }
+}
+
+fn describe(p: &Plugin) -> String {
+    format!("app {} {}", p.name(), p.version())
 }
 
 #[cfg(test)]

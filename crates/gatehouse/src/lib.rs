@@ -16,6 +16,8 @@ pub mod host;
 pub mod input;
 pub mod mounts;
 pub mod plugins;
+pub mod reload;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod staging;

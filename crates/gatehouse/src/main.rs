@@ -1,5 +1,6 @@
-//! The `gatehouse` command: `serve`, `check` and `routes`. The binary's edge: arguments,
-//! the daemon's own log, exit codes; everything else is in the library.
+//! The `gatehouse` command: `serve`, `check`, `routes` and `reload`. The binary's edge:
+//! arguments, the daemon's own log, the pid file, exit codes; everything else is in the
+//! library.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,6 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use gatehouse::host::Host;
+use gatehouse::reload::{Live, Reloader, Trigger};
+use gatehouse::server::{Control, Hooks, Signals};
+use gatehouse::staging::Cache;
 
 /// Hosts app plugins (cdylibs) behind one HTTP daemon, configured like mod_wsgi's
 /// WSGIScriptAlias.
@@ -21,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the aliases of a configuration until SIGINT or SIGTERM.
+    /// Serve the aliases of a configuration until SIGINT or SIGTERM. SIGHUP (or an edit of
+    /// the file) reloads the configuration; replaced plugin files are swapped live.
     Serve {
         /// The configuration file.
         #[arg(long, short, default_value = "hosting.yaml")]
@@ -34,6 +39,13 @@ enum Command {
     /// Validate a configuration and print its route table, like `apachectl configtest`.
     /// Exits 1 on errors, printed as FILE:LINE:COLUMN: message.
     Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "hosting.yaml")]
+        config: PathBuf,
+    },
+    /// Check a configuration, then ask the daemon serving it (the pid in its `pid_file`) to
+    /// reload it, like `apachectl graceful`: the same as `kill -HUP PID`.
+    Reload {
         /// The configuration file.
         #[arg(long, short, default_value = "hosting.yaml")]
         config: PathBuf,
@@ -86,29 +98,127 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     let _logger = init_logging()?;
     let Some(mut config) = load_config(config_path) else { return Ok(ExitCode::FAILURE) };
     if !listen.is_empty() {
-        config.listen = listen;
+        config.listen.clone_from(&listen);
     }
-    let listen = config.listen.clone();
-    let host = Arc::new(Host::new(config));
-    host.load_single_apps();
-    let served = Arc::clone(&host);
-    actix_web::rt::System::new()
-        .block_on(gatehouse::server::run(served, &listen, |addrs| {
-            for a in addrs {
-                // The one line on stdout: scripts and tests read the bound address from it.
-                println!("gatehouse listening on http://{a}");
-            }
-            log::info!("serving {} aliases", host.mounts.len());
-        }))
-        .context("the server stopped with an error")?;
-    log::info!("stopping: running every app's shutdown");
-    host.shutdown();
+    let cache = Cache::create(&config.cache_dir).with_context(|| {
+        format!(
+            "cannot create the plugin cache folder in {} (hint: set `cache_dir` to a folder \
+             the daemon's user may write, on a file system not mounted noexec)",
+            config.cache_dir.display()
+        )
+    })?;
+    gatehouse::plugins::start_reaper().context("cannot start the plugin reaper thread")?;
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(async move {
+        // Before anything slow: a SIGHUP during start-up is then queued, not fatal.
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        let pid_file = config.pid_file.clone();
+        let first_listen = config.listen.clone();
+        let host = Arc::new(Host::new(config, Some(Arc::new(cache))));
+        host.load_single_apps();
+        let live = Arc::new(Live::new(host));
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        let options = gatehouse::reload::Options {
+            config_file: config_path.to_owned(),
+            listen_override: listen,
+        };
+        let reloader = Reloader::start(Arc::clone(&live), options, move |addrs| {
+            let _ = control_tx.send(Control::Listen(addrs));
+        })
+        .context("cannot start the reloader thread")?;
+        let reload = reloader.trigger();
+        let mut first = true;
+        let hooks = Hooks {
+            on_bound: |addrs: &[std::net::SocketAddr]| {
+                for a in addrs {
+                    // Scripts and tests read the bound addresses from these stdout lines.
+                    println!("gatehouse listening on http://{a}");
+                }
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                if std::mem::take(&mut first) {
+                    write_pid_file(&pid_file);
+                    log::info!("serving {} aliases", live.host().mounts.len());
+                }
+            },
+            on_hangup: move || {
+                log::info!("SIGHUP: reloading the configuration");
+                let _ = reload.send(Trigger::Config("SIGHUP"));
+            },
+        };
+        let served =
+            gatehouse::server::run(Arc::clone(&live), &first_listen, signals, control_rx, hooks)
+                .await;
+        reloader.stop();
+        let _ = std::fs::remove_file(&pid_file);
+        served.context("the server stopped with an error")?;
+        log::info!("stopping: running every app's shutdown");
+        live.host().shutdown();
+        anyhow::Ok(())
+    });
+    gatehouse::plugins::stop_reaper();
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the daemon's pid for `gatehouse reload`; a failure is logged, not fatal.
+fn write_pid_file(path: &Path) {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, format!("{}\n", std::process::id())));
+    if let Err(e) = written {
+        log::warn!(
+            "cannot write the pid file {}: {e}; `gatehouse reload` will not find this daemon \
+             (use `kill -HUP {}`)",
+            path.display(),
+            std::process::id()
+        );
+    }
+}
+
+/// `gatehouse reload`: checks the configuration, then sends SIGHUP to the daemon in its
+/// pid file.
+fn reload(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(config_path) else {
+        eprintln!("gatehouse: not reloading: the running configuration stays until this is fixed");
+        return Ok(ExitCode::FAILURE);
+    };
+    let pid_file = &config.pid_file;
+    let text = std::fs::read_to_string(pid_file).with_context(|| {
+        format!(
+            "cannot read the pid file {} (is the daemon running on {}? its `pid_file` is \
+             written once it listens)",
+            pid_file.display(),
+            config_path.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a process id: {:?}", pid_file.display(), text.trim()))?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "gatehouse" {
+        anyhow::bail!(
+            "{}: process {pid} is not a running gatehouse daemon (a stale pid file?)",
+            pid_file.display()
+        );
+    }
+    let pid = rustix::process::Pid::from_raw(pid)
+        .with_context(|| format!("{}: bad process id {pid}", pid_file.display()))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+        .with_context(|| format!("cannot signal process {}", pid.as_raw_nonzero()))?;
+    println!(
+        "sent SIGHUP to gatehouse (pid {}): its log says what the reload changed",
+        pid.as_raw_nonzero()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, listen } => serve(&config, listen),
+        Command::Reload { config } => reload(&config),
         Command::Check { config } => {
             let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
             print!("{}", gatehouse::routes::table(&cfg));

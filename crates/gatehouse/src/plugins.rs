@@ -6,14 +6,20 @@
 //!
 //! Architecture Invariant: a library is never `dlclose`d. Unloading Rust cdylibs is unsound on
 //! Linux (thread-local destructors registered from the library), so a plugin's `shutdown` runs
-//! and its mapping stays. Reloading (a later issue) loads a new copy beside it.
+//! and its mapping stays. Reloading loads a new private copy beside it (see `staging`).
+//!
+//! A plugin's `shutdown` runs when the last reference to it is dropped (its last in-flight
+//! request finished after it was replaced or removed). That can happen on any thread, so the
+//! call itself is handed to the reaper thread ([`start_reaper`]): a slow `shutdown` never
+//! stalls an HTTP worker or an app thread.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
@@ -63,6 +69,14 @@ pub enum LoadError {
         found: u32,
         /// The version the daemon speaks.
         expected: u32,
+    },
+    /// The file could not be staged (read, checked and copied) for loading.
+    #[error("{path}: {error}")]
+    Stage {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: crate::staging::StageError,
     },
     /// The app's `init` refused to start.
     #[error("{path}: init failed: {message}")]
@@ -136,17 +150,24 @@ unsafe fn str_bytes<'a>(s: &Str) -> &'a [u8] {
 const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<AppDescriptor>();
 
 impl Plugin {
-    /// Loads `path`, checks its descriptor and runs `init`.
-    pub fn load(path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
+    /// Loads the library at `open` (normally a private copy of `path`, see `staging`),
+    /// checks its descriptor and runs `init`. `path` is the operator's file: messages name
+    /// it and `init` is given it as the plugin's path.
+    pub fn load(open: &Path, path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
         let flags =
             libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL | libc::RTLD_NODELETE;
         // SAFETY: loading runs the library's initialisers: that is what a plugin host does.
         // The operator chose this file in hosting.yaml or the group's folder.
         let lib =
-            unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
+            unsafe { libloading::os::unix::Library::open(Some(open), flags) }.map_err(|e| {
                 // libloading's Display is only "dlopen failed"; the loader's text is the source.
-                let reason = std::error::Error::source(&e)
+                let mut reason = std::error::Error::source(&e)
                     .map_or_else(|| e.to_string(), ToString::to_string);
+                if reason.contains("failed to map segment") {
+                    reason.push_str(
+                        " (the copy is in `cache_dir`: it must not be on a noexec mount)",
+                    );
+                }
                 LoadError::Open { path: path.to_owned(), reason }
             })?;
         // The library stays mapped for the life of the process (see the module invariant).
@@ -267,6 +288,82 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        self.shutdown();
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(shutdown) = self.shutdown else { return };
+        let job = Shutdown { f: shutdown, instance: self.instance, what: self.describe() };
+        let reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner);
+        match reaper.as_ref() {
+            Some(r) => {
+                if let Err(e) = r.tx.send(job) {
+                    drop(reaper);
+                    e.into_inner().run();
+                }
+            }
+            None => {
+                drop(reaper);
+                job.run();
+            }
+        }
+    }
+}
+
+impl Plugin {
+    fn describe(&self) -> String {
+        format!("{} {} ({})", self.name, self.version, self.path.display())
+    }
+}
+
+/// A retired plugin's `shutdown`, to run on the reaper thread.
+struct Shutdown {
+    f: unsafe extern "C" fn(*mut c_void),
+    instance: *mut c_void,
+    what: String,
+}
+
+// SAFETY: the instance may be used from any thread (the ABI requires the app to be Send +
+// Sync), and nothing else uses it any more: its plugin has been dropped.
+unsafe impl Send for Shutdown {}
+
+impl Shutdown {
+    fn run(self) {
+        // SAFETY: called once (the plugin's `shut_down` flag was set by its drop), with the
+        // instance from `init`, after the last call into it has returned.
+        unsafe { (self.f)(self.instance) }
+        log::info!("ran shutdown of retired {}", self.what);
+    }
+}
+
+struct Reaper {
+    tx: crossbeam_channel::Sender<Shutdown>,
+    thread: JoinHandle<()>,
+}
+
+static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+
+/// Starts the thread that runs retired plugins' `shutdown` (without it, `shutdown` runs
+/// on whichever thread drops the last reference).
+pub fn start_reaper() -> std::io::Result<()> {
+    let mut reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner);
+    if reaper.is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = crossbeam_channel::unbounded::<Shutdown>();
+    let thread = std::thread::Builder::new().name("plugin reaper".into()).spawn(move || {
+        for job in rx {
+            job.run();
+        }
+    })?;
+    *reaper = Some(Reaper { tx, thread });
+    Ok(())
+}
+
+/// Stops the reaper after it has run every `shutdown` queued so far (at daemon stop).
+pub fn stop_reaper() {
+    let reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(Reaper { tx, thread }) = reaper {
+        drop(tx);
+        let _ = thread.join();
     }
 }

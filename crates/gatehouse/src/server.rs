@@ -16,6 +16,7 @@ use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::Either;
 use gatehouse_config::{Alias, AliasKind, Dispatch};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, PairBuf, RouteVars};
@@ -23,6 +24,7 @@ use crate::ffi::{self, BodySource, Call, Reply};
 use crate::host::{Host, Unavailable};
 use crate::input::{self, BodyError, BodyKind, Input, Limits};
 use crate::mounts::{self, GroupMiss, Route};
+use crate::reload::Live;
 use crate::response::{self, plain};
 
 /// Chunks of a streamed request body that may wait between the client and the app.
@@ -117,13 +119,13 @@ async fn read_input(
     })
 }
 
-/// Serves every request.
+/// Serves every request, on the host current when it arrives.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
-    host: web::Data<Host>,
+    live: web::Data<Live>,
 ) -> HttpResponse {
-    let host: Arc<Host> = host.into_inner();
+    let host: Arc<Host> = live.host();
     if let Err((status, message)) = check_request(&req) {
         return plain(status, &message);
     }
@@ -232,21 +234,134 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     }
 }
 
-/// Binds every listen address, reports the bound addresses through `on_bound`, and serves
-/// until SIGINT or SIGTERM (graceful: requests in flight finish).
-pub async fn run(
-    host: Arc<Host>,
-    listen: &[SocketAddr],
-    on_bound: impl FnOnce(&[SocketAddr]),
-) -> std::io::Result<()> {
-    let data = web::Data::from(host);
-    let mut server =
-        HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)));
-    for addr in listen {
-        server = server
+/// Asks the listener loop to change what it listens on.
+#[derive(Debug)]
+pub enum Control {
+    /// Listen on exactly these addresses now: keep those already bound, bind the new
+    /// ones, stop the others (gracefully).
+    Listen(Vec<SocketAddr>),
+}
+
+/// The signals the daemon acts on, installed before anything slow happens so that an early
+/// SIGHUP is queued, not fatal.
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (call inside the actix system).
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// One bound listen address, served by its own actix server.
+struct Listener {
+    /// The address as configured (port 0 stays 0).
+    configured: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+fn start_listener(
+    live: &web::Data<Live>,
+    addr: SocketAddr,
+) -> std::io::Result<(Listener, Vec<SocketAddr>)> {
+    let data = live.clone();
+    let server =
+        HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
+            .disable_signals()
             .bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let bound = server.addrs();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok((Listener { configured: addr, handle }, bound))
+}
+
+/// What the serving loop is given.
+#[derive(Debug)]
+pub struct Hooks<B, H> {
+    /// Called with the addresses bound, at start and whenever a reload binds more.
+    pub on_bound: B,
+    /// Called on SIGHUP.
+    pub on_hangup: H,
+}
+
+/// Binds every listen address, reports the bound addresses, and serves until SIGINT or
+/// SIGTERM (graceful: requests in flight finish). SIGHUP calls `on_hangup`; [`Control`]
+/// messages change the listen addresses while serving.
+pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut()>(
+    live: Arc<Live>,
+    listen: &[SocketAddr],
+    mut signals: Signals,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    mut hooks: Hooks<B, H>,
+) -> std::io::Result<()> {
+    let live = web::Data::from(live);
+    let mut listeners: Vec<Listener> = Vec::new();
+    let mut bound = Vec::new();
+    for addr in listen {
+        match start_listener(&live, *addr) {
+            Ok((l, addrs)) => {
+                listeners.push(l);
+                bound.extend(addrs);
+            }
+            Err(e) => {
+                for l in &listeners {
+                    l.handle.stop(false).await;
+                }
+                return Err(e);
+            }
+        }
     }
-    on_bound(&server.addrs());
-    server.run().await
+    (hooks.on_bound)(&bound);
+    loop {
+        tokio::select! {
+            _ = signals.term.recv() => {
+                log::info!("SIGTERM: stopping (requests in flight finish first)");
+                break;
+            }
+            _ = signals.int.recv() => {
+                log::info!("SIGINT: stopping (requests in flight finish first)");
+                break;
+            }
+            _ = signals.hup.recv() => (hooks.on_hangup)(),
+            Some(Control::Listen(want)) = control.recv() => {
+                let (keep, gone): (Vec<Listener>, Vec<Listener>) =
+                    listeners.into_iter().partition(|l| want.contains(&l.configured));
+                listeners = keep;
+                for l in gone {
+                    log::info!("no longer listening on {} (its requests in flight finish)", l.configured);
+                    actix_web::rt::spawn(async move { l.handle.stop(true).await });
+                }
+                let mut added = Vec::new();
+                for addr in want {
+                    if listeners.iter().any(|l| l.configured == addr) {
+                        continue;
+                    }
+                    match start_listener(&live, addr) {
+                        Ok((l, addrs)) => {
+                            listeners.push(l);
+                            added.extend(addrs);
+                        }
+                        Err(e) => log::error!("{e}; the other addresses keep serving"),
+                    }
+                }
+                if !added.is_empty() {
+                    (hooks.on_bound)(&added);
+                }
+            }
+        }
+    }
+    let stops = listeners.iter().map(|l| l.handle.stop(true));
+    futures_util::future::join_all(stops).await;
+    Ok(())
 }
