@@ -196,6 +196,8 @@ pub(crate) struct Daemon {
     /// The test's temp folder: `hosting.yaml`, `daemon.log`, `apps/` (a folder holding a
     /// copy of every plugin), `cwd/` (the daemon's empty working directory).
     pub(crate) dir: tempfile::TempDir,
+    /// Its stdout lines after the first.
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Daemon {
@@ -207,6 +209,13 @@ impl Daemon {
     /// Starts a daemon on `yaml` after `prepare` has set up the temp folder (given as the
     /// argument) beyond the defaults.
     pub(crate) fn start_with(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_opts(yaml, prepare, true)
+    }
+
+    /// Like [`Daemon::start_with`]; with `listen_flag` false the daemon listens where the
+    /// configuration says (the test must give free loopback ports), not on `--listen
+    /// 127.0.0.1:0`.
+    pub(crate) fn start_opts(yaml: &str, prepare: impl FnOnce(&Path), listen_flag: bool) -> Daemon {
         let a = artifacts();
         let dir = tempfile::Builder::new().prefix("gatehouse-e2e-").tempdir().expect("temp dir");
         // Canonical, so paths the daemon reports compare equal to ours.
@@ -219,11 +228,12 @@ impl Daemon {
         let config = root.join("hosting.yaml");
         std::fs::write(&config, expand(yaml, &root)).expect("write hosting.yaml");
         let log = std::fs::File::create(root.join("daemon.log")).expect("create daemon.log");
+        let listen: &[&str] = if listen_flag { &["--listen", "127.0.0.1:0"] } else { &[] };
         let mut child = Command::new(&a.gatehouse)
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             // Relative paths must resolve against the config's folder, not the daemon's
             // working directory: give it one nothing should land in.
             .current_dir(root.join("cwd"))
@@ -267,7 +277,38 @@ impl Daemon {
             }
         };
         assert!(addr.ip().is_loopback(), "bound {addr}, not loopback");
-        Daemon { child, addr, dir }
+        Daemon { child, addr, dir, stdout: rx }
+    }
+
+    /// The daemon's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a `kill` name: `HUP`, `TERM`, ...) to the daemon's pid.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Replaces `hosting.yaml` with `yaml` (placeholders expanded) the way editors do: a new
+    /// file renamed over the old one.
+    pub(crate) fn write_config(&self, yaml: &str) {
+        let root = self.path("");
+        let tmp = root.join(".hosting.yaml.swp");
+        std::fs::write(&tmp, expand(yaml, &root)).expect("write the new hosting.yaml");
+        std::fs::rename(&tmp, root.join("hosting.yaml")).expect("rename hosting.yaml into place");
+    }
+
+    /// The next line the daemon prints on stdout, within `timeout`.
+    pub(crate) fn stdout_line(&self, timeout: Duration) -> Option<String> {
+        self.stdout.recv_timeout(timeout).ok()
+    }
+
+    /// How many times `needle` occurs in the daemon's log.
+    pub(crate) fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
     }
 
     /// A path inside the temp folder.
@@ -355,6 +396,28 @@ impl Drop for Daemon {
     }
 }
 
+/// Polls `probe` every 25 ms until it gives a value, failing the test with `what` and the
+/// last attempt after `timeout`.
+pub(crate) fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out after {timeout:?} waiting for {what}; last: {last}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// A file's text, or a note saying why it could not be read.
 pub(crate) fn read_lossy(path: &Path) -> String {
     match std::fs::read(path) {
@@ -419,6 +482,14 @@ impl std::fmt::Display for Response {
 }
 
 /// Connects, writes `raw`, reads to EOF and parses the reply.
+/// `GET target` to any address (another listener of the daemon, or from another thread):
+/// the status and the body as text.
+pub(crate) fn get_from(addr: SocketAddr, target: &str) -> (u16, String) {
+    let raw = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let r = exchange(addr, raw.as_bytes());
+    (r.status, r.text())
+}
+
 fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");

@@ -24,6 +24,7 @@ mod environ;
 mod forms;
 mod harness;
 mod plugins;
+mod reload;
 mod routing;
 mod seed_apps;
 mod streaming;

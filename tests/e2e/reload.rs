@@ -1,0 +1,364 @@
+//! Live reload (issue 5): plugins replaced, added and removed while serving, and
+//! `hosting.yaml` edits, SIGHUP and `gatehouse reload`, with no request dropped.
+//!
+//! Two plugins tell versions apart: `hello` answers `Hello World!` and `panicky` answers
+//! `ok` (and `slept` after `/sleep/MS`), so a test swaps one for the other under the same
+//! file name and watches which one answers.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{Daemon, artifacts, install, read_lossy, wait_for};
+
+/// How long a change may take to be served: the issue asks for a second; the debounce is
+/// 100 ms and the poll 1 s, so 5 s only fails on a real miss (or a very loaded machine).
+const CHANGE: Duration = Duration::from_secs(5);
+
+fn body(d: &Daemon, target: &str) -> Result<String, String> {
+    let r = d.get(target);
+    if r.status == 200 { Ok(r.text()) } else { Err(format!("{target}: {r}")) }
+}
+
+/// Waits until `target` answers 200 with `want`.
+fn wait_body(d: &Daemon, target: &str, want: &str) {
+    wait_for(&format!("{target} to answer {want:?}"), CHANGE, || match body(d, target) {
+        Ok(b) if b == want => Ok(()),
+        Ok(b) => Err(format!("{target} answered {b:?}")),
+        Err(e) => Err(e),
+    });
+}
+
+/// Waits until `target` answers `status`.
+fn wait_status(d: &Daemon, target: &str, status: u16) {
+    wait_for(&format!("{target} to answer {status}"), CHANGE, || {
+        let r = d.get(target);
+        if r.status == status { Ok(()) } else { Err(format!("{r}")) }
+    });
+}
+
+fn wait_log(d: &Daemon, needle: &str) {
+    wait_for(&format!("the log to say {needle:?}"), CHANGE, || {
+        if d.log().contains(needle) { Ok(()) } else { Err("not yet".into()) }
+    });
+}
+
+#[test]
+fn a_slow_request_finishes_on_the_old_version_then_its_shutdown_runs() {
+    let yaml = "\
+aliases:
+  - url: /single
+    path: single/libone.so
+    env: {PANICKY_MARKS: var/marks.txt}
+  - url: /wsgi/
+    path: group/
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        install(&artifacts().panicky, &root.join("single/libone.so"));
+        install(&artifacts().panicky, &root.join("group/libswap.so"));
+    });
+    let marks = d.path("var/marks.txt");
+    for (target, file, alias) in [
+        ("/single", "single/libone.so", "/single"),
+        ("/wsgi/swap", "group/libswap.so", "/wsgi/swap"),
+    ] {
+        assert_eq!(body(&d, &format!("{target}/x")).unwrap(), "ok");
+        let addr = d.addr;
+        let slow_target = format!("{target}/sleep/1500");
+        let slow = std::thread::spawn(move || crate::harness::get_from(addr, &slow_target));
+        std::thread::sleep(Duration::from_millis(150));
+        install(&artifacts().hello, &d.path(file));
+        wait_body(&d, target, "Hello World!");
+        let shutdown = format!("shutdown {alias}");
+        assert!(
+            !read_lossy(&marks).contains(&shutdown),
+            "{alias}: the old version shut down while a request was still running on it"
+        );
+        let (status, text) = slow.join().unwrap();
+        assert_eq!((status, text.as_str()), (200, "slept"), "{target}: the slow request");
+        wait_for(&format!("{shutdown} after the slow request"), CHANGE, || {
+            if read_lossy(&marks).contains(&shutdown) { Ok(()) } else { Err(read_lossy(&marks)) }
+        });
+        assert_eq!(read_lossy(&marks).matches(&format!("init {alias}\n")).count(), 1);
+    }
+    assert_eq!(d.log_count("reloaded "), 2, "{}", d.log());
+}
+
+#[test]
+fn swaps_under_a_stream_of_requests_lose_none() {
+    let yaml = "\
+aliases:
+  - url: /single
+    path: single/libone.so
+  - url: /wsgi/
+    path: group/
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().hello, &root.join("single/libone.so"));
+        install(&artifacts().hello, &root.join("group/libswap.so"));
+    });
+    // Both loaded before the first swap (a group loads a plugin on its first request).
+    assert_eq!(body(&d, "/single").unwrap(), "Hello World!");
+    assert_eq!(body(&d, "/wsgi/swap").unwrap(), "Hello World!");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = ["/single", "/wsgi/swap", "/single/x", "/wsgi/swap/y"]
+        .into_iter()
+        .map(|target| {
+            let (addr, stop) = (d.addr, std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, text) = crate::harness::get_from(addr, target);
+                    assert!(
+                        status == 200 && (text == "Hello World!" || text == "ok"),
+                        "{target} answered {status} {text:?} during a swap"
+                    );
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let swaps = 8;
+    for i in 0..swaps {
+        let (plugin, answer) = if i % 2 == 0 {
+            (&artifacts().panicky, "ok")
+        } else {
+            (&artifacts().hello, "Hello World!")
+        };
+        install(plugin, &d.path("single/libone.so"));
+        install(plugin, &d.path("group/libswap.so"));
+        wait_body(&d, "/single", answer);
+        wait_body(&d, "/wsgi/swap", answer);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(served > 40, "only {served} requests were made during the swaps");
+    assert_eq!(d.log_count("reloaded "), 2 * swaps, "{}", d.log());
+}
+
+#[test]
+fn yaml_edits_add_remove_and_repoint_aliases() {
+    let a = "\
+aliases:
+  - url: /a
+    path: {hello}
+";
+    let d = Daemon::start(a);
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    d.get("/b").expect_status(404);
+    // Add /b; /a is unchanged and must not be loaded again.
+    d.write_config(
+        "\
+aliases:
+  - url: /a
+    path: {hello}
+  - url: /b
+    path: {panicky}
+",
+    );
+    wait_body(&d, "/b/x", "ok");
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    assert_eq!(d.log_count("for /a: app hello"), 1, "/a was reloaded:\n{}", d.log());
+    assert!(d.log().contains("1 unchanged, 1 added (/b)"), "{}", d.log());
+    // Remove /a, re-point /b.
+    d.write_config(
+        "\
+aliases:
+  - url: /b
+    path: {hello}
+",
+    );
+    wait_body(&d, "/b", "Hello World!");
+    d.get("/a").expect_status(404);
+    assert!(d.log().contains("1 changed (/b), 1 removed (/a)"), "{}", d.log());
+    // A directory group added by an edit serves a plugin from its folder.
+    d.write_config(
+        "\
+aliases:
+  - url: /b
+    path: {hello}
+  - url: /wsgi/
+    path: apps/
+",
+    );
+    wait_body(&d, "/wsgi/panicky/x", "ok");
+}
+
+#[test]
+fn sighup_and_gatehouse_reload_reread_the_file() {
+    let d = Daemon::start("aliases:\n  - url: /a\n    path: {hello}\n");
+    d.signal("HUP");
+    wait_log(&d, "configuration reloaded (SIGHUP)");
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    assert_eq!(d.log_count("for /a: app hello"), 1, "an unchanged alias was reloaded");
+    // `gatehouse reload` finds the daemon through its pid file.
+    let pid_file = d.path("var/run/gatehouse.pid");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), d.pid().to_string());
+    let out = std::process::Command::new(&artifacts().gatehouse)
+        .args(["reload", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("sent SIGHUP to gatehouse (pid {})", d.pid())), "{stdout}");
+    wait_for("a second reload", CHANGE, || {
+        let n = d.log_count("configuration reloaded (SIGHUP)");
+        if n == 2 { Ok(()) } else { Err(format!("{n} reloads")) }
+    });
+    // An invalid file: `gatehouse reload` says why and does not signal.
+    std::fs::write(d.path("hosting.yaml"), "aliases:\n  - url: /a\n    pth: x\n").unwrap();
+    let out = std::process::Command::new(&artifacts().gatehouse)
+        .args(["reload", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hosting.yaml:3:5: error: unknown key `pth`"), "{stderr}");
+    assert!(stderr.contains("not reloading"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_edit_is_refused_and_the_running_configuration_stays() {
+    let d = Daemon::start("aliases:\n  - url: /a\n    path: {hello}\n");
+    d.write_config("aliases:\n  - url: /a\n    path: {hello}\n  - url: /b\n    threads: many\n");
+    wait_log(&d, "configuration not applied");
+    let log = d.log();
+    assert!(log.contains("hosting.yaml:5:14: error: `threads` must be"), "{log}");
+    assert!(log.contains("hosting.yaml:4:5: error: this alias has no `path`"), "{log}");
+    // Still served, many times over, by the running configuration.
+    for _ in 0..20 {
+        assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    }
+    // The same bad bytes are not reported again on every poll.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.log_count("configuration not applied"), 1, "{}", d.log());
+    // Fixed: applied.
+    d.write_config("aliases:\n  - url: /a\n    path: {hello}\n  - url: /b\n    path: {panicky}\n");
+    wait_body(&d, "/b/x", "ok");
+}
+
+#[test]
+fn a_half_written_plugin_is_refused_until_it_is_complete() {
+    let d = Daemon::start_with("aliases:\n  - url: /wsgi/\n    path: group/\n", |root| {
+        // A copy of its own, not `install`'s hard link: this test writes into the file.
+        std::fs::create_dir_all(root.join("group")).unwrap();
+        std::fs::copy(&artifacts().panicky, root.join("group/libswap.so")).unwrap();
+    });
+    assert_eq!(body(&d, "/wsgi/swap/x").unwrap(), "ok");
+    let hello = std::fs::read(&artifacts().hello).unwrap();
+    let file = d.path("group/libswap.so");
+    // Overwritten in place (`cp` does this): the daemon loaded a private copy, so the old
+    // version keeps running unharmed while the file is half-written.
+    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+    f.write_all(&hello[..hello.len() / 2]).unwrap();
+    f.flush().unwrap();
+    wait_log(&d, "the file is incomplete");
+    for _ in 0..20 {
+        assert_eq!(body(&d, "/wsgi/swap/x").unwrap(), "ok", "the old version stopped serving");
+    }
+    assert!(d.log().contains("keeps serving"), "{}", d.log());
+    f.write_all(&hello[hello.len() / 2..]).unwrap();
+    drop(f);
+    wait_body(&d, "/wsgi/swap", "Hello World!");
+}
+
+#[test]
+fn a_removed_plugin_stops_being_served_and_comes_back_when_restored() {
+    let yaml = "\
+aliases:
+  - url: /single
+    path: single/libone.so
+    env: {PANICKY_MARKS: var/marks.txt}
+  - url: /wsgi/
+    path: group/
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        install(&artifacts().panicky, &root.join("single/libone.so"));
+        install(&artifacts().panicky, &root.join("group/libgone.so"));
+    });
+    assert_eq!(body(&d, "/single/x").unwrap(), "ok");
+    assert_eq!(body(&d, "/wsgi/gone/x").unwrap(), "ok");
+    std::fs::remove_file(d.path("single/libone.so")).unwrap();
+    std::fs::remove_file(d.path("group/libgone.so")).unwrap();
+    wait_status(&d, "/single/x", 404);
+    d.get("/wsgi/gone/x").expect_status(404);
+    let marks = d.path("var/marks.txt");
+    wait_for("both shutdowns", CHANGE, || {
+        let m = read_lossy(&marks);
+        if m.contains("shutdown /single") && m.contains("shutdown /wsgi/gone") {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    });
+    install(&artifacts().hello, &d.path("single/libone.so"));
+    install(&artifacts().hello, &d.path("group/libgone.so"));
+    wait_body(&d, "/single", "Hello World!");
+    wait_body(&d, "/wsgi/gone", "Hello World!");
+}
+
+#[test]
+fn reloading_off_keeps_the_loaded_version() {
+    let yaml = "\
+aliases:
+  - url: /frozen
+    path: single/libone.so
+    reloading: off
+  - url: /live
+    path: single/libtwo.so
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().panicky, &root.join("single/libone.so"));
+        install(&artifacts().panicky, &root.join("single/libtwo.so"));
+    });
+    install(&artifacts().hello, &d.path("single/libone.so"));
+    install(&artifacts().hello, &d.path("single/libtwo.so"));
+    // /live changing proves the change was seen; /frozen must not follow, even on SIGHUP.
+    wait_body(&d, "/live", "Hello World!");
+    d.signal("HUP");
+    wait_log(&d, "configuration reloaded (SIGHUP)");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(body(&d, "/frozen/x").unwrap(), "ok");
+}
+
+/// A free loopback port (bound, then released for the daemon to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get_at(addr: &str, target: &str) -> Result<(u16, String), std::io::Error> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    Ok(crate::harness::get_from(addr, target))
+}
+
+#[test]
+fn listen_addresses_are_rebound_without_dropping_the_others() {
+    let (p1, p2) = (free_port(), free_port());
+    let cfg = |ports: &[u16]| {
+        let listen: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        format!("listen: [{}]\naliases:\n  - url: /a\n    path: {{hello}}\n", listen.join(", "))
+    };
+    let d = Daemon::start_opts(&cfg(&[p1]), |_| {}, false);
+    assert_eq!(d.addr.port(), p1);
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    d.write_config(&cfg(&[p1, p2]));
+    let line = d.stdout_line(CHANGE).expect("a listening line for the new address");
+    assert_eq!(line, format!("gatehouse listening on http://{a2}"));
+    assert_eq!(get_at(&a2, "/a").unwrap(), (200, "Hello World!".into()));
+    assert_eq!(get_at(&a1, "/a").unwrap(), (200, "Hello World!".into()));
+    d.write_config(&cfg(&[p2]));
+    wait_for("the first address to close", CHANGE, || match get_at(&a1, "/a") {
+        Err(_) => Ok(()),
+        Ok(r) => Err(format!("{a1} still answers {r:?}")),
+    });
+    assert_eq!(get_at(&a2, "/a").unwrap(), (200, "Hello World!".into()));
+    assert!(Path::new(&d.path("hosting.yaml")).exists());
+}
