@@ -62,7 +62,7 @@ fn load(
     env: &[(String, String)],
 ) -> Plugin {
     let args = InitArgs { alias, config_dir, env };
-    match Plugin::load(&dir.join(file), &dir.join(file), &args) {
+    match Plugin::load(&dir.join(file), &dir.join(file), &args, None) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }

@@ -429,7 +429,7 @@ impl Host {
                 },
             };
         };
-        match Plugin::load(open, file, &args) {
+        match Plugin::load(open, file, &args, sha256) {
             Ok(plugin) => {
                 log::info!(
                     "loaded {} for {alias}: app {} {}{}",

@@ -14,6 +14,7 @@
 //! stalls an HTTP worker or an app thread.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use crate::staging::Digest256;
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
     Status, Str,
@@ -152,8 +154,93 @@ const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<AppDescriptor>();
 impl Plugin {
     /// Loads the library at `open` (normally a private copy of `path`, see `staging`),
     /// checks its descriptor and runs `init`. `path` is the operator's file: messages name
-    /// it and `init` is given it as the plugin's path.
-    pub fn load(open: &Path, path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
+    /// it and `init` is given it as the plugin's path. With the `digest` of the bytes at
+    /// `open`, a build already mapped earlier (by an alias, a group, or before a swap) is not
+    /// mapped again: a new instance of it is made (see [`images_mapped`]).
+    pub fn load(
+        open: &Path,
+        path: &Path,
+        args: &InitArgs<'_>,
+        digest: Option<Digest256>,
+    ) -> Result<Plugin, LoadError> {
+        let known = digest.and_then(|d| {
+            let images = IMAGES.lock().unwrap_or_else(PoisonError::into_inner);
+            images.as_ref().and_then(|m| m.get(&d.0).copied())
+        });
+        let image = match known {
+            Some(image) => image,
+            None => {
+                let image = Image::map(open, path)?;
+                if let Some(d) = digest {
+                    let mut images = IMAGES.lock().unwrap_or_else(PoisonError::into_inner);
+                    images.get_or_insert_with(HashMap::new).insert(d.0, image);
+                }
+                image
+            }
+        };
+        image.instantiate(path, args)
+    }
+
+    /// The file this plugin was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The app's name from its descriptor.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The app's version from its descriptor.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Calls the app's `handle` with a fully built environ.
+    pub fn call(&self, environ: &Environ) -> Status {
+        // SAFETY: `instance` came from this plugin's `init`; `environ` and everything it
+        // points to are valid for the call (built by `ffi`); handle is thread-safe by ABI.
+        unsafe { (self.handle)(self.instance, environ) }
+    }
+
+    /// Runs the app's `shutdown` once; later calls do nothing.
+    pub fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(shutdown) = self.shutdown {
+            // SAFETY: called once, with the instance from `init`.
+            unsafe { shutdown(self.instance) }
+        }
+    }
+}
+
+/// A mapped plugin build: the entry points from its descriptor. Images are never unmapped
+/// (see the module invariant), so these pointers stay valid for the process's life.
+#[derive(Debug, Clone, Copy)]
+struct Image {
+    name: Str,
+    version: Str,
+    init: Option<unsafe extern "C" fn(*const InitContext, *mut *mut c_void) -> Status>,
+    handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
+    shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+// SAFETY: the strings point into the mapped library's read-only data, which is never
+// unmapped; the functions are thread-safe by the ABI.
+unsafe impl Send for Image {}
+
+/// Builds mapped so far, by the SHA-256 of their bytes.
+static IMAGES: Mutex<Option<HashMap<[u8; 32], Image>>> = Mutex::new(None);
+
+/// How many distinct plugin builds (by SHA-256) are mapped: what reloading retains.
+pub fn images_mapped() -> usize {
+    IMAGES.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, HashMap::len)
+}
+
+impl Image {
+    /// Maps the library at `open` and reads its descriptor.
+    fn map(open: &Path, path: &Path) -> Result<Image, LoadError> {
         let flags =
             libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL | libc::RTLD_NODELETE;
         // SAFETY: loading runs the library's initialisers: that is what a plugin host does.
@@ -205,13 +292,23 @@ impl Plugin {
         // SAFETY: version and size checked: the pointer refers to a v1-compatible static.
         let desc = unsafe { &*desc_ptr };
         let Some(handle) = desc.handle else { return Err(bad("the handle entry point is null")) };
-        // SAFETY: the descriptor's strings are static in the plugin.
-        let name = String::from_utf8_lossy(unsafe { str_bytes(&desc.name) }).into_owned();
-        // SAFETY: as above.
-        let version = String::from_utf8_lossy(unsafe { str_bytes(&desc.version) }).into_owned();
+        Ok(Image {
+            name: desc.name,
+            version: desc.version,
+            init: desc.init,
+            handle,
+            shutdown: desc.shutdown,
+        })
+    }
 
+    /// Makes an instance: runs `init` with the alias's arguments.
+    fn instantiate(&self, path: &Path, args: &InitArgs<'_>) -> Result<Plugin, LoadError> {
+        // SAFETY: the descriptor's strings are static in the plugin, which stays mapped.
+        let name = String::from_utf8_lossy(unsafe { str_bytes(&self.name) }).into_owned();
+        // SAFETY: as above.
+        let version = String::from_utf8_lossy(unsafe { str_bytes(&self.version) }).into_owned();
         let mut instance: *mut c_void = std::ptr::null_mut();
-        if let Some(init) = desc.init {
+        if let Some(init) = self.init {
             let env: Vec<Pair> = args
                 .env
                 .iter()
@@ -246,43 +343,10 @@ impl Plugin {
             name,
             version,
             instance,
-            handle,
-            shutdown: desc.shutdown,
+            handle: self.handle,
+            shutdown: self.shutdown,
             shut_down: AtomicBool::new(false),
         })
-    }
-
-    /// The file this plugin was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The app's name from its descriptor.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The app's version from its descriptor.
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// Calls the app's `handle` with a fully built environ.
-    pub fn call(&self, environ: &Environ) -> Status {
-        // SAFETY: `instance` came from this plugin's `init`; `environ` and everything it
-        // points to are valid for the call (built by `ffi`); handle is thread-safe by ABI.
-        unsafe { (self.handle)(self.instance, environ) }
-    }
-
-    /// Runs the app's `shutdown` once; later calls do nothing.
-    pub fn shutdown(&self) {
-        if self.shut_down.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Some(shutdown) = self.shutdown {
-            // SAFETY: called once, with the instance from `init`.
-            unsafe { shutdown(self.instance) }
-        }
     }
 }
 

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-/// A file's identity: a changed identity means a new file to look at.
+/// A file's identity: a changed identity means a new file to look at. Not the ctime: it
+/// changes with the link count, and hard links to a plugin file come and go (cargo makes
+/// them, and so do installers) without changing a byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     dev: u64,
@@ -32,8 +34,6 @@ pub struct FileId {
     size: u64,
     mtime: i64,
     mtime_nsec: i64,
-    ctime: i64,
-    ctime_nsec: i64,
 }
 
 impl FileId {
@@ -49,8 +49,6 @@ impl FileId {
             size: m.size(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
-            ctime: m.ctime(),
-            ctime_nsec: m.ctime_nsec(),
         }
     }
 }
