@@ -27,6 +27,14 @@ const ALIAS_KEYS: &[&str] = &[
     "threads",
     "dispatch",
     "reloading",
+    "max_headers",
+    "max_header_size",
+    "timeout",
+    "body_timeout",
+    "body_min_rate",
+    "queue",
+    "check_plugins",
+    "sha256",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -41,6 +49,8 @@ pub(crate) struct Globals {
     pub(crate) threads: usize,
     pub(crate) dispatch: crate::Dispatch,
     pub(crate) reloading: bool,
+    pub(crate) limits: crate::Limits,
+    pub(crate) check_plugins: bool,
 }
 
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
@@ -150,8 +160,18 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
         .unwrap_or(globals.dispatch);
     let reloading =
         f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
+    let limits = crate::limits::read(&f, globals.limits, d);
+    let check_plugins = crate::limits::check_plugins(&f, globals.check_plugins, d);
+    let sha256 = f.get("sha256").and_then(|n| Some((crate::limits::sha256(n, d)?, n.pos)));
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
 
+    if let (Some((_, pos)), Some(AliasKind::Group)) = (&sha256, kind) {
+        d.error_hint(
+            *pos,
+            "`sha256` pins one file, and this alias is a directory group",
+            "pin single-app aliases only (one `url` per plugin file)",
+        );
+    }
     let (url, trailing_slash, url_pos) = url?;
     let (written, _) = path?;
     Some((
@@ -169,6 +189,9 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
             threads,
             dispatch,
             reloading,
+            limits,
+            check_plugins,
+            sha256: sha256.map(|(hex, _)| hex),
             pos: item.pos,
         },
         url_pos,
@@ -331,7 +354,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, queue, check_plugins, sha256",
                     ),
                 ],
             ),

@@ -22,6 +22,14 @@
 //! reloading: true              # swap replaced plugin files live (mod_wsgi's WSGIScriptReloading)
 //! cache_dir: var/cache         # private copies of plugin files are loaded from here (not noexec)
 //! pid_file: var/run/gatehouse.pid  # read by `gatehouse reload`
+//! check_plugins: true          # refuse plugin files others could have written (suexec-style)
+//! header_timeout: 10s          # to receive a request's head, else 408 (global only)
+//! max_headers: 96              # header fields per request, else 431 (at most 96)
+//! max_header_size: 8190        # longest header line, else 431
+//! timeout: 60s                 # for the app to start its reply, else 504
+//! body_timeout: 20s            # for the request body, extended by each body_min_rate bytes, else 408
+//! body_min_rate: 500           # bytes/s
+//! queue: 1024                  # requests waiting for a busy pool, else 503 (default 128 per thread)
 //! logs:
 //!   dir: log                   # debug-log directory, relative to this file's folder
 //! aliases:                     # required; tried in order, the first match wins
@@ -34,6 +42,8 @@
 //!     max_body: 1MiB
 //!     threads: 4
 //!     reloading: false         # keep the loaded version until restart
+//!     sha256: 3f2a...          # 64 hex digits: only a file with this digest is loaded
+//!     timeout: 5s              # the limits above may be set per alias (not header_timeout)
 //!   - url: /wsgi/              # a directory group: /wsgi/NAME/rest serves plugin NAME
 //!     path: target/release/
 //! ```
@@ -62,12 +72,14 @@ use std::path::{Path, PathBuf};
 
 mod alias;
 mod diagnostic;
+mod limits;
 mod node;
 mod size;
 mod url;
 mod validate;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
+pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use size::parse_size;
 pub use url::url_covers;
 
@@ -108,6 +120,14 @@ pub struct Config {
     /// The global `reloading` (mod_wsgi's `WSGIScriptReloading`): whether a replaced or
     /// removed plugin file is picked up while running. Default true.
     pub reloading: bool,
+    /// The global request limits (each alias's start from these).
+    pub limits: Limits,
+    /// How long a client may take to send a request's head (`header_timeout`, default
+    /// 10 s); past it 408 (slow-header clients, slowloris).
+    pub header_timeout: std::time::Duration,
+    /// The global `check_plugins` (default true): refuse plugin files that someone other
+    /// than root or the daemon's user could have written (see the daemon's `trust`).
+    pub check_plugins: bool,
     /// Where private copies of plugin files are made before they are loaded (default
     /// `var/cache` beside the file). Must not be on a `noexec` mount.
     pub cache_dir: PathBuf,
@@ -159,6 +179,13 @@ pub struct Alias {
     /// The alias's `reloading`, or the global one: whether its plugin files are watched
     /// and swapped when replaced.
     pub reloading: bool,
+    /// The alias's request limits (its own keys over the global ones).
+    pub limits: Limits,
+    /// The alias's `check_plugins`, or the global one.
+    pub check_plugins: bool,
+    /// For a single app: the SHA-256 its plugin file must have (`sha256`, 64 hex digits,
+    /// lower-cased).
+    pub sha256: Option<String>,
     /// Where the alias's list item starts (its first key, usually `url`).
     pub pos: Pos,
 }

@@ -26,6 +26,14 @@ const TOP_KEYS: &[&str] = &[
     "reloading",
     "cache_dir",
     "pid_file",
+    "max_headers",
+    "max_header_size",
+    "header_timeout",
+    "timeout",
+    "body_timeout",
+    "body_min_rate",
+    "queue",
+    "check_plugins",
     "logs",
     "aliases",
 ];
@@ -48,6 +56,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         threads: DEFAULT_THREADS,
         dispatch: crate::Dispatch::Pool,
         reloading: true,
+        limits: crate::Limits::default(),
+        header_timeout: std::time::Duration::from_secs(10),
+        check_plugins: true,
         cache_dir: dir.join("var/cache"),
         pid_file: dir.join("var/run/gatehouse.pid"),
         logs_dir: dir.join("log"),
@@ -96,6 +107,13 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     if let Some(written) = f.get("pid_file").and_then(|n| path_value(n, "pid_file", d)) {
         config.pid_file = resolve(dir, written);
     }
+    config.limits = crate::limits::read(&f, config.limits, d);
+    if let Some(t) =
+        f.get("header_timeout").and_then(|n| crate::limits::duration(n, "header_timeout", d))
+    {
+        config.header_timeout = t;
+    }
+    config.check_plugins = crate::limits::check_plugins(&f, config.check_plugins, d);
     if let Some(logs_dir) = f.get("logs").and_then(|n| logs(n, dir, d)) {
         config.logs_dir = logs_dir;
     }
@@ -108,6 +126,8 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         threads: config.threads,
         dispatch: config.dispatch,
         reloading: config.reloading,
+        limits: config.limits,
+        check_plugins: config.check_plugins,
     };
     match f.get("aliases") {
         None => d.error_hint(
@@ -548,7 +568,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }
