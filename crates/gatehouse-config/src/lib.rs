@@ -24,8 +24,8 @@
 //! pid_file: var/run/gatehouse.pid  # read by `gatehouse reload`
 //! check_plugins: true          # refuse plugin files others could have written (suexec-style)
 //! header_timeout: 10s          # to receive a request's head, else 408 (global only)
-//! max_headers: 96              # header fields per request, else 431 (at most 96)
-//! max_header_size: 8190        # longest header line, else 431
+//! max_headers: 96              # header fields per request, else 400 (at most 96)
+//! max_header_size: 8190        # longest header line, else 400
 //! timeout: 60s                 # for the app to start its reply, else 504
 //! body_timeout: 20s            # for the request body, extended by each body_min_rate bytes, else 408
 //! body_min_rate: 500           # bytes/s

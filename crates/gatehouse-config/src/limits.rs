@@ -23,10 +23,10 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// The limits applied to each request of an alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most header fields (`max_headers`, default 96); past it 431.
+    /// Most header fields (`max_headers`, default 96); past it 400.
     pub max_headers: usize,
     /// Longest header line, name and value (`max_header_size`, default 8190 as Apache);
-    /// past it 431.
+    /// past it 400.
     pub max_header_size: usize,
     /// How long the app may take to start its reply (`timeout`, default 60 s); past it the
     /// client gets 504 and the app's thread is counted busy until the app returns.
@@ -77,7 +77,7 @@ pub(crate) fn read(f: &Fields<'_>, base: Limits, d: &mut Diags) -> Limits {
     if let Some(v) = f.get("body_min_rate").and_then(|n| count(n, "body_min_rate", 0, 1 << 40, d)) {
         l.body_min_rate = v;
     }
-    if let Some(v) = f.get("queue").and_then(|n| count(n, "queue", 0, 1_000_000, d)) {
+    if let Some(v) = f.get("queue").and_then(|n| count(n, "queue", 1, 1_000_000, d)) {
         l.queue = Some(v as usize);
     }
     l

@@ -168,7 +168,7 @@ fn invoke(c: &mut Criterion) {
     // The hand-off of `dispatch: pool`: a job to a pool thread and a oneshot reply back, with
     // nothing in the job but the send. (In the daemon the waiting side is an async task on
     // an actix worker, woken through its waker; here a blocked thread.)
-    let pool = Pool::new("/bench", 8);
+    let pool = Pool::new("/bench", 8, None);
     let mut g = c.benchmark_group("dispatch");
     g.bench_function("pool round trip (submit, run, oneshot back)", |b| {
         b.iter(|| {

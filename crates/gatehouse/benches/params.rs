@@ -43,7 +43,13 @@ fn query(c: &mut Criterion) {
 fn forms(c: &mut Criterion) {
     let system = actix_web::rt::System::new();
     let upload_dir = std::env::temp_dir();
-    let limits = Limits { max_body: 10 << 20, max_upload: 10 << 20, upload_dir: &upload_dir };
+    let limits = Limits {
+        max_body: 10 << 20,
+        max_upload: 10 << 20,
+        upload_dir: &upload_dir,
+        body_timeout: std::time::Duration::from_secs(20),
+        min_rate: 500,
+    };
     let multipart_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let multipart = multipart_body();
     let cases = [

@@ -40,20 +40,44 @@ pub struct Pool {
     shared: Arc<Shared>,
     spawned: AtomicUsize,
     max: usize,
+    queue: usize,
+    /// Threads still running a call whose client already got 504.
+    overdue: AtomicUsize,
 }
 
 impl Pool {
-    /// A pool of at most `threads` threads, named after `name` (the alias).
-    pub fn new(name: &str, threads: usize) -> Pool {
+    /// A pool of at most `threads` threads, named after `name` (the alias), where at most
+    /// `queue` jobs wait (default: 128 per thread).
+    pub fn new(name: &str, threads: usize, queue: Option<usize>) -> Pool {
         let max = threads.max(1);
-        let (tx, rx) = crossbeam_channel::bounded(max * QUEUE_PER_THREAD);
+        let queue = queue.unwrap_or(max * QUEUE_PER_THREAD);
+        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
         Pool {
             name: name.to_owned(),
             tx,
             shared: Arc::new(Shared { rx, idle: AtomicUsize::new(0) }),
             spawned: AtomicUsize::new(0),
             max,
+            queue,
+            overdue: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a call whose client got 504 while its thread still runs it; returns how many
+    /// there are now.
+    pub fn overdue_started(&self) -> usize {
+        self.overdue.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// An overdue call has returned.
+    pub fn overdue_done(&self) {
+        let _ =
+            self.overdue.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Threads still running a call whose client already got 504.
+    pub fn overdue(&self) -> usize {
+        self.overdue.load(Ordering::Acquire)
     }
 
     /// Queues a job, starting a thread when none is free and the limit allows.
@@ -61,7 +85,7 @@ impl Pool {
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                return Err(Busy { threads: self.max, queued: self.max * QUEUE_PER_THREAD });
+                return Err(Busy { threads: self.max, queued: self.queue });
             }
         }
         if self.shared.rx.len() > self.shared.idle.load(Ordering::Acquire) {
@@ -114,7 +138,7 @@ mod tests {
 
     #[test]
     fn runs_jobs_concurrently_up_to_the_limit() {
-        let pool = Pool::new("t", 3);
+        let pool = Pool::new("t", 3, None);
         let barrier = Arc::new(Barrier::new(4));
         for _ in 0..3 {
             let b = Arc::clone(&barrier);
@@ -130,7 +154,7 @@ mod tests {
 
     #[test]
     fn refuses_past_the_queue() {
-        let pool = Pool::new("t", 1);
+        let pool = Pool::new("t", 1, None);
         let (block_tx, block_rx) = crossbeam_channel::bounded::<()>(0);
         let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
         pool.submit(Box::new(move || {

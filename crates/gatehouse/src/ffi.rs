@@ -66,8 +66,9 @@ impl<'a> Call<'a> {
 pub enum BodySource {
     /// No body (or a form body, already parsed into parameters).
     Empty,
-    /// Chunks pumped from the client by the HTTP side, ending with the channel's close or
-    /// an error.
+    /// Chunks pumped from the client by the HTTP side, ending with an empty chunk (the whole
+    /// body arrived) or an error. A channel closed without either means the HTTP side gave
+    /// up on the request: the app reads an error, never a silently short body.
     Stream(mpsc::Receiver<Result<Bytes, BodyError>>),
 }
 
@@ -251,7 +252,9 @@ unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
 fn body_error_status(e: BodyError) -> isize {
     let status = match e {
         BodyError::TooLarge => Status::TOO_LARGE,
-        BodyError::Disconnected => Status::DISCONNECTED,
+        BodyError::Disconnected | BodyError::TimedOut | BodyError::AppStalled => {
+            Status::DISCONNECTED
+        }
         BodyError::Malformed => Status::ERROR,
     };
     -(status.0 as isize)
@@ -273,9 +276,10 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
             }
             let BodySource::Stream(rx) = &mut st.body else { return 0 };
             match rx.blocking_recv() {
+                Some(Ok(chunk)) if chunk.is_empty() => st.body_done = true,
                 Some(Ok(chunk)) => st.pending = chunk,
                 Some(Err(e)) => return body_error_status(e),
-                None => st.body_done = true,
+                None => return body_error_status(BodyError::Disconnected),
             }
         }
         let n = cap.min(st.pending.len()).min(isize::MAX as usize);

@@ -30,7 +30,8 @@ use crate::debug_log::{DebugLog, DebugLogs};
 use crate::dispatch::Pool;
 use crate::mounts::{GroupMiss, resolve_group_file};
 use crate::plugins::{InitArgs, LoadError, Plugin};
-use crate::staging::{Cache, Digest256, FileId, StageError};
+use crate::staging::{Cache, Check, Digest256, FileId, Policy, StageError};
+use crate::trust::Owners;
 
 /// How often a single app whose file is missing logs about it while requests arrive.
 const MISSING_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -59,6 +60,9 @@ enum Slot {
         sha256: Option<Digest256>,
         /// A newer version of the file that was refused: not tried again until it changes.
         rejected: Option<FileId>,
+        /// Why the last newer version was refused, so a refusal retried (a trust failure is
+        /// retried every second until fixed) is logged once.
+        refusal: Option<String>,
     },
     Failed {
         id: Option<FileId>,
@@ -180,6 +184,7 @@ pub struct Host {
     pub mounts: Vec<Mount>,
     logs: Arc<DebugLogs>,
     cache: Option<Arc<Cache>>,
+    owners: Owners,
 }
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
@@ -220,10 +225,9 @@ impl Host {
         };
         let cache = self.cache.clone();
         Host::build(config, logs, cache, |key| {
-            self.mounts
-                .iter()
-                .find(|m| m.apps.key == *key)
-                .map(|m| (Arc::clone(&m.apps), Arc::clone(&m.pool), m.alias.threads))
+            self.mounts.iter().find(|m| m.apps.key == *key).map(|m| {
+                (Arc::clone(&m.apps), Arc::clone(&m.pool), m.alias.threads, m.alias.limits.queue)
+            })
         })
     }
 
@@ -231,7 +235,7 @@ impl Host {
         config: Config,
         logs: Arc<DebugLogs>,
         cache: Option<Arc<Cache>>,
-        previous: impl Fn(&AppsKey) -> Option<(Arc<Apps>, Arc<Pool>, usize)>,
+        previous: impl Fn(&AppsKey) -> Option<(Arc<Apps>, Arc<Pool>, usize, Option<usize>)>,
     ) -> Host {
         let table = crate::mounts::Table::from_config(&config);
         let mounts = config
@@ -240,11 +244,13 @@ impl Host {
             .map(|alias| {
                 let key = AppsKey::of(alias, &config);
                 let (apps, pool) = match previous(&key) {
-                    Some((apps, pool, threads)) if threads == alias.threads => (apps, pool),
-                    Some((apps, _, _)) => (apps, Arc::new(Pool::new(&alias.url, alias.threads))),
-                    None => {
-                        (Arc::new(Apps::new(key)), Arc::new(Pool::new(&alias.url, alias.threads)))
+                    Some((apps, pool, threads, queue))
+                        if threads == alias.threads && queue == alias.limits.queue =>
+                    {
+                        (apps, pool)
                     }
+                    Some((apps, ..)) => (apps, new_pool(alias)),
+                    None => (Arc::new(Apps::new(key)), new_pool(alias)),
                 };
                 Mount {
                     pool,
@@ -258,7 +264,7 @@ impl Host {
                 }
             })
             .collect();
-        Host { config, table, mounts, logs, cache }
+        Host { config, table, mounts, logs, cache, owners: Owners::current() }
     }
 
     /// Whether alias `mount` of this host runs the same plugin instances as alias `other`
@@ -376,10 +382,18 @@ impl Host {
             Opened::Ready { loaded, id, sha256 } => {
                 m.apps.set_single(Some(loaded.clone()));
                 let ok = Ok(loaded.clone());
-                (Slot::Ready { loaded, id, sha256, rejected: None }, ok)
+                (Slot::Ready { loaded, id, sha256, rejected: None, refusal: None }, ok)
             }
             Opened::Failed { id, error } => {
-                log::error!("{}: refused plugin: {error}", instance_alias(m, group_name));
+                // A failure retried on every request (a trust check) is logged once.
+                let text = error.to_string();
+                let repeated = matches!(
+                    m.apps.slots().get(file),
+                    Some(Slot::Failed { error: old, .. }) if old.to_string() == text
+                );
+                if !repeated {
+                    log::error!("{}: refused plugin: {text}", instance_alias(m, group_name));
+                }
                 let error = Arc::new(error);
                 (Slot::Failed { id, error: Arc::clone(&error) }, Err(Unavailable::Broken(error)))
             }
@@ -398,8 +412,13 @@ impl Host {
         let group_name = (m.alias.kind == AliasKind::Group).then_some(&**app);
         let alias = instance_alias(m, group_name);
         let args = InitArgs { alias: &alias, config_dir: &self.config.dir, env: &m.alias.env };
+        let policy = Policy {
+            check: if m.alias.check_plugins { Check::Enforce } else { Check::Warn },
+            owners: self.owners,
+            sha256: m.alias.sha256.as_deref(),
+        };
         let staged = match &self.cache {
-            Some(cache) => match cache.stage(file) {
+            Some(cache) => match cache.stage(file, &policy) {
                 Ok(staged) => Some(staged),
                 Err((error, id)) => {
                     let id = if matches!(error, StageError::Changing) { None } else { id };
@@ -475,7 +494,7 @@ impl Host {
     fn refresh_one(&self, m: &Mount, file: &Path) -> bool {
         let now = FileId::of(file);
         let (app, sha256, version) = match m.apps.slots().get(file) {
-            Some(Slot::Ready { id, rejected, loaded, sha256 }) => {
+            Some(Slot::Ready { id, rejected, loaded, sha256, .. }) => {
                 if now == Some(*id) || (now.is_some() && now == *rejected) {
                     return false;
                 }
@@ -506,9 +525,10 @@ impl Host {
             Opened::Ready { loaded, id, sha256 } => {
                 let new_version = describe(&loaded.plugin);
                 m.apps.set_single(Some(loaded.clone()));
-                m.apps
-                    .slots_mut()
-                    .insert(file.to_owned(), Slot::Ready { loaded, id, sha256, rejected: None });
+                m.apps.slots_mut().insert(
+                    file.to_owned(),
+                    Slot::Ready { loaded, id, sha256, rejected: None, refusal: None },
+                );
                 log::info!(
                     "{alias}: reloaded {}: now {new_version}, was {version} (requests in \
                      flight finish on the old version)",
@@ -517,14 +537,21 @@ impl Host {
                 true
             }
             Opened::Failed { id, error } => {
+                let text = error.to_string();
+                if let Some(Slot::Ready { rejected, refusal, .. }) =
+                    m.apps.slots_mut().get_mut(file)
+                {
+                    *rejected = id;
+                    if refusal.as_deref() == Some(&text) {
+                        return false;
+                    }
+                    *refusal = Some(text.clone());
+                }
                 log::error!(
-                    "{alias}: {} changed but the new version was refused: {error}; {version} \
+                    "{alias}: {} changed but the new version was refused: {text}; {version} \
                      keeps serving",
                     file.display()
                 );
-                if let Some(Slot::Ready { rejected, .. }) = m.apps.slots_mut().get_mut(file) {
-                    *rejected = id;
-                }
                 false
             }
         }
@@ -580,6 +607,10 @@ impl Host {
             }
         }
     }
+}
+
+fn new_pool(alias: &Alias) -> Arc<Pool> {
+    Arc::new(Pool::new(&alias.url, alias.threads, alias.limits.queue))
 }
 
 /// The alias URL an instance serves: the alias's, or for a group `URL/NAME`.

@@ -20,6 +20,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::{Stream, StreamExt};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::environ::PairBuf;
@@ -56,6 +57,10 @@ pub enum BodyError {
     Malformed,
     /// The client went away.
     Disconnected,
+    /// The client sent it too slowly (`body_timeout`, `body_min_rate`).
+    TimedOut,
+    /// The app took no chunk for its alias's `timeout`: it is stuck (504).
+    AppStalled,
 }
 
 impl BodyError {
@@ -71,6 +76,14 @@ impl BodyError {
             BodyError::Disconnected => {
                 InputError::bad("the client went away while sending the body")
             }
+            BodyError::TimedOut => InputError {
+                status: 408,
+                message: "the request body was not received in time".into(),
+            },
+            BodyError::AppStalled => InputError {
+                status: 504,
+                message: "the app did not read the request body in time".into(),
+            },
         }
     }
 }
@@ -112,6 +125,17 @@ pub enum BodyKind {
     Other,
 }
 
+/// The limits of reading one request body: size and time.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The whole body.
+    pub max_body: u64,
+    /// How long the body may take, before `min_rate` extends it.
+    pub timeout: Duration,
+    /// Bytes per second that extend the deadline by a second (0: a fixed deadline).
+    pub min_rate: u64,
+}
+
 /// Limits for reading one request's input.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits<'a> {
@@ -121,6 +145,17 @@ pub struct Limits<'a> {
     pub max_upload: u64,
     /// Where uploads are spooled.
     pub upload_dir: &'a Path,
+    /// How long the body may take, before `min_rate` extends it.
+    pub body_timeout: Duration,
+    /// Bytes per second that extend the deadline by a second (0: a fixed deadline).
+    pub min_rate: u64,
+}
+
+impl Limits<'_> {
+    /// The body's size and time limits.
+    pub fn body(&self) -> BodyLimits {
+        BodyLimits { max_body: self.max_body, timeout: self.body_timeout, min_rate: self.min_rate }
+    }
 }
 
 /// Decides how to read a request's body from its headers; a Content-Length past
@@ -191,6 +226,7 @@ fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError
 fn payload_error(e: &PayloadError) -> BodyError {
     match e {
         PayloadError::Overflow => BodyError::TooLarge,
+        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => BodyError::TimedOut,
         PayloadError::Incomplete(Some(io)) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
             BodyError::Disconnected
         }
@@ -198,14 +234,47 @@ fn payload_error(e: &PayloadError) -> BodyError {
     }
 }
 
-/// The payload, failing with [`PayloadError::Overflow`] once past `max_body` bytes.
-fn limited(payload: Payload, max_body: u64) -> impl Stream<Item = Result<Bytes, PayloadError>> {
-    let mut seen = 0u64;
-    payload.map(move |chunk| {
-        let chunk = chunk?;
-        seen += chunk.len() as u64;
-        if seen > max_body { Err(PayloadError::Overflow) } else { Ok(chunk) }
+/// The payload, failing with [`PayloadError::Overflow`] once past `max_body` bytes, and
+/// with a `TimedOut` I/O error when it is not complete by its deadline: `body_timeout` from
+/// now, plus a second per `min_rate` bytes received (mod_reqtimeout's `body=20,MinRate=500`),
+/// so a client trickling a byte at a time cannot hold a connection and a thread for ever.
+fn limited(
+    payload: Payload,
+    limits: BodyLimits,
+) -> impl Stream<Item = Result<Bytes, PayloadError>> {
+    struct State {
+        payload: Payload,
+        seen: u64,
+        deadline: Instant,
+        done: bool,
+    }
+    let (max_body, min_rate) = (limits.max_body, limits.min_rate);
+    let start = State { payload, seen: 0, deadline: Instant::now() + limits.timeout, done: false };
+    futures_util::stream::unfold(start, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let left = st.deadline.saturating_duration_since(Instant::now());
+        let item = match actix_web::rt::time::timeout(left, st.payload.next()).await {
+            Err(_) => Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body was not received in time",
+            ))),
+            Ok(None) => return None,
+            Ok(Some(Err(e))) => Err(e),
+            Ok(Some(Ok(chunk))) => {
+                st.seen += chunk.len() as u64;
+                if min_rate > 0 {
+                    st.deadline += Duration::from_secs_f64(chunk.len() as f64 / min_rate as f64);
+                }
+                if st.seen > max_body { Err(PayloadError::Overflow) } else { Ok(chunk) }
+            }
+        };
+        st.done = item.is_err();
+        Some((item, st))
     })
+    // Multipart polls again after the end: a fused stream keeps answering None.
+    .fuse()
 }
 
 /// Reads and parses a form body into `input`.
@@ -216,7 +285,7 @@ pub async fn read_form(
     limits: Limits<'_>,
     input: &mut Input,
 ) -> Result<(), InputError> {
-    let body = limited(payload, limits.max_body);
+    let body = limited(payload, limits.body());
     match kind {
         BodyKind::Urlencoded => {
             let mut buf = BytesMut::new();
@@ -302,29 +371,43 @@ async fn multipart(
 }
 
 /// Streams a non-form body to the app: each chunk into `tx` as it arrives, at most
-/// `max_body` bytes. Returns how it ended; an error is also sent to the app.
+/// `max_body` bytes, then an empty chunk that says the body is complete. Returns how it
+/// ended; an error is also sent to the app. An app that takes no chunk for `stall` is
+/// stuck: the pump gives up with [`BodyError::AppStalled`].
 pub async fn pump(
     payload: Payload,
     tx: mpsc::Sender<Result<Bytes, BodyError>>,
-    max_body: u64,
+    limits: BodyLimits,
+    stall: Duration,
 ) -> Result<(), BodyError> {
-    let mut body = std::pin::pin!(limited(payload, max_body));
+    let mut body = std::pin::pin!(limited(payload, limits));
+    let send = |item| {
+        let tx = tx.clone();
+        async move {
+            match actix_web::rt::time::timeout(stall, tx.send(item)).await {
+                Ok(Ok(())) => Ok(true),
+                // The app finished without reading the rest: stop reading.
+                Ok(Err(_)) => Ok(false),
+                Err(_) => Err(BodyError::AppStalled),
+            }
+        }
+    };
     while let Some(chunk) = body.next().await {
         match chunk {
+            Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    // The app finished without reading the rest: stop reading.
+                if !send(Ok(chunk)).await? {
                     return Ok(());
                 }
             }
             Err(e) => {
                 let e = payload_error(&e);
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.try_send(Err(e));
                 return Err(e);
             }
         }
     }
-    Ok(())
+    send(Ok(Bytes::new())).await.map(|_| ())
 }
 
 #[cfg(test)]

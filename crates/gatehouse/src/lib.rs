@@ -21,3 +21,4 @@ pub mod response;
 pub mod routes;
 pub mod server;
 pub mod staging;
+pub mod trust;

@@ -11,6 +11,8 @@ use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -68,15 +70,33 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
     Ok(Target { mount, file, group_name, path, script_len })
 }
 
-/// Apache's `LimitRequestFieldSize`: the longest header line accepted.
-const MAX_HEADER_LINE: usize = 8190;
-
-/// Refuses what Apache refuses before mapping a URL: an over-long header line. (A
-/// `#fragment` never gets here: the HTTP parser drops it.)
-fn check_request(req: &HttpRequest) -> Result<(), (u16, String)> {
-    for (name, value) in req.headers() {
-        if name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE {
-            return Err((400, format!("the {name} header is longer than {MAX_HEADER_LINE} bytes")));
+/// Refuses what Apache refuses before calling an app: more header fields than the alias's
+/// `max_headers` (`LimitRequestFields`), or a header line longer than its
+/// `max_header_size` (`LimitRequestFieldSize`); both 400, as Apache answers (actix-web's own
+/// parser answers 431 past 96 fields). (A `#fragment` never gets here:
+/// the HTTP parser drops it; malformed request lines and headers are refused by it with
+/// 400 before any of this runs.)
+fn check_request(
+    req: &HttpRequest,
+    limits: &gatehouse_config::Limits,
+) -> Result<(), (u16, String)> {
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Err((
+            400,
+            format!(
+                "the request has {} header fields, more than {}",
+                headers.len(),
+                limits.max_headers
+            ),
+        ));
+    }
+    for (name, value) in headers {
+        if name.as_str().len() + 2 + value.len() > limits.max_header_size {
+            return Err((
+                400,
+                format!("the {name} header is longer than {} bytes", limits.max_header_size),
+            ));
         }
     }
     Ok(())
@@ -101,7 +121,13 @@ async fn read_input(
     alias: &Alias,
     upload_dir: &Path,
 ) -> Result<(Input, BodySource, Option<Pump>), input::InputError> {
-    let limits = Limits { max_body: alias.max_body, max_upload: alias.max_upload, upload_dir };
+    let limits = Limits {
+        max_body: alias.max_body,
+        max_upload: alias.max_upload,
+        upload_dir,
+        body_timeout: alias.limits.body_timeout,
+        min_rate: alias.limits.body_min_rate,
+    };
     let kind = input::body_kind(req, alias.max_body)?;
     let mut input = Input::default();
     input::query_params(req.query_string(), &mut input.params);
@@ -112,7 +138,8 @@ async fn read_input(
         }
         BodyKind::Other => {
             let (tx, rx) = mpsc::channel(REQUEST_CHUNKS_IN_FLIGHT);
-            let pump: Pump = Box::pin(input::pump(payload, tx, alias.max_body));
+            let pump: Pump =
+                Box::pin(input::pump(payload, tx, limits.body(), alias.limits.timeout));
             (input, BodySource::Stream(rx), Some(pump))
         }
         BodyKind::None => (input, BodySource::Empty, None),
@@ -126,9 +153,6 @@ pub async fn handle(
     live: web::Data<Live>,
 ) -> HttpResponse {
     let host: Arc<Host> = live.host();
-    if let Err((status, message)) = check_request(&req) {
-        return plain(status, &message);
-    }
     if req.uri().path() == "*" && req.method() == actix_web::http::Method::OPTIONS {
         // `OPTIONS *` asks about the server, not a resource: Apache answers it itself.
         return HttpResponse::Ok()
@@ -140,6 +164,9 @@ pub async fn handle(
         Err((status, message)) => return plain(status, message),
     };
     let alias = &host.mounts[t.mount].alias;
+    if let Err((status, message)) = check_request(&req, &alias.limits) {
+        return plain(status, &message);
+    }
     let (input, body, pump) = match read_input(&req, payload, alias, &host.config.upload_dir).await
     {
         Ok(read) => read,
@@ -172,17 +199,32 @@ pub async fn handle(
 /// its reply into the response.
 async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool) -> HttpResponse {
     let mount = p.t.mount;
+    let request_id = p.request_id;
     let alias = &host.mounts[mount].alias;
     let max_body = alias.max_body;
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
+    // Set when the client got 504: the job then reports when the app finally returns.
+    let overdue = Arc::new(AtomicBool::new(false));
+    let job_overdue = Arc::clone(&overdue);
     let job = Box::new(move || {
+        let started = Instant::now();
         let Prepared { t, vars, input, body, request_id } = p;
         let m = &job_host.mounts[t.mount];
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
                 let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
                 ffi::invoke(&loaded.plugin, &call, body, tx);
+                if job_overdue.load(Ordering::Acquire) {
+                    m.pool.overdue_done();
+                    log::warn!(
+                        "app {} (request {request_id}) returned after {:.1} s, past its timeout \
+                         of {:?}; its thread is free again",
+                        loaded.app,
+                        started.elapsed().as_secs_f64(),
+                        m.alias.limits.timeout
+                    );
+                }
             }
             Err(u) => {
                 let (status, message) = match u {
@@ -199,26 +241,51 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             }
         }
     });
-    if let Err(busy) = host.mounts[mount].pool.submit(job) {
+    let pool = &host.mounts[mount].pool;
+    if let Err(busy) = pool.submit(job) {
         log::warn!("{}: {busy}; answered 503", alias.url);
         let mut resp = plain(503, "the app is busy; retry shortly");
         resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
-    let lost = || plain(500, "the app call was lost; the error log has the details");
+    // The app's time to answer counts from when the whole request body has been received
+    // (a slow upload is `body_timeout`'s business, not the app's).
+    let timeout = alias.limits.timeout;
+    let answer = |rx: oneshot::Receiver<Reply>| async move {
+        match actix_web::rt::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(timeout)),
+        }
+    };
+    let failed = |why: Option<Duration>| match why {
+        None => plain(500, "the app call was lost; the error log has the details"),
+        Some(timeout) => {
+            overdue.store(true, Ordering::Release);
+            let busy = pool.overdue_started();
+            log::warn!(
+                "{} (request {request_id}): the app did not answer within {timeout:?}; answered \
+                 504 ({busy} of its {} threads busy past their timeout)",
+                alias.url,
+                alias.threads
+            );
+            plain(504, "the app did not answer in time")
+        }
+    };
     let Some(pump) = pump else {
-        return match rx.await {
+        return match answer(rx).await {
             Ok(reply) => response::from_reply(reply, is_head, None),
-            Err(_) => lost(),
+            Err(why) => failed(why),
         };
     };
     // Stream the body to the app while waiting for its reply. A body that turns out too
     // large or malformed before the app answered is refused here.
     match futures_util::future::select(pump, rx).await {
-        Either::Left((Ok(()), rx)) => match rx.await {
+        Either::Left((Ok(()), rx)) => match answer(rx).await {
             Ok(reply) => response::from_reply(reply, is_head, None),
-            Err(_) => lost(),
+            Err(why) => failed(why),
         },
+        Either::Left((Err(BodyError::AppStalled), _)) => failed(Some(timeout)),
         Either::Left((Err(e), _)) => {
             let e = e.refusal(max_body);
             plain(e.status, &e.message)
@@ -230,7 +297,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             });
             response::from_reply(reply, is_head, Some(pump))
         }
-        Either::Right((Err(_), _)) => lost(),
+        Either::Right((Err(_), _)) => failed(None),
     }
 }
 
@@ -274,9 +341,13 @@ fn start_listener(
     addr: SocketAddr,
 ) -> std::io::Result<(Listener, Vec<SocketAddr>)> {
     let data = live.clone();
+    // Slow-header clients (slowloris) get 408 after `header_timeout`; a reload's new value
+    // applies to listeners bound after it.
+    let header_timeout = live.host().config.header_timeout;
     let server =
         HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
             .disable_signals()
+            .client_request_timeout(header_timeout)
             .bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = server.addrs();

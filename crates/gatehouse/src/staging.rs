@@ -93,6 +93,20 @@ pub enum StageError {
          install plugins with `install -m 0644 NEW.so DIR/` or copy then `mv`)"
     )]
     Truncated(String),
+    /// The file fails a trust check (see `trust`).
+    #[error("refused: {0}")]
+    Untrusted(crate::trust::Untrusted),
+    /// The file's digest is not the one the alias pins.
+    #[error(
+        "its SHA-256 is {found}, not the {pinned} its alias pins with `sha256` (a tampered or \
+         half-copied file, or a new build: update the pin to `sha256sum` of the new file)"
+    )]
+    Digest {
+        /// The file's digest.
+        found: String,
+        /// The pinned one.
+        pinned: String,
+    },
     /// The private copy could not be written.
     #[error(
         "cannot write its private copy in {dir}: {error} (hint: the daemon's user needs write \
@@ -122,6 +136,34 @@ impl Drop for Staged {
         // Loaded or refused, the copy is no longer needed by name (see the module docs).
         let _ = fs::remove_file(&self.copy);
     }
+}
+
+/// What the trust checks do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Refuse a file that fails them (`check_plugins: true`).
+    Enforce,
+    /// Log a warning and load it (`check_plugins: false`).
+    Warn,
+    /// Do not run them (benchmarks).
+    Skip,
+}
+
+/// What a plugin file must satisfy before it is staged.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// The trust checks.
+    pub check: Check,
+    /// Whose files are trusted.
+    pub owners: crate::trust::Owners,
+    /// The digest the file must have (lower-case hex), if the alias pins one.
+    pub sha256: Option<&'a str>,
+}
+
+impl Policy<'_> {
+    /// No checks at all (benchmarks, tests of other things).
+    pub const NONE: Policy<'static> =
+        Policy { check: Check::Skip, owners: crate::trust::Owners { euid: 0 }, sha256: None };
 }
 
 /// The daemon's folder of private copies: `CACHE_DIR/run-PID`.
@@ -161,10 +203,22 @@ impl Cache {
 
     /// Reads `file`, checks it, and writes its private copy. An error comes with the
     /// identity of the file as read, when it was read whole.
-    pub fn stage(&self, file: &Path) -> Result<Staged, (StageError, Option<FileId>)> {
-        let (bytes, id) = read_stable(file).map_err(|e| (e, None))?;
+    /// A trust failure comes without an identity: fixing it (`chmod`, `chown`) does not
+    /// change the file's identity, so it is looked at again next time.
+    pub fn stage(
+        &self,
+        file: &Path,
+        policy: &Policy<'_>,
+    ) -> Result<Staged, (StageError, Option<FileId>)> {
+        let (bytes, id) = read_stable(file, policy).map_err(|e| (e, None))?;
         check_elf(&bytes).map_err(|e| (e, Some(id)))?;
         let sha256 = Digest256(Sha256::digest(&bytes).into());
+        if let Some(pinned) = policy.sha256
+            && sha256.to_string() != pinned
+        {
+            let e = StageError::Digest { found: sha256.to_string(), pinned: pinned.to_owned() };
+            return Err((e, Some(id)));
+        }
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         let stem: String = stem
             .chars()
@@ -191,10 +245,21 @@ impl Drop for Cache {
     }
 }
 
-/// Reads a whole file, making sure it did not change while being read.
-fn read_stable(file: &Path) -> Result<(Vec<u8>, FileId), StageError> {
+/// Reads a whole file, after the trust checks, making sure it did not change while being
+/// read.
+fn read_stable(file: &Path, policy: &Policy<'_>) -> Result<(Vec<u8>, FileId), StageError> {
     let mut f = fs::File::open(file).map_err(StageError::Read)?;
-    let before = FileId::from_metadata(&f.metadata().map_err(StageError::Read)?);
+    let meta = f.metadata().map_err(StageError::Read)?;
+    if policy.check != Check::Skip {
+        let resolved = fs::canonicalize(file).map_err(StageError::Read)?;
+        if let Err(untrusted) = crate::trust::check(&resolved, &meta, policy.owners) {
+            if policy.check == Check::Enforce {
+                return Err(StageError::Untrusted(untrusted));
+            }
+            log::warn!("loading it anyway, `check_plugins` is off: {untrusted}");
+        }
+    }
+    let before = FileId::from_metadata(&meta);
     let mut bytes = Vec::with_capacity(usize::try_from(before.size).unwrap_or(0));
     f.read_to_end(&mut bytes).map_err(StageError::Read)?;
     let after = FileId::from_metadata(&f.metadata().map_err(StageError::Read)?);
@@ -329,8 +394,8 @@ mod tests {
         let src = tmp.path().join("libx.so");
         fs::write(&src, shared_object()).unwrap();
         let cache = Cache::create(&tmp.path().join("cache")).unwrap();
-        let a = cache.stage(&src).unwrap();
-        let b = cache.stage(&src).unwrap();
+        let a = cache.stage(&src, &Policy::NONE).unwrap();
+        let b = cache.stage(&src, &Policy::NONE).unwrap();
         assert_ne!(a.copy, b.copy, "every copy has a new name");
         assert_eq!(a.sha256, b.sha256);
         assert_eq!(fs::read(&a.copy).unwrap(), fs::read(&src).unwrap());
@@ -338,7 +403,7 @@ mod tests {
         drop(a);
         assert!(!copy.exists(), "the copy is removed once loaded");
         fs::write(&src, b"not elf").unwrap();
-        assert!(matches!(cache.stage(&src), Err((StageError::NotElf(_), Some(_)))));
+        assert!(matches!(cache.stage(&src, &Policy::NONE), Err((StageError::NotElf(_), Some(_)))));
         let dir = cache.dir().to_owned();
         drop((b, cache));
         assert!(!dir.exists(), "the run folder goes with the cache");
