@@ -23,6 +23,7 @@ mod dispatch;
 mod environ;
 mod forms;
 mod harness;
+mod hostile;
 mod plugins;
 mod reload;
 mod routing;

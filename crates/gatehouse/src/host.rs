@@ -290,10 +290,8 @@ impl Host {
                 Ok(_) => {}
                 // `plugin` has already warned (rate-limited) about a missing file.
                 Err(Unavailable::Missing(_)) => {}
-                Err(Unavailable::Broken(e)) => {
-                    failed += 1;
-                    log::error!("{}: {e}; it answers 500 until fixed", m.alias.url);
-                }
+                // ... and about a refused one.
+                Err(Unavailable::Broken(_)) => failed += 1,
             }
         }
         failed
@@ -392,7 +390,11 @@ impl Host {
                     Some(Slot::Failed { error: old, .. }) if old.to_string() == text
                 );
                 if !repeated {
-                    log::error!("{}: refused plugin: {text}", instance_alias(m, group_name));
+                    let answers = if group_name.is_some() { 404 } else { 500 };
+                    log::error!(
+                        "{}: refused plugin: {text}; it answers {answers} until fixed",
+                        instance_alias(m, group_name)
+                    );
                 }
                 let error = Arc::new(error);
                 (Slot::Failed { id, error: Arc::clone(&error) }, Err(Unavailable::Broken(error)))
