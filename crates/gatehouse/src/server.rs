@@ -70,6 +70,20 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
     Ok(Target { mount, file, group_name, path, script_len })
 }
 
+/// Apache's `LimitRequestLine` default.
+const MAX_REQUEST_LINE: usize = 8190;
+
+/// Apache's `LimitRequestLine`: `METHOD TARGET HTTP/1.1` of at most 8190 bytes, else 414,
+/// checked before anything else looks at the request.
+fn check_request_line(req: &HttpRequest) -> Result<(), (u16, String)> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1".len();
+    if line > MAX_REQUEST_LINE {
+        return Err((414, format!("the request line is longer than {MAX_REQUEST_LINE} bytes")));
+    }
+    Ok(())
+}
+
 /// Refuses what Apache refuses before calling an app: more header fields than the alias's
 /// `max_headers` (`LimitRequestFields`), or a header line longer than its
 /// `max_header_size` (`LimitRequestFieldSize`); both 400, as Apache answers (actix-web's own
@@ -153,6 +167,9 @@ pub async fn handle(
     live: web::Data<Live>,
 ) -> HttpResponse {
     let host: Arc<Host> = live.host();
+    if let Err((status, message)) = check_request_line(&req) {
+        return plain(status, &message);
+    }
     if req.uri().path() == "*" && req.method() == actix_web::http::Method::OPTIONS {
         // `OPTIONS *` asks about the server, not a resource: Apache answers it itself.
         return HttpResponse::Ok()
