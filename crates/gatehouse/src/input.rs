@@ -208,7 +208,7 @@ fn form_component(raw: &[u8]) -> Result<String, std::str::Utf8Error> {
 }
 
 /// Parses an urlencoded form body into `params`, refusing text that is not UTF-8.
-fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError> {
+pub fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError> {
     for (i, field) in body.split(|&b| b == b'&').filter(|f| !f.is_empty()).enumerate() {
         let (name, value) = match field.iter().position(|&b| b == b'=') {
             Some(eq) => (&field[..eq], &field[eq + 1..]),
