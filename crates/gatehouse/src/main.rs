@@ -65,21 +65,21 @@ fn load_config(path: &Path) -> Option<gatehouse_config::Config> {
     }
 }
 
-fn init_logging() -> anyhow::Result<flexi_logger::LoggerHandle> {
-    flexi_logger::Logger::try_with_env_or_str("info")
-        .context("bad RUST_LOG log specification")?
-        .log_to_stderr()
-        .format(|w, now, record| {
-            write!(
-                w,
-                "{} {:<5} {}",
-                now.format("%Y-%m-%d %H:%M:%S%.3f"),
-                record.level(),
-                record.args()
-            )
-        })
-        .start()
-        .context("cannot start the daemon's log")
+/// The daemon's own log, on stderr until [`start_logs`] applies the configuration's.
+fn init_logging() -> anyhow::Result<gatehouse::logs::Guard> {
+    gatehouse::logs::start_error_log().context("cannot start the daemon's log (bad RUST_LOG?)")
+}
+
+/// Checks the log folders and files of `config` and switches to its logs; the error names
+/// every problem and its fix, so `serve` stops before binding.
+fn start_logs(config: &gatehouse_config::Config) -> anyhow::Result<()> {
+    gatehouse::logs::apply(config).map_err(|problems| {
+        anyhow::anyhow!("the logs cannot be written:\n{}", render_problems(&problems))
+    })
+}
+
+fn render_problems(problems: &[gatehouse::logs::Problem]) -> String {
+    problems.iter().map(|p| format!("error: {p}")).collect::<Vec<_>>().join("\n")
 }
 
 fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
@@ -88,6 +88,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     if !listen.is_empty() {
         config.listen = listen;
     }
+    start_logs(&config)?;
     let listen = config.listen.clone();
     let host = Arc::new(Host::new(config));
     host.load_single_apps();
@@ -112,6 +113,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
             print!("{}", gatehouse::routes::table(&cfg));
+            if let Err(problems) = gatehouse::logs::check_log_dirs(&cfg) {
+                eprintln!("{}", render_problems(&problems));
+                eprintln!("{}: syntax OK, but the logs cannot be written", config.display());
+                return Ok(ExitCode::FAILURE);
+            }
             println!("{}: syntax OK", config.display());
             Ok(ExitCode::SUCCESS)
         }

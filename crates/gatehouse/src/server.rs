@@ -138,6 +138,7 @@ pub async fn handle(
         Err((status, message)) => return plain(status, message),
     };
     let alias = &host.mounts[t.mount].alias;
+    crate::access_log::note_app(&req, &alias.url, t.group_name.as_deref()); // access log
     let (input, body, pump) = match read_input(&req, payload, alias, &host.config.upload_dir).await
     {
         Ok(read) => read,
@@ -153,6 +154,7 @@ pub async fn handle(
         alias,
     );
     let request_id = host.request_id();
+    crate::access_log::note(&req, request_id); // access log
     let is_head = req.method() == actix_web::http::Method::HEAD;
     // Inline dispatch: call the app right here, on the HTTP worker, when it is loaded and
     // there is no body to stream (reading one would wait).
@@ -240,8 +242,12 @@ pub async fn run(
     on_bound: impl FnOnce(&[SocketAddr]),
 ) -> std::io::Result<()> {
     let data = web::Data::from(host);
-    let mut server =
-        HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(crate::access_log::AccessLog) // access log
+            .app_data(data.clone())
+            .default_service(web::to(handle))
+    });
     for addr in listen {
         server = server
             .bind(addr)
