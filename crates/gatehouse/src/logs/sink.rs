@@ -96,6 +96,8 @@ struct State {
     lost: u64,
     /// The rotation failure being reported, if rotating fails (reported once).
     rotate_failure: Option<String>,
+    /// Set when the file was found deleted or replaced and a new one opened: to report.
+    replaced: Option<&'static str>,
 }
 
 impl Sink {
@@ -114,6 +116,7 @@ impl Sink {
                 write_failure: None,
                 lost: 0,
                 rotate_failure: None,
+                replaced: None,
             }),
             failing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -163,6 +166,16 @@ impl Sink {
                 }
             }
         };
+        if let Some(how) = st.replaced.take() {
+            self.report(
+                log::Level::Warn,
+                &format!(
+                    "{} {}: the file {how}; writing to a new one",
+                    self.what,
+                    self.path.display()
+                ),
+            );
+        }
         let result = match outcome.write {
             None => {
                 if let Some(failure) = st.write_failure.take() {
@@ -349,6 +362,10 @@ impl State {
             // (copytruncate).
             self.size = m.len();
             return Ok(());
+        }
+        if self.writer.is_some() && !force {
+            self.replaced =
+                Some(if meta.is_some() { "was replaced" } else { "was deleted or moved away" });
         }
         let meta = match meta {
             Some(m) => m,
