@@ -230,3 +230,31 @@ pub fn reopen() -> Result<usize, Vec<String>> {
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_follows_a_file_moved_away_by_logrotate() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("log/app/debug.log");
+        let s = sink(&path, || "test log".to_owned(), Reports::Stderr);
+        submit(&s, b"one\n".to_vec()).expect("queued");
+        assert!(flush());
+        // logrotate's `create` mode without copytruncate: move away, then signal.
+        let moved = tmp.path().join("log/app/debug.log.1");
+        std::fs::rename(&path, &moved).expect("rename");
+        assert!(reopen().is_ok());
+        // Reopened at once: the new file exists before anything is written to it, with the
+        // configured mode.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).expect("new file").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o640);
+        submit(&s, b"two\n".to_vec()).expect("queued");
+        assert!(flush());
+        assert_eq!(std::fs::read_to_string(&moved).expect("old"), "one\n");
+        assert_eq!(std::fs::read_to_string(&path).expect("new"), "two\n");
+    }
+}

@@ -141,3 +141,39 @@ fn run(rx: &Receiver<Msg>, queued: &AtomicUsize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::sink::Reports;
+    use std::time::Instant;
+
+    #[test]
+    fn a_stalled_disk_never_blocks_a_writer_beyond_the_bound() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = Queue::start(1000);
+        let sink =
+            Arc::new(Sink::new(tmp.path().join("a.log"), "test log".into(), Reports::Stderr));
+        let stalled = sink.stall();
+        let line = |i: usize| format!("{i:099}\n").into_bytes();
+        let mut accepted = 0;
+        let mut dropped = 0;
+        for i in 0..100 {
+            let started = Instant::now();
+            match queue.submit(&sink, line(i)) {
+                Ok(()) => accepted += 1,
+                Err(Full) => dropped += 1,
+            }
+            assert!(started.elapsed() < Duration::from_millis(100), "submit waited");
+        }
+        // 1000 bytes of 100-byte lines wait; the rest are dropped, not waited for.
+        assert_eq!((accepted, dropped), (10, 90));
+        drop(stalled);
+        assert!(queue.flush(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(tmp.path().join("a.log")).expect("read");
+        assert_eq!(text.lines().count(), 10);
+        // Once caught up, lines are taken again.
+        assert_eq!(queue.submit(&sink, line(100)), Ok(()));
+        assert!(queue.flush(Duration::from_secs(5)));
+    }
+}

@@ -139,11 +139,11 @@ impl Sink {
             self.report(
                 log::Level::Error,
                 &format!(
-                    "{} {}: the log writer is {} MiB behind (a slow or stalled disk?); lines \
+                    "{} {}: the log writer is {} KiB behind (a slow or stalled disk?); lines \
                      are dropped until it catches up",
                     self.what,
                     self.path.display(),
-                    queued_limit >> 20
+                    queued_limit >> 10
                 ),
             );
         }
@@ -263,6 +263,12 @@ impl Sink {
                 Err(io::Error::other("the log writer failed; it is rebuilt"))
             }
         }
+    }
+
+    /// Holds the file's lock until the guard is dropped, as a stalled disk would.
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> impl Drop + '_ {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn report(&self, level: log::Level, message: &str) {
