@@ -60,6 +60,16 @@ pub(crate) fn logs(n: Option<&Node>, dir: &Path, d: &mut Diags) -> (PathBuf, Log
             }
         }
     }
+    if let (ErrorLog::File(e), Some(a), Some(n)) =
+        (&logs.error_log, &logs.access_log, f.get("access_log"))
+        && e == a
+    {
+        d.error_hint(
+            n.pos,
+            format!("`logs.access_log` is the same file as `logs.error_log`: {}", a.display()),
+            "give each log its own file, like `access.log` and `error.log`",
+        );
+    }
     if let Some(n) = f.get("rotate") {
         match &n.value {
             Value::Bool(false, _) => logs.rotate = None,
