@@ -370,6 +370,10 @@ mod tests {
     fn errors_table() {
         let cases: &[(&str, Expected)] = &[
             (
+                "logs:\n  error_log: x.log\n  access_log: x.log\n",
+                &[(4, 15, "`logs.access_log` is the same file as `logs.error_log`")],
+            ),
+            (
                 "logs:\n  levl: info\n",
                 &[(3, 3, "unknown key `levl` in `logs`; valid keys are: dir, level")],
             ),
