@@ -355,4 +355,41 @@ mod tests {
         entry.status = 404;
         assert!(entry.format(0, 5).contains("\" 404 - \"-\" \"curl/8.0\" app=- req=- time_us=5\n"));
     }
+
+    /// The cost of one access-log line on the request path (Entry::begin, formatting,
+    /// queueing) and the writer's throughput. `cargo test --release -p gatehouse --lib --
+    /// --ignored --nocapture access_line_cost`.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn access_line_cost() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = crate::logs::sink(
+            &tmp.path().join("access.log"),
+            || "access log".to_owned(),
+            crate::logs::sink::Reports::Stderr,
+        );
+        let req = actix_web::test::TestRequest::get()
+            .uri("/myapp?id=A001")
+            .insert_header(("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/89.0"))
+            .insert_header(("Referer", "http://127.0.0.1:8080/form.html"))
+            .peer_addr("127.0.0.1:5555".parse().expect("addr"))
+            .to_srv_request();
+        const N: u32 = 200_000;
+        let started = Instant::now();
+        for i in 0..N {
+            let mut e = Entry::begin(&req, Arc::clone(&sink));
+            e.status = 200;
+            e.app = Some(Arc::from("myapp"));
+            e.request_id = Some(u64::from(i));
+            e.write(30);
+        }
+        let queued = started.elapsed();
+        assert!(crate::logs::flush());
+        let written = started.elapsed();
+        println!(
+            "access log: {:.2} us per request on the request path; {:.0} lines/s to disk",
+            queued.as_secs_f64() * 1e6 / f64::from(N),
+            f64::from(N) / written.as_secs_f64()
+        );
+    }
 }

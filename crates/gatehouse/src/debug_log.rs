@@ -152,4 +152,52 @@ mod tests {
         assert_eq!(again.path(), log.path());
         assert!(Arc::ptr_eq(&again.sink, &log.sink));
     }
+
+    /// Debug-log lines per second through rotation at 1 MiB (the default settings are
+    /// 10 MiB; this rotates ~20 times). `cargo test --release -p gatehouse --lib --
+    /// --ignored --nocapture debug_lines_per_second`.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn debug_lines_per_second() {
+        use std::time::Instant;
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = crate::logs::Settings {
+            rotate: Some(gatehouse_config::Rotate {
+                size: Some(1 << 20),
+                age: None,
+                keep: None,
+                compress: false,
+            }),
+            dir_mode: 0o750,
+            file_mode: 0o640,
+        };
+        crate::logs::set_settings_for_test(settings);
+        let log = DebugLogs::new(tmp.path().join("log")).for_app("bench");
+        const N: u64 = 300_000;
+        let started = Instant::now();
+        let mut dropped = 0;
+        for i in 0..N {
+            if log
+                .write(i, b"content_len: 137 and some more text to make a realistic line")
+                .is_err()
+            {
+                dropped += 1;
+            }
+        }
+        let queued = started.elapsed();
+        assert!(crate::logs::flush());
+        let written = started.elapsed();
+        let files = std::fs::read_dir(tmp.path().join("log/bench")).unwrap().count();
+        let lines: usize = std::fs::read_dir(tmp.path().join("log/bench"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().lines().count())
+            .sum();
+        println!(
+            "debug log: {:.2} us per line on the request path; {:.0} lines/s to disk with \
+             rotation at 1 MiB ({files} files, {lines} lines, {dropped} dropped)",
+            queued.as_secs_f64() * 1e6 / N as f64,
+            N as f64 / written.as_secs_f64()
+        );
+        assert_eq!(lines as u64 + dropped, N);
+    }
 }

@@ -70,6 +70,12 @@ pub(crate) fn settings() -> Arc<Settings> {
     Arc::new(Settings::of(&gatehouse_config::Logs::defaults(Path::new("log"))))
 }
 
+/// Sets the settings directly (tests and measurements).
+#[cfg(test)]
+pub(crate) fn set_settings_for_test(settings: Settings) {
+    *SETTINGS.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(settings));
+}
+
 /// Every open log file, by path.
 static REGISTRY: Mutex<Option<HashMap<PathBuf, Weak<Sink>>>> = Mutex::new(None);
 
@@ -234,6 +240,13 @@ pub fn reopen() -> Result<usize, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn level_specs_the_config_accepts_are_flexi_loggers() {
+        for spec in ["info", "warn, gatehouse::host=debug", "off,actix_http=error", "trace,"] {
+            assert!(flexi_logger::LogSpecification::parse(spec).is_ok(), "{spec}");
+        }
+    }
 
     #[test]
     fn reopen_follows_a_file_moved_away_by_logrotate() {

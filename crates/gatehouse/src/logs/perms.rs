@@ -329,8 +329,8 @@ fn facts(path: &Path) -> io::Result<Option<Facts>> {
     }
 }
 
-/// Checks one folder the daemon will write, and the log files in it named
-/// `STEM.EXT` or `STEM_r*` for each of `stems` (all files when `stems` is empty).
+/// Checks one folder the daemon will write, and the log files in it named `STEM.EXT` or
+/// `STEM_r*` for each of `stems`.
 fn check_dir_tree(
     dir: &Path,
     stems: &[String],
