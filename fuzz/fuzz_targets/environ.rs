@@ -30,8 +30,10 @@ fuzz_target!(|data: &[u8]| {
     let target = lines.next().unwrap_or_default();
     let Ok(method) = actix_web::http::Method::from_bytes(method) else { return };
     let Ok(target) = std::str::from_utf8(target) else { return };
+    // TestRequest::uri panics on what is not a URI: only valid targets go in.
     let Ok(uri) = target.parse::<actix_web::http::Uri>() else { return };
-    let mut req = TestRequest::default().method(method).uri(uri);
+    let _ = uri;
+    let mut req = TestRequest::default().method(method).uri(target);
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let (name, value) = (&line[..colon], &line[colon + 1..]);

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, Response, debug_messages, multipart};
+use crate::harness::{Daemon, Response, debug_messages, multipart, wait_debug_messages};
 
 const FORMS: &str = "\
 logs: {dir: LOGS}
@@ -156,7 +156,7 @@ fn bodies_past_max_body_are_413() {
     d.post("/myapp", &format!("multipart/form-data; boundary={boundary}"), &big).expect_status(413);
     assert_eq!(debug_messages(&d.path("LOGS/myapp/debug.log")), Vec::<String>::new());
     d.post("/myapp", URLENCODED, b"id=A002").expect_status(200);
-    assert_eq!(debug_messages(&d.path("LOGS/myapp/debug.log")), ["content_len: 7"]);
+    assert_eq!(wait_debug_messages(&d.path("LOGS/myapp/debug.log"), 1), ["content_len: 7"]);
 }
 
 #[test]

@@ -589,20 +589,30 @@ pub(crate) fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
     body
 }
 
-/// Whether a debug-log line starts with the seed's `YYYY-MM-DD HH:MM:SS ` stamp; returns
-/// the message after it.
-pub(crate) fn debug_line_message(line: &str) -> Option<&str> {
+/// Splits a debug-log line, the seed's `YYYY-MM-DD HH:MM:SS ` stamp then `[req ID] ` then
+/// the message, into the request id and the message.
+pub(crate) fn debug_line(line: &str) -> Option<(u64, &str)> {
     let b = line.as_bytes();
     if b.len() < 20 {
         return None;
     }
     let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
     let seps = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':'), (19, b' ')];
-    (digits.iter().all(|&i| b[i].is_ascii_digit()) && seps.iter().all(|&(i, c)| b[i] == c))
-        .then(|| &line[20..])
+    if !(digits.iter().all(|&i| b[i].is_ascii_digit()) && seps.iter().all(|&(i, c)| b[i] == c)) {
+        return None;
+    }
+    let rest = line[20..].strip_prefix("[req ")?;
+    let (id, message) = rest.split_once("] ")?;
+    Some((id.parse().ok()?, message))
 }
 
-/// The messages of a debug log, each line's stamp checked; empty if the file does not exist.
+/// The message of a debug-log line (see [`debug_line`]).
+pub(crate) fn debug_line_message(line: &str) -> Option<&str> {
+    debug_line(line).map(|(_, m)| m)
+}
+
+/// The messages of a debug log as they are now, each line's stamp checked; empty if the
+/// file does not exist.
 #[track_caller]
 pub(crate) fn debug_messages(path: &Path) -> Vec<String> {
     let text = match std::fs::read_to_string(path) {
@@ -614,11 +624,31 @@ pub(crate) fn debug_messages(path: &Path) -> Vec<String> {
         .map(|l| {
             debug_line_message(l)
                 .unwrap_or_else(|| {
-                    panic!("debug log line without a YYYY-MM-DD HH:MM:SS stamp: {l:?}")
+                    panic!("debug log line without a `YYYY-MM-DD HH:MM:SS [req N] ` prefix: {l:?}")
                 })
                 .to_owned()
         })
         .collect()
+}
+
+/// The messages of a debug log once it has at least `n` lines (the daemon writes them on
+/// its log thread, just after the reply): waits up to 10 s, then a moment more so that an
+/// extra line would show too.
+#[track_caller]
+pub(crate) fn wait_debug_messages(path: &Path, n: usize) -> Vec<String> {
+    wait_until(&format!("{n} lines in {}", path.display()), || debug_messages(path).len() >= n);
+    std::thread::sleep(Duration::from_millis(50));
+    debug_messages(path)
+}
+
+/// Polls `done` every 10 ms until it holds; panics after 10 s naming `what`.
+#[track_caller]
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -631,8 +661,9 @@ fn harness_parses_chunked_and_sized_replies() {
     assert_eq!((r.status, r.text().as_str(), r.header("Content-Length")), (404, "abc", Some("3")));
     assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabc", false).is_err());
     assert_eq!(
-        debug_line_message("2021-04-13 10:26:26 content_len: 137"),
-        Some("content_len: 137")
+        debug_line("2021-04-13 10:26:26 [req 42] content_len: 137"),
+        Some((42, "content_len: 137"))
     );
-    assert_eq!(debug_line_message("2021-04-13T10:26:26 x"), None);
+    assert_eq!(debug_line_message("2021-04-13 10:26:26 content_len: 137"), None);
+    assert_eq!(debug_line_message("2021-04-13T10:26:26 [req 1] x"), None);
 }

@@ -13,7 +13,7 @@
 //! - Requests are written byte for byte over a `TcpStream` (no URL-normalising client), so the
 //!   traversal, encoding and malformed-body cases reach the daemon exactly as written.
 //!
-//! One module per topic of issue 3: the seed's two apps, routing, forms and limits, the
+//! One module per topic of issue 3 (and `logs` for issue 6): the seed's two apps, routing, forms and limits, the
 //! environ, plugin loading and failures, and the `check` / `routes` commands.
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +24,7 @@ mod environ;
 mod forms;
 mod harness;
 mod hostile;
+mod logs;
 mod plugins;
 mod reload;
 mod routing;

@@ -2,7 +2,7 @@
 //! World!) and `myapp.py` (products by id over GET and a browser's POST), both as a single
 //! app and through a directory group, and the seed's develop-mode debug log.
 
-use crate::harness::{Daemon, debug_messages};
+use crate::harness::{Daemon, debug_messages, wait_debug_messages};
 
 /// The article's setup: `/sample` and `/myapp` single apps, `/wsgi/` a directory group.
 const SEED: &str = "\
@@ -142,14 +142,17 @@ fn develop_mode_off_logs_only_what_must_be_logged() {
 
     let (r, len) = browser_form_post(&d, "/myapp");
     r.expect_status(200);
-    assert_eq!(debug_messages(&log), [format!("content_len: {len}")]);
+    assert_eq!(wait_debug_messages(&log, 1), [format!("content_len: {len}")]);
 
     d.post("/myapp", "application/x-www-form-urlencoded", b"id=A002").expect_status(200);
-    assert_eq!(debug_messages(&log), [format!("content_len: {len}"), "content_len: 7".to_owned()]);
+    assert_eq!(
+        wait_debug_messages(&log, 2),
+        [format!("content_len: {len}"), "content_len: 7".to_owned()]
+    );
 
     // A group's plugin logs under its NAME.
     d.post("/wsgi/products", "application/x-www-form-urlencoded", b"id=A001").expect_status(200);
-    assert_eq!(debug_messages(&d.path("LOGS/products/debug.log")), ["content_len: 7"]);
+    assert_eq!(wait_debug_messages(&d.path("LOGS/products/debug.log"), 1), ["content_len: 7"]);
 }
 
 #[test]
@@ -157,10 +160,10 @@ fn develop_mode_on_logs_the_query_string_and_post_data() {
     let d = Daemon::start(&SEED.replace("develop_mode: false", "develop_mode: true"));
     let log = d.path("LOGS/myapp/debug.log");
     d.get("/myapp?id=A001").expect_status(200);
-    assert_eq!(debug_messages(&log), ["QUERY_STRING: id=A001"]);
+    assert_eq!(wait_debug_messages(&log, 1), ["QUERY_STRING: id=A001"]);
     d.post("/myapp", "application/x-www-form-urlencoded", b"id=A002").expect_status(200);
     assert_eq!(
-        debug_messages(&log),
+        wait_debug_messages(&log, 3),
         ["QUERY_STRING: id=A001", "content_len: 7", r#"POST data: [("id", "A002")]"#]
     );
 }
@@ -182,10 +185,10 @@ aliases:
     let d = Daemon::start(yaml);
     d.get("/loud?id=A001").expect_status(200);
     d.get("/quiet?id=A001").expect_status(200);
-    assert_eq!(debug_messages(&d.path("LOGS/loud/debug.log")), ["QUERY_STRING: id=A001"]);
+    assert_eq!(wait_debug_messages(&d.path("LOGS/loud/debug.log"), 1), ["QUERY_STRING: id=A001"]);
     assert_eq!(debug_messages(&d.path("LOGS/quiet/debug.log")), Vec::<String>::new());
     d.post("/quiet", "application/x-www-form-urlencoded", b"id=A001").expect_status(200);
-    assert_eq!(debug_messages(&d.path("LOGS/quiet/debug.log")), ["content_len: 7"]);
+    assert_eq!(wait_debug_messages(&d.path("LOGS/quiet/debug.log"), 1), ["content_len: 7"]);
 
     let yaml = "\
 develop_mode: false
@@ -202,7 +205,10 @@ aliases:
     let d = Daemon::start(yaml);
     d.get("/dev?id=A002").expect_status(200);
     d.get("/prod?id=A002").expect_status(200);
-    assert_eq!(debug_messages(&d.path("other/logs/dev/debug.log")), ["QUERY_STRING: id=A002"]);
+    assert_eq!(
+        wait_debug_messages(&d.path("other/logs/dev/debug.log"), 1),
+        ["QUERY_STRING: id=A002"]
+    );
     assert_eq!(debug_messages(&d.path("other/logs/prod/debug.log")), Vec::<String>::new());
     assert!(!d.path("LOGS").exists() && !d.path("log").exists(), "logs written outside logs.dir");
 }

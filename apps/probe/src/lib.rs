@@ -28,6 +28,8 @@
 //!   "content_type", "size", "path", "exists", "content_hex"}..]}`, `exists` being whether the
 //!   spooled file exists while the app runs and `content_hex` its content (files up to 64 KiB).
 //! - `/read-error`: reads the whole body; answers `ok: N bytes` or `error: MESSAGE`.
+//! - `/debug-log?msg=TEXT&must=1`: calls `debug_log(TEXT, must)` (`must` is true for `1`)
+//!   and answers `written` or `not written`: the seed's `debugLog` driven by a test.
 //! - `/endless`: streams 16 KiB chunks, each flushed, until a write fails, then writes
 //!   `stopped after N chunks: KIND: MESSAGE` to the marker file `PROBE_DIR/endless.done`.
 //!
@@ -216,6 +218,11 @@ impl App for Probe {
                 Ok(body) => text(200, format!("ok: {} bytes", body.len())),
                 Err(e) => text(200, format!("error: {e}")),
             },
+            "/debug-log" => {
+                let message = req.param("msg").unwrap_or("");
+                let must = req.param("must") == Some("1");
+                text(200, if req.debug_log(message, must) { "written" } else { "not written" })
+            }
             "/endless" => self.endless(),
             other => text(404, format!("probe: no route {other:?}")),
         }

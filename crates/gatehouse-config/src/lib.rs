@@ -4,8 +4,8 @@
 //! This module owns the public API: the [`Config`] and [`Alias`] types, and [`load`] /
 //! [`parse`]. The work is split by what it owns: `node` (the YAML parser and the
 //! positioned tree, the only place that knows serde-saphyr), `validate` (top-level keys,
-//! `listen`, `logs`, typed scalars), `alias` (the aliases, kind detection on disk,
-//! shadowing), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
+//! `listen`, typed scalars), `logs` (the `logs` mapping), `alias` (the aliases, kind
+//! detection on disk, shadowing), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
 //! `diagnostic` ([`Diagnostic`], [`ConfigError`]).
 //!
 //! # The file
@@ -31,7 +31,17 @@
 //! body_min_rate: 500           # bytes/s
 //! queue: 1024                  # requests waiting for a busy pool, else 503 (default 128 per thread)
 //! logs:
-//!   dir: log                   # debug-log directory, relative to this file's folder
+//!   dir: log                   # debug logs go to DIR/APP/debug.log; relative to this file's folder
+//!   level: info                # the error log's level, RUST_LOG syntax (`warn,gatehouse::host=debug`); RUST_LOG wins
+//!   error_log: stderr          # the daemon's own log: `stderr`, or a file (relative to `dir`)
+//!   access_log: access.log     # Combined Log Format + app, request id, duration; a file (relative to `dir`) or `off`
+//!   rotate:                    # for every log file; `rotate: off` leaves it to logrotate
+//!     size: 10MiB              # rotate when a file passes this size
+//!     age: day                 # and/or when the local clock starts a new `day`, `hour` or `minute`
+//!     keep: 7                  # rotated files kept per log (`all`: never delete)
+//!     compress: false          # gzip rotated files
+//!   dir_mode: 0750             # mode of the log folders the daemon creates (octal)
+//!   file_mode: 0640            # mode of the log files the daemon creates (octal)
 //! aliases:                     # required; tried in order, the first match wins
 //!   - url: /sample             # one app: WSGIScriptAlias /sample .../sample.py
 //!     path: target/release/libhello.so
@@ -50,7 +60,8 @@
 //!
 //! Defaults when a key is absent: `listen: ["127.0.0.1:8080"]`, `develop_mode: false`,
 //! `max_body: 10MiB` ([`DEFAULT_MAX_BODY`]), `threads: 8` ([`DEFAULT_THREADS`]),
-//! `logs.dir: log`. `aliases` is required (`aliases: []` for none).
+//! `logs.dir: log`, the `logs` values shown above ([`Logs::defaults`]). `aliases` is
+//! required (`aliases: []` for none).
 //!
 //! Rules worth knowing:
 //! - Unknown keys, duplicate keys and YAML syntax errors are errors.
@@ -59,7 +70,9 @@
 //! - Size units are all binary: `K`, `KB` and `KiB` all mean 1024 bytes (see
 //!   [`parse_size`]).
 //! - Relative paths (`path`, `logs.dir`) resolve against the config file's folder, not
-//!   the current directory.
+//!   the current directory; `logs.access_log` and `logs.error_log` against `logs.dir`.
+//! - Modes are octal as for chmod (`0640`, `640`, `0o640`); a world-writable mode, or one
+//!   that locks the daemon out of its own logs, is an error.
 //! - An alias is a directory group if its `path` is an existing directory, a single app
 //!   if it is an existing file. A missing path is a directory group (an error: the
 //!   folder must exist) if the path or the url ends with `/`, otherwise a single app
@@ -73,6 +86,7 @@ use std::path::{Path, PathBuf};
 mod alias;
 mod diagnostic;
 mod limits;
+mod logs;
 mod node;
 mod size;
 mod url;
@@ -91,6 +105,16 @@ pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_THREADS: usize = 8;
 /// The largest accepted `threads`.
 pub const MAX_THREADS: usize = 1024;
+/// `logs.rotate.size` when `rotate` is not written: 10 MiB.
+pub const DEFAULT_ROTATE_SIZE: u64 = 10 * 1024 * 1024;
+/// `logs.rotate.keep` when not written.
+pub const DEFAULT_KEEP: usize = 7;
+/// The largest accepted `logs.rotate.keep` (short of `all`).
+pub const MAX_KEEP: usize = 100_000;
+/// `logs.dir_mode` when not written.
+pub const DEFAULT_DIR_MODE: u32 = 0o750;
+/// `logs.file_mode` when not written.
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
 /// A validated configuration: every value resolved, every path absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +160,85 @@ pub struct Config {
     pub pid_file: PathBuf,
     /// The debug-log directory, absolute (`logs.dir`, default `log` beside the file).
     pub logs_dir: PathBuf,
+    /// The rest of the `logs` mapping: levels, the access and error logs, rotation, modes.
+    pub logs: Logs,
     /// The aliases, in declared order: the first one whose url matches serves.
     pub aliases: Vec<Alias>,
+}
+
+/// The `logs` mapping beyond `dir`: the daemon's own log, the access log, rotation and
+/// the modes of created folders and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logs {
+    /// The error log's level spec in `RUST_LOG` syntax, lower-cased (`logs.level`,
+    /// default `info`). A `RUST_LOG` variable in the daemon's environment wins over it.
+    pub level: String,
+    /// Where the daemon's own log goes (`logs.error_log`, default stderr).
+    pub error_log: ErrorLog,
+    /// The access log file, absolute, or `None` for `access_log: off` (default
+    /// `LOGS_DIR/access.log`).
+    pub access_log: Option<PathBuf>,
+    /// How every log file (debug, access, error) is rotated; `None` for `rotate: off`
+    /// (default: at 10 MiB, 7 kept).
+    pub rotate: Option<Rotate>,
+    /// The mode of log folders the daemon creates (`logs.dir_mode`, default 0750).
+    pub dir_mode: u32,
+    /// The mode of log files the daemon creates (`logs.file_mode`, default 0640). Existing
+    /// files that others may read are refused unless this mode lets others read.
+    pub file_mode: u32,
+}
+
+impl Logs {
+    /// The values used for keys that are not written, with the logs folder `logs_dir`.
+    #[must_use]
+    pub fn defaults(logs_dir: &Path) -> Logs {
+        Logs {
+            level: "info".to_owned(),
+            error_log: ErrorLog::Stderr,
+            access_log: Some(logs_dir.join("access.log")),
+            rotate: Some(Rotate {
+                size: Some(DEFAULT_ROTATE_SIZE),
+                age: None,
+                keep: Some(DEFAULT_KEEP),
+                compress: false,
+            }),
+            dir_mode: DEFAULT_DIR_MODE,
+            file_mode: DEFAULT_FILE_MODE,
+        }
+    }
+}
+
+/// Where the daemon's own log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorLog {
+    /// Standard error (under systemd: the journal). The default.
+    Stderr,
+    /// A file, absolute (rotated like the other logs).
+    File(PathBuf),
+}
+
+/// When a log file is rotated, and what is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotate {
+    /// Rotate once the file is larger than this many bytes.
+    pub size: Option<u64>,
+    /// Rotate once the local clock has started a new period since the file was started.
+    pub age: Option<RotateAge>,
+    /// How many rotated files are kept per log; `None` keeps all.
+    pub keep: Option<usize>,
+    /// Whether rotated files are gzipped (`FILE_rTIMESTAMP.log.gz`).
+    pub compress: bool,
+}
+
+/// The period of age-based rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RotateAge {
+    /// A new local day.
+    Day,
+    /// A new local hour.
+    Hour,
+    /// A new local minute (for tests and very busy logs).
+    Minute,
 }
 
 /// One entry of `aliases`, like one `WSGIScriptAlias` line.

@@ -1,8 +1,8 @@
 //! The validator: walks the YAML [`Node`] tree into a [`Config`], collecting every
 //! error it can find in one pass (unknown and duplicate keys, wrong types, bad values),
 //! each at the position of the offending node. Owns the top-level keys, `listen`,
-//! `logs`, and the shared helpers for reading mappings and typed scalars; the aliases
-//! themselves are in `alias`.
+//! and the shared helpers for reading mappings and typed scalars; the aliases
+//! themselves are in `alias`, the `logs` mapping in `logs`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -37,9 +37,6 @@ const TOP_KEYS: &[&str] = &[
     "logs",
     "aliases",
 ];
-/// The keys of `logs`.
-const LOGS_KEYS: &[&str] = &["dir"];
-
 /// Builds the configuration from the document's root node. Always returns a value
 /// (defaults stand in for whatever was wrong); it is only meaningful when `d` holds
 /// no errors afterwards.
@@ -62,6 +59,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         cache_dir: dir.join("var/cache"),
         pid_file: dir.join("var/run/gatehouse.pid"),
         logs_dir: dir.join("log"),
+        logs: crate::Logs::defaults(&dir.join("log")),
         aliases: Vec::new(),
     };
     // An empty file is an empty mapping (and so misses `aliases`).
@@ -114,9 +112,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         config.header_timeout = t;
     }
     config.check_plugins = crate::limits::check_plugins(&f, config.check_plugins, d);
-    if let Some(logs_dir) = f.get("logs").and_then(|n| logs(n, dir, d)) {
-        config.logs_dir = logs_dir;
-    }
+    (config.logs_dir, config.logs) = crate::logs::logs(f.get("logs"), dir, d);
 
     let globals = Globals {
         develop_mode: config.develop_mode,
@@ -197,15 +193,6 @@ fn listen(n: &Node, d: &mut Diags) -> Vec<SocketAddr> {
         }
     }
     seen.into_iter().map(|(a, _)| a).collect()
-}
-
-fn logs(n: &Node, dir: &Path, d: &mut Diags) -> Option<PathBuf> {
-    if n.value == Value::Null {
-        return None;
-    }
-    let f = fields(n, "`logs`", LOGS_KEYS, d)?;
-    let written = path_value(f.get("dir")?, "logs.dir", d)?;
-    Some(resolve(dir, written))
 }
 
 /// `written` resolved against the config folder: absolute paths stay, relative ones are
@@ -547,8 +534,8 @@ mod tests {
                 &[(3, 8, "`logs.dir` must be a string, found a list")],
             ),
             (
-                "aliases: []\nlogs:\n  dir: x\n  level: 3\n",
-                &[(4, 3, "unknown key `level` in `logs`; valid keys are: dir")],
+                "aliases: []\nlogs:\n  dir: x\n  lvl: 3\n",
+                &[(4, 3, "unknown key `lvl` in `logs`; valid keys are: dir, level, error_log")],
             ),
         ];
         let fx = fixture();

@@ -300,7 +300,7 @@ unsafe extern "C" fn debug_log(request: *mut c_void, message: Str, must: u32) ->
         if !st.call.develop_mode && must == 0 {
             return Status::OK;
         }
-        match st.call.debug.write(message) {
+        match st.call.debug.write(st.call.request_id, message) {
             Ok(()) => Status::OK,
             Err(_) => Status::ERROR,
         }
@@ -467,6 +467,7 @@ thread_local! {
 }
 
 fn call_app(plugin: &Plugin, call: &Call<'_>, body: BodySource, tx: Tx) -> Option<Reply> {
+    let _panics_name_the_request = crate::logs::RequestScope::enter(call.app, call.request_id);
     ABI_SCRATCH.with(|scratch| {
         // A nested call on the same thread (not done today) would find the scratch taken.
         let mut own = (Vec::new(), Vec::new());

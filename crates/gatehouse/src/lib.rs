@@ -7,13 +7,16 @@
 //! [`environ`] (CGI/WSGI variables) → [`dispatch`] (the alias's thread pool) → [`ffi`] (the
 //! call across the ABI) → [`response`] (the reply as HTTP). Configuration parsing lives in
 //! the `gatehouse-config` crate; the CLI in `main.rs`; [`routes`] explains the route table.
+//! [`logs`] owns the files the daemon writes: [`debug_log`], [`access_log`], the error log.
 
+pub mod access_log;
 pub mod debug_log;
 pub mod dispatch;
 pub mod environ;
 pub mod ffi;
 pub mod host;
 pub mod input;
+pub mod logs;
 pub mod mounts;
 pub mod plugins;
 pub mod reload;

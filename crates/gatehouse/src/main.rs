@@ -50,6 +50,13 @@ enum Command {
         #[arg(long, short, default_value = "hosting.yaml")]
         config: PathBuf,
     },
+    /// Ask the daemon serving a configuration to reopen its log files (after logrotate
+    /// moved them): the same as `kill -USR1 PID`.
+    ReopenLogs {
+        /// The configuration file.
+        #[arg(long, short, default_value = "hosting.yaml")]
+        config: PathBuf,
+    },
     /// Print the route table, or explain how one URL is answered.
     Routes {
         /// The configuration file.
@@ -77,21 +84,21 @@ fn load_config(path: &Path) -> Option<gatehouse_config::Config> {
     }
 }
 
-fn init_logging() -> anyhow::Result<flexi_logger::LoggerHandle> {
-    flexi_logger::Logger::try_with_env_or_str("info")
-        .context("bad RUST_LOG log specification")?
-        .log_to_stderr()
-        .format(|w, now, record| {
-            write!(
-                w,
-                "{} {:<5} {}",
-                now.format("%Y-%m-%d %H:%M:%S%.3f"),
-                record.level(),
-                record.args()
-            )
-        })
-        .start()
-        .context("cannot start the daemon's log")
+/// The daemon's own log, on stderr until [`start_logs`] applies the configuration's.
+fn init_logging() -> anyhow::Result<gatehouse::logs::Guard> {
+    gatehouse::logs::start_error_log().context("cannot start the daemon's log (bad RUST_LOG?)")
+}
+
+/// Checks the log folders and files of `config` and switches to its logs; the error names
+/// every problem and its fix, so `serve` stops before binding.
+fn start_logs(config: &gatehouse_config::Config) -> anyhow::Result<()> {
+    gatehouse::logs::apply(config).map_err(|problems| {
+        anyhow::anyhow!("the logs cannot be written:\n{}", render_problems(&problems))
+    })
+}
+
+fn render_problems(problems: &[gatehouse::logs::Problem]) -> String {
+    problems.iter().map(|p| format!("error: {p}")).collect::<Vec<_>>().join("\n")
 }
 
 fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
@@ -100,6 +107,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     if !listen.is_empty() {
         config.listen.clone_from(&listen);
     }
+    start_logs(&config)?;
     let cache = Cache::create(&config.cache_dir).with_context(|| {
         format!(
             "cannot create the plugin cache folder in {} (hint: set `cache_dir` to a folder \
@@ -145,6 +153,10 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                 log::info!("SIGHUP: reloading the configuration");
                 let _ = reload.send(Trigger::Config("SIGHUP"));
             },
+            on_reopen: || match gatehouse::logs::reopen() {
+                Ok(n) => log::info!("SIGUSR1: reopened {n} log files"),
+                Err(errors) => log::error!("SIGUSR1: reopening the logs: {}", errors.join("; ")),
+            },
         };
         let served =
             gatehouse::server::run(Arc::clone(&live), &first_listen, signals, control_rx, hooks)
@@ -184,6 +196,18 @@ fn reload(config_path: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("gatehouse: not reloading: the running configuration stays until this is fixed");
         return Ok(ExitCode::FAILURE);
     };
+    let pid = signal_daemon(&config, config_path, rustix::process::Signal::HUP)?;
+    println!("sent SIGHUP to gatehouse (pid {pid}): its log says what the reload changed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `signal` to the daemon whose pid is in the configuration's `pid_file`, after
+/// making sure that process is a gatehouse (not a stale pid reused by another program).
+fn signal_daemon(
+    config: &gatehouse_config::Config,
+    config_path: &Path,
+    signal: rustix::process::Signal,
+) -> anyhow::Result<i32> {
     let pid_file = &config.pid_file;
     let text = std::fs::read_to_string(pid_file).with_context(|| {
         format!(
@@ -204,24 +228,31 @@ fn reload(config_path: &Path) -> anyhow::Result<ExitCode> {
             pid_file.display()
         );
     }
-    let pid = rustix::process::Pid::from_raw(pid)
+    let raw = rustix::process::Pid::from_raw(pid)
         .with_context(|| format!("{}: bad process id {pid}", pid_file.display()))?;
-    rustix::process::kill_process(pid, rustix::process::Signal::HUP)
-        .with_context(|| format!("cannot signal process {}", pid.as_raw_nonzero()))?;
-    println!(
-        "sent SIGHUP to gatehouse (pid {}): its log says what the reload changed",
-        pid.as_raw_nonzero()
-    );
-    Ok(ExitCode::SUCCESS)
+    rustix::process::kill_process(raw, signal)
+        .with_context(|| format!("cannot signal process {pid}"))?;
+    Ok(pid)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, listen } => serve(&config, listen),
         Command::Reload { config } => reload(&config),
+        Command::ReopenLogs { config } => {
+            let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
+            let pid = signal_daemon(&cfg, &config, rustix::process::Signal::USR1)?;
+            println!("sent SIGUSR1 to gatehouse (pid {pid}): it reopens its log files");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
             print!("{}", gatehouse::routes::table(&cfg));
+            if let Err(problems) = gatehouse::logs::check_log_dirs(&cfg) {
+                eprintln!("{}", render_problems(&problems));
+                eprintln!("{}: syntax OK, but the logs cannot be written", config.display());
+                return Ok(ExitCode::FAILURE);
+            }
             println!("{}: syntax OK", config.display());
             Ok(ExitCode::SUCCESS)
         }

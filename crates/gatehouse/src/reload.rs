@@ -256,6 +256,17 @@ impl State {
         if config.cache_dir != old.config.cache_dir || config.pid_file != old.config.pid_file {
             log::warn!("{file}: `cache_dir` and `pid_file` changes take effect at the next start");
         }
+        // The log folders are checked (and the log settings switched) first: a configuration
+        // whose logs cannot be written is refused like an invalid one.
+        if let Err(problems) = crate::logs::apply(&config) {
+            let list: Vec<String> = problems.iter().map(|p| format!("error: {p}")).collect();
+            log::error!(
+                "configuration not applied ({why}), the running one stays: its logs cannot be \
+                 written:\n{}",
+                list.join("\n")
+            );
+            return;
+        }
         let listen_changed = config.listen != old.config.listen;
         let new = old.next(config);
         new.load_single_apps();

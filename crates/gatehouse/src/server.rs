@@ -181,6 +181,7 @@ pub async fn handle(
         Err((status, message)) => return plain(status, message),
     };
     let alias = &host.mounts[t.mount].alias;
+    crate::access_log::note_app(&req, &alias.url, t.group_name.as_deref()); // access log
     if let Err((status, message)) = check_request(&req, &alias.limits) {
         return plain(status, &message);
     }
@@ -199,6 +200,7 @@ pub async fn handle(
         alias,
     );
     let request_id = host.request_id();
+    crate::access_log::note(&req, request_id); // access log
     let is_head = req.method() == actix_web::http::Method::HEAD;
     // Inline dispatch: call the app right here, on the HTTP worker, when it is loaded and
     // there is no body to stream (reading one would wait).
@@ -333,6 +335,7 @@ pub struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr1: Signal,
 }
 
 impl Signals {
@@ -342,6 +345,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }
@@ -361,12 +365,16 @@ fn start_listener(
     // Slow-header clients (slowloris) get 408 after `header_timeout`; a reload's new value
     // applies to listeners bound after it.
     let header_timeout = live.host().config.header_timeout;
-    let server =
-        HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
-            .disable_signals()
-            .client_request_timeout(header_timeout)
-            .bind(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(crate::access_log::AccessLog) // access log
+            .app_data(data.clone())
+            .default_service(web::to(handle))
+    })
+    .disable_signals()
+    .client_request_timeout(header_timeout)
+    .bind(addr)
+    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = server.addrs();
     let server = server.run();
     let handle = server.handle();
@@ -376,22 +384,25 @@ fn start_listener(
 
 /// What the serving loop is given.
 #[derive(Debug)]
-pub struct Hooks<B, H> {
+pub struct Hooks<B, H, R> {
     /// Called with the addresses bound, at start and whenever a reload binds more.
     pub on_bound: B,
     /// Called on SIGHUP.
     pub on_hangup: H,
+    /// Called on SIGUSR1 (reopen the log files, for logrotate).
+    pub on_reopen: R,
 }
 
 /// Binds every listen address, reports the bound addresses, and serves until SIGINT or
-/// SIGTERM (graceful: requests in flight finish). SIGHUP calls `on_hangup`; [`Control`]
+/// SIGTERM (graceful: requests in flight finish). SIGHUP calls `on_hangup`, SIGUSR1
+/// `on_reopen`; [`Control`]
 /// messages change the listen addresses while serving.
-pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut()>(
+pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
     live: Arc<Live>,
     listen: &[SocketAddr],
     mut signals: Signals,
     mut control: mpsc::UnboundedReceiver<Control>,
-    mut hooks: Hooks<B, H>,
+    mut hooks: Hooks<B, H, R>,
 ) -> std::io::Result<()> {
     let live = web::Data::from(live);
     let mut listeners: Vec<Listener> = Vec::new();
@@ -422,6 +433,7 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut()>(
                 break;
             }
             _ = signals.hup.recv() => (hooks.on_hangup)(),
+            _ = signals.usr1.recv() => (hooks.on_reopen)(),
             Some(Control::Listen(want)) = control.recv() => {
                 let (keep, gone): (Vec<Listener>, Vec<Listener>) =
                     listeners.into_iter().partition(|l| want.contains(&l.configured));

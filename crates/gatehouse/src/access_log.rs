@@ -1,0 +1,395 @@
+//! The access log: one line per request, Apache's Combined Log Format followed by three
+//! documented fields, so goaccess, awstats and fail2ban read it as they read Apache's:
+//!
+//! ```text
+//! 127.0.0.1 - - [13/Apr/2021:10:26:26 +0900] "GET /myapp?id=A001 HTTP/1.1" 200 30 "-" "curl/8.0" app=myapp req=42 time_us=812
+//! ```
+//!
+//! `%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"` (client address, `-`, `-`,
+//! the time the request arrived, the request line as received, the status, the body bytes
+//! sent or `-`, the Referer and User-Agent headers or `-`), then:
+//! - `app=NAME`: the app that served it (a single app's alias name, a group's plugin
+//!   NAME), `-` when the daemon answered before any app was chosen (404, 400);
+//! - `req=ID`: the request id used in the debug and error logs, `-` when none was given;
+//! - `time_us=N`: microseconds from the request's arrival to the last body byte handed to
+//!   the connection (Apache's `%D`).
+//!
+//! As in Apache, `"`, `\`, control characters and bytes above 0x7e in the request line and
+//! headers are written as `\"`, `\\` and `\xHH`, so a client cannot forge a line.
+//!
+//! [`AccessLog`] is an actix middleware wrapping the whole App: every response counts,
+//! the daemon's own 4xx/5xx answers included. A streamed body is counted as it goes out
+//! and the line is written when it ends, or when it is dropped (the client went away: the
+//! bytes sent so far). The handler tells the middleware the app and request id with
+//! [`note`]. Requests that never become a request (a malformed request line, which actix
+//! answers itself) are not in the access log. Lines are queued like debug-log lines
+//! ([`crate::logs`]): writing never waits for the disk.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::{Version, header};
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage as _, HttpRequest};
+
+use crate::logs::{self, Sink};
+
+/// What the handler learned about a request: recorded in its extensions by [`note`].
+#[derive(Debug, Clone)]
+struct Served {
+    app: Option<Arc<str>>,
+    request_id: Option<u64>,
+}
+
+/// Records, for the access log, the app that serves `req` (see [`app_name`]).
+pub fn note_app(req: &HttpRequest, alias_url: &str, group_name: Option<&str>) {
+    let app: Arc<str> = Arc::from(app_name(alias_url, group_name));
+    let mut ext = req.extensions_mut();
+    match ext.get_mut::<Served>() {
+        Some(s) => s.app = Some(app),
+        None => {
+            ext.insert(Served { app: Some(app), request_id: None });
+        }
+    }
+}
+
+/// Records, for the access log, the id given to `req`.
+pub fn note(req: &HttpRequest, request_id: u64) {
+    let mut ext = req.extensions_mut();
+    match ext.get_mut::<Served>() {
+        Some(s) => s.request_id = Some(request_id),
+        None => {
+            ext.insert(Served { app: None, request_id: Some(request_id) });
+        }
+    }
+}
+
+/// The app name of an alias, as its debug log is named: a group's plugin NAME, else the
+/// alias URL's last segment (`/myapp` gives `myapp`), `root` for `/`. (The same rule as
+/// `host`'s.)
+pub fn app_name<'a>(alias_url: &'a str, group_name: Option<&'a str>) -> &'a str {
+    if let Some(name) = group_name {
+        return name;
+    }
+    match alias_url.rsplit('/').next() {
+        Some(s) if !s.is_empty() => s,
+        _ => "root",
+    }
+}
+
+/// The middleware: `App::new().wrap(AccessLog)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessLog;
+
+impl<S, B> Transform<S, ServiceRequest> for AccessLog
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<LoggedBody>;
+    type Error = actix_web::Error;
+    type Transform = AccessLogService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AccessLogService { service }))
+    }
+}
+
+/// The service [`AccessLog`] wraps around the App.
+#[derive(Debug)]
+pub struct AccessLogService<S> {
+    service: S,
+}
+
+type ServiceFuture<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
+
+impl<S, B> Service<ServiceRequest> for AccessLogService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<LoggedBody>;
+    type Error = actix_web::Error;
+    type Future = ServiceFuture<LoggedBody>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink));
+        let fut = self.service.call(req);
+        Box::pin(async move {
+            let res = match fut.await {
+                Ok(res) => res,
+                Err(e) => {
+                    if let Some(mut entry) = entry {
+                        entry.status = e.as_response_error().status_code().as_u16();
+                        entry.write(0);
+                    }
+                    return Err(e);
+                }
+            };
+            let entry = entry.map(|mut entry| {
+                entry.status = res.status().as_u16();
+                if let Some(s) = res.request().extensions().get::<Served>() {
+                    entry.app = s.app.clone();
+                    entry.request_id = s.request_id;
+                }
+                Box::new(entry)
+            });
+            Ok(res.map_body(|_, body| LoggedBody { inner: body.boxed(), entry, bytes: 0 }))
+        })
+    }
+}
+
+/// One access-log line in the making.
+#[derive(Debug)]
+struct Entry {
+    sink: Arc<Sink>,
+    start: Instant,
+    time: chrono::DateTime<chrono::Local>,
+    client: String,
+    request_line: String,
+    referer: String,
+    user_agent: String,
+    status: u16,
+    app: Option<Arc<str>>,
+    request_id: Option<u64>,
+}
+
+impl Entry {
+    fn begin(req: &ServiceRequest, sink: Arc<Sink>) -> Entry {
+        let version = match req.version() {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        };
+        let mut request_line = String::new();
+        escape_into(req.method().as_str().as_bytes(), &mut request_line);
+        request_line.push(' ');
+        escape_into(req.uri().to_string().as_bytes(), &mut request_line);
+        request_line.push(' ');
+        request_line.push_str(version);
+        let header = |name| {
+            req.headers().get(name).map_or_else(
+                || "-".to_owned(),
+                |v| {
+                    let mut s = String::new();
+                    escape_into(v.as_bytes(), &mut s);
+                    s
+                },
+            )
+        };
+        Entry {
+            sink,
+            start: Instant::now(),
+            time: chrono::Local::now(),
+            client: req.peer_addr().map_or_else(|| "-".to_owned(), |a| a.ip().to_string()),
+            request_line,
+            referer: header(header::REFERER),
+            user_agent: header(header::USER_AGENT),
+            status: 0,
+            app: None,
+            request_id: None,
+        }
+    }
+
+    fn format(&self, bytes: u64, micros: u128) -> String {
+        let bytes = if bytes == 0 { "-".to_owned() } else { bytes.to_string() };
+        let mut app = String::new();
+        match &self.app {
+            // A group's plugin NAME comes from the URL: escape it too, spaces included.
+            Some(a) => escape_into(a.as_bytes(), &mut app),
+            None => app.push('-'),
+        }
+        let app = app.replace(' ', "\\x20");
+        let req = self.request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        format!(
+            "{} - - [{}] \"{}\" {} {bytes} \"{}\" \"{}\" app={app} req={req} time_us={micros}\n",
+            self.client,
+            self.time.format("%d/%b/%Y:%H:%M:%S %z"),
+            self.request_line,
+            self.status,
+            self.referer,
+            self.user_agent,
+        )
+    }
+
+    fn write(&self, bytes: u64) {
+        let line = self.format(bytes, self.start.elapsed().as_micros());
+        // A dropped line is counted and reported by the sink.
+        let _ = logs::submit(&self.sink, line.into_bytes());
+    }
+}
+
+/// Apache's escaping of logged request data.
+fn escape_into(bytes: &[u8], out: &mut String) {
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+}
+
+/// A response body that counts its bytes and writes the access-log line when it ends or
+/// is dropped.
+#[derive(Debug)]
+pub struct LoggedBody {
+    inner: BoxBody,
+    entry: Option<Box<Entry>>,
+    bytes: u64,
+}
+
+impl LoggedBody {
+    fn finish(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            entry.write(self.bytes);
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl MessageBody for LoggedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => this.bytes += chunk.len() as u64,
+            Poll::Ready(None | Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn request_data_is_escaped_like_apache() {
+        for (input, want) in [
+            (&b"GET /a?b=c HTTP/1.1"[..], "GET /a?b=c HTTP/1.1"),
+            (b"q\"uote", "q\\\"uote"),
+            (b"back\\slash", "back\\\\slash"),
+            (b"new\nline\r", "new\\x0aline\\x0d"),
+            (b"caf\xc3\xa9", "caf\\xc3\\xa9"),
+            (b"del\x7f", "del\\x7f"),
+        ] {
+            let mut out = String::new();
+            escape_into(input, &mut out);
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn app_names_follow_the_debug_log_rule() {
+        for (url, group, want) in [
+            ("/myapp", None, "myapp"),
+            ("/a/b/sample", None, "sample"),
+            ("/", None, "root"),
+            ("/wsgi", Some("hello"), "hello"),
+        ] {
+            assert_eq!(app_name(url, group), want);
+        }
+    }
+
+    #[test]
+    fn the_line_is_combined_log_format_plus_three_fields() {
+        let sink = crate::logs::sink(
+            std::path::Path::new("/nonexistent/access-test.log"),
+            || "access log".to_owned(),
+            crate::logs::sink::Reports::ErrorLog,
+        );
+        let time = chrono::FixedOffset::east_opt(9 * 3600)
+            .and_then(|tz| tz.with_ymd_and_hms(2021, 4, 13, 10, 26, 26).single())
+            .expect("time");
+        let mut entry = Entry {
+            sink,
+            start: Instant::now(),
+            time: time.with_timezone(&chrono::Local),
+            client: "127.0.0.1".to_owned(),
+            request_line: "GET /myapp?id=A001 HTTP/1.1".to_owned(),
+            referer: "-".to_owned(),
+            user_agent: "curl/8.0".to_owned(),
+            status: 200,
+            app: Some(Arc::from("my app")),
+            request_id: Some(42),
+        };
+        let line = entry.format(30, 812);
+        let local = time.with_timezone(&chrono::Local).format("%d/%b/%Y:%H:%M:%S %z").to_string();
+        assert_eq!(
+            line,
+            format!(
+                "127.0.0.1 - - [{local}] \"GET /myapp?id=A001 HTTP/1.1\" 200 30 \"-\" \"curl/8.0\" app=my\\x20app req=42 time_us=812\n"
+            )
+        );
+        entry.app = None;
+        entry.request_id = None;
+        entry.status = 404;
+        assert!(entry.format(0, 5).contains("\" 404 - \"-\" \"curl/8.0\" app=- req=- time_us=5\n"));
+    }
+
+    /// The cost of one access-log line on the request path (Entry::begin, formatting,
+    /// queueing) and the writer's throughput. `cargo test --release -p gatehouse --lib --
+    /// --ignored --nocapture access_line_cost`.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn access_line_cost() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = crate::logs::sink(
+            &tmp.path().join("access.log"),
+            || "access log".to_owned(),
+            crate::logs::sink::Reports::Stderr,
+        );
+        let req = actix_web::test::TestRequest::get()
+            .uri("/myapp?id=A001")
+            .insert_header(("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/89.0"))
+            .insert_header(("Referer", "http://127.0.0.1:8080/form.html"))
+            .peer_addr("127.0.0.1:5555".parse().expect("addr"))
+            .to_srv_request();
+        const N: u32 = 200_000;
+        let started = Instant::now();
+        for i in 0..N {
+            let mut e = Entry::begin(&req, Arc::clone(&sink));
+            e.status = 200;
+            e.app = Some(Arc::from("myapp"));
+            e.request_id = Some(u64::from(i));
+            e.write(30);
+        }
+        let queued = started.elapsed();
+        assert!(crate::logs::flush());
+        let written = started.elapsed();
+        println!(
+            "access log: {:.2} us per request on the request path; {:.0} lines/s to disk",
+            queued.as_secs_f64() * 1e6 / f64::from(N),
+            f64::from(N) / written.as_secs_f64()
+        );
+    }
+}
