@@ -362,3 +362,46 @@ fn listen_addresses_are_rebound_without_dropping_the_others() {
     assert_eq!(get_at(&a2, "/a").unwrap(), (200, "Hello World!".into()));
     assert!(Path::new(&d.path("hosting.yaml")).exists());
 }
+
+#[test]
+fn sigusr1_and_gatehouse_reopen_logs_follow_logrotate() {
+    let d = Daemon::start("logs:\n  rotate: off\naliases:\n  - url: /a\n    path: {hello}\n");
+    let access = d.path("log/access.log");
+    assert_eq!(body(&d, "/a?first").unwrap(), "Hello World!");
+    wait_for("the first access line", CHANGE, || {
+        if read_lossy(&access).contains("/a?first") { Ok(()) } else { Err(read_lossy(&access)) }
+    });
+    // logrotate's `create` mode: move the file away, then ask the daemon to reopen.
+    let rotated = d.path("log/access.log.1");
+    std::fs::rename(&access, &rotated).unwrap();
+    let out = std::process::Command::new(&artifacts().gatehouse)
+        .args(["reopen-logs", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_log(&d, "SIGUSR1: reopened");
+    assert_eq!(body(&d, "/a?second").unwrap(), "Hello World!");
+    wait_for("the second access line in the new file", CHANGE, || {
+        if read_lossy(&access).contains("/a?second") { Ok(()) } else { Err(read_lossy(&access)) }
+    });
+    assert!(!read_lossy(&rotated).contains("/a?second"), "a line went to the rotated file");
+    // And with `kill -USR1`.
+    d.signal("USR1");
+    wait_for("a second reopen", CHANGE, || {
+        let n = d.log_count("SIGUSR1: reopened");
+        if n == 2 { Ok(()) } else { Err(format!("{n}")) }
+    });
+}
+
+#[test]
+fn a_reload_whose_logs_cannot_be_written_is_refused() {
+    let d = Daemon::start("aliases:\n  - url: /a\n    path: {hello}\n");
+    std::fs::create_dir_all(d.path("open")).unwrap();
+    std::fs::set_permissions(d.path("open"), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .unwrap();
+    d.write_config("logs:\n  dir: open\naliases:\n  - url: /b\n    path: {hello}\n");
+    wait_log(&d, "its logs cannot be written");
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    d.get("/b").expect_status(404);
+}
