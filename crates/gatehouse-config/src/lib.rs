@@ -24,6 +24,7 @@
 //! pid_file: var/run/gatehouse.pid  # read by `gatehouse reload`
 //! check_plugins: true          # refuse plugin files others could have written (suexec-style)
 //! header_timeout: 10s          # to receive a request's head, else 408 (global only)
+//! shutdown_timeout: 30s        # on SIGTERM, how long requests in flight may take to finish
 //! max_headers: 96              # header fields per request, else 400 (at most 96)
 //! max_header_size: 8190        # longest header line, else 400
 //! timeout: 60s                 # for the app to start its reply, else 504
@@ -149,6 +150,9 @@ pub struct Config {
     /// How long a client may take to send a request's head (`header_timeout`, default
     /// 10 s); past it 408 (slow-header clients, slowloris).
     pub header_timeout: std::time::Duration,
+    /// How long a stop (SIGTERM) waits for requests in flight before closing their
+    /// connections (`shutdown_timeout`, default 30 s).
+    pub shutdown_timeout: std::time::Duration,
     /// The global `check_plugins` (default true): refuse plugin files that someone other
     /// than root or the daemon's user could have written (see the daemon's `trust`).
     pub check_plugins: bool,

@@ -242,6 +242,7 @@ mod tests {
         let c = fx.ok("aliases:\n  - url: /a\n    path: lib/app.so\n").config;
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert!(c.check_plugins && c.aliases[0].check_plugins);
         assert_eq!(c.aliases[0].limits, Limits::default());
         let c = fx

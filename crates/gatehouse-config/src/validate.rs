@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "max_headers",
     "max_header_size",
     "header_timeout",
+    "shutdown_timeout",
     "timeout",
     "body_timeout",
     "body_min_rate",
@@ -55,6 +56,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         reloading: true,
         limits: crate::Limits::default(),
         header_timeout: std::time::Duration::from_secs(10),
+        shutdown_timeout: std::time::Duration::from_secs(30),
         check_plugins: true,
         cache_dir: dir.join("var/cache"),
         pid_file: dir.join("var/run/gatehouse.pid"),
@@ -110,6 +112,11 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         f.get("header_timeout").and_then(|n| crate::limits::duration(n, "header_timeout", d))
     {
         config.header_timeout = t;
+    }
+    if let Some(t) =
+        f.get("shutdown_timeout").and_then(|n| crate::limits::duration(n, "shutdown_timeout", d))
+    {
+        config.shutdown_timeout = t;
     }
     config.check_plugins = crate::limits::check_plugins(&f, config.check_plugins, d);
     (config.logs_dir, config.logs) = crate::logs::logs(f.get("logs"), dir, d);
@@ -555,7 +562,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

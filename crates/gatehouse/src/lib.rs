@@ -24,4 +24,5 @@ pub mod response;
 pub mod routes;
 pub mod server;
 pub mod staging;
+pub mod systemd;
 pub mod trust;

@@ -102,6 +102,9 @@ fn render_problems(problems: &[gatehouse::logs::Problem]) -> String {
 }
 
 fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    // First, while this is the only thread: it takes LISTEN_FDS out of the environment.
+    let activated = gatehouse::systemd::take_listeners()
+        .context("cannot use the sockets systemd passed (LISTEN_FDS)")?;
     let _logger = init_logging()?;
     let Some(mut config) = load_config(config_path) else { return Ok(ExitCode::FAILURE) };
     if !listen.is_empty() {
@@ -146,7 +149,14 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                 let _ = std::io::stdout().flush();
                 if std::mem::take(&mut first) {
                     write_pid_file(&pid_file);
-                    log::info!("serving {} aliases", live.host().mounts.len());
+                    let host = live.host();
+                    log::info!("serving {} aliases", host.mounts.len());
+                    let on: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                    gatehouse::systemd::notify(&format!(
+                        "READY=1\nSTATUS={} on {}",
+                        gatehouse::reload::status_line(&host),
+                        on.join(", ")
+                    ));
                 }
             },
             on_hangup: move || {
@@ -158,9 +168,15 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                 Err(errors) => log::error!("SIGUSR1: reopening the logs: {}", errors.join("; ")),
             },
         };
-        let served =
-            gatehouse::server::run(Arc::clone(&live), &first_listen, signals, control_rx, hooks)
-                .await;
+        let served = gatehouse::server::run(
+            Arc::clone(&live),
+            &first_listen,
+            activated,
+            signals,
+            control_rx,
+            hooks,
+        )
+        .await;
         reloader.stop();
         let _ = std::fs::remove_file(&pid_file);
         served.context("the server stopped with an error")?;

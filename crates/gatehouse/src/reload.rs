@@ -217,7 +217,28 @@ impl State {
     }
 
     /// Re-reads the configuration; applies it if it is valid and (unless `always`) changed.
+    /// systemd hears `RELOADING=1` before and `READY=1` after, whatever the outcome.
     fn reload_config(&mut self, why: &str, always: bool) {
+        let mut notified = false;
+        let outcome = self.reload_config_inner(why, always, &mut notified);
+        if notified {
+            let host = self.live.host();
+            let status = match outcome {
+                Ok(()) => status_line(&host),
+                Err(()) => {
+                    format!("{}; the last edit was refused (see the log)", status_line(&host))
+                }
+            };
+            crate::systemd::notify(&format!("READY=1\nSTATUS={status}"));
+        }
+    }
+
+    fn reload_config_inner(
+        &mut self,
+        why: &str,
+        always: bool,
+        notified: &mut bool,
+    ) -> Result<(), ()> {
         self.config_id = FileId::of(&self.config_file);
         let file = self.config_file.display();
         let bytes = match std::fs::read(&self.config_file) {
@@ -225,14 +246,16 @@ impl State {
             Err(e) => {
                 // Mid-rename, or removed: keep running; the next change is looked at again.
                 log::warn!("{file}: cannot read ({e}); the running configuration stays");
-                return;
+                return Err(());
             }
         };
         if !always && self.last_config.as_deref() == Some(&bytes[..]) {
-            return;
+            return Ok(());
         }
+        crate::systemd::reloading();
+        *notified = true;
         self.last_config = Some(bytes);
-        let Some(bytes) = self.last_config.as_deref() else { return };
+        let Some(bytes) = self.last_config.as_deref() else { return Err(()) };
         let started = Instant::now();
         let mut config = match gatehouse_config::parse_bytes(bytes, &self.config_file) {
             Ok(loaded) => {
@@ -246,7 +269,7 @@ impl State {
                     "configuration not applied ({why}), the running one stays; fix the file \
                      and save it again (or `gatehouse check --config {file}`):\n{e}"
                 );
-                return;
+                return Err(());
             }
         };
         if !self.listen_override.is_empty() {
@@ -265,7 +288,7 @@ impl State {
                  written:\n{}",
                 list.join("\n")
             );
-            return;
+            return Err(());
         }
         let listen_changed = config.listen != old.config.listen;
         let new = old.next(config);
@@ -281,6 +304,7 @@ impl State {
             (self.on_listen)(listen);
         }
         self.update_watches();
+        Ok(())
     }
 
     /// Watches the configuration's folder and every plugin folder of the current host.
@@ -309,6 +333,16 @@ impl State {
         }
         self.watched = watched;
     }
+}
+
+/// What the daemon serves, for systemd's STATUS= line.
+pub fn status_line(host: &Host) -> String {
+    let groups = host.mounts.iter().filter(|m| m.alias.kind == AliasKind::Group).count();
+    format!(
+        "serving {} aliases ({groups} groups), {} plugins loaded",
+        host.mounts.len(),
+        host.loaded_count()
+    )
 }
 
 /// What a reload changed, for the log: aliases kept (with their plugins), added, changed

@@ -352,19 +352,26 @@ impl Signals {
 
 /// One bound listen address, served by its own actix server.
 struct Listener {
-    /// The address as configured (port 0 stays 0).
+    /// The address as configured (port 0 stays 0), or the passed socket's address.
     configured: SocketAddr,
+    /// Where it really listens.
+    bound: Vec<SocketAddr>,
     handle: actix_web::dev::ServerHandle,
 }
 
-fn start_listener(
-    live: &web::Data<Live>,
-    addr: SocketAddr,
-) -> std::io::Result<(Listener, Vec<SocketAddr>)> {
+/// What a listener serves on: an address to bind, or a socket systemd passed.
+enum Bind {
+    Addr(SocketAddr),
+    Socket(std::net::TcpListener),
+}
+
+fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listener> {
     let data = live.clone();
     // Slow-header clients (slowloris) get 408 after `header_timeout`; a reload's new value
-    // applies to listeners bound after it.
-    let header_timeout = live.host().config.header_timeout;
+    // applies to listeners bound after it. A stop waits `shutdown_timeout` for requests in
+    // flight.
+    let config = &live.host().config;
+    let (header_timeout, shutdown_timeout) = (config.header_timeout, config.shutdown_timeout);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(crate::access_log::AccessLog) // access log
@@ -373,13 +380,27 @@ fn start_listener(
     })
     .disable_signals()
     .client_request_timeout(header_timeout)
-    .bind(addr)
-    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+    let (server, configured) = match bind {
+        Bind::Addr(addr) => (
+            server.bind(addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?,
+            addr,
+        ),
+        Bind::Socket(socket) => {
+            let addr = socket.local_addr()?;
+            let server = server.listen(socket).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot serve the passed socket {addr}: {e}"))
+            })?;
+            (server, addr)
+        }
+    };
     let bound = server.addrs();
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    Ok((Listener { configured: addr, handle }, bound))
+    Ok(Listener { configured, bound, handle })
 }
 
 /// What the serving loop is given.
@@ -393,26 +414,31 @@ pub struct Hooks<B, H, R> {
     pub on_reopen: R,
 }
 
-/// Binds every listen address, reports the bound addresses, and serves until SIGINT or
-/// SIGTERM (graceful: requests in flight finish). SIGHUP calls `on_hangup`, SIGUSR1
-/// `on_reopen`; [`Control`]
-/// messages change the listen addresses while serving.
+/// Binds every listen address (or serves the sockets systemd passed, `activated`, instead),
+/// reports the bound addresses, and serves until SIGINT or SIGTERM (graceful: requests in
+/// flight finish, up to `shutdown_timeout`). SIGHUP calls `on_hangup`, SIGUSR1 `on_reopen`;
+/// [`Control`] messages change the listen addresses while serving (not for passed sockets,
+/// which the socket unit owns). With systemd's watchdog on, it is pinged while a request
+/// to the daemon itself is answered.
 pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
     live: Arc<Live>,
     listen: &[SocketAddr],
+    activated: Vec<std::net::TcpListener>,
     mut signals: Signals,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut hooks: Hooks<B, H, R>,
 ) -> std::io::Result<()> {
     let live = web::Data::from(live);
     let mut listeners: Vec<Listener> = Vec::new();
-    let mut bound = Vec::new();
-    for addr in listen {
-        match start_listener(&live, *addr) {
-            Ok((l, addrs)) => {
-                listeners.push(l);
-                bound.extend(addrs);
-            }
+    let socket_activated = !activated.is_empty();
+    let binds: Vec<Bind> = if socket_activated {
+        activated.into_iter().map(Bind::Socket).collect()
+    } else {
+        listen.iter().copied().map(Bind::Addr).collect()
+    };
+    for bind in binds {
+        match start_listener(&live, bind) {
+            Ok(l) => listeners.push(l),
             Err(e) => {
                 for l in &listeners {
                     l.handle.stop(false).await;
@@ -421,7 +447,13 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
             }
         }
     }
+    let bound: Vec<SocketAddr> = listeners.iter().flat_map(|l| l.bound.clone()).collect();
     (hooks.on_bound)(&bound);
+    let watchdog = crate::systemd::watchdog();
+    // Pinged at half the interval, as sd_watchdog_enabled(3) advises.
+    let mut ticks = actix_web::rt::time::interval(
+        watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(50))),
+    );
     loop {
         tokio::select! {
             _ = signals.term.recv() => {
@@ -434,7 +466,21 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
             }
             _ = signals.hup.recv() => (hooks.on_hangup)(),
             _ = signals.usr1.recv() => (hooks.on_reopen)(),
+            _ = ticks.tick(), if watchdog.is_some() => {
+                let probe = listeners.iter().flat_map(|l| l.bound.first().copied()).next();
+                match probe {
+                    Some(addr) => match self_check(addr).await {
+                        Ok(()) => crate::systemd::notify("WATCHDOG=1"),
+                        Err(e) => log::warn!("watchdog: the daemon does not answer itself ({e}); not pinging systemd"),
+                    },
+                    None => log::warn!("watchdog: no listener; not pinging systemd"),
+                }
+            }
             Some(Control::Listen(want)) = control.recv() => {
+                if socket_activated {
+                    log::warn!("`listen` changed, but the sockets come from systemd's socket unit: edit gatehouse.socket instead");
+                    continue;
+                }
                 let (keep, gone): (Vec<Listener>, Vec<Listener>) =
                     listeners.into_iter().partition(|l| want.contains(&l.configured));
                 listeners = keep;
@@ -447,10 +493,10 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
                     if listeners.iter().any(|l| l.configured == addr) {
                         continue;
                     }
-                    match start_listener(&live, addr) {
-                        Ok((l, addrs)) => {
+                    match start_listener(&live, Bind::Addr(addr)) {
+                        Ok(l) => {
+                            added.extend(l.bound.iter().copied());
                             listeners.push(l);
-                            added.extend(addrs);
                         }
                         Err(e) => log::error!("{e}; the other addresses keep serving"),
                     }
@@ -461,7 +507,34 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
             }
         }
     }
+    crate::systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     let stops = listeners.iter().map(|l| l.handle.stop(true));
     futures_util::future::join_all(stops).await;
     Ok(())
+}
+
+/// The watchdog's proof that the daemon serves: `OPTIONS *` to its own listener, answered
+/// by the request handler on an HTTP worker within two seconds.
+async fn self_check(addr: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let check = async move {
+        let mut s = actix_web::rt::net::TcpStream::connect((ip, addr.port())).await?;
+        s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: gatehouse-watchdog\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await?;
+        if &head == b"HTTP/1.1 200" {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("answered {:?}", String::from_utf8_lossy(&head))))
+        }
+    };
+    actix_web::rt::time::timeout(Duration::from_secs(2), check)
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 2 s"))?
 }
