@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::alias::{self, Globals};
 use crate::diagnostic::{Diags, Pos};
+use crate::handler;
 use crate::node::{Node, Value};
 use crate::size::parse_size;
 use crate::{Config, DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_THREADS};
@@ -27,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "cache_dir",
     "pid_file",
     "logs",
+    "handlers",
     "aliases",
 ];
 /// The keys of `logs`.
@@ -51,6 +53,8 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         cache_dir: dir.join("var/cache"),
         pid_file: dir.join("var/run/gatehouse.pid"),
         logs_dir: dir.join("log"),
+        handlers: Vec::new(),
+        python_home: None,
         aliases: Vec::new(),
     };
     // An empty file is an empty mapping (and so misses `aliases`).
@@ -109,6 +113,10 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         dispatch: config.dispatch,
         reloading: config.reloading,
     };
+    let handlers = f.get("handlers").map(|n| handler::handlers(n, dir, d)).unwrap_or_default();
+    let mut homes: Vec<(PathBuf, Pos)> =
+        handlers.iter().filter_map(|h| h.python_home.clone()).collect();
+    config.handlers = handlers.into_iter().map(|h| h.handler).collect();
     match f.get("aliases") {
         None => d.error_hint(
             root.pos,
@@ -116,7 +124,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
             "add `aliases: []` (no apps yet) or a list of `- url: /myapp` / `path: ...` entries",
         ),
         Some(Node { value: Value::Seq(items), .. }) => {
-            config.aliases = alias::aliases(items, &globals, dir, d);
+            let (aliases, alias_homes) = alias::aliases(items, &globals, &config.handlers, dir, d);
+            config.aliases = aliases;
+            homes.extend(alias_homes);
         }
         Some(n) => d.error_hint(
             n.pos,
@@ -124,6 +134,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
             "write `aliases: []` for none, or one `- url: ...` entry per alias",
         ),
     }
+    config.python_home = handler::python_home_conflicts(&homes, d);
     config
 }
 
@@ -548,7 +559,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }
