@@ -77,7 +77,7 @@ impl DebugLog {
 }
 
 /// Escapes control characters (and backslash) so one message is exactly one line.
-fn escape_into(message: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape_into(message: &[u8], out: &mut Vec<u8>) {
     for &b in message {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
