@@ -34,7 +34,7 @@ pub(crate) const PYTHON_VERSION: &str = env!("WSGI_PYTHON_VERSION");
 /// Python-side helpers, easier to read in Python than as C-API calls: loading a script as
 /// its own module, `wsgi.file_wrapper`, and traceback formatting.
 const HELPERS: &CStr = c"
-import sys, types, traceback
+import os, sys, types, traceback
 
 class FileWrapper:
     '''wsgi.file_wrapper (PEP 3333): iterates a file-like object in blocks and closes it.'''
@@ -58,6 +58,7 @@ class FileWrapper:
 def load_script(path, name):
     '''Runs the script at `path` as a fresh module `name`, registered in sys.modules while
     it runs (and after, if it succeeds), as mod_wsgi loads a WSGI script file.'''
+    path = os.fsdecode(path)
     with open(path, 'rb') as f:
         source = f.read()
     code = compile(source, path, 'exec', dont_inherit=True)
