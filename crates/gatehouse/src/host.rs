@@ -93,8 +93,11 @@ struct AppsKey {
     env: Vec<(String, String)>,
     config_dir: PathBuf,
     logs_dir: PathBuf,
-    handlers: Vec<(String, PathBuf, Vec<(String, String)>)>,
+    handlers: Vec<HandlerKey>,
 }
+
+/// A handler as it matters to the instances it makes: suffix, plugin, `init` settings.
+type HandlerKey = (String, PathBuf, Vec<(String, String)>);
 
 impl AppsKey {
     fn of(alias: &Alias, config: &Config) -> AppsKey {
