@@ -24,13 +24,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The plugins the nested build produces: (placeholder / package name, file name).
-pub(crate) const PLUGINS: [(&str, &str); 6] = [
+pub(crate) const PLUGINS: [(&str, &str); 7] = [
     ("hello", "libhello.so"),
     ("hello-c", "libhello_c.so"),
     ("products", "libproducts.so"),
     ("environ", "libenviron.so"),
     ("panicky", "libpanicky.so"),
     ("probe", "libprobe.so"),
+    ("wsgi", "libwsgi.so"),
 ];
 
 /// The built daemon and plugins.
@@ -50,6 +51,8 @@ pub(crate) struct Artifacts {
     pub(crate) panicky: PathBuf,
     /// `libprobe.so`: streamed replies with handshakes, declared lengths, body echo, uploads.
     pub(crate) probe: PathBuf,
+    /// `libwsgi.so`: the WSGI bridge, the handler plugin for `.py` files.
+    pub(crate) wsgi: PathBuf,
 }
 
 impl Artifacts {
@@ -62,6 +65,7 @@ impl Artifacts {
             "environ" => &self.environ,
             "panicky" => &self.panicky,
             "probe" => &self.probe,
+            "wsgi" => &self.wsgi,
             other => panic!("no plugin named {other}"),
         }
     }
@@ -147,6 +151,7 @@ fn build() -> Result<Artifacts, String> {
         environ: found("libenviron.so")?,
         panicky: found("libpanicky.so")?,
         probe: found("libprobe.so")?,
+        wsgi: found("libwsgi.so")?,
     })
 }
 
@@ -176,7 +181,8 @@ pub(crate) fn install(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).expect("rename the plugin into place");
 }
 
-/// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}`, `{probe}` (the built plugins) and `{dir}`
+/// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}`, `{probe}`,
+/// `{wsgi}` (the built plugins) and `{dir}`
 /// (the test's temp folder) in a configuration text.
 pub(crate) fn expand(yaml: &str, dir: &Path) -> String {
     let a = artifacts();
@@ -216,6 +222,16 @@ impl Daemon {
     /// configuration says (the test must give free loopback ports), not on `--listen
     /// 127.0.0.1:0`.
     pub(crate) fn start_opts(yaml: &str, prepare: impl FnOnce(&Path), listen_flag: bool) -> Daemon {
+        Daemon::start_env(yaml, prepare, listen_flag, &[])
+    }
+
+    /// Like [`Daemon::start_opts`], with `env` added to the daemon's environment.
+    pub(crate) fn start_env(
+        yaml: &str,
+        prepare: impl FnOnce(&Path),
+        listen_flag: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let a = artifacts();
         let dir = tempfile::Builder::new().prefix("gatehouse-e2e-").tempdir().expect("temp dir");
         // Canonical, so paths the daemon reports compare equal to ours.
@@ -238,6 +254,7 @@ impl Daemon {
             // working directory: give it one nothing should land in.
             .current_dir(root.join("cwd"))
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -627,6 +644,25 @@ pub(crate) fn debug_messages(path: &Path) -> Vec<String> {
                     panic!("debug log line without a `YYYY-MM-DD HH:MM:SS [req N] ` prefix: {l:?}")
                 })
                 .to_owned()
+        })
+        .collect()
+}
+
+/// The messages of a log the seed's own Python `debugLog` writes (`YYYY-MM-DD HH:MM:SS
+/// message`, no request id: the app writes it, not the daemon).
+#[track_caller]
+pub(crate) fn seed_debug_messages(path: &Path) -> Vec<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("cannot read {}: {e}", path.display()),
+    };
+    text.lines()
+        .map(|l| match l.get(..20) {
+            Some(stamp) if stamp.as_bytes()[4] == b'-' && stamp.as_bytes()[19] == b' ' => {
+                l[20..].to_owned()
+            }
+            _ => panic!("seed debug log line without a `YYYY-MM-DD HH:MM:SS ` prefix: {l:?}"),
         })
         .collect()
 }

@@ -31,3 +31,4 @@ mod routing;
 mod seed_apps;
 mod streaming;
 mod uploads;
+mod wsgi;

@@ -4,7 +4,7 @@
 //! shadowed by an earlier one.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diags, Pos};
 use crate::node::{Node, Value};
@@ -13,7 +13,7 @@ use crate::validate::{
     at, bool_value, dispatch_value, fields, found, path_value, resolve, size_value, text_value,
     threads_value,
 };
-use crate::{Alias, AliasKind};
+use crate::{Alias, AliasKind, Handler};
 
 /// The keys of one alias.
 const ALIAS_KEYS: &[&str] = &[
@@ -35,6 +35,8 @@ const ALIAS_KEYS: &[&str] = &[
     "queue",
     "check_plugins",
     "sha256",
+    "python_home",
+    "python_path",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -54,19 +56,29 @@ pub(crate) struct Globals {
 }
 
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
-/// url or kind could not be determined is left out (its errors are in `d`).
-pub(crate) fn aliases(items: &[Node], globals: &Globals, dir: &Path, d: &mut Diags) -> Vec<Alias> {
+/// url or kind could not be determined is left out (its errors are in `d`). Also returns
+/// each `python_home` written, with its position (one per process: the caller checks
+/// that they agree).
+pub(crate) fn aliases(
+    items: &[Node],
+    globals: &Globals,
+    handlers: &[Handler],
+    dir: &Path,
+    d: &mut Diags,
+) -> (Vec<Alias>, Vec<(PathBuf, Pos)>) {
     let mut out: Vec<Alias> = Vec::new();
     let mut url_pos: Vec<Pos> = Vec::new();
+    let mut homes = Vec::new();
     for item in items {
-        let Some((alias, pos)) = one(item, globals, dir, d) else {
+        let Some((alias, pos, home)) = one(item, globals, handlers, dir, d) else {
             continue;
         };
+        homes.extend(home);
         warn_if_shadowed(&alias, pos, &out, &url_pos, d);
         out.push(alias);
         url_pos.push(pos);
     }
-    out
+    (out, homes)
 }
 
 /// Warns at `pos` (the url of `b`) if an earlier alias matches every URL `b` matches.
@@ -100,9 +112,19 @@ fn warn_if_shadowed(b: &Alias, pos: Pos, earlier: &[Alias], earlier_pos: &[Pos],
     );
 }
 
+/// An alias as read: the alias, where its url is, and its `python_home` with the value's
+/// position.
+type Read = (Alias, Pos, Option<(PathBuf, Pos)>);
+
 /// One alias; `None` when its url or kind is unknown. Every key is checked before
 /// giving up, so that all of an alias's errors are reported at once.
-fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Alias, Pos)> {
+fn one(
+    item: &Node,
+    globals: &Globals,
+    handlers: &[Handler],
+    dir: &Path,
+    d: &mut Diags,
+) -> Option<Read> {
     let f = fields(item, "an alias", ALIAS_KEYS, d)?;
 
     let url_node = f.get("url");
@@ -164,6 +186,14 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
     let check_plugins = crate::limits::check_plugins(&f, globals.check_plugins, d);
     let sha256 = f.get("sha256").and_then(|n| Some((crate::limits::sha256(n, d)?, n.pos)));
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
+    let python_home =
+        f.get("python_home").and_then(|n| Some((crate::handler::python_home(n, dir, d)?, n.pos)));
+    let python_path =
+        f.get("python_path").map(|n| crate::handler::python_path(n, dir, d)).unwrap_or_default();
+    let python_keys: Vec<(&str, Pos)> = ["python_home", "python_path"]
+        .into_iter()
+        .filter_map(|k| f.get(k).map(|n| (k, n.pos)))
+        .collect();
 
     if let (Some((_, pos)), Some(AliasKind::Group)) = (&sha256, kind) {
         d.error_hint(
@@ -174,28 +204,28 @@ fn one(item: &Node, globals: &Globals, dir: &Path, d: &mut Diags) -> Option<(Ali
     }
     let (url, trailing_slash, url_pos) = url?;
     let (written, _) = path?;
-    Some((
-        Alias {
-            url,
-            trailing_slash,
-            kind: kind?,
-            path: resolve(dir, written),
-            path_as_written: written.to_owned(),
-            develop_mode,
-            env,
-            max_body,
-            max_upload,
-            pass_authorization,
-            threads,
-            dispatch,
-            reloading,
-            limits,
-            check_plugins,
-            sha256: sha256.map(|(hex, _)| hex),
-            pos: item.pos,
-        },
-        url_pos,
-    ))
+    let alias = Alias {
+        url,
+        trailing_slash,
+        kind: kind?,
+        path: resolve(dir, written),
+        path_as_written: written.to_owned(),
+        develop_mode,
+        env,
+        max_body,
+        max_upload,
+        pass_authorization,
+        threads,
+        dispatch,
+        reloading,
+        limits,
+        check_plugins,
+        sha256: sha256.map(|(hex, _)| hex),
+        python_path,
+        pos: item.pos,
+    };
+    crate::handler::check_alias_python(&alias, &python_keys, handlers, d);
+    Some((alias, url_pos, python_home))
 }
 
 /// Looks at the disk to tell a directory group from a single app (see the crate docs
@@ -260,7 +290,7 @@ fn kind(dir: &Path, written: &str, url_slash: bool, pos: Pos, d: &mut Diags) -> 
 
 /// `env`: a mapping of names to strings (numbers and booleans are taken as written),
 /// in declaration order. `env:` with nothing is no variables.
-fn env(n: &Node, d: &mut Diags) -> Vec<(String, String)> {
+pub(crate) fn env(n: &Node, d: &mut Diags) -> Vec<(String, String)> {
     let entries = match &n.value {
         Value::Null => return Vec::new(),
         Value::Map(entries) => entries,
@@ -354,7 +384,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, queue, check_plugins, sha256",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, queue, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),

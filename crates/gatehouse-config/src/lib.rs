@@ -43,6 +43,12 @@
 //!     compress: false          # gzip rotated files
 //!   dir_mode: 0750             # mode of the log folders the daemon creates (octal)
 //!   file_mode: 0640            # mode of the log files the daemon creates (octal)
+//! handlers:                    # files served by a plugin, like `AddHandler wsgi-script .py`
+//!   - suffix: .py              # a file whose name ends with it...
+//!     plugin: target/release/libwsgi.so   # ...is served by this plugin (SCRIPT_FILENAME: the file)
+//!     env: {callable: app}     # handed to the plugin's init (the WSGI bridge's settings)
+//!     python_home: venv        # WSGIPythonHome: one per process (every value must agree)
+//!     python_path: [lib]       # WSGIPythonPath: folders added to sys.path (or "a:b")
 //! aliases:                     # required; tried in order, the first match wins
 //!   - url: /sample             # one app: WSGIScriptAlias /sample .../sample.py
 //!     path: target/release/libhello.so
@@ -57,6 +63,9 @@
 //!     timeout: 5s              # the limits above may be set per alias (not header_timeout)
 //!   - url: /wsgi/              # a directory group: /wsgi/NAME/rest serves plugin NAME
 //!     path: target/release/
+//!   - url: /py/                # a group of scripts: /py/sample.py is served by the handler
+//!     path: scripts/
+//!     python_path: [scripts/lib]   # per alias too: added to the handler's entries
 //! ```
 //!
 //! Defaults when a key is absent: `listen: ["127.0.0.1:8080"]`, `develop_mode: false`,
@@ -80,12 +89,17 @@
 //!   whose file is not built yet (a warning: the alias answers 404 until it appears).
 //! - A later alias that can never match because an earlier one matches all its URLs
 //!   gets a warning (see [`url_covers`]).
+//! - A file is served by the first handler whose suffix its name ends with (and is longer
+//!   than), case-sensitively ([`Config::handler_for`]). `python_home` and `python_path` on an
+//!   alias that no handler can serve are errors; two different `python_home`s anywhere in
+//!   the file are an error (one interpreter per process).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod alias;
 mod diagnostic;
+mod handler;
 mod limits;
 mod logs;
 mod node;
@@ -166,6 +180,11 @@ pub struct Config {
     pub logs_dir: PathBuf,
     /// The rest of the `logs` mapping: levels, the access and error logs, rotation, modes.
     pub logs: Logs,
+    /// The handlers, in declared order: a file is served by the first whose suffix it has.
+    pub handlers: Vec<Handler>,
+    /// The process's one `python_home` (mod_wsgi's `WSGIPythonHome`): the value every
+    /// handler and alias that sets one agrees on, absolute.
+    pub python_home: Option<PathBuf>,
     /// The aliases, in declared order: the first one whose url matches serves.
     pub aliases: Vec<Alias>,
 }
@@ -245,6 +264,43 @@ pub enum RotateAge {
     Minute,
 }
 
+impl Config {
+    /// The handler serving `file`, if any: the first whose suffix the file's name ends with
+    /// (a name that is only the suffix, like `.py`, is not served).
+    pub fn handler_for(&self, file: &std::path::Path) -> Option<&Handler> {
+        handler_for(&self.handlers, file)
+    }
+}
+
+/// The first of `handlers` whose suffix `file`'s name ends with (and is longer than).
+pub(crate) fn handler_for<'h>(handlers: &'h [Handler], file: &Path) -> Option<&'h Handler> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = file.file_name()?.as_bytes();
+    handlers.iter().find(|h| name.len() > h.suffix.len() && name.ends_with(h.suffix.as_bytes()))
+}
+
+/// One entry of `handlers`, like Apache's `AddHandler wsgi-script .py`: files whose name
+/// ends with `suffix` are served by `plugin`, with `SCRIPT_FILENAME` set to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handler {
+    /// The file-name ending it serves, starting with `.` (`.py`).
+    pub suffix: String,
+    /// The plugin file, absolute (it may not exist yet: a warning).
+    pub plugin: PathBuf,
+    /// `plugin` exactly as written, for messages.
+    pub plugin_as_written: String,
+    /// Settings handed to the plugin's `init` (for the WSGI bridge: `callable`), in
+    /// declaration order; an alias's `env` entries of the same name win.
+    pub env: Vec<(String, String)>,
+    /// The handler's `python_home`, absolute (the process-wide value is
+    /// [`Config::python_home`]).
+    pub python_home: Option<PathBuf>,
+    /// Folders added to the interpreter's `sys.path` (mod_wsgi's `python-path`), absolute.
+    pub python_path: Vec<PathBuf>,
+    /// Where the handler's list item starts.
+    pub pos: Pos,
+}
+
 /// One entry of `aliases`, like one `WSGIScriptAlias` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
@@ -291,6 +347,9 @@ pub struct Alias {
     /// For a single app: the SHA-256 its plugin file must have (`sha256`, 64 hex digits,
     /// lower-cased).
     pub sha256: Option<String>,
+    /// Folders the alias adds to `sys.path` after its handler's (only for files served by
+    /// a handler), absolute.
+    pub python_path: Vec<PathBuf>,
     /// Where the alias's list item starts (its first key, usually `url`).
     pub pos: Pos,
 }

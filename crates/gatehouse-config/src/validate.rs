@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::alias::{self, Globals};
 use crate::diagnostic::{Diags, Pos};
+use crate::handler;
 use crate::node::{Node, Value};
 use crate::size::parse_size;
 use crate::{Config, DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_THREADS};
@@ -36,6 +37,7 @@ const TOP_KEYS: &[&str] = &[
     "queue",
     "check_plugins",
     "logs",
+    "handlers",
     "aliases",
 ];
 /// Builds the configuration from the document's root node. Always returns a value
@@ -62,6 +64,8 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         pid_file: dir.join("var/run/gatehouse.pid"),
         logs_dir: dir.join("log"),
         logs: crate::Logs::defaults(&dir.join("log")),
+        handlers: Vec::new(),
+        python_home: None,
         aliases: Vec::new(),
     };
     // An empty file is an empty mapping (and so misses `aliases`).
@@ -132,6 +136,10 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         limits: config.limits,
         check_plugins: config.check_plugins,
     };
+    let handlers = f.get("handlers").map(|n| handler::handlers(n, dir, d)).unwrap_or_default();
+    let mut homes: Vec<(PathBuf, Pos)> =
+        handlers.iter().filter_map(|h| h.python_home.clone()).collect();
+    config.handlers = handlers.into_iter().map(|h| h.handler).collect();
     match f.get("aliases") {
         None => d.error_hint(
             root.pos,
@@ -139,7 +147,9 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
             "add `aliases: []` (no apps yet) or a list of `- url: /myapp` / `path: ...` entries",
         ),
         Some(Node { value: Value::Seq(items), .. }) => {
-            config.aliases = alias::aliases(items, &globals, dir, d);
+            let (aliases, alias_homes) = alias::aliases(items, &globals, &config.handlers, dir, d);
+            config.aliases = aliases;
+            homes.extend(alias_homes);
         }
         Some(n) => d.error_hint(
             n.pos,
@@ -147,6 +157,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
             "write `aliases: []` for none, or one `- url: ...` entry per alias",
         ),
     }
+    config.python_home = handler::python_home_conflicts(&homes, d);
     config
 }
 
@@ -562,7 +573,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

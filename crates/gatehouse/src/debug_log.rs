@@ -57,7 +57,7 @@ fn line(time: chrono::DateTime<chrono::Local>, request_id: u64, message: &[u8]) 
 }
 
 /// Escapes control characters (and backslash) so one message is exactly one line.
-fn escape_into(message: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape_into(message: &[u8], out: &mut Vec<u8>) {
     for &b in message {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),

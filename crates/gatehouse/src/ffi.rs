@@ -313,11 +313,18 @@ unsafe extern "C" fn log_error(request: *mut c_void, message: Str) {
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let message = unsafe { bytes(&message) };
     guard((), || {
+        // Control characters are escaped (one call is one line); quotes are left alone, so a
+        // Python traceback reads as Python printed it.
+        let mut escaped = Vec::with_capacity(message.len());
+        crate::debug_log::escape_into(message, &mut escaped);
+        // Target `gatehouse::app::NAME`: rate-limited per app (see logs::error_log), and
+        // filterable with `logs.level` / RUST_LOG.
         log::error!(
+            target: &format!("gatehouse::app::{}", st.call.app),
             "app {} (request {}): {}",
             st.call.app,
             st.call.request_id,
-            String::from_utf8_lossy(message).escape_debug()
+            String::from_utf8_lossy(&escaped)
         );
     });
 }

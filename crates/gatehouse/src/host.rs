@@ -13,6 +13,13 @@
 //! plugins whose files were replaced and retires removed ones; requests in flight keep the
 //! version they started with, whose `shutdown` runs when the last of them finishes.
 //!
+//! A file whose name ends in a handler's suffix (`handlers:` in the configuration, like
+//! Apache's `AddHandler wsgi-script .py`) is served by the handler's plugin instead: the slot
+//! is still the file's (one instance per script), but what is staged, loaded, watched and
+//! swapped is the handler plugin, `init` gets the handler's settings ([`init_env`]), and
+//! `SCRIPT_FILENAME` is the script. A changed script is the plugin's business (the WSGI
+//! bridge re-imports it); a removed one stops being served.
+//!
 //! Architecture Invariant: app code (load, init, handle) runs on an alias's pool thread, on
 //! the HTTP worker only for `dispatch: inline` calls to an already loaded plugin, and on the
 //! reloader thread for the `init` of a replacement; `shutdown` of a retired plugin runs on the
@@ -24,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gatehouse_config::{Alias, AliasKind, Config};
+use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler};
 
 use crate::debug_log::{DebugLog, DebugLogs};
 use crate::dispatch::Pool;
@@ -80,7 +87,8 @@ pub enum Unavailable {
 }
 
 /// What makes two aliases (in two generations of the configuration) run the same plugin
-/// instances: the same URL, kind, file or folder, `env` and folders given to `init`.
+/// instances: the same URL, kind, file or folder, `env` and folders given to `init`, and
+/// the same handlers (suffix, plugin, `init` settings) for the files it may serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AppsKey {
     url: String,
@@ -89,10 +97,18 @@ struct AppsKey {
     env: Vec<(String, String)>,
     config_dir: PathBuf,
     logs_dir: PathBuf,
+    handlers: Vec<HandlerKey>,
 }
+
+/// A handler as it matters to the instances it makes: suffix, plugin, `init` settings.
+type HandlerKey = (String, PathBuf, Vec<(String, String)>);
 
 impl AppsKey {
     fn of(alias: &Alias, config: &Config) -> AppsKey {
+        let handlers: Vec<&Handler> = match alias.kind {
+            AliasKind::App => config.handler_for(&alias.path).into_iter().collect(),
+            AliasKind::Group => config.handlers.iter().collect(),
+        };
         AppsKey {
             url: alias.url.clone(),
             kind: alias.kind,
@@ -100,8 +116,61 @@ impl AppsKey {
             env: alias.env.clone(),
             config_dir: config.dir.clone(),
             logs_dir: config.logs_dir.clone(),
+            handlers: handlers
+                .into_iter()
+                .map(|h: &Handler| (h.suffix.clone(), h.plugin.clone(), init_env(h, alias, config)))
+                .collect(),
         }
     }
+}
+
+/// The settings a handler plugin's `init` gets for a file of `alias`: the handler's `env`,
+/// then the alias's (an alias entry replaces the handler's of the same name), then what the
+/// daemon knows and the plugin cannot: `python_home` (the process's one), `python_path`
+/// (the handler's folders, then the alias's, joined with `:`), `gatehouse.threads` (how many
+/// requests may call it at once: the pool's size, or 0 for `dispatch: inline`, where any
+/// HTTP worker may) and `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
+/// for a script means mod_wsgi's WSGIScriptReloading).
+pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
+    let mut env = handler.env.clone();
+    let mut set = |name: &str, value: String| match env.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => entry.1 = value,
+        None => env.push((name.to_owned(), value)),
+    };
+    for (name, value) in &alias.env {
+        set(name, value.clone());
+    }
+    if let Some(home) = &config.python_home {
+        set("python_home", home.display().to_string());
+    }
+    let path: Vec<String> = handler
+        .python_path
+        .iter()
+        .chain(&alias.python_path)
+        .map(|p| p.display().to_string())
+        .collect();
+    if !path.is_empty() {
+        set("python_path", path.join(":"));
+    }
+    let threads = match alias.dispatch {
+        Dispatch::Pool => alias.threads,
+        Dispatch::Inline => 0,
+    };
+    set("gatehouse.threads", threads.to_string());
+    set("gatehouse.reloading", if alias.reloading { "on" } else { "off" }.to_owned());
+    env
+}
+
+/// What serves a file: the file itself (a plugin), or the plugin of the handler for its
+/// suffix, and the settings its `init` gets.
+#[derive(Debug)]
+struct Source {
+    /// The plugin file to load.
+    plugin: PathBuf,
+    /// Its `init` settings.
+    env: Vec<(String, String)>,
+    /// Whether `plugin` is a handler's (the file is a script it serves).
+    handler: bool,
 }
 
 /// The plugins an alias has loaded, kept across configuration reloads that leave the
@@ -356,7 +425,8 @@ impl Host {
         }
         let m = &self.mounts[mount];
         let _loading = m.apps.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = FileId::of(file);
+        let source = self.source(m, file);
+        let id = FileId::of(&source.plugin);
         if let Some(slot) = m.apps.slots().get(file) {
             match slot {
                 Slot::Ready { loaded, .. } => return Ok(loaded.clone()),
@@ -368,8 +438,20 @@ impl Host {
                 Slot::Failed { .. } => {}
             }
         }
-        if id.is_none() {
-            let why = format!("plugin file {} does not exist", file.display());
+        let missing = if source.handler && FileId::of(file).is_none() {
+            Some(format!("script {} does not exist", file.display()))
+        } else if id.is_none() && source.handler {
+            Some(format!(
+                "the handler plugin {} (serving {}) does not exist",
+                source.plugin.display(),
+                file.display()
+            ))
+        } else if id.is_none() {
+            Some(format!("plugin file {} does not exist", file.display()))
+        } else {
+            None
+        };
+        if let Some(why) = missing {
             if group_name.is_none() {
                 self.warn_missing(m, &why);
             }
@@ -408,12 +490,29 @@ impl Host {
         result
     }
 
-    /// Stages and loads `file` for alias `m` as app `app`; when `unless` is the digest of
-    /// its bytes, loads nothing and answers [`Opened::Same`].
+    /// What serves `file` on alias `m`: the file, or its handler's plugin.
+    fn source(&self, m: &Mount, file: &Path) -> Source {
+        match self.config.handler_for(file) {
+            Some(h) => Source {
+                plugin: h.plugin.clone(),
+                env: init_env(h, &m.alias, &self.config),
+                handler: true,
+            },
+            None => Source { plugin: file.to_owned(), env: m.alias.env.clone(), handler: false },
+        }
+    }
+
+    /// Stages and loads what serves `file` (see [`Host::source`]) for alias `m` as app
+    /// `app`; when `unless` is the digest of the plugin's bytes, loads nothing and answers
+    /// [`Opened::Same`].
     fn open(&self, m: &Mount, file: &Path, app: &Arc<str>, unless: Option<Digest256>) -> Opened {
         let group_name = (m.alias.kind == AliasKind::Group).then_some(&**app);
         let alias = instance_alias(m, group_name);
-        let args = InitArgs { alias: &alias, config_dir: &self.config.dir, env: &m.alias.env };
+        let source = self.source(m, file);
+        let script =
+            if source.handler { format!(" (script {})", file.display()) } else { String::new() };
+        let file = source.plugin.as_path();
+        let args = InitArgs { alias: &alias, config_dir: &self.config.dir, env: &source.env };
         let policy = Policy {
             check: if m.alias.check_plugins { Check::Enforce } else { Check::Warn },
             owners: self.owners,
@@ -453,7 +552,7 @@ impl Host {
         match Plugin::load(open, file, &args, sha256) {
             Ok(plugin) => {
                 log::info!(
-                    "loaded {} for {alias}: app {} {}{}",
+                    "loaded {} for {alias}{script}: app {} {}{}",
                     file.display(),
                     plugin.name(),
                     plugin.version(),
@@ -494,7 +593,14 @@ impl Host {
     }
 
     fn refresh_one(&self, m: &Mount, file: &Path) -> bool {
-        let now = FileId::of(file);
+        // A handler's script that is gone stops being served like a removed plugin; its
+        // changes are the handler plugin's business. What is swapped is the plugin.
+        let source = self.source(m, file);
+        let now = if source.handler && FileId::of(file).is_none() {
+            None
+        } else {
+            FileId::of(&source.plugin)
+        };
         let (app, sha256, version) = match m.apps.slots().get(file) {
             Some(Slot::Ready { id, rejected, loaded, sha256, .. }) => {
                 if now == Some(*id) || (now.is_some() && now == *rejected) {
@@ -559,18 +665,21 @@ impl Host {
         }
     }
 
-    /// The folders whose changes can matter to this host's plugins: each group's folder
-    /// and each single app's parent folder.
+    /// The folders whose changes can matter to this host's plugins: each group's folder,
+    /// each single app's parent folder and, when any alias reloads, each handler plugin's.
     pub fn watched_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for m in self.mounts.iter().filter(|m| m.alias.reloading) {
-            let dir = match m.alias.kind {
+        let reloading = self.mounts.iter().filter(|m| m.alias.reloading);
+        let handlers =
+            self.config.handlers.iter().filter(|_| self.mounts.iter().any(|m| m.alias.reloading));
+        let folders = reloading
+            .map(|m| match m.alias.kind {
                 AliasKind::Group => Some(m.alias.path.clone()),
                 AliasKind::App => m.alias.path.parent().map(Path::to_path_buf),
-            };
-            if let Some(dir) = dir
-                && !dirs.contains(&dir)
-            {
+            })
+            .chain(handlers.map(|h| h.plugin.parent().map(Path::to_path_buf)));
+        for dir in folders.flatten() {
+            if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
         }

@@ -127,10 +127,12 @@ pub fn explain(config: &Config, url: &str) -> String {
             let exists = a.path.is_file();
             let _ = writeln!(
                 out,
-                "plugin:        {}{}",
+                "{}{}{}",
+                file_label(config, &a.path),
                 a.path.display(),
                 if exists { "" } else { " (does not exist yet)" }
             );
+            handler_line(&mut out, config, &a.path);
             let answer = if exists { "served by the app" } else { "404 until the file appears" };
             let _ = writeln!(out, "answer:        {answer}");
         }
@@ -148,7 +150,8 @@ pub fn explain(config: &Config, url: &str) -> String {
                 }
                 Ok(dir) => match mounts::resolve_group_file(&dir, name) {
                     Ok(file) => {
-                        let _ = writeln!(out, "plugin:        {}", file.display());
+                        let _ = writeln!(out, "{}{}", file_label(config, &file), file.display());
+                        handler_line(&mut out, config, &file);
                         let _ = writeln!(
                             out,
                             "answer:        served by the app (404 if it does not load)"
@@ -169,6 +172,25 @@ pub fn explain(config: &Config, url: &str) -> String {
         Route::NoMatch => {}
     }
     out
+}
+
+/// `plugin:` for a plugin file, `script:` for a file a handler serves.
+fn file_label(config: &Config, file: &std::path::Path) -> &'static str {
+    if config.handler_for(file).is_some() { "script:        " } else { "plugin:        " }
+}
+
+/// For a file a handler serves: which handler, and its plugin.
+fn handler_line(out: &mut String, config: &Config, file: &std::path::Path) {
+    if let Some(h) = config.handler_for(file) {
+        let _ = writeln!(
+            out,
+            "handler:       `{}` ({}:{}): served by {} with SCRIPT_FILENAME set to the script",
+            h.suffix,
+            config.file.display(),
+            h.pos.line,
+            h.plugin.display()
+        );
+    }
 }
 
 #[cfg(test)]

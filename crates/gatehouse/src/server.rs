@@ -129,11 +129,14 @@ struct Prepared {
 }
 
 /// Reads a request's parameters (and form body), and sets up the stream of any other body.
+/// With `raw` (a script served by a handler: a WSGI app parses its own forms from
+/// `wsgi.input`), a form body is streamed as it is, like any other.
 async fn read_input(
     req: &HttpRequest,
     payload: web::Payload,
     alias: &Alias,
     upload_dir: &Path,
+    raw: bool,
 ) -> Result<(Input, BodySource, Option<Pump>), input::InputError> {
     let limits = Limits {
         max_body: alias.max_body,
@@ -142,7 +145,10 @@ async fn read_input(
         body_timeout: alias.limits.body_timeout,
         min_rate: alias.limits.body_min_rate,
     };
-    let kind = input::body_kind(req, alias.max_body)?;
+    let kind = match input::body_kind(req, alias.max_body)? {
+        BodyKind::Urlencoded | BodyKind::Multipart if raw => BodyKind::Other,
+        kind => kind,
+    };
     let mut input = Input::default();
     input::query_params(req.query_string(), &mut input.params);
     Ok(match kind {
@@ -185,11 +191,12 @@ pub async fn handle(
     if let Err((status, message)) = check_request(&req, &alias.limits) {
         return plain(status, &message);
     }
-    let (input, body, pump) = match read_input(&req, payload, alias, &host.config.upload_dir).await
-    {
-        Ok(read) => read,
-        Err(e) => return plain(e.status, &e.message),
-    };
+    let raw = host.config.handler_for(&t.file).is_some();
+    let (input, body, pump) =
+        match read_input(&req, payload, alias, &host.config.upload_dir, raw).await {
+            Ok(read) => read,
+            Err(e) => return plain(e.status, &e.message),
+        };
     let vars = environ::cgi_vars(
         &req,
         RouteVars {

@@ -37,9 +37,13 @@ const RATE_LIMITED: &[&str] = &[
     "gatehouse::input",
     "gatehouse::dispatch",
     "gatehouse::access_log",
+    "gatehouse::app",
 ];
 /// Lines one source line may log per window.
 pub(crate) const BURST: u32 = 20;
+/// Lines each app may write through `log_error` per window (`gatehouse::app::NAME`): more,
+/// because one app error is often a many-line traceback.
+pub(crate) const APP_BURST: u32 = 500;
 /// The rate-limit window.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
@@ -154,7 +158,8 @@ fn admit(record: &log::Record<'_>) -> bool {
         w.start = now;
         w.passed = 0;
     }
-    if w.passed < BURST {
+    let burst = if target.starts_with("gatehouse::app::") { APP_BURST } else { BURST };
+    if w.passed < burst {
         w.passed += 1;
         return true;
     }
@@ -284,5 +289,9 @@ mod tests {
         let host: u32 = (0..100).map(|_| u32::from(record("gatehouse::host", 1))).sum();
         assert_eq!(host, 100);
         assert!(record("gatehouse::serverx", 1), "a prefix is not a module");
+        // An app's own error lines: a bigger budget, per app.
+        let app: u32 = (0..1000).map(|_| u32::from(record("gatehouse::app::myapp", 310))).sum();
+        assert_eq!(app, APP_BURST);
+        assert!(record("gatehouse::app::other", 310));
     }
 }

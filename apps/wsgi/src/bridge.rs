@@ -1,0 +1,283 @@
+//! One request through a WSGI app: find (load, or re-import) the script's callable, build
+//! the environ, call the app, stream what it returns, always call `close()`, and turn
+//! every failure into what mod_wsgi does: a traceback in the error log, and a 500 if the
+//! response has not started (the connection cut if it has).
+//!
+//! Streaming: a list or tuple (the common `return [output]`) and `wsgi.file_wrapper` are
+//! written piece after piece, so a one-piece reply goes out whole with its exact length;
+//! any other iterable (a generator) may wait between pieces, so each piece is flushed to
+//! the client as it is produced, as is every `write()` call.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, PoisonError};
+
+use gatehouse_abi::Status;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::abi::Call;
+use crate::objects::{Errors, Input, Response, StartResponse, type_name};
+use crate::{Instance, Script, interp, stamp};
+
+/// Why a request did not reach the app.
+enum Refused {
+    /// Answer 404 (the script is gone, or has no such callable), having logged why.
+    NotFound,
+    /// Answer 500, having logged why.
+    Failed,
+}
+
+pub(crate) fn handle(inst: &Instance, call: &Arc<Call>) -> Status {
+    let Some(script) = call.var(b"SCRIPT_FILENAME") else {
+        call.log_error("no SCRIPT_FILENAME: serve .py files through a handler (`handlers:`)");
+        return Status::ERROR;
+    };
+    let script = Path::new(OsStr::from_bytes(&script));
+    Python::attach(|py| match inst.app(py, call, script) {
+        Ok(app) => run(py, inst, call, script, app.bind(py)),
+        Err(Refused::NotFound) => {
+            let headers = [(b"Content-Type".to_vec(), b"text/plain; charset=utf-8".to_vec())];
+            let _ = call.start_response(404, &headers);
+            call.write(b"no such WSGI application\n")
+        }
+        Err(Refused::Failed) => Status::ERROR,
+    })
+}
+
+impl Instance {
+    /// The script's WSGI callable: loaded once, re-imported when the file changed (unless
+    /// reloading is off).
+    fn app(&self, py: Python<'_>, call: &Call, script: &Path) -> Result<Py<PyAny>, Refused> {
+        let now = match stamp(script) {
+            Ok(s) => s,
+            Err(e) => {
+                call.log_error(&format!("WSGI script '{}' cannot be read: {e}", script.display()));
+                return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                    Refused::NotFound
+                } else {
+                    Refused::Failed
+                });
+            }
+        };
+        let cached = |this: &Self| {
+            let scripts = this.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+            scripts
+                .get(script)
+                .filter(|s| s.stamp == now || !this.reloading)
+                .map(|s| s.callable.clone_ref(py))
+        };
+        if let Some(app) = cached(self) {
+            return Ok(app);
+        }
+        let _importing = self.importing.enter(py);
+        if let Some(app) = cached(self) {
+            return Ok(app);
+        }
+        let loaded = interp::helpers(py)
+            .and_then(|h| h.getattr("load_script")?.call1((script, module_name(script))));
+        let module = match loaded {
+            Ok(m) => m,
+            Err(e) => {
+                call.log_error(&format!(
+                    "Failed to exec Python script file '{}'.",
+                    script.display()
+                ));
+                log_exception(py, call, script, &e);
+                return Err(Refused::Failed);
+            }
+        };
+        let app = match module.getattr(self.callable.as_str()) {
+            Ok(app) => app.unbind(),
+            Err(_) => {
+                call.log_error(&format!(
+                    "Target WSGI script '{}' does not contain WSGI application '{}' ({}: set \
+                     `callable` in the handler's or alias's env if it has another name).",
+                    script.display(),
+                    self.callable,
+                    self.alias
+                ));
+                return Err(Refused::NotFound);
+            }
+        };
+        let new = Arc::new(Script { stamp: now, callable: app.clone_ref(py) });
+        let old = self
+            .scripts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(script.to_owned(), new);
+        // The old module's objects are released here, outside the lock.
+        drop(old);
+        Ok(app)
+    }
+}
+
+/// The module name a script is loaded as: unique per path (mod_wsgi uses a digest of the
+/// path the same way), readable in tracebacks.
+fn module_name(script: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in script.as_os_str().as_bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let stem: String = script
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("_gatehouse_wsgi_{stem}_{hash:016x}")
+}
+
+/// Calls the app and sends its response; every failure is logged with its traceback.
+fn run(
+    py: Python<'_>,
+    inst: &Instance,
+    call: &Arc<Call>,
+    script: &Path,
+    app: &Bound<'_, PyAny>,
+) -> Status {
+    let response = Arc::new(Response::new(Arc::clone(call)));
+    let errors = match Bound::new(py, Errors::new(Arc::clone(call))) {
+        Ok(e) => e,
+        Err(e) => {
+            log_exception(py, call, script, &e);
+            return Status::ERROR;
+        }
+    };
+    let outcome = call_app(py, inst, call, app, &response, &errors);
+    errors.get().emit(true);
+    match outcome {
+        Ok(()) => Status::OK,
+        Err(failures) => {
+            for e in &failures {
+                log_exception(py, call, script, e);
+            }
+            Status::ERROR
+        }
+    }
+}
+
+/// The app call proper; the failures, in order (the body's, then `close()`'s).
+fn call_app(
+    py: Python<'_>,
+    inst: &Instance,
+    call: &Arc<Call>,
+    app: &Bound<'_, PyAny>,
+    response: &Arc<Response>,
+    errors: &Bound<'_, Errors>,
+) -> Result<(), Vec<PyErr>> {
+    let environ = environ(py, inst, call, errors).map_err(|e| vec![e])?;
+    let start =
+        Bound::new(py, StartResponse { response: Arc::clone(response) }).map_err(|e| vec![e])?;
+    let result = app.call1((environ, start)).map_err(|e| vec![e])?;
+    let mut failures = Vec::new();
+    if let Err(e) = body(py, response, &result) {
+        failures.push(e);
+    }
+    // PEP 3333: close() is called whatever happened, if the iterable has one.
+    match result.getattr_opt("close") {
+        Ok(Some(close)) => {
+            if let Err(e) = close.call0() {
+                failures.push(e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => failures.push(e),
+    }
+    if failures.is_empty()
+        && let Err(e) = finish(py, response)
+    {
+        failures.push(e);
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures) }
+}
+
+/// Streams the iterable the app returned.
+fn body(py: Python<'_>, response: &Response, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let eager = result.is_instance_of::<PyList>()
+        || result.is_instance_of::<PyTuple>()
+        || is_file_wrapper(py, result);
+    for item in result.try_iter()? {
+        let item = item?;
+        let Ok(bytes) = item.cast::<PyBytes>() else {
+            return Err(PyTypeError::new_err(format!(
+                "the response body must be an iterable of bytes, and it gave a {}",
+                type_name(&item)
+            )));
+        };
+        let data = bytes.as_bytes();
+        if !data.is_empty() {
+            response.send(py, data, !eager)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_file_wrapper(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
+    interp::helpers(py)
+        .and_then(|h| h.getattr("FileWrapper"))
+        .and_then(|cls| v.is_instance(&cls))
+        .unwrap_or(false)
+}
+
+/// After the body: a response with no body bytes still needs its head sent.
+fn finish(py: Python<'_>, response: &Response) -> PyResult<()> {
+    if response.sent() {
+        return Ok(());
+    }
+    if !response.started() {
+        return Err(PyRuntimeError::new_err(
+            "the application returned without calling start_response()",
+        ));
+    }
+    response.send(py, b"", false)
+}
+
+/// The PEP 3333 environ: the host's variables as native strings (bytes decoded as
+/// latin-1), and the `wsgi.*` keys.
+fn environ<'py>(
+    py: Python<'py>,
+    inst: &Instance,
+    call: &Arc<Call>,
+    errors: &Bound<'py, Errors>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    call.for_each_var(|name, value| d.set_item(native(py, name), native(py, value)))?;
+    d.set_item("wsgi.version", (1, 0))?;
+    if !d.contains("wsgi.url_scheme")? {
+        let scheme = match d.get_item("REQUEST_SCHEME")? {
+            Some(s) => s,
+            None => PyString::new(py, "http").into_any(),
+        };
+        d.set_item("wsgi.url_scheme", scheme)?;
+    }
+    d.set_item("wsgi.input", Bound::new(py, Input::new(Arc::clone(call)))?)?;
+    d.set_item("wsgi.errors", errors)?;
+    d.set_item("wsgi.multithread", inst.multithread)?;
+    d.set_item("wsgi.multiprocess", false)?;
+    d.set_item("wsgi.run_once", false)?;
+    // As mod_wsgi: wsgi.input ends where the body ends (a chunked body too).
+    d.set_item("wsgi.input_terminated", true)?;
+    d.set_item("wsgi.file_wrapper", interp::helpers(py)?.getattr("FileWrapper")?)?;
+    Ok(d)
+}
+
+/// A native string: the bytes decoded as latin-1.
+fn native<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(b) {
+        Ok(s) if s.is_ascii() => PyString::new(py, s),
+        _ => PyString::new(py, &b.iter().map(|&c| char::from(c)).collect::<String>()),
+    }
+}
+
+/// Logs an exception as mod_wsgi does: a line naming the script, then the traceback, one
+/// log line per line.
+fn log_exception(py: Python<'_>, call: &Call, script: &Path, e: &PyErr) {
+    call.log_error(&format!("Exception occurred processing WSGI script '{}'.", script.display()));
+    for line in interp::describe(py, e).lines() {
+        call.log_error(line);
+    }
+}

@@ -1,0 +1,192 @@
+//! The interpreter: one per process, started by the first instance, shared by every
+//! instance after it (of this build of the bridge or of any other: a reloaded bridge is a
+//! new mapping with fresh statics, but libpython is loaded once, so the interpreter and
+//! what it records in `sys` carry over).
+//!
+//! - libpython's symbols are made global first (see [`abi::make_libpython_global`]).
+//! - Without `python_home` the interpreter starts as the Python the bridge was built
+//!   against would (`sys.executable` that Python, its prefix and standard library). With a
+//!   virtualenv as `python_home` (a folder with `pyvenv.cfg`) it starts as that
+//!   virtualenv's `bin/python3`, so the virtualenv's site-packages are on `sys.path`
+//!   exactly as when running its Python; any other `python_home` is the prefix (`home`).
+//! - The `python_home` it started with is kept in `sys._gatehouse_python_home`; an instance
+//!   that asks for another one is refused (one interpreter: restart to change it).
+//! - `python_path` folders are added with `site.addsitedir` (so `.pth` files work), once
+//!   each, for the whole process.
+//! - `sys.stdout` is pointed at `sys.stderr`, the daemon's error log, as mod_wsgi does:
+//!   stdout is the daemon's own.
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule};
+
+use crate::abi;
+
+/// Serialises starting the interpreter and changing `sys.path` between instances.
+static START: Mutex<()> = Mutex::new(());
+
+/// The Python version the bridge was built against (`3.11`).
+pub(crate) const PYTHON_VERSION: &str = env!("WSGI_PYTHON_VERSION");
+
+/// Python-side helpers, easier to read in Python than as C-API calls: loading a script as
+/// its own module, `wsgi.file_wrapper`, and traceback formatting.
+const HELPERS: &CStr = c"
+import os, sys, types, traceback
+
+class FileWrapper:
+    '''wsgi.file_wrapper (PEP 3333): iterates a file-like object in blocks and closes it.'''
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, 'close'):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def load_script(path, name):
+    '''Runs the script at `path` as a fresh module `name`, registered in sys.modules while
+    it runs (and after, if it succeeds), as mod_wsgi loads a WSGI script file.'''
+    path = os.fsdecode(path)
+    with open(path, 'rb') as f:
+        source = f.read()
+    code = compile(source, path, 'exec', dont_inherit=True)
+    module = types.ModuleType(name)
+    module.__file__ = path
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
+        raise
+    return module
+
+
+def format_exception(etype, value, tb):
+    return ''.join(traceback.format_exception(etype, value, tb))
+";
+
+/// This build's helper module.
+static HELPER_MODULE: OnceLock<Py<PyModule>> = OnceLock::new();
+
+/// The helper module (see [`HELPERS`]).
+pub(crate) fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    if HELPER_MODULE.get().is_none() {
+        let module = PyModule::from_code(py, HELPERS, c"<gatehouse wsgi>", c"_gatehouse_wsgi")?;
+        let _ = HELPER_MODULE.set(module.unbind());
+    }
+    match HELPER_MODULE.get() {
+        Some(m) => Ok(m.bind(py)),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err("the helper module is missing")),
+    }
+}
+
+/// Starts the interpreter if needed, checks `python_home` against the one it runs with,
+/// and adds `python_path`. Errors are for the daemon's log (init refused).
+pub(crate) fn ensure(python_home: Option<&Path>, python_path: &[PathBuf]) -> Result<(), String> {
+    let _start = START.lock().unwrap_or_else(PoisonError::into_inner);
+    abi::make_libpython_global()?;
+    let program;
+    let how = match python_home {
+        Some(home) if home.join("pyvenv.cfg").is_file() => {
+            program = venv_python(home)?;
+            abi::Start::Program(&program)
+        }
+        Some(home) => abi::Start::Home(home),
+        None => abi::Start::Program(Path::new(env!("WSGI_PYTHON_EXECUTABLE"))),
+    };
+    let started = abi::start_python(how)?;
+    Python::attach(|py| setup(py, started, python_home, python_path)).map_err(|e| {
+        Python::attach(|py| format!("setting up the interpreter failed: {}", describe(py, &e)))
+    })?
+}
+
+fn setup(
+    py: Python<'_>,
+    started: bool,
+    python_home: Option<&Path>,
+    python_path: &[PathBuf],
+) -> PyResult<Result<(), String>> {
+    let sys = py.import("sys")?;
+    let wanted = python_home.map(|p| p.display().to_string());
+    if started {
+        sys.setattr("_gatehouse_python_home", wanted.clone())?;
+        sys.setattr("stdout", sys.getattr("stderr")?)?;
+        sys.setattr("argv", vec!["gatehouse"])?;
+    } else {
+        let running: Option<String> = match sys.getattr("_gatehouse_python_home") {
+            Ok(v) => v.extract()?,
+            Err(_) => None,
+        };
+        if running != wanted {
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+            return Ok(Err(format!(
+                "python_home {} differs from {}, which this process's Python interpreter started \
+                 with: there is one interpreter per process, so changing python_home needs a \
+                 restart of the daemon",
+                show(&wanted),
+                show(&running)
+            )));
+        }
+    }
+    let site = py.import("site")?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    for entry in python_path {
+        let entry = entry.display().to_string();
+        if !path.contains(&entry)? {
+            site.call_method1("addsitedir", (entry,))?;
+        }
+    }
+    helpers(py)?;
+    Ok(Ok(()))
+}
+
+/// A virtualenv's Python, after checking that it is of the version the bridge embeds.
+fn venv_python(home: &Path) -> Result<PathBuf, String> {
+    let cfg = std::fs::read_to_string(home.join("pyvenv.cfg"))
+        .map_err(|e| format!("cannot read {}: {e}", home.join("pyvenv.cfg").display()))?;
+    let version = cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        matches!(key.trim(), "version" | "version_info").then(|| value.trim().to_owned())
+    });
+    if let Some(v) = version {
+        let major_minor: Vec<&str> = v.split('.').take(2).collect();
+        if major_minor.join(".") != PYTHON_VERSION {
+            return Err(format!(
+                "python_home {} is a virtualenv of Python {v}, but the bridge embeds Python \
+                 {PYTHON_VERSION} (hint: create it with `python{PYTHON_VERSION} -m venv {}`)",
+                home.display(),
+                home.display()
+            ));
+        }
+    }
+    ["bin/python3", "bin/python"]
+        .iter()
+        .map(|p| home.join(p))
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("python_home {} has no bin/python3", home.display()))
+}
+
+/// An exception as text: its traceback when there is one.
+pub(crate) fn describe(py: Python<'_>, e: &PyErr) -> String {
+    let formatted = helpers(py).and_then(|h| {
+        let args = (e.get_type(py), e.value(py), e.traceback(py));
+        h.getattr("format_exception")?.call1(args)?.extract::<String>()
+    });
+    formatted.unwrap_or_else(|_| e.to_string())
+}
