@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+            // YAML breaks lines at LF, CRLF and a lone CR (old Mac files): count as it does.
+            let lone_cr = data.windows(2).filter(|w| w[0] == b'\r' && w[1] != b'\n').count()
+                + usize::from(data.last() == Some(&b'\r'));
+            let lines = data.iter().filter(|&&b| b == b'\n').count() + lone_cr + 1;
             for d in &e.diagnostics {
                 if let Some(pos) = d.pos {
                     assert!(pos.line >= 1 && pos.line <= lines + 1, "{d}");

@@ -232,6 +232,18 @@ impl Daemon {
         listen_flag: bool,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_cmd(yaml, prepare, listen_flag, env, &[])
+    }
+
+    /// Like [`Daemon::start_env`], with the daemon started through `wrapper` (a command and
+    /// its arguments that execs the rest, like `systemd-socket-activate -l ADDR`).
+    pub(crate) fn start_cmd(
+        yaml: &str,
+        prepare: impl FnOnce(&Path),
+        listen_flag: bool,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
         let a = artifacts();
         let dir = tempfile::Builder::new().prefix("gatehouse-e2e-").tempdir().expect("temp dir");
         // Canonical, so paths the daemon reports compare equal to ours.
@@ -245,7 +257,15 @@ impl Daemon {
         std::fs::write(&config, expand(yaml, &root)).expect("write hosting.yaml");
         let log = std::fs::File::create(root.join("daemon.log")).expect("create daemon.log");
         let listen: &[&str] = if listen_flag { &["--listen", "127.0.0.1:0"] } else { &[] };
-        let mut child = Command::new(&a.gatehouse)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&a.gatehouse);
+                c
+            }
+            None => Command::new(&a.gatehouse),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)

@@ -30,5 +30,6 @@ mod reload;
 mod routing;
 mod seed_apps;
 mod streaming;
+mod systemd;
 mod uploads;
 mod wsgi;

@@ -1,0 +1,260 @@
+//! Running as a systemd service (issue 7), over the real protocols: a unix datagram socket as
+//! `NOTIFY_SOCKET` receives the notifications in order, a socket passed by
+//! `systemd-socket-activate` (LISTEN_FDS) serves requests, SIGTERM during a slow request lets
+//! it finish and the process exit 0, `systemd-analyze verify` accepts both units, and the
+//! .deb holds the expected files with their modes.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Daemon, artifacts, read_lossy, wait_for};
+
+/// A notify socket in its own temp folder.
+struct Notify {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    sock: UnixDatagram,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Notify { _dir: dir, path, sock }
+    }
+
+    /// The next message, skipping watchdog pings unless `pings`.
+    fn next(&self, pings: bool) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.sock.recv(&mut buf).expect("a notification within 10 s");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if pings || text != "WATCHDOG=1" {
+                return text;
+            }
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn notifications_arrive_in_order_ready_reloading_ready_stopping() {
+    let notify = Notify::new();
+    let socket = notify.path.to_str().unwrap();
+    let mut d = Daemon::start_env(
+        "aliases:\n  - url: /a\n    path: {hello}\n  - url: /wsgi/\n    path: apps/\n",
+        |_| {},
+        true,
+        &[("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")],
+    );
+    let ready = notify.next(false);
+    assert!(
+        ready.starts_with(
+            "READY=1\nSTATUS=serving 2 aliases (1 groups), 1 plugins loaded on 127.0.0.1:"
+        ),
+        "{ready:?}"
+    );
+    // The watchdog: pinged (every 200 ms) while the daemon answers itself.
+    let t = Instant::now();
+    assert_eq!(notify.next(true), "WATCHDOG=1");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    d.signal("HUP");
+    let reloading = notify.next(false);
+    let usec = reloading
+        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+        .unwrap_or_else(|| panic!("{reloading:?}"));
+    assert!(usec.parse::<u64>().unwrap() > 0);
+    let ready = notify.next(false);
+    assert!(ready.starts_with("READY=1\nSTATUS=serving 2 aliases"), "{ready:?}");
+    // An invalid edit: RELOADING, then READY with a status that says it was refused.
+    d.write_config("aliases:\n  - url: /a\n    pth: x\n");
+    assert!(notify.next(false).starts_with("RELOADING=1"));
+    let ready = notify.next(false);
+    assert!(ready.contains("the last edit was refused"), "{ready:?}");
+    let status = d.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(notify.next(false), "STOPPING=1\nSTATUS=stopping: finishing requests in flight");
+}
+
+#[test]
+fn sockets_passed_by_systemd_are_served_instead_of_listen() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    // systemd-socket-activate starts the daemon on the first connection (as systemd does
+    // with a socket unit): make one, and keep its request for when the daemon is up.
+    let first = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let target: std::net::SocketAddr = addr.parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(target).is_err() {
+                assert!(Instant::now() < deadline, "systemd-socket-activate never listened");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            crate::harness::get_from(target, "/a")
+        })
+    };
+    // `listen` names another address: the passed socket wins.
+    let d = Daemon::start_cmd(
+        "listen: [\"127.0.0.1:1\"]\naliases:\n  - url: /a\n    path: {hello}\n",
+        |_| {},
+        false,
+        &[],
+        &["systemd-socket-activate", "-l", &addr],
+    );
+    assert_eq!(d.addr.to_string(), addr);
+    assert_eq!(first.join().unwrap(), (200, "Hello World!".to_owned()));
+    assert_eq!(d.get("/a").text(), "Hello World!");
+    // An edit of `listen` does not take the socket away.
+    d.write_config("listen: [\"127.0.0.1:2\"]\naliases:\n  - url: /a\n    path: {hello}\n");
+    wait_for("the warning about listen", Duration::from_secs(5), || {
+        if d.log().contains("the sockets come from systemd's socket unit") {
+            Ok(())
+        } else {
+            Err(d.log())
+        }
+    });
+    assert_eq!(d.get("/a").text(), "Hello World!");
+}
+
+#[test]
+fn sigterm_lets_a_slow_request_finish_then_runs_shutdown_and_exits_0() {
+    let yaml =
+        "aliases:\n  - url: /p\n    path: {panicky}\n    env: {PANICKY_MARKS: var/marks.txt}\n";
+    let mut d = Daemon::start_with(yaml, |root| std::fs::create_dir_all(root.join("var")).unwrap());
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/p/sleep/1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    let status = d.terminate();
+    assert_eq!(slow.join().unwrap(), (200, "slept".to_owned()), "the request in flight was cut");
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+    assert_eq!(read_lossy(&d.path("var/marks.txt")), "init /p\nshutdown /p\n");
+    assert!(d.log().contains("SIGTERM: stopping"), "{}", d.log());
+}
+
+#[test]
+fn both_units_pass_systemd_analyze_verify() {
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for unit in ["gatehouse.service", "gatehouse.socket"] {
+        // The unit names /usr/bin/gatehouse; verify checks that the binary exists, so point
+        // it at the one just built.
+        let text = std::fs::read_to_string(repo_root().join("systemd").join(unit)).unwrap();
+        let text = text.replace("/usr/bin/gatehouse", &artifacts().gatehouse.display().to_string());
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("gatehouse.service"))
+        .arg(dir.path().join("gatehouse.socket"))
+        .output()
+        .unwrap();
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify:\n{said}");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(dir.path().join("gatehouse.service"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exposure above 2.0:\n{said}");
+    let overall = said.lines().last().unwrap_or_default();
+    assert!(overall.contains("Overall exposure level for gatehouse.service: 1."), "{overall}");
+}
+
+#[test]
+fn the_deb_holds_the_daemon_units_config_user_and_folders() {
+    if Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: cargo-deb is not installed (.ci/run installs it)");
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    // The binary the harness built (the test profile's), stripped and quickly compressed:
+    // the layout is what is tested, not the release build.
+    let a = artifacts();
+    let profile =
+        if a.gatehouse.parent().unwrap().ends_with("release") { "release" } else { "dev" };
+    let out = Command::new("cargo")
+        .current_dir(repo_root())
+        .args(["deb", "-p", "gatehouse", "--no-build", "--fast", "--profile", profile, "-o"])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo deb:\n{}", String::from_utf8_lossy(&out.stderr));
+    let deb = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let list = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/gatehouse"),
+        ("-rw-r--r--", "./lib/systemd/system/gatehouse.service"),
+        ("-rw-r--r--", "./lib/systemd/system/gatehouse.socket"),
+        ("-rw-r-----", "./etc/gatehouse/hosting.yaml"),
+        ("-rw-r--r--", "./usr/lib/sysusers.d/gatehouse.conf"),
+        ("-rw-r--r--", "./usr/lib/tmpfiles.d/gatehouse.conf"),
+        ("-rw-r--r--", "./usr/share/doc/gatehouse/README.md"),
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{path} with {mode} not in the package:\n{list}"
+        );
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let x = Command::new("dpkg-deb").arg("-R").arg(&deb).arg(scratch.path()).status().unwrap();
+    assert!(x.success());
+    let root = scratch.path();
+    let tmpfiles = read_lossy(&root.join("usr/lib/tmpfiles.d/gatehouse.conf"));
+    assert!(
+        tmpfiles.contains("d /var/log/gatehouse       0750 gatehouse gatehouse -"),
+        "{tmpfiles}"
+    );
+    assert!(
+        tmpfiles.contains("d /var/lib/gatehouse/apps  0755 root      root      -"),
+        "{tmpfiles}"
+    );
+    assert!(read_lossy(&root.join("usr/lib/sysusers.d/gatehouse.conf")).contains("u gatehouse -"));
+    let postinst = read_lossy(&root.join("DEBIAN/postinst"));
+    assert!(
+        postinst.contains("systemd-sysusers gatehouse.conf")
+            && postinst.contains("systemd-tmpfiles --create"),
+        "{postinst}"
+    );
+    assert!(read_lossy(&root.join("DEBIAN/conffiles")).contains("/etc/gatehouse/hosting.yaml"));
+    // The packaged configuration is valid as shipped (with its folders moved under a temp
+    // root, since this machine has no /var/lib/gatehouse).
+    let shipped = read_lossy(&root.join("etc/gatehouse/hosting.yaml"));
+    let fake = tempfile::tempdir().unwrap();
+    let moved = shipped
+        .replace(" /var/", &format!(" {}/var/", fake.path().display()))
+        .replace(" /run/", &format!(" {}/run/", fake.path().display()));
+    assert_ne!(moved, shipped);
+    std::fs::create_dir_all(fake.path().join("var/lib/gatehouse/apps")).unwrap();
+    std::fs::write(fake.path().join("hosting.yaml"), moved).unwrap();
+    let check = Command::new(&a.gatehouse)
+        .args(["routes", "--config"])
+        .arg(fake.path().join("hosting.yaml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success() && !said.contains("error"), "{said}");
+}
