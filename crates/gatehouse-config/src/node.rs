@@ -314,6 +314,10 @@ mod tests {
             ("a: \"open\n", Pos::new(1, 4), "unclosed quote"),
             ("a: *nope\n", Pos::new(1, 4), "unknown"),
             ("a: 1\n---\nb: 2\n", Pos::new(3, 1), "multiple"),
+            // A lone CR (old Mac line ends) breaks lines as LF does: positions count it
+            // (the fuzzer's first finding was a check that did not).
+            ("a: 1\r  b: 2\r", Pos::new(2, 4), "mapping values are not allowed"),
+            ("x: 1\r\ra: 1\r  b: 2\r", Pos::new(4, 4), "mapping values are not allowed"),
         ];
         for (text, pos, needle) in cases {
             let err = match parse_yaml(text) {
