@@ -301,6 +301,11 @@ pub fn check_elf(bytes: &[u8]) -> Result<(), StageError> {
         }
         Ok(v)
     };
+    // The ELF header itself first: 64 bytes (ELF64) or 52 (ELF32).
+    let header = if wide { 64 } else { 52 };
+    if len < header {
+        return Err(short("ELF header", header));
+    }
     let word = if wide { 8 } else { 4 };
     // e_type, then the offsets and counts, at the positions the two classes define.
     let e_type = rd(16, 2)?;
@@ -386,6 +391,19 @@ mod tests {
             let err = check_elf(&bytes).expect_err(what).to_string();
             assert!(err.contains(says), "{what}: {err}");
         }
+    }
+
+    /// The elf fuzzer's finding: a 51-byte ELF32 whose fields all lay inside the file but
+    /// whose 52-byte header did not was accepted.
+    #[test]
+    fn a_header_shorter_than_its_class_is_refused() {
+        let crash: &[u8] = b"\x7fELF\x01\x01\x00\x02\x01\x7fELF\x02\x01\x01\x03\x00\x00\x00\x00\x00\x00\x03\x00>\x00Q\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x03\x00\x00\x00\x00?\x00\x00\x00\x00";
+        assert_eq!(crash.len(), 51);
+        let err = check_elf(crash).expect_err("51 bytes of ELF32").to_string();
+        assert!(err.contains("ELF header ends at byte 52"), "{err}");
+        let mut wide = shared_object();
+        wide.truncate(63);
+        assert!(check_elf(&wide).expect_err("63 bytes of ELF64").to_string().contains("ELF header"));
     }
 
     #[test]
