@@ -153,7 +153,7 @@ where
 struct Entry {
     sink: Arc<Sink>,
     start: Instant,
-    time: chrono::DateTime<chrono::Local>,
+    time: std::time::SystemTime,
     client: String,
     request_line: String,
     referer: String,
@@ -172,10 +172,15 @@ impl Entry {
             Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         };
-        let mut request_line = String::new();
+        let uri = req.uri();
+        let mut request_line = String::with_capacity(uri.path().len() + 32);
         escape_into(req.method().as_str().as_bytes(), &mut request_line);
         request_line.push(' ');
-        escape_into(req.uri().to_string().as_bytes(), &mut request_line);
+        // The target as sent: origin-form without an allocation, absolute-form whole.
+        match (uri.authority(), uri.path_and_query()) {
+            (None, Some(pq)) => escape_into(pq.as_str().as_bytes(), &mut request_line),
+            _ => escape_into(uri.to_string().as_bytes(), &mut request_line),
+        }
         request_line.push(' ');
         request_line.push_str(version);
         let header = |name| {
@@ -191,7 +196,7 @@ impl Entry {
         Entry {
             sink,
             start: Instant::now(),
-            time: chrono::Local::now(),
+            time: std::time::SystemTime::now(),
             client: req.peer_addr().map_or_else(|| "-".to_owned(), |a| a.ip().to_string()),
             request_line,
             referer: header(header::REFERER),
@@ -203,24 +208,51 @@ impl Entry {
     }
 
     fn format(&self, bytes: u64, micros: u128) -> String {
-        let bytes = if bytes == 0 { "-".to_owned() } else { bytes.to_string() };
-        let mut app = String::new();
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(
+            96 + self.client.len()
+                + self.request_line.len()
+                + self.referer.len()
+                + self.user_agent.len(),
+        );
+        line.push_str(&self.client);
+        line.push_str(" - - [");
+        clf_time(self.time, &mut line);
+        line.push_str("] \"");
+        line.push_str(&self.request_line);
+        let _ = write!(line, "\" {} ", self.status);
+        if bytes == 0 {
+            line.push('-');
+        } else {
+            let _ = write!(line, "{bytes}");
+        }
+        line.push_str(" \"");
+        line.push_str(&self.referer);
+        line.push_str("\" \"");
+        line.push_str(&self.user_agent);
+        line.push_str("\" app=");
         match &self.app {
             // A group's plugin NAME comes from the URL: escape it too, spaces included.
-            Some(a) => escape_into(a.as_bytes(), &mut app),
-            None => app.push('-'),
+            Some(a) => {
+                for &b in a.as_bytes() {
+                    if b == b' ' {
+                        line.push_str("\\x20");
+                    } else {
+                        escape_into(&[b], &mut line);
+                    }
+                }
+            }
+            None => line.push('-'),
         }
-        let app = app.replace(' ', "\\x20");
-        let req = self.request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
-        format!(
-            "{} - - [{}] \"{}\" {} {bytes} \"{}\" \"{}\" app={app} req={req} time_us={micros}\n",
-            self.client,
-            self.time.format("%d/%b/%Y:%H:%M:%S %z"),
-            self.request_line,
-            self.status,
-            self.referer,
-            self.user_agent,
-        )
+        line.push_str(" req=");
+        match self.request_id {
+            Some(id) => {
+                let _ = write!(line, "{id}");
+            }
+            None => line.push('-'),
+        }
+        let _ = writeln!(line, " time_us={micros}");
+        line
     }
 
     fn write(&self, bytes: u64) {
@@ -230,6 +262,25 @@ impl Entry {
     }
 }
 
+/// Appends `t` as Apache's `%t` (`13/Apr/2021:10:26:26 +0900`, local time), formatted once
+/// per second per thread: formatting a date is most of a line's cost otherwise.
+fn clf_time(t: std::time::SystemTime, out: &mut String) {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let local: chrono::DateTime<chrono::Local> = t.into();
+            c.1 = local.format("%d/%b/%Y:%H:%M:%S %z").to_string();
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+    });
+}
+
 /// Apache's escaping of logged request data.
 fn escape_into(bytes: &[u8], out: &mut String) {
     for &b in bytes {
@@ -237,7 +288,12 @@ fn escape_into(bytes: &[u8], out: &mut String) {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
             0x20..=0x7e => out.push(char::from(b)),
-            _ => out.push_str(&format!("\\x{b:02x}")),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\x");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
         }
     }
 }
@@ -333,7 +389,7 @@ mod tests {
         let mut entry = Entry {
             sink,
             start: Instant::now(),
-            time: time.with_timezone(&chrono::Local),
+            time: std::time::SystemTime::from(time),
             client: "127.0.0.1".to_owned(),
             request_line: "GET /myapp?id=A001 HTTP/1.1".to_owned(),
             referer: "-".to_owned(),

@@ -403,7 +403,9 @@ mod tests {
         assert!(err.contains("ELF header ends at byte 52"), "{err}");
         let mut wide = shared_object();
         wide.truncate(63);
-        assert!(check_elf(&wide).expect_err("63 bytes of ELF64").to_string().contains("ELF header"));
+        assert!(
+            check_elf(&wide).expect_err("63 bytes of ELF64").to_string().contains("ELF header")
+        );
     }
 
     #[test]
