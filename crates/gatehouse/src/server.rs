@@ -43,8 +43,17 @@ struct Target {
     script_len: usize,
 }
 
-/// Routes a request to its alias and plugin file, or answers it.
-fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
+/// Routes a request to its alias and plugin file, or answers it (with the alias, when one
+/// matched: a directory group's missing app counts as its alias's request).
+fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str, Option<usize>)> {
+    target_of(host, raw_path).map_err(|(status, message)| (status, message, None))?
+}
+
+/// [`target`], with the routing answers; an alias's own answers come as `Ok(Err(..))`.
+fn target_of(
+    host: &Host,
+    raw_path: &str,
+) -> Result<Result<Target, (u16, &'static str, Option<usize>)>, (u16, &'static str)> {
     let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
@@ -59,15 +68,15 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
             Ok((file, name)) => (file, Some(name)),
             Err(GroupMiss::Forbidden(why)) => {
                 log::info!("{}: 403: {why}", m.alias.url);
-                return Err((403, "not an app"));
+                return Ok(Err((403, "not an app", Some(mount))));
             }
             Err(GroupMiss::NotFound(why)) => {
                 log::info!("{}: 404: {why}", m.alias.url);
-                return Err((404, "no such app"));
+                return Ok(Err((404, "no such app", Some(mount))));
             }
         },
     };
-    Ok(Target { mount, file, group_name, path, script_len })
+    Ok(Ok(Target { mount, file, group_name, path, script_len }))
 }
 
 /// Apache's `LimitRequestLine` default.
@@ -201,7 +210,10 @@ async fn respond(
     }
     let t = match target(&host, req.uri().path()) {
         Ok(t) => t,
-        Err((status, message)) => return plain(status, message),
+        Err((status, message, alias)) => {
+            *mount = alias;
+            return plain(status, message);
+        }
     };
     *mount = Some(t.mount);
     let alias = &host.mounts[t.mount].alias;

@@ -37,6 +37,14 @@ pub enum TlsError {
     /// The file has no certificate.
     #[error("{}: no certificate in it (expected `-----BEGIN CERTIFICATE-----` blocks, the server's first)", .0.display())]
     NoCertificate(PathBuf),
+    /// The server's certificate does not parse.
+    #[error("{}: not a usable certificate: {why}", file.display())]
+    Certificate {
+        /// The certificate file.
+        file: PathBuf,
+        /// What rustls said.
+        why: String,
+    },
     /// The key is of a kind the provider cannot sign with, or does not match the certificate.
     #[error("{}: the key cannot be used with {}: {why}", key.display(), cert.display())]
     Key {
@@ -69,10 +77,11 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         return Err(TlsError::NoCertificate(cert.to_owned()));
     }
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| read(key, "private key", e))?;
-    CertifiedKey::from_der(chain, der, &provider()).map_err(|e| TlsError::Key {
-        key: key.to_owned(),
-        cert: cert.to_owned(),
-        why: e.to_string(),
+    CertifiedKey::from_der(chain, der, &provider()).map_err(|e| match e {
+        rustls::Error::InvalidCertificate(why) => {
+            TlsError::Certificate { file: cert.to_owned(), why: format!("{why:?}") }
+        }
+        e => TlsError::Key { key: key.to_owned(), cert: cert.to_owned(), why: e.to_string() },
     })
 }
 
