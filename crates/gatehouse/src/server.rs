@@ -43,17 +43,17 @@ struct Target {
     script_len: usize,
 }
 
+/// A request the host answers itself: status, reason, and the alias it counts under.
+type Answer = (u16, &'static str, Option<usize>);
+
 /// Routes a request to its alias and plugin file, or answers it (with the alias, when one
 /// matched: a directory group's missing app counts as its alias's request).
-fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str, Option<usize>)> {
+fn target(host: &Host, raw_path: &str) -> Result<Target, Answer> {
     target_of(host, raw_path).map_err(|(status, message)| (status, message, None))?
 }
 
 /// [`target`], with the routing answers; an alias's own answers come as `Ok(Err(..))`.
-fn target_of(
-    host: &Host,
-    raw_path: &str,
-) -> Result<Result<Target, (u16, &'static str, Option<usize>)>, (u16, &'static str)> {
+fn target_of(host: &Host, raw_path: &str) -> Result<Result<Target, Answer>, (u16, &'static str)> {
     let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
