@@ -295,6 +295,7 @@ impl Daemon {
         let addr = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line
                 .strip_prefix("gatehouse listening on http://")
+                .or_else(|| line.strip_prefix("gatehouse listening on https://"))
                 .and_then(|a| a.parse::<SocketAddr>().ok())
                 .unwrap_or_else(|| {
                     let _ = child.kill();
@@ -550,6 +551,11 @@ fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
             String::from_utf8_lossy(raw)
         )
     })
+}
+
+/// Parses a whole HTTP/1.1 reply read to EOF (a reply read over another transport, TLS).
+pub(crate) fn parse_reply(reply: &[u8], head_request: bool) -> Result<Response, String> {
+    parse(reply, head_request)
 }
 
 /// Parses a whole HTTP/1.1 reply read to EOF.

@@ -11,7 +11,14 @@
 //! # The file
 //!
 //! ```yaml
-//! listen: ["127.0.0.1:8080"]   # socket addresses (IP:PORT; [::1]:8080; port 0 = any free port)
+//! listen:                      # socket addresses (IP:PORT; [::1]:8080; port 0 = any free port)
+//!   - "127.0.0.1:8080"         # plain HTTP/1.1
+//!   - address: "127.0.0.1:8443"    # HTTPS (TLS 1.2/1.3, ALPN h2 and http/1.1)
+//!     tls: {cert: tls/fullchain.pem, key: tls/privkey.pem}   # PEM; re-read on every reload
+//! keep_alive: 5s               # idle keep-alive connections are closed after this
+//! max_connections: 10000       # open connections per HTTP worker thread and listener
+//! trusted_proxies: ["127.0.0.1", "10.0.0.0/8"]  # their Forwarded / X-Forwarded-* set REMOTE_ADDR and the scheme
+//! metrics: {listen: "127.0.0.1:9090"}  # /metrics (Prometheus), /status, /status.json; off when absent
 //! develop_mode: false          # the seed's DEVELOP_MODE
 //! max_body: 10MiB              # request body limit: bytes, or B, K/KB/KiB, M/MB/MiB, G/GB/GiB
 //! max_upload: 10MiB            # largest uploaded file (default: max_body)
@@ -102,6 +109,7 @@ mod diagnostic;
 mod handler;
 mod limits;
 mod logs;
+mod net;
 mod node;
 mod size;
 mod url;
@@ -109,6 +117,7 @@ mod validate;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
+pub use net::parse_net;
 pub use size::parse_size;
 pub use url::url_covers;
 
@@ -131,6 +140,40 @@ pub const DEFAULT_DIR_MODE: u32 = 0o750;
 /// `logs.file_mode` when not written.
 pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
+/// `keep_alive` when not written: 5 s, Apache's `KeepAliveTimeout`.
+pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// `max_connections` when not written (per HTTP worker thread).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The largest accepted `max_connections`.
+pub const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
+
+/// A listen address that serves HTTPS: its certificate chain and private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// The address (as in [`Config::listen`]).
+    pub addr: SocketAddr,
+    /// The certificate chain, PEM (the server's certificate first), absolute.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1), absolute.
+    pub key: PathBuf,
+}
+
+/// A trusted proxy: an address or a CIDR block (`prefix` bits of `addr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet {
+    /// The block's first address.
+    pub addr: std::net::IpAddr,
+    /// The prefix length: 32 (IPv4) or 128 (IPv6) for one address.
+    pub prefix: u8,
+}
+
+/// The metrics and status listener (`metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics`, `/status` and `/status.json` are served (loopback advised).
+    pub listen: SocketAddr,
+}
+
 /// A validated configuration: every value resolved, every path absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -140,6 +183,18 @@ pub struct Config {
     pub dir: PathBuf,
     /// Addresses to listen on (at least one, no duplicates).
     pub listen: Vec<SocketAddr>,
+    /// The addresses of `listen` that serve HTTPS, with their certificates.
+    pub tls: Vec<TlsListen>,
+    /// How long an idle keep-alive connection stays open (`keep_alive`, default 5 s).
+    pub keep_alive: std::time::Duration,
+    /// Connections each HTTP worker thread serves at once, per listener (`max_connections`,
+    /// default 10000); past it new connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` are believed
+    /// (`trusted_proxies`, default none).
+    pub trusted_proxies: Vec<ProxyNet>,
+    /// The metrics and status listener (`metrics`; none by default).
+    pub metrics: Option<Metrics>,
     /// The global develop mode (the seed's `DEVELOP_MODE`).
     pub develop_mode: bool,
     /// The global request body limit, in bytes (at least 1).
@@ -265,6 +320,11 @@ pub enum RotateAge {
 }
 
 impl Config {
+    /// The certificate of listen address `addr`, if it serves HTTPS.
+    pub fn tls_for(&self, addr: SocketAddr) -> Option<&TlsListen> {
+        self.tls.iter().find(|t| t.addr == addr)
+    }
+
     /// The handler serving `file`, if any: the first whose suffix the file's name ends with
     /// (a name that is only the suffix, like `.py`, is not served).
     pub fn handler_for(&self, file: &std::path::Path) -> Option<&Handler> {

@@ -31,11 +31,15 @@ const TOP_KEYS: &[&str] = &[
     "max_header_size",
     "header_timeout",
     "shutdown_timeout",
+    "keep_alive",
+    "max_connections",
     "timeout",
     "body_timeout",
     "body_min_rate",
     "queue",
     "check_plugins",
+    "trusted_proxies",
+    "metrics",
     "logs",
     "handlers",
     "aliases",
@@ -48,6 +52,11 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         file: file.to_path_buf(),
         dir: dir.to_path_buf(),
         listen: vec![default_listen()],
+        tls: Vec::new(),
+        keep_alive: crate::DEFAULT_KEEP_ALIVE,
+        max_connections: crate::DEFAULT_MAX_CONNECTIONS,
+        trusted_proxies: Vec::new(),
+        metrics: None,
         develop_mode: false,
         max_body: DEFAULT_MAX_BODY,
         max_upload: DEFAULT_MAX_BODY,
@@ -76,8 +85,18 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
     };
 
     if let Some(n) = f.get("listen") {
-        config.listen = listen(n, d);
+        (config.listen, config.tls) = listen(n, dir, d);
     }
+    if let Some(t) = f.get("keep_alive").and_then(|n| crate::limits::duration(n, "keep_alive", d)) {
+        config.keep_alive = t;
+    }
+    if let Some(m) = f.get("max_connections").and_then(|n| crate::net::max_connections(n, d)) {
+        config.max_connections = m;
+    }
+    if let Some(n) = f.get("trusted_proxies") {
+        config.trusted_proxies = crate::net::trusted_proxies(n, d);
+    }
+    config.metrics = f.get("metrics").and_then(|n| crate::net::metrics(n, d));
     if let Some(b) = f.get("develop_mode").and_then(|n| bool_value(n, "develop_mode", d)) {
         config.develop_mode = b;
     }
@@ -166,14 +185,22 @@ pub(crate) fn default_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))
 }
 
-fn listen(n: &Node, d: &mut Diags) -> Vec<SocketAddr> {
+/// The keys of a `listen` entry written as a mapping.
+const LISTEN_KEYS: &[&str] = &["address", "tls"];
+/// The keys of its `tls`.
+const TLS_KEYS: &[&str] = &["cert", "key"];
+
+/// `listen`: a list whose entries are `IP:PORT` strings (plain HTTP) or mappings
+/// `{address: IP:PORT, tls: {cert: PEM, key: PEM}}` (HTTPS). Returns the addresses and,
+/// for those with `tls`, their certificate files (resolved against `dir`).
+fn listen(n: &Node, dir: &Path, d: &mut Diags) -> (Vec<SocketAddr>, Vec<crate::TlsListen>) {
     let Value::Seq(items) = &n.value else {
         d.error_hint(
             n.pos,
             format!("`listen` must be a list of addresses, found {}", found(n)),
             "write `listen: [\"127.0.0.1:8080\"]`",
         );
-        return vec![default_listen()];
+        return (vec![default_listen()], Vec::new());
     };
     if items.is_empty() {
         d.error_hint(
@@ -183,11 +210,28 @@ fn listen(n: &Node, d: &mut Diags) -> Vec<SocketAddr> {
         );
     }
     let mut seen: Vec<(SocketAddr, Pos)> = Vec::new();
+    let mut tls = Vec::new();
     for item in items {
-        let Some(text) = item.text() else {
-            d.error(
-                item.pos,
-                format!("a `listen` address must be a string, found {}", found(item)),
+        let (addr_node, tls_node) = if let Value::Map(_) = item.value {
+            let Some(f) = fields(item, "a `listen` entry", LISTEN_KEYS, d) else { continue };
+            let Some(a) = f.get("address") else {
+                d.error_hint(
+                    item.pos,
+                    "a `listen` entry needs `address`",
+                    "write `{address: \"127.0.0.1:8443\", tls: {cert: cert.pem, key: key.pem}}`",
+                );
+                continue;
+            };
+            (a, f.get("tls"))
+        } else {
+            (item, None)
+        };
+        let files = tls_node.and_then(|t| tls_files(t, dir, d));
+        let Some(text) = addr_node.text() else {
+            d.error_hint(
+                addr_node.pos,
+                format!("a `listen` address must be a string, found {}", found(addr_node)),
+                "write `\"127.0.0.1:8080\"`, or `{address: \"127.0.0.1:8443\", tls: {cert: cert.pem, key: key.pem}}` for HTTPS",
             );
             continue;
         };
@@ -195,22 +239,44 @@ fn listen(n: &Node, d: &mut Diags) -> Vec<SocketAddr> {
             Ok(addr) => {
                 if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr) {
                     d.error_hint(
-                        item.pos,
+                        addr_node.pos,
                         format!("address {addr} is listed twice (first at {})", at(*first)),
                         "remove one of them",
                     );
                 } else {
-                    seen.push((addr, item.pos));
+                    seen.push((addr, addr_node.pos));
+                    if let Some((cert, key)) = files {
+                        tls.push(crate::TlsListen { addr, cert, key });
+                    }
                 }
             }
             Err(_) => d.error_hint(
-                item.pos,
+                addr_node.pos,
                 format!("`{}` is not a socket address", text.escape_debug()),
                 "write IP:PORT, like `127.0.0.1:8080`, `0.0.0.0:80` or `[::1]:8080` (host names are not resolved; port 0 picks a free port)",
             ),
         }
     }
-    seen.into_iter().map(|(a, _)| a).collect()
+    (seen.into_iter().map(|(a, _)| a).collect(), tls)
+}
+
+/// A listen entry's `tls: {cert: PATH, key: PATH}` (both required; read by the daemon).
+fn tls_files(n: &Node, dir: &Path, d: &mut Diags) -> Option<(PathBuf, PathBuf)> {
+    let f = fields(n, "`tls`", TLS_KEYS, d)?;
+    let mut get = |key: &str| match f.get(key) {
+        Some(v) => path_value(v, &format!("tls.{key}"), d).map(|p| resolve(dir, p)),
+        None => {
+            d.error_hint(
+                n.pos,
+                format!("`tls` needs `{key}`"),
+                "write `tls: {cert: fullchain.pem, key: privkey.pem}` (PEM files; relative to this file's folder)",
+            );
+            None
+        }
+    };
+    let cert = get("cert");
+    let key = get("key");
+    Some((cert?, key?))
 }
 
 /// `written` resolved against the config folder: absolute paths stay, relative ones are
@@ -510,6 +576,26 @@ mod tests {
                 ],
             ),
             ("aliases: []\nlisten: [\"[::1]\"]\n", &[(2, 10, "not a socket address")]),
+            (
+                "aliases: []\nlisten:\n  - {address: \"127.0.0.1:8443\", tls: {cert: c.pem}}\n  - {tls: {cert: c, key: k}}\n  - {address: x, tls: {cert: c, key: k}}\n  - {address: \"127.0.0.1:8443\"}\n",
+                &[
+                    (3, 38, "`tls` needs `key`"),
+                    (4, 5, "a `listen` entry needs `address`"),
+                    (5, 15, "`x` is not a socket address"),
+                    (6, 15, "address 127.0.0.1:8443 is listed twice (first at line 3, column 15)"),
+                ],
+            ),
+            (
+                "aliases: []\nlisten:\n  - {address: [1], tls: {cert: \"\", key: k, ca: x}}\n  - {adress: \"127.0.0.1:1\"}\n  - {address: \"127.0.0.1:2\", tls: on}\n",
+                &[
+                    (3, 15, "a `listen` address must be a string, found a list"),
+                    (3, 32, "`tls.cert` must not be empty"),
+                    (3, 44, "unknown key `ca` in `tls`"),
+                    (4, 6, "unknown key `adress` in a `listen` entry"),
+                    (4, 5, "a `listen` entry needs `address`"),
+                    (5, 35, "`tls` must be a mapping of keys"),
+                ],
+            ),
             ("aliases: []\nlisten: [\"1.2.3.4:99999\"]\n", &[(2, 10, "not a socket address")]),
             // develop_mode
             (
@@ -573,9 +659,29 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, timeout, body_timeout, body_min_rate, queue, check_plugins, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
+    }
+
+    #[test]
+    fn listen_entries_plain_and_tls() {
+        let fx = fixture();
+        let c = fx
+            .ok("aliases: []\nlisten:\n  - \"127.0.0.1:8080\"\n  - address: \"[::1]:8443\"\n    tls: {cert: tls/cert.pem, key: /etc/k.pem}\n")
+            .config;
+        let https: SocketAddr = "[::1]:8443".parse().expect("a test address");
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("a test address"), https]);
+        assert_eq!(
+            c.tls,
+            vec![crate::TlsListen {
+                addr: https,
+                cert: fx.tmp.path().join("tls/cert.pem"),
+                key: PathBuf::from("/etc/k.pem"),
+            }]
+        );
+        assert!(c.tls_for("127.0.0.1:8080".parse().expect("a test address")).is_none());
+        assert!(c.tls_for(https).is_some());
     }
 
     #[test]

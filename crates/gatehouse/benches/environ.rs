@@ -62,9 +62,11 @@ fn cgi_vars(c: &mut Criterion) {
             path_info: path_info.as_bytes(),
             script_filename: file,
         };
-        let vars = environ::cgi_vars(req, route, alias);
+        let vars = environ::cgi_vars(req, route, alias, &[]);
         assert!(vars.get(b"REQUEST_METHOD").is_some());
-        g.bench_function(*name, |b| b.iter(|| environ::cgi_vars(black_box(req), route, alias)));
+        g.bench_function(*name, |b| {
+            b.iter(|| environ::cgi_vars(black_box(req), route, alias, &[]))
+        });
     }
     g.finish();
 
@@ -74,7 +76,7 @@ fn cgi_vars(c: &mut Criterion) {
         path_info: b"",
         script_filename: alias.path.as_os_str().as_encoded_bytes(),
     };
-    let vars = environ::cgi_vars(req, route, alias);
+    let vars = environ::cgi_vars(req, route, alias, &[]);
     let mut g = c.benchmark_group("environ/fill_abi");
     g.bench_function(format!("POST /myapp (browser multipart), {} vars", vars.len()), |b| {
         let mut abi = Vec::new();

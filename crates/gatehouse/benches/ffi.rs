@@ -115,7 +115,7 @@ fn invoke(c: &mut Criterion) {
             path_info: b"",
             script_filename: alias.path.as_os_str().as_encoded_bytes(),
         };
-        environ::cgi_vars(&wrk_get(uri), route, alias)
+        environ::cgi_vars(&wrk_get(uri), route, alias, &[])
     };
     let sample_vars = vars_of("/sample", &aliases[0], "/sample");
     let myapp_vars = vars_of("/myapp?id=A001", &aliases[1], "/myapp");

@@ -113,10 +113,26 @@ fn passes(name: &str, alias: &Alias) -> bool {
 }
 
 /// Builds the CGI/WSGI variables of a request as mod_wsgi does, then adds the alias's `env`
-/// settings whose names the request did not already set.
-pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairBuf {
+/// settings whose names the request did not already set. An HTTPS connection gives
+/// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); a peer among `proxies`
+/// (`trusted_proxies`) may say who the client is and which scheme it used (see
+/// [`crate::forwarded`]).
+pub fn cgi_vars(
+    req: &HttpRequest,
+    route: RouteVars<'_>,
+    alias: &Alias,
+    proxies: &[gatehouse_config::ProxyNet],
+) -> PairBuf {
     let env = &alias.env;
     let headers = req.headers();
+    let peer = req.peer_addr();
+    let origin = match peer {
+        Some(p) if !proxies.is_empty() => {
+            Some(crate::forwarded::origin_of(p.ip(), proxies, headers))
+        }
+        _ => None,
+    };
+    let https = origin.and_then(|o| o.https).unwrap_or_else(|| req.app_config().secure());
     let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 768);
     let uri = req.uri();
     vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
@@ -152,16 +168,23 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias) -> PairB
             |b| b.extend(server_name.bytes().map(|c| c.to_ascii_lowercase())),
         );
     }
-    vars.push(b"SERVER_PORT", server_port.unwrap_or("80").as_bytes());
+    let default_port = if https { "443" } else { "80" };
+    vars.push(b"SERVER_PORT", server_port.unwrap_or(default_port).as_bytes());
     vars.push_display(b"SERVER_ADDR", local.ip());
     vars.push(b"SERVER_PROTOCOL", protocol(req.version()).as_bytes());
     vars.push(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
     vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
-    if let Some(peer) = req.peer_addr() {
-        push_peer(&mut vars, peer);
+    if let Some(peer) = peer {
+        // The client a trusted proxy named, on the peer's port.
+        let ip = origin.map_or(peer.ip(), |o| o.ip);
+        push_peer(&mut vars, SocketAddr::new(ip, peer.port()));
     }
-    vars.push(b"REQUEST_SCHEME", b"http");
-    vars.push(b"wsgi.url_scheme", b"http");
+    let scheme: &[u8] = if https { b"https" } else { b"http" };
+    if https {
+        vars.push(b"HTTPS", b"on");
+    }
+    vars.push(b"REQUEST_SCHEME", scheme);
+    vars.push(b"wsgi.url_scheme", scheme);
     vars.push(b"SCRIPT_FILENAME", route.script_filename);
     for name in headers.keys() {
         let name = name.as_str();

@@ -55,6 +55,8 @@ pub struct Loaded {
     pub debug: Arc<DebugLog>,
     /// Its app's name for logs: the alias's last URL segment, or the group's plugin NAME.
     pub app: Arc<str>,
+    /// When it was loaded.
+    pub loaded_at: std::time::SystemTime,
 }
 
 #[derive(Debug)]
@@ -184,6 +186,8 @@ struct Apps {
     load_lock: Mutex<()>,
     last_missing_warn: Mutex<Option<Instant>>,
     groups: RwLock<GroupCache>,
+    /// Its requests, for metrics and the status page (kept while the alias is unchanged).
+    stats: Arc<crate::metrics::RequestStats>,
 }
 
 impl Apps {
@@ -195,6 +199,7 @@ impl Apps {
             load_lock: Mutex::new(()),
             last_missing_warn: Mutex::new(None),
             groups: RwLock::new(GroupCache::default()),
+            stats: Arc::default(),
         }
     }
 
@@ -224,6 +229,8 @@ pub struct Mount {
     pub group_dir: Option<PathBuf>,
     /// For a single app: its file, shared with every request.
     pub app_file: Arc<Path>,
+    /// Its request counters (shared with the next configuration's alias while unchanged).
+    pub stats: Arc<crate::metrics::RequestStats>,
     apps: Arc<Apps>,
 }
 
@@ -258,7 +265,7 @@ pub struct Host {
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
 /// `root` for `/`.
-fn alias_app_name(url: &str) -> &str {
+pub fn alias_app_name(url: &str) -> &str {
     match url.rsplit('/').next() {
         Some(s) if !s.is_empty() => s,
         _ => "root",
@@ -329,6 +336,7 @@ impl Host {
                     },
                     app_file: Arc::from(alias.path.as_path()),
                     alias: alias.clone(),
+                    stats: Arc::clone(&apps.stats),
                     apps,
                 }
             })
@@ -376,6 +384,21 @@ impl Host {
             Some(Slot::Ready { loaded, .. }) => Some(loaded.clone()),
             _ => None,
         }
+    }
+
+    /// The plugins alias `mount` serves now: (file, plugin), sorted by file.
+    pub fn loaded_plugins(&self, mount: usize) -> Vec<(PathBuf, Loaded)> {
+        let mut out: Vec<(PathBuf, Loaded)> = self.mounts[mount]
+            .apps
+            .slots()
+            .iter()
+            .filter_map(|(file, slot)| match slot {
+                Slot::Ready { loaded, .. } => Some((file.clone(), loaded.clone())),
+                Slot::Failed { .. } => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The plugin file serving `name` in directory group `mount` (see
@@ -560,14 +583,19 @@ impl Host {
                         .map(|d| format!(" (sha256 {})", &d.to_string()[..16]))
                         .unwrap_or_default()
                 );
+                crate::metrics::inc(&crate::metrics::GLOBAL.plugin_loads);
                 let loaded = Loaded {
                     plugin: Arc::new(plugin),
                     debug: self.logs.for_app(app),
                     app: Arc::clone(app),
+                    loaded_at: std::time::SystemTime::now(),
                 };
                 Opened::Ready { loaded, id, sha256 }
             }
-            Err(error) => Opened::Failed { id: Some(id), error },
+            Err(error) => {
+                crate::metrics::inc(&crate::metrics::GLOBAL.plugin_load_failures);
+                Opened::Failed { id: Some(id), error }
+            }
         }
     }
 

@@ -124,10 +124,17 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         // Before anything slow: a SIGHUP during start-up is then queued, not fatal.
         let signals = Signals::install().context("cannot install signal handlers")?;
         let pid_file = config.pid_file.clone();
-        let first_listen = config.listen.clone();
+        let first_listen = gatehouse::server::endpoints(&config);
+        let metrics = config.metrics;
+        let certs = gatehouse::tls::load(&config).map_err(|problems| {
+            let list: Vec<String> = problems.iter().map(|p| format!("error: {p}")).collect();
+            anyhow::anyhow!("a TLS certificate cannot be used:\n{}", list.join("\n"))
+        })?;
+        gatehouse::metrics::started();
         let host = Arc::new(Host::new(config, Some(Arc::new(cache))));
         host.load_single_apps();
         let live = Arc::new(Live::new(host));
+        live.certs().store(certs);
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
         let options = gatehouse::reload::Options {
             config_file: config_path.to_owned(),
@@ -140,18 +147,33 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         let reload = reloader.trigger();
         let mut first = true;
         let hooks = Hooks {
-            on_bound: |addrs: &[std::net::SocketAddr]| {
-                for a in addrs {
+            on_bound: |bound: &[gatehouse::server::Endpoint]| {
+                for e in bound {
                     // Scripts and tests read the bound addresses from these stdout lines.
-                    println!("gatehouse listening on http://{a}");
+                    println!("gatehouse listening on {}", e.url());
+                }
+                let first = std::mem::take(&mut first);
+                if first {
+                    // The metrics and status listener, once the others are bound (its line
+                    // comes after theirs).
+                    if let Some(m) = metrics {
+                        match gatehouse::status::start(Arc::clone(&live), m.listen) {
+                            Ok(bound) => {
+                                for a in bound {
+                                    println!("gatehouse metrics on http://{a}");
+                                }
+                            }
+                            Err(e) => log::error!("{e}; serving without metrics"),
+                        }
+                    }
                 }
                 use std::io::Write as _;
                 let _ = std::io::stdout().flush();
-                if std::mem::take(&mut first) {
+                if first {
                     write_pid_file(&pid_file);
                     let host = live.host();
                     log::info!("serving {} aliases", host.mounts.len());
-                    let on: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                    let on: Vec<String> = bound.iter().map(|e| e.addr.to_string()).collect();
                     gatehouse::systemd::notify(&format!(
                         "READY=1\nSTATUS={} on {}",
                         gatehouse::reload::status_line(&host),

@@ -28,6 +28,7 @@ use gatehouse_config::AliasKind;
 use notify::{RecursiveMode, Watcher};
 
 use crate::host::Host;
+use crate::server::Endpoint;
 use crate::staging::FileId;
 
 /// How long the watched files must be quiet before a burst of events is acted on.
@@ -37,16 +38,22 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 /// How often the files are looked at without an event.
 pub const POLL: Duration = Duration::from_secs(1);
 
-/// The host serving requests now.
+/// The host serving requests now, and the certificates of its HTTPS listeners.
 #[derive(Debug)]
 pub struct Live {
     host: ArcSwap<Host>,
+    certs: Arc<crate::tls::Certs>,
 }
 
 impl Live {
-    /// Starts with `host`.
+    /// Starts with `host` (and no certificates: see [`Live::certs`]).
     pub fn new(host: Arc<Host>) -> Live {
-        Live { host: ArcSwap::new(host) }
+        Live { host: ArcSwap::new(host), certs: Arc::default() }
+    }
+
+    /// The certificates HTTPS listeners serve; the reloader replaces them with the host.
+    pub fn certs(&self) -> &Arc<crate::tls::Certs> {
+        &self.certs
     }
 
     /// The current host (a request keeps it until it is answered).
@@ -92,7 +99,7 @@ impl Reloader {
     pub fn start(
         live: Arc<Live>,
         options: Options,
-        on_listen: impl Fn(Vec<SocketAddr>) + Send + 'static,
+        on_listen: impl Fn(Vec<Endpoint>) + Send + 'static,
     ) -> std::io::Result<Reloader> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let events = tx.clone();
@@ -154,7 +161,7 @@ struct State {
     watched: Vec<PathBuf>,
     /// The folders holding plugin files (watched or not).
     plugin_dirs: Vec<PathBuf>,
-    on_listen: Box<dyn Fn(Vec<SocketAddr>) + Send>,
+    on_listen: Box<dyn Fn(Vec<Endpoint>) + Send>,
 }
 
 impl State {
@@ -222,6 +229,8 @@ impl State {
         let mut notified = false;
         let outcome = self.reload_config_inner(why, always, &mut notified);
         if notified {
+            let g = &crate::metrics::GLOBAL;
+            crate::metrics::inc(if outcome.is_ok() { &g.reloads } else { &g.reload_failures });
             let host = self.live.host();
             let status = match outcome {
                 Ok(()) => status_line(&host),
@@ -279,6 +288,23 @@ impl State {
         if config.cache_dir != old.config.cache_dir || config.pid_file != old.config.pid_file {
             log::warn!("{file}: `cache_dir` and `pid_file` changes take effect at the next start");
         }
+        // The certificates are read before anything is switched: one that cannot be used
+        // refuses the whole configuration, and the running ones stay.
+        let certs = match crate::tls::load(&config) {
+            Ok(certs) => certs,
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(|p| format!("error: {p}")).collect();
+                log::error!(
+                    "configuration not applied ({why}), the running one stays (with its \
+                     certificates): a TLS certificate cannot be used:\n{}",
+                    list.join("\n")
+                );
+                return Err(());
+            }
+        };
+        if config.metrics != old.config.metrics {
+            log::warn!("{file}: a `metrics` change takes effect at the next start");
+        }
         // The log folders are checked (and the log settings switched) first: a configuration
         // whose logs cannot be written is refused like an invalid one.
         if let Err(problems) = crate::logs::apply(&config) {
@@ -290,11 +316,12 @@ impl State {
             );
             return Err(());
         }
-        let listen_changed = config.listen != old.config.listen;
+        let listen = crate::server::endpoints(&config);
+        let listen_changed = listen != crate::server::endpoints(&old.config);
         let new = old.next(config);
         new.load_single_apps();
         let summary = summarize(&old, &new);
-        let listen = new.config.listen.clone();
+        self.live.certs.store(certs);
         self.live.store(Arc::new(new));
         log::info!(
             "configuration reloaded ({why}) in {} ms: {summary}",

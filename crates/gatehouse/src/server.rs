@@ -43,8 +43,17 @@ struct Target {
     script_len: usize,
 }
 
-/// Routes a request to its alias and plugin file, or answers it.
-fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
+/// A request the host answers itself: status, reason, and the alias it counts under.
+type Answer = (u16, &'static str, Option<usize>);
+
+/// Routes a request to its alias and plugin file, or answers it (with the alias, when one
+/// matched: a directory group's missing app counts as its alias's request).
+fn target(host: &Host, raw_path: &str) -> Result<Target, Answer> {
+    target_of(host, raw_path).map_err(|(status, message)| (status, message, None))?
+}
+
+/// [`target`], with the routing answers; an alias's own answers come as `Ok(Err(..))`.
+fn target_of(host: &Host, raw_path: &str) -> Result<Result<Target, Answer>, (u16, &'static str)> {
     let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
@@ -59,15 +68,15 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, (u16, &'static str)> {
             Ok((file, name)) => (file, Some(name)),
             Err(GroupMiss::Forbidden(why)) => {
                 log::info!("{}: 403: {why}", m.alias.url);
-                return Err((403, "not an app"));
+                return Ok(Err((403, "not an app", Some(mount))));
             }
             Err(GroupMiss::NotFound(why)) => {
                 log::info!("{}: 404: {why}", m.alias.url);
-                return Err((404, "no such app"));
+                return Ok(Err((404, "no such app", Some(mount))));
             }
         },
     };
-    Ok(Target { mount, file, group_name, path, script_len })
+    Ok(Ok(Target { mount, file, group_name, path, script_len }))
 }
 
 /// Apache's `LimitRequestLine` default.
@@ -166,13 +175,30 @@ async fn read_input(
     })
 }
 
-/// Serves every request, on the host current when it arrives.
+/// Serves every request, on the host current when it arrives, and counts it (in flight,
+/// then by alias and status class, with its time to the response head).
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     live: web::Data<Live>,
 ) -> HttpResponse {
+    let started = Instant::now();
+    let _in_flight = crate::metrics::InFlight::start();
     let host: Arc<Host> = live.host();
+    let mut mount = None;
+    let resp = respond(req, payload, Arc::clone(&host), &mut mount).await;
+    let stats = mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
+    stats.record(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Answers a request on `host`; sets `mount` once it is routed to an alias.
+async fn respond(
+    req: HttpRequest,
+    payload: web::Payload,
+    host: Arc<Host>,
+    mount: &mut Option<usize>,
+) -> HttpResponse {
     if let Err((status, message)) = check_request_line(&req) {
         return plain(status, &message);
     }
@@ -184,8 +210,12 @@ pub async fn handle(
     }
     let t = match target(&host, req.uri().path()) {
         Ok(t) => t,
-        Err((status, message)) => return plain(status, message),
+        Err((status, message, alias)) => {
+            *mount = alias;
+            return plain(status, message);
+        }
     };
+    *mount = Some(t.mount);
     let alias = &host.mounts[t.mount].alias;
     crate::access_log::note_app(&req, &alias.url, t.group_name.as_deref()); // access log
     if let Err((status, message)) = check_request(&req, &alias.limits) {
@@ -205,6 +235,7 @@ pub async fn handle(
             script_filename: t.file.as_os_str().as_bytes(),
         },
         alias,
+        &host.config.trusted_proxies,
     );
     let request_id = host.request_id();
     crate::access_log::note(&req, request_id); // access log
@@ -327,12 +358,37 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     }
 }
 
+/// A listen address and whether it serves HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Whether it serves HTTPS (its certificate is in [`Live::certs`]).
+    pub tls: bool,
+}
+
+impl Endpoint {
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+}
+
+/// The listen addresses of `config`, each marked HTTPS or not.
+pub fn endpoints(config: &gatehouse_config::Config) -> Vec<Endpoint> {
+    config
+        .listen
+        .iter()
+        .map(|&addr| Endpoint { addr, tls: config.tls_for(addr).is_some() })
+        .collect()
+}
+
 /// Asks the listener loop to change what it listens on.
 #[derive(Debug)]
 pub enum Control {
-    /// Listen on exactly these addresses now: keep those already bound, bind the new
-    /// ones, stop the others (gracefully).
-    Listen(Vec<SocketAddr>),
+    /// Listen on exactly these addresses now: keep those already bound (as they are:
+    /// HTTP or HTTPS), bind the new ones, stop the others (gracefully).
+    Listen(Vec<Endpoint>),
 }
 
 /// The signals the daemon acts on, installed before anything slow happens so that an early
@@ -359,25 +415,28 @@ impl Signals {
 
 /// One bound listen address, served by its own actix server.
 struct Listener {
-    /// The address as configured (port 0 stays 0), or the passed socket's address.
-    configured: SocketAddr,
+    /// The address as configured (port 0 stays 0), or the passed socket's address, and
+    /// whether it serves HTTPS.
+    configured: Endpoint,
     /// Where it really listens.
-    bound: Vec<SocketAddr>,
+    bound: Vec<Endpoint>,
     handle: actix_web::dev::ServerHandle,
 }
 
 /// What a listener serves on: an address to bind, or a socket systemd passed.
 enum Bind {
-    Addr(SocketAddr),
+    Addr(Endpoint),
     Socket(std::net::TcpListener),
 }
 
 fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listener> {
     let data = live.clone();
-    // Slow-header clients (slowloris) get 408 after `header_timeout`; a reload's new value
-    // applies to listeners bound after it. A stop waits `shutdown_timeout` for requests in
-    // flight.
-    let config = &live.host().config;
+    // Slow-header clients (slowloris) get 408 after `header_timeout`; idle keep-alive
+    // connections close after `keep_alive`; each worker serves at most `max_connections`;
+    // a reload's new values apply to listeners bound after it. A stop waits
+    // `shutdown_timeout` for requests in flight.
+    let host = live.host();
+    let config = &host.config;
     let (header_timeout, shutdown_timeout) = (config.header_timeout, config.shutdown_timeout);
     let server = HttpServer::new(move || {
         App::new()
@@ -387,23 +446,41 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
     })
     .disable_signals()
     .client_request_timeout(header_timeout)
+    .keep_alive(config.keep_alive)
+    .max_connections(config.max_connections)
     .shutdown_timeout(shutdown_timeout.as_secs().max(1));
     let (server, configured) = match bind {
-        Bind::Addr(addr) => (
-            server.bind(addr).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?,
-            addr,
-        ),
+        Bind::Addr(endpoint) => {
+            let addr = endpoint.addr;
+            let bound = if endpoint.tls {
+                let tls = live.certs().server_config(addr)?;
+                server.bind_rustls_0_23(addr, tls)
+            } else {
+                server.bind(addr)
+            };
+            let server = bound.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", endpoint.url()))
+            })?;
+            (server, endpoint)
+        }
         Bind::Socket(socket) => {
             let addr = socket.local_addr()?;
-            let server = server.listen(socket).map_err(|e| {
+            // A passed socket serves HTTPS if the configuration gives its address a certificate.
+            let endpoint = Endpoint { addr, tls: config.tls_for(addr).is_some() };
+            let served = if endpoint.tls {
+                let tls = live.certs().server_config(addr)?;
+                server.listen_rustls_0_23(socket, tls)
+            } else {
+                server.listen(socket)
+            };
+            let server = served.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot serve the passed socket {addr}: {e}"))
             })?;
-            (server, addr)
+            (server, endpoint)
         }
     };
-    let bound = server.addrs();
+    let bound =
+        server.addrs().into_iter().map(|addr| Endpoint { addr, tls: configured.tls }).collect();
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
@@ -427,9 +504,9 @@ pub struct Hooks<B, H, R> {
 /// [`Control`] messages change the listen addresses while serving (not for passed sockets,
 /// which the socket unit owns). With systemd's watchdog on, it is pinged while a request
 /// to the daemon itself is answered.
-pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
+pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
     live: Arc<Live>,
-    listen: &[SocketAddr],
+    listen: &[Endpoint],
     activated: Vec<std::net::TcpListener>,
     mut signals: Signals,
     mut control: mpsc::UnboundedReceiver<Control>,
@@ -454,7 +531,7 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
             }
         }
     }
-    let bound: Vec<SocketAddr> = listeners.iter().flat_map(|l| l.bound.clone()).collect();
+    let bound: Vec<Endpoint> = listeners.iter().flat_map(|l| l.bound.clone()).collect();
     (hooks.on_bound)(&bound);
     let watchdog = crate::systemd::watchdog();
     // Pinged at half the interval, as sd_watchdog_enabled(3) advises.
@@ -474,13 +551,18 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
             _ = signals.hup.recv() => (hooks.on_hangup)(),
             _ = signals.usr1.recv() => (hooks.on_reopen)(),
             _ = ticks.tick(), if watchdog.is_some() => {
-                let probe = listeners.iter().flat_map(|l| l.bound.first().copied()).next();
+                let probe = listeners
+                    .iter()
+                    .filter(|l| !l.configured.tls)
+                    .flat_map(|l| l.bound.first().map(|e| e.addr))
+                    .next();
                 match probe {
                     Some(addr) => match self_check(addr).await {
                         Ok(()) => crate::systemd::notify("WATCHDOG=1"),
                         Err(e) => log::warn!("watchdog: the daemon does not answer itself ({e}); not pinging systemd"),
                     },
-                    None => log::warn!("watchdog: no listener; not pinging systemd"),
+                    // Only HTTPS listeners: the loop itself is alive, which is what can be told.
+                    None => crate::systemd::notify("WATCHDOG=1"),
                 }
             }
             Some(Control::Listen(want)) = control.recv() => {
@@ -492,15 +574,15 @@ pub async fn run<B: FnMut(&[SocketAddr]), H: FnMut(), R: FnMut()>(
                     listeners.into_iter().partition(|l| want.contains(&l.configured));
                 listeners = keep;
                 for l in gone {
-                    log::info!("no longer listening on {} (its requests in flight finish)", l.configured);
+                    log::info!("no longer listening on {} (its requests in flight finish)", l.configured.url());
                     actix_web::rt::spawn(async move { l.handle.stop(true).await });
                 }
                 let mut added = Vec::new();
-                for addr in want {
-                    if listeners.iter().any(|l| l.configured == addr) {
+                for endpoint in want {
+                    if listeners.iter().any(|l| l.configured == endpoint) {
                         continue;
                     }
-                    match start_listener(&live, Bind::Addr(addr)) {
+                    match start_listener(&live, Bind::Addr(endpoint)) {
                         Ok(l) => {
                             added.extend(l.bound.iter().copied());
                             listeners.push(l);

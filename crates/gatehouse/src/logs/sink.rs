@@ -135,6 +135,7 @@ impl Sink {
 
     /// Counts a line that could not even be queued; the first of a series is reported.
     pub(crate) fn note_dropped(&self, queued_limit: usize) {
+        crate::metrics::inc(&crate::metrics::GLOBAL.log_lines_lost);
         if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             self.report(
                 log::Level::Error,
@@ -194,6 +195,9 @@ impl Sink {
             }
             Some(e) => {
                 st.lost += lines;
+                crate::metrics::GLOBAL
+                    .log_lines_lost
+                    .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
                 if st.write_failure.is_none() {
                     st.write_failure = Some(e.to_string());
                     self.report(
