@@ -108,6 +108,8 @@ fn counters_after_known_requests_and_the_status_page() {
     assert_eq!(p["abi_version"], 1);
     assert_eq!(p["app"], "env");
     assert!(p["loaded_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{p:#}");
+    // Each plugin's own request count (a group's plugins share the alias's counters).
+    assert_eq!(p["requests"], 3, "{p:#}");
     let g = &j["aliases"][1];
     assert_eq!(
         (g["url"].as_str(), g["kind"].as_str(), g["requests"].as_u64()),
@@ -117,6 +119,7 @@ fn counters_after_known_requests_and_the_status_page() {
         g["plugins"][0]["file"].as_str().is_some_and(|f| f.ends_with("apps/libenviron.so")),
         "{g:#}"
     );
+    assert_eq!(g["plugins"][0]["requests"], 1, "the group's environ plugin: {g:#}");
     assert_eq!(j["requests_unrouted"], 2);
 
     // HTML for a person.

@@ -57,6 +57,7 @@ impl<'a> Call<'a> {
         develop_mode: bool,
         request_id: u64,
     ) -> Self {
+        loaded.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Call { vars, input, debug: &loaded.debug, develop_mode, app: &loaded.app, request_id }
     }
 }

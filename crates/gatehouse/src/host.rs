@@ -57,6 +57,8 @@ pub struct Loaded {
     pub app: Arc<str>,
     /// When it was loaded.
     pub loaded_at: std::time::SystemTime,
+    /// Requests this instance was called for (the status page's per-plugin count).
+    pub requests: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -589,6 +591,7 @@ impl Host {
                     debug: self.logs.for_app(app),
                     app: Arc::clone(app),
                     loaded_at: std::time::SystemTime::now(),
+                    requests: Arc::new(AtomicU64::new(0)),
                 };
                 Opened::Ready { loaded, id, sha256 }
             }

@@ -101,6 +101,7 @@ pub fn report(live: &Live) -> Value {
                         "abi_version": gatehouse_abi::ABI_VERSION,
                         "loaded_at": text,
                         "loaded_at_unix": secs,
+                        "requests": l.requests.load(Relaxed),
                     })
                 })
                 .collect();
@@ -212,13 +213,14 @@ fn html(r: &Value) -> String {
         for p in a["plugins"].as_array().into_iter().flatten() {
             let _ = write!(
                 out,
-                "{} ({} {} {}, ABI {}, {})<br>",
+                "{} ({} {} {}, ABI {}, {}, {} requests)<br>",
                 text(&p["file"]),
                 text(&p["app"]),
                 text(&p["name"]),
                 text(&p["version"]),
                 text(&p["abi_version"]),
-                text(&p["loaded_at"])
+                text(&p["loaded_at"]),
+                text(&p["requests"])
             );
         }
         out.push_str("</td></tr>\n");
