@@ -553,6 +553,21 @@ pub(crate) mod testutil {
     /// Expected diagnostics of a table row: (line, column, part of the message).
     pub(crate) type Expected = &'static [(usize, usize, &'static str)];
 
+    /// Checks an errors table: each text has exactly the expected errors (all of them: several
+    /// per text check that the pass goes on after the first).
+    #[track_caller]
+    pub(crate) fn check_errors_table<T: AsRef<str>>(cases: &[(T, Expected)]) {
+        let fx = fixture();
+        for (text, expected) in cases {
+            let text = text.as_ref();
+            let errors = fx.errors(text);
+            for &(line, column, needle) in *expected {
+                assert_has(&errors, line, column, needle);
+            }
+            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
+        }
+    }
+
     /// Asserts that `diags` has one entry at (line, column) whose message contains
     /// `needle`.
     pub(crate) fn assert_has(diags: &[Diagnostic], line: usize, column: usize, needle: &str) {

@@ -178,7 +178,7 @@ pub(crate) fn sha256(n: &Node, d: &mut Diags) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{Expected, assert_has, fixture};
+    use crate::testutil::{Expected, check_errors_table, fixture};
 
     #[test]
     fn durations() {
@@ -226,14 +226,7 @@ mod tests {
                 &[(4, 12, "whole number")],
             ),
         ];
-        let fx = fixture();
-        for (text, expected) in cases {
-            let errors = fx.errors(text);
-            for &(line, column, needle) in *expected {
-                assert_has(&errors, line, column, needle);
-            }
-            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
-        }
+        check_errors_table(cases);
     }
 
     #[test]

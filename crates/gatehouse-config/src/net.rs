@@ -149,7 +149,7 @@ pub(crate) fn max_connections(n: &Node, d: &mut Diags) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{Expected, assert_has, fixture};
+    use crate::testutil::{Expected, check_errors_table, fixture};
 
     #[test]
     fn nets_parse_and_match() {
@@ -223,14 +223,7 @@ mod tests {
             ("aliases: []\nmax_connections: 0\n", &[(2, 18, "between 1 and 1000000, found 0")]),
             ("aliases: []\nmax_connections: many\n", &[(2, 18, "must be a whole number")]),
         ];
-        let fx = fixture();
-        for (text, expected) in cases {
-            let errors = fx.errors(text);
-            for &(line, column, needle) in *expected {
-                assert_has(&errors, line, column, needle);
-            }
-            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
-        }
+        check_errors_table(cases);
     }
 
     #[test]

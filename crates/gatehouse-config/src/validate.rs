@@ -540,7 +540,7 @@ pub(crate) fn path_value<'a>(n: &'a Node, key: &str, d: &mut Diags) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{Expected, assert_has, fixture};
+    use crate::testutil::{Expected, check_errors_table, fixture};
 
     /// Each snippet has exactly the expected errors (all of them: several per snippet
     /// check that the pass goes on after the first), at (line, column, message part).
@@ -642,14 +642,7 @@ mod tests {
                 &[(4, 3, "unknown key `lvl` in `logs`; valid keys are: dir, level, error_log")],
             ),
         ];
-        let fx = fixture();
-        for (text, expected) in cases {
-            let errors = fx.errors(text);
-            for &(line, column, needle) in *expected {
-                assert_has(&errors, line, column, needle);
-            }
-            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
-        }
+        check_errors_table(cases);
     }
 
     #[test]
