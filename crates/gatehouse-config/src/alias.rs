@@ -37,6 +37,12 @@ const ALIAS_KEYS: &[&str] = &[
     "sha256",
     "python_home",
     "python_path",
+    "isolation",
+    "processes",
+    "user",
+    "group",
+    "maximum_requests",
+    "memory_limit",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -183,6 +189,7 @@ fn one(
     let reloading =
         f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
     let limits = crate::limits::read(&f, globals.limits, d);
+    let isolation = crate::isolation::read(&f, dispatch, d);
     let check_plugins = crate::limits::check_plugins(&f, globals.check_plugins, d);
     let sha256 = f.get("sha256").and_then(|n| Some((crate::limits::sha256(n, d)?, n.pos)));
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();
@@ -222,6 +229,7 @@ fn one(
         check_plugins,
         sha256: sha256.map(|(hex, _)| hex),
         python_path,
+        isolation,
         pos: item.pos,
     };
     crate::handler::check_alias_python(&alias, &python_keys, handlers, d);

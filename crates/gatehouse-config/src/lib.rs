@@ -73,6 +73,14 @@
 //!   - url: /py/                # a group of scripts: /py/sample.py is served by the handler
 //!     path: scripts/
 //!     python_path: [scripts/lib]   # per alias too: added to the handler's entries
+//!   - url: /crashy             # isolated: runs in worker processes, like WSGIDaemonProcess
+//!     path: target/release/libcrashy.so
+//!     isolation: process       # `in-process` (default) or `process`
+//!     processes: 2             # worker processes, 1..=64 (default 2), each with `threads`
+//!     user: www-data           # run them as this user/group (the daemon must start as root)
+//!     group: www-data
+//!     maximum_requests: 10000  # recycle a worker after this many requests
+//!     memory_limit: 512MiB     # ... or when its resident memory passes this
 //! ```
 //!
 //! Defaults when a key is absent: `listen: ["127.0.0.1:8080"]`, `develop_mode: false`,
@@ -107,6 +115,7 @@ use std::path::{Path, PathBuf};
 mod alias;
 mod diagnostic;
 mod handler;
+mod isolation;
 mod limits;
 mod logs;
 mod net;
@@ -116,6 +125,7 @@ mod url;
 mod validate;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
+pub use isolation::{DEFAULT_PROCESSES, MAX_PROCESSES};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use net::parse_net;
 pub use size::parse_size;
@@ -183,6 +193,9 @@ pub struct Config {
     pub dir: PathBuf,
     /// Addresses to listen on (at least one, no duplicates).
     pub listen: Vec<SocketAddr>,
+    /// The text the configuration was read from (a worker process reads its alias from
+    /// exactly this text, so it serves the generation that started it).
+    pub text: std::sync::Arc<str>,
     /// The addresses of `listen` that serve HTTPS, with their certificates.
     pub tls: Vec<TlsListen>,
     /// How long an idle keep-alive connection stays open (`keep_alive`, default 5 s).
@@ -410,6 +423,8 @@ pub struct Alias {
     /// Folders the alias adds to `sys.path` after its handler's (only for files served by
     /// a handler), absolute.
     pub python_path: Vec<PathBuf>,
+    /// Where its apps run: in the daemon, or in worker processes.
+    pub isolation: Isolation,
     /// Where the alias's list item starts (its first key, usually `url`).
     pub pos: Pos,
 }
@@ -425,6 +440,33 @@ pub enum Dispatch {
     /// never block (no I/O, no waiting). Requests with a streamed body, and a group plugin's
     /// first request (its load), still go through the pool; replies are sent whole.
     Inline,
+}
+
+/// Where an alias's apps run (`isolation`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Isolation {
+    /// In the daemon's process, on the alias's thread pool: the fastest; a crash in the app
+    /// takes the daemon down. The default.
+    #[default]
+    InProcess,
+    /// In worker processes (`isolation: process`), like mod_wsgi's daemon mode: a crash fails
+    /// only the requests its worker was serving.
+    Process(ProcessSettings),
+}
+
+/// The worker processes of an alias with `isolation: process`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessSettings {
+    /// How many worker processes (`processes`); each runs the alias's `threads`.
+    pub processes: usize,
+    /// The user the workers run as (`user`), by name or number; the daemon's when absent.
+    pub user: Option<String>,
+    /// The group the workers run as (`group`); the user's primary group when absent.
+    pub group: Option<String>,
+    /// A worker is recycled after this many requests (`maximum_requests`).
+    pub maximum_requests: Option<u64>,
+    /// A worker whose resident memory passes this many bytes is recycled (`memory_limit`).
+    pub memory_limit: Option<u64>,
 }
 
 /// What an alias serves.
@@ -492,7 +534,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
 
     let mut d = Diags::new(path);
     let config = match node::parse_yaml(text) {
-        Ok(root) => Some(validate::build(&root, path, &dir, &mut d)),
+        Ok(root) => {
+            let mut config = validate::build(&root, path, &dir, &mut d);
+            config.text = std::sync::Arc::from(text);
+            Some(config)
+        }
         Err(e) => {
             d.error_at(e.pos, e.message, None);
             None

@@ -52,6 +52,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
         file: file.to_path_buf(),
         dir: dir.to_path_buf(),
         listen: vec![default_listen()],
+        text: std::sync::Arc::from(""),
         tls: Vec::new(),
         keep_alive: crate::DEFAULT_KEEP_ALIVE,
         max_connections: crate::DEFAULT_MAX_CONNECTIONS,

@@ -166,19 +166,90 @@ enum ReplyState {
     Done,
 }
 
-/// Per-call state behind the `request` handle the app passes back to every callback.
-struct RequestState<'a> {
-    call: &'a Call<'a>,
-    body: BodySource,
-    /// The rest of the body chunk being read.
-    pending: Bytes,
-    body_done: bool,
+/// The reply side of one app call: the head and first write held back, then a stream.
+/// The in-process callbacks drive it, and so does the relay of a worker process's frames
+/// (`worker::relay`), so a reply means the same in both modes.
+pub struct ReplySink<'a> {
+    app: &'a str,
+    request_id: u64,
     reply: ReplyState,
     /// The reply, for [`Tx::Direct`].
     direct: Option<Reply>,
 }
 
-impl RequestState<'_> {
+impl std::fmt::Debug for ReplySink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplySink").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+impl<'a> ReplySink<'a> {
+    /// A reply sent to `tx` as soon as it is known (for app `app`, request `request_id`,
+    /// named in the error log).
+    pub fn channel(app: &'a str, request_id: u64, tx: oneshot::Sender<Reply>) -> Self {
+        ReplySink { app, request_id, reply: ReplyState::NotStarted(Tx::Channel(tx)), direct: None }
+    }
+
+    fn direct(app: &'a str, request_id: u64) -> Self {
+        ReplySink { app, request_id, reply: ReplyState::NotStarted(Tx::Direct), direct: None }
+    }
+
+    /// `start_response`: `head` is validated only if no response was started.
+    pub fn start(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
+        match &self.reply {
+            ReplyState::NotStarted(_) => {}
+            ReplyState::Done => return Status::DISCONNECTED,
+            _ => return Status::BAD_STATE,
+        }
+        let head = match head() {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        let ReplyState::NotStarted(tx) = std::mem::replace(&mut self.reply, ReplyState::Done)
+        else {
+            return Status::BAD_STATE;
+        };
+        self.reply = ReplyState::Holding { head, body: None, tx };
+        Status::OK
+    }
+
+    /// Whether a response was started (by `start_response`).
+    pub fn started(&self) -> bool {
+        !matches!(self.reply, ReplyState::NotStarted(_))
+    }
+
+    /// `write`.
+    pub fn write(&mut self, data: &[u8]) -> Status {
+        match &mut self.reply {
+            ReplyState::NotStarted(_) => Status::BAD_STATE,
+            ReplyState::Done => Status::DISCONNECTED,
+            ReplyState::Holding { body: body @ None, .. } => {
+                *body = Some(data.to_vec());
+                Status::OK
+            }
+            ReplyState::Holding { body: Some(body), tx: Tx::Direct, .. } => {
+                body.extend_from_slice(data);
+                Status::OK
+            }
+            ReplyState::Holding { .. } => match self.start_streaming() {
+                Status::OK => self.send_chunk(data),
+                failed => failed,
+            },
+            ReplyState::Streaming { .. } => self.send_chunk(data),
+        }
+    }
+
+    /// `flush`: the held head (and first write) go now, and later writes stream.
+    pub fn flush(&mut self) -> Status {
+        match &self.reply {
+            ReplyState::NotStarted(_) => Status::BAD_STATE,
+            ReplyState::Done => Status::DISCONNECTED,
+            ReplyState::Holding { tx: Tx::Direct, .. } => Status::OK,
+            ReplyState::Holding { .. } => self.start_streaming(),
+            ReplyState::Streaming { .. } => Status::OK,
+        }
+    }
+
     /// Sends the held head and first write as a stream head, switching to streaming.
     fn start_streaming(&mut self) -> Status {
         let ReplyState::Holding { head, body, tx } =
@@ -210,8 +281,8 @@ impl RequestState<'_> {
             if data.len() as u64 > *left {
                 log::error!(
                     "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
-                    self.call.app,
-                    self.call.request_id
+                    self.app,
+                    self.request_id
                 );
                 data = &data[..usize::try_from(*left).unwrap_or(data.len())];
                 status = Status::INVALID;
@@ -224,6 +295,130 @@ impl RequestState<'_> {
         }
         status
     }
+
+    /// The call ended without `handle` returning: its worker process died or was killed.
+    /// A reply not started yet becomes `status` with `message`; a streaming one is cut.
+    pub fn abort(self, status: u16, message: &'static str) {
+        let mut direct = None;
+        match self.reply {
+            ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => {
+                let _ = tx.send(Reply::Refused { status, message }, &mut direct);
+            }
+            ReplyState::Streaming { chunks, .. } => {
+                let _ = chunks.blocking_send(Err(std::io::Error::other(message)));
+            }
+            ReplyState::Done => {}
+        }
+    }
+
+    /// Sends what `handle` left behind once it returned with `status`; returns a direct
+    /// reply.
+    pub fn finish(self, status: Status) -> Option<Reply> {
+        let (app, request_id) = (self.app, self.request_id);
+        let mut direct = self.direct;
+        let failed = |error: CallError| {
+            log::error!("app {app} (request {request_id}): {error}");
+            error
+        };
+        match self.reply {
+            ReplyState::NotStarted(tx) => {
+                let error = if status == Status::OK {
+                    CallError::NoResponse
+                } else {
+                    CallError::Failed(status.0)
+                };
+                let _ = tx.send(Reply::Failed(failed(error)), &mut direct);
+            }
+            ReplyState::Holding { tx, .. } if status != Status::OK => {
+                let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))), &mut direct);
+            }
+            ReplyState::Holding { head, body, tx } => {
+                let body = Bytes::from(body.unwrap_or_default());
+                if let Some(n) = head.declared_len
+                    && n != body.len() as u64
+                    && !body.is_empty()
+                {
+                    log::warn!(
+                        "app {app} (request {request_id}): Content-Length {n} does not match the \
+                         {} body bytes it wrote; sent the real length",
+                        body.len()
+                    );
+                }
+                let _ = tx.send(Reply::Complete { head, body }, &mut direct);
+            }
+            ReplyState::Streaming { chunks, left } => {
+                let cut = if status != Status::OK {
+                    Some(format!(
+                        "{} after the response started: the connection is cut",
+                        failed(CallError::Failed(status.0))
+                    ))
+                } else {
+                    left.filter(|&n| n > 0).map(|n| {
+                        log::error!(
+                            "app {app} (request {request_id}): ended {n} bytes short of its \
+                             Content-Length: the connection is cut"
+                        );
+                        format!("the app ended {n} bytes short of its Content-Length")
+                    })
+                };
+                if let Some(why) = cut {
+                    let _ = chunks.blocking_send(Err(std::io::Error::other(why)));
+                }
+            }
+            ReplyState::Done => {}
+        }
+        direct
+    }
+}
+
+impl BodySource {
+    /// The next chunk of the body, waiting for it; `None` once the whole body was read.
+    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let BodySource::Stream(rx) = self else { return Ok(None) };
+        match rx.blocking_recv() {
+            Some(Ok(chunk)) if chunk.is_empty() => {
+                *self = BodySource::Empty;
+                Ok(None)
+            }
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Err(e)) => Err(e),
+            None => Err(BodyError::Disconnected),
+        }
+    }
+}
+
+/// The ABI status a body reader returns (negated) for a body that failed.
+pub fn body_error_code(e: BodyError) -> Status {
+    match e {
+        BodyError::TooLarge => Status::TOO_LARGE,
+        BodyError::Disconnected | BodyError::TimedOut | BodyError::AppStalled => {
+            Status::DISCONNECTED
+        }
+        BodyError::Malformed => Status::ERROR,
+    }
+}
+
+/// Writes an app's `log_error` line to the error log: control characters escaped (one call
+/// is one line; quotes are left alone, so a Python traceback reads as Python printed it),
+/// target `gatehouse::app::NAME` (rate-limited per app, see `logs::error_log`, and
+/// filterable with `logs.level` / RUST_LOG).
+pub fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
+    let mut escaped = Vec::with_capacity(message.len());
+    crate::debug_log::escape_into(message, &mut escaped);
+    log::error!(
+        target: &format!("gatehouse::app::{app}"),
+        "app {app} (request {request_id}): {}",
+        String::from_utf8_lossy(&escaped)
+    );
+}
+
+/// Per-call state behind the `request` handle the app passes back to every callback.
+struct RequestState<'a> {
+    call: &'a Call<'a>,
+    body: BodySource,
+    /// The rest of the body chunk being read.
+    pending: Bytes,
+    sink: ReplySink<'a>,
 }
 
 /// Runs a callback body, turning a panic (a bug of ours) into `fallback` instead of an abort
@@ -250,17 +445,6 @@ unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
-fn body_error_status(e: BodyError) -> isize {
-    let status = match e {
-        BodyError::TooLarge => Status::TOO_LARGE,
-        BodyError::Disconnected | BodyError::TimedOut | BodyError::AppStalled => {
-            Status::DISCONNECTED
-        }
-        BodyError::Malformed => Status::ERROR,
-    };
-    -(status.0 as isize)
-}
-
 unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -> isize {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return -(Status::INVALID.0 as isize) };
@@ -272,15 +456,10 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
             return 0;
         }
         while st.pending.is_empty() {
-            if st.body_done {
-                return 0;
-            }
-            let BodySource::Stream(rx) = &mut st.body else { return 0 };
-            match rx.blocking_recv() {
-                Some(Ok(chunk)) if chunk.is_empty() => st.body_done = true,
-                Some(Ok(chunk)) => st.pending = chunk,
-                Some(Err(e)) => return body_error_status(e),
-                None => return body_error_status(BodyError::Disconnected),
+            match st.body.next_chunk() {
+                Ok(Some(chunk)) => st.pending = chunk,
+                Ok(None) => return 0,
+                Err(e) => return -(body_error_code(e).0 as isize),
             }
         }
         let n = cap.min(st.pending.len()).min(isize::MAX as usize);
@@ -313,21 +492,7 @@ unsafe extern "C" fn log_error(request: *mut c_void, message: Str) {
     let Some(st) = (unsafe { state(request) }) else { return };
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let message = unsafe { bytes(&message) };
-    guard((), || {
-        // Control characters are escaped (one call is one line); quotes are left alone, so a
-        // Python traceback reads as Python printed it.
-        let mut escaped = Vec::with_capacity(message.len());
-        crate::debug_log::escape_into(message, &mut escaped);
-        // Target `gatehouse::app::NAME`: rate-limited per app (see logs::error_log), and
-        // filterable with `logs.level` / RUST_LOG.
-        log::error!(
-            target: &format!("gatehouse::app::{}", st.call.app),
-            "app {} (request {}): {}",
-            st.call.app,
-            st.call.request_id,
-            String::from_utf8_lossy(&escaped)
-        );
-    });
+    guard((), || log_app_error(st.call.app, st.call.request_id, message));
 }
 
 /// Headers an app may not set: the connection is the daemon's business.
@@ -345,7 +510,9 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Validates a status and headers from the app into a [`Head`].
-fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
+/// # Safety
+/// Every pair's strings must be readable byte ranges (or null/empty) during the call.
+pub unsafe fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
@@ -353,7 +520,7 @@ fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
     let mut out = Vec::with_capacity(headers.len());
     let mut declared_len = None;
     for h in headers {
-        // SAFETY: the pairs' strings are valid for the start_response call this runs in.
+        // SAFETY: guaranteed by the caller.
         let (name, value) = unsafe { (bytes(&h.name), bytes(&h.value)) };
         let name = HeaderName::from_bytes(name).map_err(|_| Status::INVALID)?;
         let value = HeaderValue::from_bytes(value).map_err(|_| Status::INVALID)?;
@@ -388,24 +555,8 @@ unsafe extern "C" fn start_response(
         // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
         unsafe { std::slice::from_raw_parts(headers, headers_len) }
     };
-    guard(Status::ERROR, || {
-        let ReplyState::NotStarted(_) = &st.reply else {
-            return if matches!(st.reply, ReplyState::Done) {
-                Status::DISCONNECTED
-            } else {
-                Status::BAD_STATE
-            };
-        };
-        let head = match head(status, headers) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
-        let ReplyState::NotStarted(tx) = std::mem::replace(&mut st.reply, ReplyState::Done) else {
-            return Status::BAD_STATE;
-        };
-        st.reply = ReplyState::Holding { head, body: None, tx };
-        Status::OK
-    })
+    // SAFETY: the app's pairs are valid for this call, which `head` runs in.
+    guard(Status::ERROR, || st.sink.start(|| unsafe { head(status, headers) }))
 }
 
 unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
@@ -413,35 +564,13 @@ unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let data = unsafe { bytes(&data) };
-    guard(Status::ERROR, || match &mut st.reply {
-        ReplyState::NotStarted(_) => Status::BAD_STATE,
-        ReplyState::Done => Status::DISCONNECTED,
-        ReplyState::Holding { body: body @ None, .. } => {
-            *body = Some(data.to_vec());
-            Status::OK
-        }
-        ReplyState::Holding { body: Some(body), tx: Tx::Direct, .. } => {
-            body.extend_from_slice(data);
-            Status::OK
-        }
-        ReplyState::Holding { .. } => match st.start_streaming() {
-            Status::OK => st.send_chunk(data),
-            failed => failed,
-        },
-        ReplyState::Streaming { .. } => st.send_chunk(data),
-    })
+    guard(Status::ERROR, || st.sink.write(data))
 }
 
 unsafe extern "C" fn flush(request: *mut c_void) -> Status {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    guard(Status::ERROR, || match &st.reply {
-        ReplyState::NotStarted(_) => Status::BAD_STATE,
-        ReplyState::Done => Status::DISCONNECTED,
-        ReplyState::Holding { tx: Tx::Direct, .. } => Status::OK,
-        ReplyState::Holding { .. } => st.start_streaming(),
-        ReplyState::Streaming { .. } => Status::OK,
-    })
+    guard(Status::ERROR, || st.sink.flush())
 }
 
 /// The callbacks every request gets.
@@ -458,13 +587,13 @@ static HOST_API: HostApi = HostApi {
 /// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
 /// the latest when `handle` returns), streaming when the app writes in pieces.
 pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
-    let _ = call_app(plugin, call, body, Tx::Channel(reply));
+    let _ = call_app(plugin, call, body, ReplySink::channel(call.app, call.request_id, reply));
 }
 
 /// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller
 /// must not wait on anything, so there is no body to stream and every write is kept.
 pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>) -> Reply {
-    call_app(plugin, call, BodySource::Empty, Tx::Direct)
+    call_app(plugin, call, BodySource::Empty, ReplySink::direct(call.app, call.request_id))
         .unwrap_or(Reply::Failed(CallError::NoResponse))
 }
 
@@ -474,7 +603,12 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn call_app(plugin: &Plugin, call: &Call<'_>, body: BodySource, tx: Tx) -> Option<Reply> {
+fn call_app(
+    plugin: &Plugin,
+    call: &Call<'_>,
+    body: BodySource,
+    sink: ReplySink<'_>,
+) -> Option<Reply> {
     let _panics_name_the_request = crate::logs::RequestScope::enter(call.app, call.request_id);
     ABI_SCRATCH.with(|scratch| {
         // A nested call on the same thread (not done today) would find the scratch taken.
@@ -486,7 +620,7 @@ fn call_app(plugin: &Plugin, call: &Call<'_>, body: BodySource, tx: Tx) -> Optio
         };
         call.vars.fill_abi(vars);
         call.input.params.fill_abi(params);
-        let result = call_with(plugin, call, body, tx, vars, params);
+        let result = call_with(plugin, call, body, sink, vars, params);
         // The pointers in the scratch arrays die with the call.
         vars.clear();
         params.clear();
@@ -498,7 +632,7 @@ fn call_with(
     plugin: &Plugin,
     call: &Call<'_>,
     body: BodySource,
-    tx: Tx,
+    sink: ReplySink<'_>,
     vars: &[Pair],
     params: &[Pair],
 ) -> Option<Reply> {
@@ -514,14 +648,7 @@ fn call_with(
             size: u.size,
         })
         .collect();
-    let mut state = RequestState {
-        call,
-        body,
-        pending: Bytes::new(),
-        body_done: false,
-        reply: ReplyState::NotStarted(tx),
-        direct: None,
-    };
+    let mut state = RequestState { call, body, pending: Bytes::new(), sink };
     let environ = Environ {
         struct_size: std::mem::size_of::<Environ>() as u32,
         vars: vars.as_ptr(),
@@ -534,66 +661,5 @@ fn call_with(
         host: &HOST_API,
     };
     let status = plugin.call(&environ);
-    finish(state, status)
-}
-
-/// Sends what `handle` left behind once it returned with `status`; returns a direct reply.
-fn finish(state: RequestState<'_>, status: Status) -> Option<Reply> {
-    let call = state.call;
-    let mut direct = state.direct;
-    let failed = |error: CallError| {
-        log::error!("app {} (request {}): {error}", call.app, call.request_id);
-        error
-    };
-    match state.reply {
-        ReplyState::NotStarted(tx) => {
-            let error = if status == Status::OK {
-                CallError::NoResponse
-            } else {
-                CallError::Failed(status.0)
-            };
-            let _ = tx.send(Reply::Failed(failed(error)), &mut direct);
-        }
-        ReplyState::Holding { tx, .. } if status != Status::OK => {
-            let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))), &mut direct);
-        }
-        ReplyState::Holding { head, body, tx } => {
-            let body = Bytes::from(body.unwrap_or_default());
-            if let Some(n) = head.declared_len
-                && n != body.len() as u64
-                && !body.is_empty()
-            {
-                log::warn!(
-                    "app {} (request {}): Content-Length {n} does not match the {} body bytes it \
-                     wrote; sent the real length",
-                    call.app,
-                    call.request_id,
-                    body.len()
-                );
-            }
-            let _ = tx.send(Reply::Complete { head, body }, &mut direct);
-        }
-        ReplyState::Streaming { chunks, left } => {
-            let cut = if status != Status::OK {
-                Some(format!(
-                    "{} after the response started: the connection is cut",
-                    failed(CallError::Failed(status.0))
-                ))
-            } else {
-                left.filter(|&n| n > 0).map(|n| {
-                    log::error!(
-                        "app {} (request {}): ended {n} bytes short of its Content-Length: the connection is cut",
-                        call.app,
-                        call.request_id
-                    );
-                    format!("the app ended {n} bytes short of its Content-Length")
-                })
-            };
-            if let Some(why) = cut {
-                let _ = chunks.blocking_send(Err(std::io::Error::other(why)));
-            }
-        }
-        ReplyState::Done => {}
-    }
-    direct
+    state.sink.finish(status)
 }

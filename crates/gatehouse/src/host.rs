@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler};
+use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler, Isolation};
 
 use crate::debug_log::{DebugLog, DebugLogs};
 use crate::dispatch::Pool;
@@ -102,6 +102,31 @@ struct AppsKey {
     config_dir: PathBuf,
     logs_dir: PathBuf,
     handlers: Vec<HandlerKey>,
+}
+
+/// What makes two aliases (in two generations of the configuration) run on the same worker
+/// processes: their plugins' identity, and every setting a worker reads from its alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WorkersKey {
+    apps: AppsKey,
+    isolation: Isolation,
+    threads: usize,
+    check_plugins: bool,
+    sha256: Option<String>,
+    reloading: bool,
+}
+
+impl WorkersKey {
+    fn of(alias: &Alias, apps: &AppsKey) -> Option<WorkersKey> {
+        matches!(alias.isolation, Isolation::Process(_)).then(|| WorkersKey {
+            apps: apps.clone(),
+            isolation: alias.isolation.clone(),
+            threads: alias.threads,
+            check_plugins: alias.check_plugins,
+            sha256: alias.sha256.clone(),
+            reloading: alias.reloading,
+        })
+    }
 }
 
 /// A handler as it matters to the instances it makes: suffix, plugin, `init` settings.
@@ -233,6 +258,10 @@ pub struct Mount {
     pub app_file: Arc<Path>,
     /// Its request counters (shared with the next configuration's alias while unchanged).
     pub stats: Arc<crate::metrics::RequestStats>,
+    /// With `isolation: process`: its worker processes (shared with the next
+    /// configuration's alias while nothing a worker reads changed).
+    pub workers: Option<Arc<crate::worker::group::Group>>,
+    workers_key: Option<WorkersKey>,
     apps: Arc<Apps>,
 }
 
@@ -263,6 +292,15 @@ pub struct Host {
     logs: Arc<DebugLogs>,
     cache: Option<Arc<Cache>>,
     owners: Owners,
+}
+
+/// What a new host may take over from the previous one's alias with the same plugins.
+struct Previous {
+    apps: Arc<Apps>,
+    pool: Arc<Pool>,
+    pool_size: usize,
+    queue: Option<usize>,
+    workers: Option<(Arc<crate::worker::group::Group>, WorkersKey)>,
 }
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
@@ -303,8 +341,12 @@ impl Host {
         };
         let cache = self.cache.clone();
         Host::build(config, logs, cache, |key| {
-            self.mounts.iter().find(|m| m.apps.key == *key).map(|m| {
-                (Arc::clone(&m.apps), Arc::clone(&m.pool), m.alias.threads, m.alias.limits.queue)
+            self.mounts.iter().find(|m| m.apps.key == *key).map(|m| Previous {
+                apps: Arc::clone(&m.apps),
+                pool: Arc::clone(&m.pool),
+                pool_size: pool_size(&m.alias),
+                queue: m.alias.limits.queue,
+                workers: m.workers.clone().zip(m.workers_key.clone()),
             })
         })
     }
@@ -313,24 +355,33 @@ impl Host {
         config: Config,
         logs: Arc<DebugLogs>,
         cache: Option<Arc<Cache>>,
-        previous: impl Fn(&AppsKey) -> Option<(Arc<Apps>, Arc<Pool>, usize, Option<usize>)>,
+        previous: impl Fn(&AppsKey) -> Option<Previous>,
     ) -> Host {
         let table = crate::mounts::Table::from_config(&config);
         let mounts = config
             .aliases
             .iter()
-            .map(|alias| {
+            .enumerate()
+            .map(|(index, alias)| {
                 let key = AppsKey::of(alias, &config);
-                let (apps, pool) = match previous(&key) {
-                    Some((apps, pool, threads, queue))
-                        if threads == alias.threads && queue == alias.limits.queue =>
-                    {
-                        (apps, pool)
+                let workers_key = WorkersKey::of(alias, &key);
+                let before = previous(&key);
+                let workers = workers_key.as_ref().map(|wk| {
+                    match before.as_ref().and_then(|p| p.workers.as_ref()) {
+                        Some((group, old)) if old == wk => Arc::clone(group),
+                        _ => Arc::new(crate::worker::group::Group::new(&config, index)),
                     }
-                    Some((apps, ..)) => (apps, new_pool(alias)),
+                });
+                let (apps, pool) = match before {
+                    Some(p) if p.pool_size == pool_size(alias) && p.queue == alias.limits.queue => {
+                        (p.apps, p.pool)
+                    }
+                    Some(p) => (p.apps, new_pool(alias)),
                     None => (Arc::new(Apps::new(key)), new_pool(alias)),
                 };
                 Mount {
+                    workers,
+                    workers_key,
                     pool,
                     group_dir: match alias.kind {
                         AliasKind::Group => std::fs::canonicalize(&alias.path).ok(),
@@ -362,6 +413,11 @@ impl Host {
     pub fn load_single_apps(&self) -> usize {
         let mut failed = 0;
         for (i, m) in self.mounts.iter().enumerate() {
+            if let Some(workers) = &m.workers {
+                // Its apps load in its worker processes.
+                workers.start();
+                continue;
+            }
             if m.alias.kind != AliasKind::App {
                 continue;
             }
@@ -608,6 +664,16 @@ impl Host {
     /// to load leaves the old version serving. Returns how many plugins changed.
     pub fn refresh(&self) -> usize {
         let mut changed = 0;
+        let mut told = Vec::new();
+        for m in self.mounts.iter().filter(|m| m.alias.reloading) {
+            if let Some(workers) = &m.workers
+                && !told.iter().any(|t| Arc::ptr_eq(t, workers))
+            {
+                // Each worker swaps its own plugins (the count is theirs to log).
+                workers.refresh();
+                told.push(Arc::clone(workers));
+            }
+        }
         for m in self.mounts.iter().filter(|m| m.alias.reloading) {
             let files: Vec<PathBuf> = m
                 .apps
@@ -739,6 +805,22 @@ impl Host {
         }
     }
 
+    /// The debug log of app `app`.
+    pub fn debug_log(&self, app: &str) -> Arc<DebugLog> {
+        self.logs.for_app(app)
+    }
+
+    /// Runs every loaded app's `shutdown` (at daemon stop); worker processes are stopped
+    /// (each runs its apps' shutdown) within `timeout`, then killed.
+    pub fn shutdown_within(&self, timeout: Duration) {
+        for m in &self.mounts {
+            if let Some(workers) = &m.workers {
+                workers.stop_and_wait(timeout);
+            }
+        }
+        self.shutdown();
+    }
+
     /// Runs every loaded app's `shutdown` (at daemon stop).
     pub fn shutdown(&self) {
         for m in &self.mounts {
@@ -751,8 +833,17 @@ impl Host {
     }
 }
 
+/// An alias's app threads: `threads`, or with worker processes one relay thread per
+/// worker thread (`processes` × `threads`).
+fn pool_size(alias: &Alias) -> usize {
+    match &alias.isolation {
+        Isolation::InProcess => alias.threads,
+        Isolation::Process(p) => alias.threads * p.processes,
+    }
+}
+
 fn new_pool(alias: &Alias) -> Arc<Pool> {
-    Arc::new(Pool::new(&alias.url, alias.threads, alias.limits.queue))
+    Arc::new(Pool::new(&alias.url, pool_size(alias), alias.limits.queue))
 }
 
 /// The alias URL an instance serves: the alias's, or for a group `URL/NAME`.

@@ -30,3 +30,4 @@ pub mod status;
 pub mod systemd;
 pub mod tls;
 pub mod trust;
+pub mod worker;

@@ -66,6 +66,13 @@ enum Command {
         /// the plugin file, or why it is 400/403/404).
         url: Option<String>,
     },
+    /// A worker process of an alias with `isolation: process` (started by the daemon only;
+    /// the alias's URL is shown in `ps`).
+    #[command(hide = true)]
+    Worker {
+        /// The alias it serves, for `ps`.
+        alias: Option<String>,
+    },
 }
 
 /// Loads a configuration, printing warnings; on errors prints them all and returns None.
@@ -203,7 +210,8 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         let _ = std::fs::remove_file(&pid_file);
         served.context("the server stopped with an error")?;
         log::info!("stopping: running every app's shutdown");
-        live.host().shutdown();
+        let host = live.host();
+        host.shutdown_within(host.config.shutdown_timeout);
         anyhow::Ok(())
     });
     gatehouse::plugins::stop_reaper();
@@ -292,6 +300,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("{}: syntax OK", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { .. } => {
+            gatehouse::worker::child::run()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Routes { config, url } => {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
@@ -264,10 +264,39 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     // Set when the client got 504: the job then reports when the app finally returns.
     let overdue = Arc::new(AtomicBool::new(false));
     let job_overdue = Arc::clone(&overdue);
+    // With worker processes: the pid of the one serving the request (killed past the timeout).
+    let worker_pid = Arc::new(AtomicU32::new(0));
+    let job_pid = Arc::clone(&worker_pid);
+    let deadline = Instant::now() + alias.limits.timeout;
     let job = Box::new(move || {
         let started = Instant::now();
         let Prepared { t, vars, input, body, request_id } = p;
         let m = &job_host.mounts[t.mount];
+        if let Some(workers) = &m.workers {
+            let app = t
+                .group_name
+                .as_deref()
+                .unwrap_or_else(|| crate::host::alias_app_name(&m.alias.url));
+            let debug = job_host.debug_log(app);
+            let relay = crate::worker::relay::Relay {
+                group: workers,
+                kind: m.alias.kind,
+                app,
+                debug: &debug,
+                request_id,
+                develop_mode: m.alias.develop_mode,
+                file: &t.file,
+                group_name: t.group_name.as_deref(),
+                vars: &vars,
+                input: &input,
+                deadline,
+            };
+            crate::worker::relay::relay(&relay, body, tx, &job_pid, &job_overdue);
+            if job_overdue.load(Ordering::Acquire) {
+                m.pool.overdue_done();
+            }
+            return;
+        }
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
             Ok(loaded) => {
                 let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
@@ -319,6 +348,25 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
         None => plain(500, "the app call was lost; the error log has the details"),
         Some(timeout) => {
             overdue.store(true, Ordering::Release);
+            if let Some(workers) = &host.mounts[mount].workers {
+                pool.overdue_started();
+                let pid = worker_pid.load(Ordering::Acquire);
+                if pid != 0 {
+                    log::warn!(
+                        "{} (request {request_id}): the app did not answer within {timeout:?}; \
+                         answered 504 and killed its worker process {pid} (a new one starts)",
+                        alias.url
+                    );
+                    workers.kill_overdue(pid, request_id, timeout);
+                } else {
+                    log::warn!(
+                        "{} (request {request_id}): no worker process took the request within \
+                         {timeout:?}; answered 504",
+                        alias.url
+                    );
+                }
+                return plain(504, "the app did not answer in time");
+            }
             let busy = pool.overdue_started();
             log::warn!(
                 "{} (request {request_id}): the app did not answer within {timeout:?}; answered \

@@ -1,0 +1,196 @@
+//! `gatehouse worker`: the worker process. It is started by the daemon only, with its
+//! sockets mapped to descriptors 3 (control) and 4.. (one per app thread), and serves one
+//! alias: it reads the alias from the configuration text the daemon sends (the generation
+//! that started it), loads plugins exactly as the daemon would in-process (private copies,
+//! trust checks, handlers, group NAME lookup, swaps on `Refresh`), and answers requests.
+//!
+//! It writes no file of the daemon's: its log records and its apps' debug and error lines
+//! go to the daemon as frames, which writes them where the in-process ones go.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use gatehouse_config::Isolation;
+
+use super::messages::{Init, RequestIn, encode_log};
+use super::proto::{FrameIo, Kind, Put};
+use crate::host::{Host, Unavailable};
+use crate::staging::Cache;
+
+/// The environment variable that tells a worker how many request sockets it has.
+pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
+/// The descriptor of the control socket; request sockets follow it.
+pub const CONTROL_FD: i32 = 3;
+
+/// Sends the worker's log records to the daemon on the control socket.
+struct Forward {
+    control: Mutex<(UnixStream, Vec<u8>)>,
+    level: log::LevelFilter,
+}
+
+impl log::Log for Forward {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        use std::io::Write as _;
+        let mut guard = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        buf.extend_from_slice(&[0, 0, 0, 0, Kind::Log as u8]);
+        encode_log(record, buf);
+        let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        if stream.write_all(buf).is_err() {
+            // The daemon is gone: the control loop ends the process.
+            let _ = writeln!(io::stderr(), "gatehouse worker: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Runs the worker; returns when told to stop or when the daemon is gone.
+pub fn run() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let conns: usize = std::env::var(CONNS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| (1..=gatehouse_config::MAX_THREADS).contains(&n))
+        .context("`gatehouse worker` is started by the daemon only (no worker sockets given)")?;
+    let mut sockets = super::boundary::adopt_sockets(CONTROL_FD, conns + 1)
+        .context("cannot take the sockets the daemon passed")?;
+    let control_stream = sockets.remove(0);
+    let mut control = FrameIo::new(control_stream.try_clone()?)?;
+    if control.read()? != Kind::Init {
+        anyhow::bail!("the daemon did not start with Init");
+    }
+    let init = Init::decode(control.payload())?;
+    let level = match init.level {
+        0 => log::LevelFilter::Off,
+        n => super::proto::byte_level(n).to_level_filter(),
+    };
+    log::set_boxed_logger(Box::new(Forward {
+        control: Mutex::new((control_stream, Vec::new())),
+        level,
+    }))
+    .context("cannot install the worker's logger")?;
+    log::set_max_level(level);
+    crate::logs::install_panic_hook();
+
+    let host = match host_for(&init) {
+        Ok(host) => Arc::new(host),
+        Err(e) => {
+            log::error!("{e:#}");
+            return Err(e);
+        }
+    };
+    crate::plugins::start_reaper().context("cannot start the plugin reaper thread")?;
+    host.load_single_apps();
+    control.frame(Kind::Ready, |_| {});
+    control.flush()?;
+
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let host = Arc::clone(&host);
+        let io = FrameIo::new(socket)?;
+        std::thread::Builder::new()
+            .name(format!("worker conn {i}"))
+            .spawn(move || serve(&host, io))
+            .context("cannot start a worker thread")?;
+    }
+
+    loop {
+        match control.read() {
+            Ok(Kind::Refresh) => {
+                host.refresh();
+            }
+            Ok(Kind::Stop) => {
+                // Nothing is in flight (the daemon waited): shut the apps down, then exit.
+                host.shutdown();
+                crate::plugins::stop_reaper();
+                return Ok(());
+            }
+            Ok(other) => log::warn!("worker: ignored an unexpected {other:?} control frame"),
+            // The daemon is gone (or broke the framing): nothing can reach this worker now.
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// The host of one alias, from the configuration text the daemon validated.
+fn host_for(init: &Init) -> anyhow::Result<Host> {
+    let loaded = gatehouse_config::parse(&init.text, &init.config_file).map_err(|e| {
+        anyhow::anyhow!("the configuration no longer reads the same in the worker:\n{e}")
+    })?;
+    let mut config = loaded.config;
+    let index = init.alias as usize;
+    let Some(mut alias) = config.aliases.get(index).cloned() else {
+        anyhow::bail!("the configuration has no alias number {index}");
+    };
+    // The worker runs the alias's apps itself.
+    alias.isolation = Isolation::InProcess;
+    config.aliases = vec![alias];
+    let cache = Cache::create(&init.cache_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the plugin cache folder in {}: {e} (hint: the worker's user must \
+             be able to write there)",
+            init.cache_dir.display()
+        )
+    })?;
+    Ok(Host::new(config, Some(Arc::new(cache))))
+}
+
+/// Serves requests on one socket, one at a time, until the daemon closes it.
+fn serve(host: &Host, mut io: FrameIo) {
+    loop {
+        match io.read() {
+            Ok(Kind::Request) => {}
+            // A `Gone` that came after the request it was about ended: nothing to do.
+            Ok(Kind::Gone) => continue,
+            Ok(other) => {
+                log::error!("worker: protocol error: {other:?} where a request was expected");
+                return;
+            }
+            Err(_) => return,
+        }
+        let payload = io.take_payload();
+        match RequestIn::decode(&payload) {
+            Ok(req) => answer(host, &mut io, &req),
+            Err(e) => {
+                log::error!("worker: protocol error: {e}");
+                return;
+            }
+        }
+        io.give_back(payload);
+        if io.flush().is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers one request: the app's frames, then `End`; or `Refused` without the app.
+fn answer(host: &Host, io: &mut FrameIo, req: &RequestIn<'_>) {
+    let file = Path::new(std::ffi::OsStr::from_bytes(req.file));
+    let group_name = req.group_name.map(String::from_utf8_lossy);
+    match host.plugin(0, file, group_name.as_deref()) {
+        Ok(loaded) => {
+            loaded.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _scope = crate::logs::RequestScope::enter(&loaded.app, req.id);
+            super::boundary::call(&loaded.plugin, io, req);
+        }
+        Err(u) => {
+            let code = match u {
+                Unavailable::Missing(_) => 0,
+                Unavailable::Broken(_) => 1,
+            };
+            io.frame(Kind::Refused, |out| out.put_u8(code));
+        }
+    }
+}

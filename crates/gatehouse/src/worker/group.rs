@@ -1,0 +1,781 @@
+//! The daemon's side of an isolated alias: its worker processes, started, watched and
+//! replaced, and the pool of request sockets they serve on.
+//!
+//! One *slot* thread per process keeps one worker running: it spawns it (the daemon's own
+//! binary, `gatehouse worker URL`), relays its log records, checks its memory each
+//! [`TICK`], and when the worker exits, reaps it, reports how it ended (signal, exit code,
+//! the requests that were in flight) and starts the next one: at once after a recycle or a
+//! timeout kill, after a growing pause ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]) after
+//! crashes that follow each other.
+//!
+//! Requests take an idle socket ([`Group::acquire`]) and give it back
+//! ([`Group::release`]); a worker being recycled (`maximum_requests`, `memory_limit`, a
+//! reload that replaced the group) gets no new request and is told to stop once its last
+//! one is done, so recycling loses nothing.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd as _;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt as _, FdMapping};
+use gatehouse_config::ProcessSettings;
+
+use super::child::{CONNS_ENV, CONTROL_FD};
+use super::messages::{Init, decode_log};
+use super::proto::{FrameIo, Kind};
+
+/// How often a slot thread looks at its worker's memory.
+pub const TICK: Duration = Duration::from_millis(250);
+/// The first pause before restarting a worker that crashed soon after the previous one.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest pause between restarts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A worker that lived this long resets the backoff when it dies.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Who the workers run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ids {
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+/// What every worker of a group is started with.
+#[derive(Debug)]
+struct Spec {
+    exe: PathBuf,
+    init: Init,
+    ids: Ids,
+    threads: usize,
+    settings: ProcessSettings,
+}
+
+/// One running worker process.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its process id.
+    pub pid: u32,
+    started: Instant,
+    /// Writes to its control socket (Init, Refresh, Stop).
+    control: Mutex<UnixStream>,
+    /// The daemon's ends of its request sockets, shut down when it dies so that no
+    /// relay waits on a dead worker (even if a stray descriptor keeps the socket open).
+    streams: Vec<UnixStream>,
+    /// Requests it has been given.
+    served: AtomicU64,
+    /// Requests it is serving now, by id (for the report when it dies).
+    in_flight: Mutex<Vec<u64>>,
+    /// It gets no new requests and stops when the last one is done.
+    retiring: AtomicBool,
+    /// Reaped or about to be: never signal its pid again.
+    dead: AtomicBool,
+    /// Why the daemon killed it, if it did.
+    killed: Mutex<Option<String>>,
+    /// Sockets handed to requests now (changed under the group's lock).
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+impl Worker {
+    /// The ids of the requests it serves now.
+    pub fn in_flight_ids(&self) -> MutexGuard<'_, Vec<u64>> {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send_control(&self, kind: Kind) {
+        use std::io::Write as _;
+        let frame = [0, 0, 0, 0, kind as u8];
+        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = control.write_all(&frame);
+    }
+
+    /// Kills it with SIGKILL, unless it is already dead; `why` goes into the report.
+    fn kill(&self, why: String) {
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        *self.killed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// A request socket of a worker, lent to one request at a time.
+#[derive(Debug)]
+pub struct Conn {
+    /// The worker it leads to.
+    pub worker: Arc<Worker>,
+    /// The framed socket.
+    pub io: FrameIo,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    started: bool,
+    stopping: bool,
+    idle: VecDeque<Conn>,
+    /// Workers started and not dead yet (ready or starting).
+    workers: Vec<Arc<Worker>>,
+    /// Slots waiting out a pause after a crash or a failed start.
+    down: usize,
+    /// Why the last start or worker failed.
+    last_failure: Option<String>,
+    /// The last worker to end failed before it was ready (or could not be spawned).
+    failing_start: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The alias's URL, for messages.
+    label: String,
+    spec: Result<Spec, String>,
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+/// Why no socket could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoConn {
+    /// No worker runs and none is starting: every slot waits after a failure (the reason).
+    Down(String),
+    /// None became free before the deadline.
+    Timeout,
+    /// The group is stopping.
+    Stopping,
+}
+
+/// The worker processes of one isolated alias. Dropping it (the last host that used it is
+/// gone) recycles every worker gracefully.
+#[derive(Debug)]
+pub struct Group {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.inner.stop();
+    }
+}
+
+impl Group {
+    /// The group of alias number `index` of `config` (not started: see [`Group::start`]).
+    pub fn new(config: &gatehouse_config::Config, index: usize) -> Group {
+        let alias = &config.aliases[index];
+        let spec = match &alias.isolation {
+            gatehouse_config::Isolation::Process(settings) => {
+                spec(config, index, alias.threads, settings)
+            }
+            gatehouse_config::Isolation::InProcess => Err("not an isolated alias".to_owned()),
+        };
+        Group {
+            inner: Arc::new(Inner {
+                label: alias.url.clone(),
+                spec,
+                state: Mutex::new(State::default()),
+                cv: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Starts the slot threads (once).
+    pub fn start(&self) {
+        Inner::start(&self.inner);
+    }
+
+    /// An idle socket, waiting for one until `deadline`.
+    pub fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
+        Inner::start(&self.inner);
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        loop {
+            if state.stopping {
+                return Err(NoConn::Stopping);
+            }
+            if let Some(conn) = state.idle.pop_front() {
+                conn.worker.busy.fetch_add(1, Ordering::AcqRel);
+                conn.worker.served.fetch_add(1, Ordering::AcqRel);
+                return Ok(conn);
+            }
+            let processes = inner.spec.as_ref().map_or(0, |s| s.settings.processes);
+            // Every slot waits out a pause after workers that failed to start: the app is
+            // broken, not busy (after crashes of running workers, requests wait instead).
+            if state.workers.is_empty() && state.down >= processes && state.failing_start {
+                let why = state.last_failure.clone().unwrap_or_else(|| "not started".to_owned());
+                return Err(NoConn::Down(why));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(NoConn::Timeout);
+            }
+            state = inner
+                .cv
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Gives a socket back after a request that ended with `outcome` (a broken socket is
+    /// dropped, and its worker recycled).
+    pub fn release(&self, conn: Conn, outcome: super::relay::Outcome) {
+        let inner = &self.inner;
+        let worker = Arc::clone(&conn.worker);
+        let max = inner.spec.as_ref().ok().and_then(|s| s.settings.maximum_requests);
+        let mut state = inner.lock();
+        worker.busy.fetch_sub(1, Ordering::AcqRel);
+        if outcome == super::relay::Outcome::Broken && !worker.dead.load(Ordering::Acquire) {
+            log::error!("{}: worker {} broke the framing; recycling it", inner.label, worker.pid);
+            worker.retiring.store(true, Ordering::Release);
+        }
+        if let Some(max) = max
+            && worker.served.load(Ordering::Acquire) >= max
+            && !worker.retiring.swap(true, Ordering::AcqRel)
+        {
+            log::info!(
+                "{}: worker {} served its maximum_requests ({max}); recycling it",
+                inner.label,
+                worker.pid
+            );
+        }
+        let retiring = worker.retiring.load(Ordering::Acquire);
+        if retiring || outcome != super::relay::Outcome::Done || worker.dead.load(Ordering::Acquire)
+        {
+            drop(conn);
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, &worker));
+            if retiring && worker.busy.load(Ordering::Acquire) == 0 {
+                worker.send_control(Kind::Stop);
+            }
+        } else {
+            state.idle.push_back(conn);
+            inner.cv.notify_one();
+        }
+    }
+
+    /// Kills the worker with pid `pid` (serving request `request_id`, past its timeout);
+    /// its slot starts a new one at once.
+    pub fn kill_overdue(&self, pid: u32, request_id: u64, timeout: Duration) {
+        let state = self.inner.lock();
+        if let Some(w) = state.workers.iter().find(|w| w.pid == pid) {
+            w.kill(format!("request {request_id} ran past its timeout of {timeout:?}"));
+        }
+    }
+
+    /// Asks every worker to look for replaced plugin files (a reload's refresh).
+    pub fn refresh(&self) {
+        let state = self.inner.lock();
+        for w in &state.workers {
+            w.send_control(Kind::Refresh);
+        }
+    }
+
+    /// Stops every worker (each after its requests in flight) and waits until they are
+    /// gone or `timeout` passed; the ones left are killed.
+    pub fn stop_and_wait(&self, timeout: Duration) {
+        self.inner.stop();
+        let deadline = Instant::now() + timeout;
+        let mut state = self.inner.lock();
+        while !state.workers.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                for w in &state.workers {
+                    w.kill(format!("it did not stop within {timeout:?}"));
+                }
+                break;
+            }
+            state = self
+                .inner
+                .cv
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The pids of the running workers, with the requests each was given (status page).
+    pub fn workers(&self) -> Vec<(u32, u64)> {
+        let state = self.inner.lock();
+        state.workers.iter().map(|w| (w.pid, w.served.load(Ordering::Relaxed))).collect()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn start(this: &Arc<Inner>) {
+        let mut state = this.lock();
+        if state.started || state.stopping {
+            return;
+        }
+        state.started = true;
+        let processes = match &this.spec {
+            Ok(spec) => spec.settings.processes,
+            Err(why) => {
+                log::error!("{}: cannot start worker processes: {why}", this.label);
+                state.down = usize::MAX;
+                state.failing_start = true;
+                state.last_failure = Some(why.clone());
+                return;
+            }
+        };
+        for slot in 0..processes {
+            let inner = Arc::clone(this);
+            let spawned = std::thread::Builder::new()
+                .name(format!("workers {}#{slot}", this.label))
+                .spawn(move || inner.run_slot());
+            if let Err(e) = spawned {
+                log::error!("{}: cannot start a worker slot thread: {e}", this.label);
+                state.down += 1;
+            }
+        }
+    }
+
+    /// Recycles every worker; the slot threads end when their workers have.
+    fn stop(&self) {
+        let mut state = self.lock();
+        state.stopping = true;
+        state.idle.clear();
+        for w in &state.workers {
+            w.retiring.store(true, Ordering::Release);
+            if w.busy.load(Ordering::Acquire) == 0 {
+                w.send_control(Kind::Stop);
+            }
+        }
+        self.cv.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Keeps one worker running until the group stops.
+    fn run_slot(&self) {
+        let Ok(spec) = &self.spec else { return };
+        let mut backoff = Duration::ZERO;
+        loop {
+            if !backoff.is_zero() {
+                self.lock().down += 1;
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !self.stopping() {
+                    std::thread::sleep(TICK.min(until - Instant::now()));
+                }
+                self.lock().down -= 1;
+                self.cv.notify_all();
+            }
+            if self.stopping() {
+                return;
+            }
+            let (child, worker, control, conns) = match self.spawn(spec) {
+                Ok(started) => started,
+                Err(why) => {
+                    log::error!("{}: cannot start a worker process: {why}", self.label);
+                    let mut state = self.lock();
+                    state.last_failure = Some(why);
+                    state.failing_start = true;
+                    drop(state);
+                    backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let ready = self.supervise(spec, &worker, control, conns);
+            let status = self.reap(child, &worker);
+            let lived = worker.started.elapsed();
+            let graceful = worker.retiring.load(Ordering::Acquire) && status.success();
+            let killed = worker.killed.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let in_flight = std::mem::take(
+                &mut *worker.in_flight.lock().unwrap_or_else(PoisonError::into_inner),
+            );
+            let stopping = self.stopping();
+            backoff = if graceful || killed.is_some() || lived >= HEALTHY_AFTER {
+                Duration::ZERO
+            } else {
+                (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
+            };
+            self.report(&worker, status, killed, &in_flight, ready, graceful, stopping, backoff);
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Starts one worker and sends it `Init`.
+    #[allow(clippy::type_complexity)]
+    fn spawn(&self, spec: &Spec) -> Result<(Child, Arc<Worker>, FrameIo, Vec<Conn>), String> {
+        let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        let (control, control_child) = UnixStream::pair().map_err(|e| io("socketpair", e))?;
+        let mut mine = Vec::with_capacity(spec.threads);
+        let mut mappings =
+            vec![FdMapping { parent_fd: control_child.into(), child_fd: CONTROL_FD }];
+        for i in 0..spec.threads {
+            let (a, b) = UnixStream::pair().map_err(|e| io("socketpair", e))?;
+            mine.push(a);
+            let child_fd = CONTROL_FD + 1 + i32::try_from(i).unwrap_or(i32::MAX - CONTROL_FD - 1);
+            mappings.push(FdMapping { parent_fd: b.into(), child_fd });
+        }
+        let stdout = std::io::stderr().as_fd().try_clone_to_owned().map_err(|e| io("dup", e))?;
+        let mut cmd = Command::new(&spec.exe);
+        cmd.arg("worker")
+            .arg(&self.label)
+            .env(CONNS_ENV, spec.threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout));
+        for var in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+        ] {
+            cmd.env_remove(var);
+        }
+        if let Some(uid) = spec.ids.uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        }
+        if let Some(gid) = spec.ids.gid {
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
+        cmd.fd_mappings(mappings).map_err(|e| e.to_string())?;
+        let child = cmd.spawn().map_err(|e| io(&format!("{}", spec.exe.display()), e))?;
+        // The child's ends are closed here with the command: a worker's death is then
+        // seen as the end of its sockets.
+        drop(cmd);
+        let pid = child.id();
+        let streams = mine
+            .iter()
+            .map(UnixStream::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| io("dup", e))?;
+        let worker = Arc::new(Worker {
+            pid,
+            started: Instant::now(),
+            control: Mutex::new(control.try_clone().map_err(|e| io("dup", e))?),
+            streams,
+            served: AtomicU64::new(0),
+            in_flight: Mutex::new(Vec::new()),
+            retiring: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            killed: Mutex::new(None),
+            busy: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let mut reader = FrameIo::new(control).map_err(|e| io("socket", e))?;
+        reader.frame(Kind::Init, |out| spec.init.encode(out));
+        let conns: Vec<Conn> = mine
+            .into_iter()
+            .filter_map(|s| FrameIo::new(s).ok())
+            .map(|io| Conn { worker: Arc::clone(&worker), io })
+            .collect();
+        self.lock().workers.push(Arc::clone(&worker));
+        if let Err(e) = reader.flush() {
+            // It died at once: `supervise` sees the end and `reap` reports it.
+            log::debug!("{}: worker {pid}: Init not sent: {e}", self.label);
+        }
+        // The sockets are lent once the worker says it is ready.
+        Ok((child, worker, reader, conns))
+    }
+
+    /// Relays the worker's control frames until it exits; returns whether it became ready.
+    fn supervise(
+        &self,
+        spec: &Spec,
+        worker: &Arc<Worker>,
+        mut control: FrameIo,
+        conns: Vec<Conn>,
+    ) -> bool {
+        let mut ready = false;
+        let mut conns = Some(conns);
+        loop {
+            let readable = control.readable(TICK);
+            if readable {
+                match control.read() {
+                    Ok(Kind::Ready) => {
+                        ready = true;
+                        let mut state = self.lock();
+                        if !worker.retiring.load(Ordering::Acquire) && !state.stopping {
+                            state.idle.extend(conns.take().into_iter().flatten());
+                            state.last_failure = None;
+                            state.failing_start = false;
+                            self.cv.notify_all();
+                        } else if worker.busy.load(Ordering::Acquire) == 0 {
+                            worker.send_control(Kind::Stop);
+                        }
+                    }
+                    Ok(Kind::Log) => match decode_log(control.payload()) {
+                        Ok((level, target, message)) => log::log!(
+                            target: target,
+                            level,
+                            "{} (worker {}): {message}",
+                            self.label,
+                            worker.pid
+                        ),
+                        Err(e) => log::warn!("{}: worker {}: {e}", self.label, worker.pid),
+                    },
+                    Ok(other) => {
+                        log::warn!("{}: worker {}: unexpected {other:?}", self.label, worker.pid);
+                    }
+                    Err(_) => return ready,
+                }
+            } else {
+                self.check_memory(spec, worker);
+            }
+        }
+    }
+
+    fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {
+        let Some(limit) = spec.settings.memory_limit else { return };
+        let Some(rss) = resident_bytes(worker.pid) else { return };
+        if rss > limit && !worker.retiring.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "{}: worker {} uses {} MiB, past its memory_limit of {} MiB; recycling it \
+                 after its requests in flight",
+                self.label,
+                worker.pid,
+                rss >> 20,
+                limit >> 20
+            );
+            let mut state = self.lock();
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
+            if worker.busy.load(Ordering::Acquire) == 0 {
+                worker.send_control(Kind::Stop);
+            }
+        }
+    }
+
+    /// Marks the worker dead (its pid is never signalled again), wakes the requests it was
+    /// serving, and reaps it.
+    fn reap(&self, mut child: Child, worker: &Arc<Worker>) -> ExitStatus {
+        {
+            let mut state = self.lock();
+            worker.dead.store(true, Ordering::Release);
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
+        }
+        for s in &worker.streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let status = loop {
+            match child.wait() {
+                Ok(status) => break status,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("{}: cannot reap worker {}: {e}", self.label, worker.pid);
+                    break std::os::unix::process::ExitStatusExt::from_raw(0);
+                }
+            }
+        };
+        let mut state = self.lock();
+        state.workers.retain(|w| !Arc::ptr_eq(w, worker));
+        self.cv.notify_all();
+        status
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        worker: &Worker,
+        status: ExitStatus,
+        killed: Option<String>,
+        in_flight: &[u64],
+        ready: bool,
+        graceful: bool,
+        stopping: bool,
+        backoff: Duration,
+    ) {
+        let pid = worker.pid;
+        if graceful {
+            log::info!(
+                "{}: worker {pid} stopped after {} requests",
+                self.label,
+                worker.served.load(Ordering::Relaxed)
+            );
+            return;
+        }
+        let how = describe_exit(status);
+        let requests = if in_flight.is_empty() {
+            "no request was in flight".to_owned()
+        } else {
+            let ids: Vec<String> = in_flight.iter().map(u64::to_string).collect();
+            format!("requests in flight failed (502, or a cut stream): {}", ids.join(", "))
+        };
+        let next = if stopping {
+            String::new()
+        } else if backoff.is_zero() {
+            "; starting a new one".to_owned()
+        } else {
+            format!("; starting a new one in {:.1} s", backoff.as_secs_f64())
+        };
+        let why = match killed {
+            Some(why) => format!("was killed ({why})"),
+            None if !ready => format!("{how} before it was ready"),
+            None => how,
+        };
+        let message = format!("{}: worker {pid} {why}; {requests}{next}", self.label);
+        if !ready {
+            let mut state = self.lock();
+            state.last_failure = Some(message.clone());
+            state.failing_start = true;
+        }
+        log::error!("{message}");
+    }
+}
+
+/// How a process ended, in words: `died of signal 11 (SIGSEGV)`, `exited with status 3`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    if let Some(sig) = status.signal() {
+        let name = signal_name(sig);
+        let core = if status.core_dumped() { ", core dumped" } else { "" };
+        format!("died of signal {sig} ({name}{core})")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// A process's resident memory, from `/proc/PID/statm`.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
+/// What to start the workers of alias `index` with; `Err` says why they cannot start.
+fn spec(
+    config: &gatehouse_config::Config,
+    index: usize,
+    threads: usize,
+    settings: &ProcessSettings,
+) -> Result<Spec, String> {
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let ids = resolve_ids(settings)?;
+    let cache_dir = match ids.uid {
+        Some(uid) if uid != rustix::process::geteuid().as_raw() => {
+            worker_cache(&config.cache_dir, uid, ids.gid)?
+        }
+        _ => config.cache_dir.clone(),
+    };
+    let level = match log::max_level() {
+        log::LevelFilter::Off => 0,
+        l => l.to_level().map_or(0, super::proto::level_byte),
+    };
+    let config_file = config.dir.join(config.file.file_name().unwrap_or_default());
+    Ok(Spec {
+        exe,
+        init: Init {
+            config_file,
+            text: config.text.to_string(),
+            alias: u32::try_from(index).unwrap_or(u32::MAX),
+            cache_dir,
+            level,
+        },
+        ids,
+        threads,
+        settings: settings.clone(),
+    })
+}
+
+/// `user` and `group` as ids; an error says what to fix.
+fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
+    use nix::unistd::{Group, User};
+    let user = match &settings.user {
+        None => None,
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(uid) => (uid, User::from_uid(uid.into()).ok().flatten().map(|u| u.gid.as_raw())),
+            Err(_) => match User::from_name(name) {
+                Ok(Some(u)) => (u.uid.as_raw(), Some(u.gid.as_raw())),
+                _ => {
+                    return Err(format!(
+                        "user `{name}` does not exist (hint: create it, or fix `user`)"
+                    ));
+                }
+            },
+        }),
+    };
+    let gid = match &settings.group {
+        None => user.and_then(|(_, gid)| gid),
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match Group::from_name(name) {
+                Ok(Some(g)) => g.gid.as_raw(),
+                _ => {
+                    return Err(format!(
+                        "group `{name}` does not exist (hint: create it, or fix `group`)"
+                    ));
+                }
+            },
+        }),
+    };
+    let uid = user.map(|(uid, _)| uid);
+    let me = rustix::process::geteuid().as_raw();
+    let my_gid = rustix::process::getegid().as_raw();
+    let changes = uid.is_some_and(|u| u != me) || gid.is_some_and(|g| g != my_gid);
+    if changes && me != 0 {
+        return Err(format!(
+            "`user`/`group` ask for uid {} gid {}, and the daemon runs as uid {me}, not root \
+             (hint: start the daemon as root, or remove `user` and `group`)",
+            uid.map_or_else(|| "-".to_owned(), |u| u.to_string()),
+            gid.map_or_else(|| "-".to_owned(), |g| g.to_string()),
+        ));
+    }
+    Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
+}
+
+/// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
+fn worker_cache(base: &std::path::Path, uid: u32, gid: Option<u32>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = base.join(format!("uid-{uid}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), gid))
+        .map_err(|e| format!("cannot prepare {} for the workers: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn exits_in_words() {
+        let table = [
+            (ExitStatus::from_raw(11), "died of signal 11 (SIGSEGV)"),
+            (ExitStatus::from_raw(6 | 0x80), "died of signal 6 (SIGABRT, core dumped)"),
+            (ExitStatus::from_raw(3 << 8), "exited with status 3"),
+            (ExitStatus::from_raw(9), "died of signal 9 (SIGKILL)"),
+        ];
+        for (status, words) in table {
+            assert_eq!(describe_exit(status), words);
+        }
+    }
+}
