@@ -24,7 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The plugins the nested build produces: (placeholder / package name, file name).
-pub(crate) const PLUGINS: [(&str, &str); 7] = [
+pub(crate) const PLUGINS: [(&str, &str); 8] = [
     ("hello", "libhello.so"),
     ("hello-c", "libhello_c.so"),
     ("products", "libproducts.so"),
@@ -32,6 +32,7 @@ pub(crate) const PLUGINS: [(&str, &str); 7] = [
     ("panicky", "libpanicky.so"),
     ("probe", "libprobe.so"),
     ("wsgi", "libwsgi.so"),
+    ("crashy", "libcrashy.so"),
 ];
 
 /// The built daemon and plugins.
@@ -53,6 +54,8 @@ pub(crate) struct Artifacts {
     pub(crate) probe: PathBuf,
     /// `libwsgi.so`: the WSGI bridge, the handler plugin for `.py` files.
     pub(crate) wsgi: PathBuf,
+    /// `libcrashy.so`: segfaults, aborts, exits, hangs or leaks on request.
+    pub(crate) crashy: PathBuf,
 }
 
 impl Artifacts {
@@ -66,6 +69,7 @@ impl Artifacts {
             "panicky" => &self.panicky,
             "probe" => &self.probe,
             "wsgi" => &self.wsgi,
+            "crashy" => &self.crashy,
             other => panic!("no plugin named {other}"),
         }
     }
@@ -152,6 +156,7 @@ fn build() -> Result<Artifacts, String> {
         panicky: found("libpanicky.so")?,
         probe: found("libprobe.so")?,
         wsgi: found("libwsgi.so")?,
+        crashy: found("libcrashy.so")?,
     })
 }
 
@@ -182,7 +187,7 @@ pub(crate) fn install(from: &Path, to: &Path) {
 }
 
 /// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}`, `{probe}`,
-/// `{wsgi}` (the built plugins) and `{dir}`
+/// `{wsgi}`, `{crashy}` (the built plugins) and `{dir}`
 /// (the test's temp folder) in a configuration text.
 pub(crate) fn expand(yaml: &str, dir: &Path) -> String {
     let a = artifacts();

@@ -24,6 +24,7 @@ mod environ;
 mod forms;
 mod harness;
 mod hostile;
+mod isolation;
 mod logs;
 mod metrics;
 mod plugins;

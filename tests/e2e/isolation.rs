@@ -1,0 +1,418 @@
+//! Process isolation (issue 10): aliases with `isolation: process` run their apps in worker
+//! processes. `apps/crashy` segfaults, aborts, exits, hangs and leaks on request; every other
+//! request (on the alias's other workers, on other aliases, in-process or isolated) keeps
+//! succeeding meanwhile, and the same plugins answer the same in both modes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Daemon, artifacts, install, read_lossy, wait_for};
+
+/// Long enough for a worker to start, short enough to fail fast on a real miss.
+const RESTART: Duration = Duration::from_secs(10);
+
+/// Requests `targets` in a loop on background threads until stopped; returns the
+/// failures (anything but 200) and how many requests were made.
+struct Background {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(Vec<String>, usize)>>,
+}
+
+impl Background {
+    fn start(d: &Daemon, targets: &[&str]) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = targets
+            .iter()
+            .map(|&target| {
+                let (addr, stop, target) = (d.addr, Arc::clone(&stop), target.to_owned());
+                std::thread::spawn(move || {
+                    let (mut failures, mut n) = (Vec::new(), 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let (status, text) = crate::harness::get_from(addr, &target);
+                        if status != 200 {
+                            failures.push(format!("{target}: {status} {text}"));
+                        }
+                        n += 1;
+                    }
+                    (failures, n)
+                })
+            })
+            .collect();
+        Background { stop, threads }
+    }
+
+    /// Stops the clients; asserts none failed and each made requests.
+    fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for t in self.threads {
+            let (failures, n) = t.join().unwrap();
+            assert!(failures.is_empty(), "requests failed meanwhile: {failures:#?}");
+            assert!(n > 0, "a background client made no request");
+            total += n;
+        }
+        total
+    }
+}
+
+fn pid_of(d: &Daemon, target: &str) -> u32 {
+    let r = d.get(target);
+    assert_eq!(r.status, 200, "{target}: {r}");
+    r.header("x-pid").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{target}: no X-Pid"))
+}
+
+/// The worker pids of the daemon: its children running `gatehouse worker URL`.
+fn workers(d: &Daemon, url: &str) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = read_lossy(&e.path().join("stat"));
+        let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1));
+        let cmdline = read_lossy(&e.path().join("cmdline")).replace('\0', " ");
+        if ppid == Some(&d.pid().to_string()) && cmdline.contains(&format!("worker {url} ")) {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+fn wait_workers(d: &Daemon, url: &str, n: usize) -> BTreeSet<u32> {
+    wait_for(&format!("{n} workers of {url}"), RESTART, || {
+        let w = workers(d, url);
+        if w.len() == n { Ok(w) } else { Err(format!("{w:?}")) }
+    })
+}
+
+/// The request id the crashy app logged for its `/segv` (its debug line names it).
+fn logged_request_id(d: &Daemon, message: &str) -> u64 {
+    let log = read_lossy(&d.path("log/crashy/debug.log"));
+    log.lines()
+        .find(|l| l.contains(message))
+        .and_then(crate::harness::debug_line)
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("no debug line {message:?} in {log:?}"))
+}
+
+#[test]
+fn a_crashing_worker_fails_only_its_own_request() {
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 2
+    threads: 1
+  - url: /other
+    path: {crashy}
+    isolation: process
+    processes: 1
+  - url: /hello
+    path: {hello}
+";
+    let d = Daemon::start(yaml);
+    let first = wait_workers(&d, "/crashy", 2);
+    wait_workers(&d, "/other", 1);
+    let other_pid = pid_of(&d, "/other/ok");
+    let bg = Background::start(&d, &["/crashy/ok", "/other/ok", "/hello", "/crashy/ok/2"]);
+    std::thread::sleep(Duration::from_millis(200));
+    for (path, how) in [
+        ("/segv", "died of signal 11 (SIGSEGV"),
+        ("/abort", "died of signal 6 (SIGABRT"),
+        ("/exit", "exited with status 3"),
+    ] {
+        let before = d.log_count(how);
+        let r = d.get(&format!("/crashy{path}"));
+        assert_eq!(r.status, 502, "{path}: {r}");
+        assert!(r.text().contains("worker process died"), "{path}: {r}");
+        wait_for(&format!("the log to report {how}"), RESTART, || {
+            if d.log_count(how) > before { Ok(()) } else { Err(d.log()) }
+        });
+        // The alias is back to two workers before the next crash.
+        wait_workers(&d, "/crashy", 2);
+    }
+    let served = bg.finish();
+    assert!(served >= 20, "only {served} requests were made meanwhile");
+    // The report names the signal and the request that was in flight.
+    let id = logged_request_id(&d, "segv: dereferencing a null pointer");
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("SIGSEGV")).unwrap();
+    assert!(
+        line.contains(&format!("requests in flight failed (502, or a cut stream): {id}")),
+        "{line}"
+    );
+    assert!(line.contains("starting a new one"), "{line}");
+    // Three crashes, three new workers; the other alias's worker never changed.
+    let now = workers(&d, "/crashy");
+    assert!(now.is_disjoint(&first) || now.len() == 2, "{first:?} → {now:?}");
+    assert_eq!(pid_of(&d, "/other/ok"), other_pid);
+    assert_eq!(d.get("/hello").text(), "Hello World!");
+}
+
+#[test]
+fn a_hung_request_gets_504_and_its_worker_is_replaced() {
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 2
+    threads: 1
+    timeout: 1s
+  - url: /hello
+    path: {hello}
+";
+    let d = Daemon::start(yaml);
+    let before = wait_workers(&d, "/crashy", 2);
+    let bg = Background::start(&d, &["/crashy/ok", "/hello"]);
+    let started = Instant::now();
+    let r = d.get("/crashy/hang");
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{r}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    let after = wait_for("a new worker for the killed one", RESTART, || {
+        let w = workers(&d, "/crashy");
+        if w.len() == 2 && w != before { Ok(w) } else { Err(format!("{w:?}")) }
+    });
+    bg.finish();
+    let killed: Vec<u32> = before.difference(&after).copied().collect();
+    assert_eq!(killed.len(), 1, "{before:?} → {after:?}");
+    let log = d.log();
+    assert!(
+        log.contains(&format!("answered 504 and killed its worker process {}", killed[0])),
+        "{log}"
+    );
+    assert!(log.contains(&format!("worker {} was killed (request", killed[0])), "{log}");
+    assert!(log.contains("ran past its timeout of 1s"), "{log}");
+}
+
+#[test]
+fn leaks_and_maximum_requests_recycle_workers_without_failing_a_request() {
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+    memory_limit: 48MiB
+  - url: /counted
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 2
+    maximum_requests: 3
+";
+    let d = Daemon::start(yaml);
+    // Each /leak keeps 10 MiB resident; past 48 MiB the worker is recycled after its
+    // request, and the next requests are served by a new one.
+    let first = pid_of(&d, "/crashy/ok");
+    let mut pids = vec![first];
+    let deadline = Instant::now() + RESTART;
+    while pids.iter().all(|&p| p == first) {
+        assert!(Instant::now() < deadline, "never recycled: {pids:?}\n{}", d.log());
+        let r = d.get("/crashy/leak");
+        assert_eq!(r.status, 200, "{r}");
+        pids.push(r.header("x-pid").unwrap().parse().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(pids.len() >= 4, "recycled after {} leaks, under the limit", pids.len() - 1);
+    assert!(d.log().contains(&format!("worker {first} uses ")), "{}", d.log());
+    assert!(d.log().contains("past its memory_limit of 48 MiB"), "{}", d.log());
+    assert!(d.log().contains(&format!("worker {first} stopped after")), "{}", d.log());
+
+    // maximum_requests: 3 → a new worker every three requests, none failing.
+    let pids: Vec<u32> = (0..9).map(|_| pid_of(&d, "/counted/ok")).collect();
+    for chunk in pids.chunks(3) {
+        assert!(chunk.iter().all(|&p| p == chunk[0]), "{pids:?}");
+    }
+    let distinct: BTreeSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+    assert!(d.log().contains("served its maximum_requests (3); recycling it"), "{}", d.log());
+}
+
+/// Removes what legitimately differs between the two aliases of a request's environ.
+fn comparable(mut v: serde_json::Value, alias: &str) -> serde_json::Value {
+    let o = v.as_object_mut().unwrap();
+    o.remove("REMOTE_PORT"); // the client's port
+    for key in ["SCRIPT_NAME", "REQUEST_URI"] {
+        let value = o.remove(key).unwrap_or_default();
+        assert!(value.as_str().unwrap_or("").starts_with(alias), "{key}: {value} for {alias}");
+    }
+    if let Some(uploads) = o.get_mut("gatehouse.uploads").and_then(|u| u.as_array_mut()) {
+        for u in uploads {
+            u.as_object_mut().unwrap().remove("path");
+        }
+    }
+    v
+}
+
+#[test]
+fn the_same_plugins_answer_the_same_in_both_modes() {
+    let yaml = "\
+aliases:
+  - url: /in/
+    path: apps/
+  - url: /out/
+    path: apps/
+    isolation: process
+    processes: 2
+    threads: 2
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().environ, &root.join("apps/libenviron.so"));
+        install(&artifacts().probe, &root.join("apps/libprobe.so"));
+    });
+    let boundary = "xYzZy";
+    let form = crate::harness::multipart(
+        boundary,
+        &[
+            ("Content-Disposition: form-data; name=\"title\"", b"A \xc3\xa9 title"),
+            (
+                "Content-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n\
+                 Content-Type: application/octet-stream",
+                &[0u8, 1, 2, 255],
+            ),
+        ],
+    );
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for alias in ["/in", "/out"] {
+        // Answered by the environ app: the same JSON but for the alias's own URL.
+        let get = d.send(
+            "GET",
+            &format!("{alias}/environ/a%20b/c?x=1&y=%C3%A9&x=2"),
+            &["X-Custom: v", "Cookie: a=b"],
+            b"",
+        );
+        assert_eq!(get.status, 200, "{get}");
+        let post_form = d.post(
+            &format!("{alias}/environ/form"),
+            "application/x-www-form-urlencoded",
+            b"a=1&b=%E2%82%AC",
+        );
+        let post_multi = d.post(
+            &format!("{alias}/environ/upload"),
+            &format!("multipart/form-data; boundary={boundary}"),
+            &form,
+        );
+        let post_raw = d.post(&format!("{alias}/environ/raw"), "application/octet-stream", &big);
+        for r in [&post_form, &post_multi, &post_raw] {
+            assert_eq!(r.status, 200, "{r}");
+        }
+        let answers: Vec<serde_json::Value> = [&get, &post_form, &post_multi, &post_raw]
+            .iter()
+            .map(|r| comparable(r.json(), alias))
+            .collect();
+        if alias == "/in" {
+            std::fs::write(d.path("in.json"), serde_json::to_vec(&answers).unwrap()).unwrap();
+        } else {
+            let inproc: Vec<serde_json::Value> =
+                serde_json::from_slice(&std::fs::read(d.path("in.json")).unwrap()).unwrap();
+            for (a, b) in inproc.iter().zip(&answers) {
+                assert_eq!(a, b, "in-process and process mode disagree");
+            }
+        }
+    }
+    assert_eq!(
+        comparable(d.post("/out/environ/raw", "application/octet-stream", &big).json(), "/out")["gatehouse.input"]
+            ["length"],
+        300_000
+    );
+    // The probe: streamed replies, a body echoed while it streams, declared lengths.
+    for target in [
+        "/probe/stream?n=50&wait=0",
+        "/probe/stream?n=3&flush=0&wait=0",
+        "/probe/head-len",
+        "/probe/uploads?q=1",
+    ] {
+        let a = d.get(&format!("/in{target}"));
+        let b = d.get(&format!("/out{target}"));
+        assert_eq!((a.status, a.body.clone()), (b.status, b.body.clone()), "{target}");
+    }
+    let a = d.post("/in/probe/echo-stream", "text/plain", &big);
+    let b = d.post("/out/probe/echo-stream", "text/plain", &big);
+    assert_eq!(a.status, 200, "{a}");
+    assert_eq!(b.status, 200, "{b}");
+    let end = |r: &crate::harness::Response| r.text().lines().last().unwrap_or("").to_owned();
+    assert_eq!(end(&a), "end: 300000 bytes");
+    assert_eq!(end(&b), end(&a));
+    // A declared length the app does not keep: the connection is cut the same way in both.
+    let raw = |alias: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+        let req =
+            format!("GET {alias}/probe/short HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (text.contains("content-length: 100"), body)
+    };
+    assert_eq!(raw("/in"), (true, "0123456789".to_owned()));
+    assert_eq!(raw("/out"), raw("/in"));
+}
+
+#[test]
+fn reload_swaps_and_graceful_stop_work_in_worker_processes() {
+    let yaml = "\
+aliases:
+  - url: /iso
+    path: single/libone.so
+    isolation: process
+    processes: 1
+    threads: 2
+    env: {PANICKY_MARKS: var/marks.txt}
+  - url: /hello
+    path: {hello}
+";
+    let mut d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        install(&artifacts().panicky, &root.join("single/libone.so"));
+    });
+    let marks = d.path("var/marks.txt");
+    assert_eq!(d.get("/iso/x").text(), "ok");
+    let worker = wait_workers(&d, "/iso", 1);
+    // A replaced plugin file is swapped inside the worker, like in-process.
+    let bg = Background::start(&d, &["/iso/x", "/hello"]);
+    install(&artifacts().hello, &d.path("single/libone.so"));
+    wait_for("the worker to serve the new plugin", RESTART, || {
+        let r = d.get("/iso");
+        if r.text() == "Hello World!" { Ok(()) } else { Err(format!("{r}")) }
+    });
+    install(&artifacts().panicky, &d.path("single/libone.so"));
+    wait_for("and back", RESTART, || {
+        let r = d.get("/iso/x");
+        if r.text() == "ok" { Ok(()) } else { Err(format!("{r}")) }
+    });
+    assert_eq!(wait_workers(&d, "/iso", 1), worker, "a plugin swap must not restart the worker");
+    // A configuration edit that changes the workers: new ones start, the old ones stop after
+    // their requests, nothing fails meanwhile.
+    d.write_config(&yaml.replace("processes: 1", "processes: 2"));
+    let after = wait_workers(&d, "/iso", 2);
+    assert!(after.is_disjoint(&worker), "{worker:?} → {after:?}");
+    bg.finish();
+    wait_for("the old worker's shutdown", RESTART, || {
+        if read_lossy(&marks).matches("shutdown /iso").count() >= 1 {
+            Ok(())
+        } else {
+            Err(read_lossy(&marks))
+        }
+    });
+    // SIGTERM during a slow request: it finishes, every worker runs its shutdown, exit 0.
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/iso/sleep/1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    let shutdowns = read_lossy(&marks).matches("shutdown /iso").count();
+    let status = d.terminate();
+    assert_eq!(slow.join().unwrap(), (200, "slept".to_owned()));
+    assert!(status.success(), "{status}");
+    let marks_now = read_lossy(&marks);
+    assert_eq!(marks_now.matches("shutdown /iso").count(), shutdowns + 2, "{marks_now}");
+    assert!(workers(&d, "/iso").is_empty());
+    assert!(d.log().contains("stopped after"), "{}", d.log());
+}
