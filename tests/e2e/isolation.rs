@@ -4,6 +4,8 @@
 //! succeeding meanwhile, and the same plugins answer the same in both modes.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -415,4 +417,82 @@ aliases:
     assert_eq!(marks_now.matches("shutdown /iso").count(), shutdowns + 2, "{marks_now}");
     assert!(workers(&d, "/iso").is_empty());
     assert!(d.log().contains("stopped after"), "{}", d.log());
+}
+
+fn is_root() -> bool {
+    read_lossy(Path::new("/proc/self/status"))
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+fn uid_of(pid: u32) -> Option<u32> {
+    read_lossy(Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|u| u.parse().ok())
+}
+
+#[test]
+fn workers_run_as_the_configured_user() {
+    if !is_root() {
+        eprintln!("skipped: switching users needs a daemon started as root");
+        return;
+    }
+    let yaml = "\
+cache_dir: cache
+aliases:
+  - url: /crashy
+    path: plugins/libcrashy.so
+    isolation: process
+    processes: 1
+    user: nobody
+  - url: /probe/
+    path: plugins/
+    isolation: process
+    user: \"65534\"
+    group: \"65534\"
+  - url: /hello
+    path: plugins/libhello.so
+";
+    let d = Daemon::start_with(yaml, |root| {
+        // The workers (uid 65534) must read the plugins and pass through the folders.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (from, name) in [
+            (&artifacts().crashy, "libcrashy.so"),
+            (&artifacts().probe, "libprobe.so"),
+            (&artifacts().hello, "libhello.so"),
+        ] {
+            std::fs::create_dir_all(root.join("plugins")).unwrap();
+            std::fs::copy(from, root.join("plugins").join(name)).unwrap();
+            std::fs::set_permissions(
+                root.join("plugins").join(name),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    });
+    let pid = pid_of(&d, "/crashy/ok");
+    assert_eq!(uid_of(pid), Some(65534), "worker {pid}\n{}", d.log());
+    // An upload spooled by the daemon (root) is readable by the worker's user.
+    let body = crate::harness::multipart(
+        "b0undary",
+        &[("Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"", b"secret for nobody")],
+    );
+    let r = d.post("/probe/probe/uploads", "multipart/form-data; boundary=b0undary", &body);
+    assert_eq!(r.status, 200, "{r}\n{}", d.log());
+    let json = r.json();
+    assert_eq!(json["uploads"][0]["exists"], true, "{json}");
+    assert_eq!(
+        json["uploads"][0]["content_hex"],
+        "secret for nobody".bytes().map(|b| format!("{b:02x}")).collect::<String>(),
+        "{json}"
+    );
+    for w in workers(&d, "/probe/") {
+        assert_eq!(uid_of(w), Some(65534));
+    }
+    // The in-process alias runs as the daemon.
+    assert_eq!(d.get("/hello").text(), "Hello World!");
 }

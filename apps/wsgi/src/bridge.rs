@@ -257,7 +257,7 @@ fn environ<'py>(
     d.set_item("wsgi.input", Bound::new(py, Input::new(Arc::clone(call)))?)?;
     d.set_item("wsgi.errors", errors)?;
     d.set_item("wsgi.multithread", inst.multithread)?;
-    d.set_item("wsgi.multiprocess", false)?;
+    d.set_item("wsgi.multiprocess", inst.multiprocess)?;
     d.set_item("wsgi.run_once", false)?;
     // As mod_wsgi: wsgi.input ends where the body ends (a chunked body too).
     d.set_item("wsgi.input_terminated", true)?;

@@ -15,8 +15,9 @@
 //!
 //! Settings (the `init` env: the handler's `env`, then the alias's, then the daemon's):
 //! `callable` (default `application`), `python_home`, `python_path` (`:`-separated),
-//! `gatehouse.threads` (for `wsgi.multithread`) and `gatehouse.reloading` (`off`: a changed
-//! script is not re-imported).
+//! `gatehouse.threads` (for `wsgi.multithread`), `gatehouse.processes` (for
+//! `wsgi.multiprocess`: more than 1 with `isolation: process`) and `gatehouse.reloading`
+//! (`off`: a changed script is not re-imported).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub(crate) struct Instance {
     reloading: bool,
     /// `wsgi.multithread`: whether several requests may run the app at once.
     multithread: bool,
+    /// `wsgi.multiprocess`: whether other processes run the same app.
+    multiprocess: bool,
     /// Loaded scripts by path. Locked only briefly, never around Python code.
     scripts: Mutex<HashMap<PathBuf, Arc<Script>>>,
     /// Only one thread imports at a time (a script's top level runs once).
@@ -114,6 +117,7 @@ impl Instance {
             .map(|p| p.split(':').filter(|s| !s.is_empty()).map(|s| dir.join(s)).collect())
             .unwrap_or_default();
         let threads: usize = get("gatehouse.threads").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let processes: usize = get("gatehouse.processes").and_then(|t| t.parse().ok()).unwrap_or(1);
         let reloading = get("gatehouse.reloading").is_none_or(|r| r != "off");
         interp::ensure(python_home.as_deref(), &python_path)
             .map_err(|e| format!("{}: {e}", args.alias))?;
@@ -123,6 +127,7 @@ impl Instance {
             reloading,
             // 0 is `dispatch: inline`: any HTTP worker may call at once.
             multithread: threads != 1,
+            multiprocess: processes > 1,
             scripts: Mutex::new(HashMap::new()),
             importing: Gate::default(),
         })

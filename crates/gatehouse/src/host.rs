@@ -158,7 +158,8 @@ impl AppsKey {
 /// daemon knows and the plugin cannot: `python_home` (the process's one), `python_path`
 /// (the handler's folders, then the alias's, joined with `:`), `gatehouse.threads` (how many
 /// requests may call it at once: the pool's size, or 0 for `dispatch: inline`, where any
-/// HTTP worker may) and `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
+/// HTTP worker may), `gatehouse.processes` (how many processes run it: `processes` with
+/// `isolation: process`, else 1) and `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
 /// for a script means mod_wsgi's WSGIScriptReloading).
 pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
     let mut env = handler.env.clone();
@@ -186,6 +187,11 @@ pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(Strin
         Dispatch::Inline => 0,
     };
     set("gatehouse.threads", threads.to_string());
+    let processes = match &alias.isolation {
+        Isolation::Process(p) => p.processes,
+        Isolation::InProcess => 1,
+    };
+    set("gatehouse.processes", processes.to_string());
     set("gatehouse.reloading", if alias.reloading { "on" } else { "off" }.to_owned());
     env
 }
@@ -292,6 +298,8 @@ pub struct Host {
     logs: Arc<DebugLogs>,
     cache: Option<Arc<Cache>>,
     owners: Owners,
+    /// Whether aliases with `isolation: process` get worker processes (false in a worker).
+    isolate: bool,
 }
 
 /// What a new host may take over from the previous one's alias with the same plugins.
@@ -328,7 +336,14 @@ impl Host {
     /// its file.
     pub fn new(config: Config, cache: Option<Arc<Cache>>) -> Host {
         let logs = Arc::new(DebugLogs::new(config.logs_dir.clone()));
-        Host::build(config, logs, cache, |_| None)
+        Host::build(config, logs, cache, true, |_| None)
+    }
+
+    /// The host of a worker process: like [`Host::new`], but every alias runs in this
+    /// process, whatever its `isolation` says.
+    pub fn in_worker(config: Config, cache: Option<Arc<Cache>>) -> Host {
+        let logs = Arc::new(DebugLogs::new(config.logs_dir.clone()));
+        Host::build(config, logs, cache, false, |_| None)
     }
 
     /// Builds the host for the next configuration: aliases whose plugin identity is
@@ -340,7 +355,7 @@ impl Host {
             Arc::new(DebugLogs::new(config.logs_dir.clone()))
         };
         let cache = self.cache.clone();
-        Host::build(config, logs, cache, |key| {
+        Host::build(config, logs, cache, self.isolate, |key| {
             self.mounts.iter().find(|m| m.apps.key == *key).map(|m| Previous {
                 apps: Arc::clone(&m.apps),
                 pool: Arc::clone(&m.pool),
@@ -355,6 +370,7 @@ impl Host {
         config: Config,
         logs: Arc<DebugLogs>,
         cache: Option<Arc<Cache>>,
+        isolate: bool,
         previous: impl Fn(&AppsKey) -> Option<Previous>,
     ) -> Host {
         let table = crate::mounts::Table::from_config(&config);
@@ -364,7 +380,7 @@ impl Host {
             .enumerate()
             .map(|(index, alias)| {
                 let key = AppsKey::of(alias, &config);
-                let workers_key = WorkersKey::of(alias, &key);
+                let workers_key = WorkersKey::of(alias, &key).filter(|_| isolate);
                 let before = previous(&key);
                 let workers = workers_key.as_ref().map(|wk| {
                     match before.as_ref().and_then(|p| p.workers.as_ref()) {
@@ -394,7 +410,7 @@ impl Host {
                 }
             })
             .collect();
-        Host { config, table, mounts, logs, cache, owners: Owners::current() }
+        Host { config, table, mounts, logs, cache, owners: Owners::current(), isolate }
     }
 
     /// Whether alias `mount` of this host runs the same plugin instances as alias `other`

@@ -131,11 +131,12 @@ fn host_for(init: &Init) -> anyhow::Result<Host> {
     })?;
     let mut config = loaded.config;
     let index = init.alias as usize;
-    let Some(mut alias) = config.aliases.get(index).cloned() else {
+    let Some(alias) = config.aliases.get(index).cloned() else {
         anyhow::bail!("the configuration has no alias number {index}");
     };
-    // The worker runs the alias's apps itself.
-    alias.isolation = Isolation::InProcess;
+    if alias.isolation == Isolation::InProcess {
+        anyhow::bail!("alias number {index} ({}) is not isolated", alias.url);
+    }
     config.aliases = vec![alias];
     let cache = Cache::create(&init.cache_dir).map_err(|e| {
         anyhow::anyhow!(
@@ -144,7 +145,8 @@ fn host_for(init: &Init) -> anyhow::Result<Host> {
             init.cache_dir.display()
         )
     })?;
-    Ok(Host::new(config, Some(Arc::new(cache))))
+    // The worker runs the alias's apps itself.
+    Ok(Host::in_worker(config, Some(Arc::new(cache))))
 }
 
 /// Serves requests on one socket, one at a time, until the daemon closes it.

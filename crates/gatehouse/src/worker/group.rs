@@ -296,6 +296,11 @@ impl Group {
         }
     }
 
+    /// The user the workers run as, when it is not the daemon's.
+    pub fn uid(&self) -> Option<u32> {
+        self.inner.spec.as_ref().ok().and_then(|s| s.ids.uid)
+    }
+
     /// The pids of the running workers, with the requests each was given (status page).
     pub fn workers(&self) -> Vec<(u32, u64)> {
         let state = self.inner.lock();
@@ -751,6 +756,32 @@ fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
 /// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
 fn worker_cache(base: &std::path::Path, uid: u32, gid: Option<u32>) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    // The workers must pass through the daemon's cache folder (not list it).
+    if let Ok(meta) = std::fs::metadata(base)
+        && meta.permissions().mode() & 0o001 == 0
+    {
+        let mode = meta.permissions().mode() | 0o001;
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot let the workers through {}: {e}", base.display()))?;
+    }
+    // ... nor through the folders above it, which are the operator's: say what to change.
+    use std::os::unix::fs::MetadataExt as _;
+    for dir in base.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let mode = meta.mode();
+        let passes = mode & 0o001 != 0
+            || (meta.uid() == uid && mode & 0o100 != 0)
+            || (gid == Some(meta.gid()) && mode & 0o010 != 0);
+        if !passes {
+            return Err(format!(
+                "the workers' user (uid {uid}) cannot pass through {} to reach cache_dir \
+                 (hint: `chmod o+x {}`, or set `cache_dir` to a folder it can reach)",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
     let dir = base.join(format!("uid-{uid}"));
     std::fs::DirBuilder::new()
         .recursive(true)

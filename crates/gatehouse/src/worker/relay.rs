@@ -91,6 +91,18 @@ pub fn relay(
         r.group.release(conn, Outcome::Done);
         return;
     }
+    if let Some(uid) = r.group.uid() {
+        // The spooled uploads are the daemon's (0600): the worker's user gets them.
+        for u in &r.input.uploads {
+            if let Err(e) = std::os::unix::fs::fchown(u.file.as_file(), Some(uid), None) {
+                log::warn!(
+                    "{} (request {}): cannot hand an upload to uid {uid}: {e}",
+                    r.app,
+                    r.request_id
+                );
+            }
+        }
+    }
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
