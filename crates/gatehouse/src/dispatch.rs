@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Jobs that may wait per thread before the pool refuses more.
-const QUEUE_PER_THREAD: usize = 128;
+pub const QUEUE_PER_THREAD: usize = 128;
 
 /// The pool is saturated: every thread is busy and the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

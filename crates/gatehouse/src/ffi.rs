@@ -271,29 +271,102 @@ impl<'a> ReplySink<'a> {
         Status::OK
     }
 
-    fn send_chunk(&mut self, data: &[u8]) -> Status {
-        let ReplyState::Streaming { chunks, left } = &mut self.reply else {
-            return Status::BAD_STATE;
+    /// Counts a streamed write against the declared length: the part to send and the
+    /// status the write returns (the excess past Content-Length is dropped).
+    fn account<'d>(&mut self, data: &'d [u8]) -> (&'d [u8], Status) {
+        let ReplyState::Streaming { left: Some(left), .. } = &mut self.reply else {
+            return (data, Status::OK);
         };
         let mut data = data;
         let mut status = Status::OK;
-        if let Some(left) = left {
-            if data.len() as u64 > *left {
-                log::error!(
-                    "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
-                    self.app,
-                    self.request_id
-                );
-                data = &data[..usize::try_from(*left).unwrap_or(data.len())];
-                status = Status::INVALID;
-            }
-            *left -= data.len() as u64;
+        if data.len() as u64 > *left {
+            log::error!(
+                "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
+                self.app,
+                self.request_id
+            );
+            data = &data[..usize::try_from(*left).unwrap_or(data.len())];
+            status = Status::INVALID;
         }
+        *left -= data.len() as u64;
+        (data, status)
+    }
+
+    fn send_chunk(&mut self, data: &[u8]) -> Status {
+        if !matches!(self.reply, ReplyState::Streaming { .. }) {
+            return Status::BAD_STATE;
+        }
+        let (data, status) = self.account(data);
+        let ReplyState::Streaming { chunks, .. } = &self.reply else { return Status::BAD_STATE };
         if !data.is_empty() && chunks.blocking_send(Ok(Bytes::copy_from_slice(data))).is_err() {
             self.reply = ReplyState::Done;
             return Status::DISCONNECTED;
         }
         status
+    }
+
+    /// [`ReplySink::write`] for a caller on the async side (the relay of a worker's frames):
+    /// it waits for the client asynchronously instead of blocking its thread.
+    pub async fn write_async(&mut self, data: &[u8]) -> Status {
+        match &self.reply {
+            ReplyState::Streaming { .. } => {}
+            ReplyState::Holding { body: Some(_), tx: Tx::Channel(_), .. } => {
+                let started = self.start_streaming();
+                if started != Status::OK {
+                    return started;
+                }
+            }
+            // Holding the first write, or not started, or done: nothing waits.
+            _ => return self.write(data),
+        }
+        let (data, status) = self.account(data);
+        let ReplyState::Streaming { chunks, .. } = &self.reply else { return Status::BAD_STATE };
+        if !data.is_empty() && chunks.send(Ok(Bytes::copy_from_slice(data))).await.is_err() {
+            self.reply = ReplyState::Done;
+            return Status::DISCONNECTED;
+        }
+        status
+    }
+
+    /// [`ReplySink::abort`] for a caller on the async side.
+    pub async fn abort_async(self, status: u16, message: &'static str) {
+        match self.reply {
+            ReplyState::Streaming { chunks, .. } => {
+                let _ = chunks.send(Err(std::io::Error::other(message))).await;
+            }
+            _ => self.abort(status, message),
+        }
+    }
+
+    /// [`ReplySink::finish`] for a caller on the async side (never a direct reply).
+    pub async fn finish_async(mut self, status: Status) {
+        if let ReplyState::Streaming { chunks, left } = &self.reply {
+            let cut = if status != Status::OK {
+                log::error!(
+                    "app {} (request {}): {} after the response started: the connection is cut",
+                    self.app,
+                    self.request_id,
+                    CallError::Failed(status.0)
+                );
+                Some("the app failed after the response started".to_owned())
+            } else {
+                left.filter(|&n| n > 0).map(|n| {
+                    log::error!(
+                        "app {} (request {}): ended {n} bytes short of its Content-Length: the \
+                         connection is cut",
+                        self.app,
+                        self.request_id
+                    );
+                    format!("the app ended {n} bytes short of its Content-Length")
+                })
+            };
+            if let Some(why) = cut {
+                let _ = chunks.send(Err(std::io::Error::other(why))).await;
+            }
+            self.reply = ReplyState::Done;
+            return;
+        }
+        let _ = self.finish(status);
     }
 
     /// The call ended without `handle` returning: its worker process died or was killed.
@@ -376,6 +449,22 @@ impl BodySource {
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let BodySource::Stream(rx) = self else { return Ok(None) };
         match rx.blocking_recv() {
+            Some(Ok(chunk)) if chunk.is_empty() => {
+                *self = BodySource::Empty;
+                Ok(None)
+            }
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Err(e)) => Err(e),
+            None => Err(BodyError::Disconnected),
+        }
+    }
+}
+
+impl BodySource {
+    /// [`BodySource::next_chunk`] for a caller on the async side.
+    pub async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let BodySource::Stream(rx) = self else { return Ok(None) };
+        match rx.recv().await {
             Some(Ok(chunk)) if chunk.is_empty() => {
                 *self = BodySource::Empty;
                 Ok(None)

@@ -849,13 +849,10 @@ impl Host {
     }
 }
 
-/// An alias's app threads: `threads`, or with worker processes one relay thread per
-/// worker thread (`processes` × `threads`).
+/// An alias's app threads: `threads` (an isolated alias's pool stays unused: its requests
+/// are relayed by tasks on the HTTP workers, its apps run on its workers' threads).
 fn pool_size(alias: &Alias) -> usize {
-    match &alias.isolation {
-        Isolation::InProcess => alias.threads,
-        Isolation::Process(p) => alias.threads * p.processes,
-    }
+    alias.threads
 }
 
 fn new_pool(alias: &Alias) -> Arc<Pool> {

@@ -268,16 +268,19 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     let worker_pid = Arc::new(AtomicU32::new(0));
     let job_pid = Arc::clone(&worker_pid);
     let deadline = Instant::now() + alias.limits.timeout;
-    let job = Box::new(move || {
-        let started = Instant::now();
-        let Prepared { t, vars, input, body, request_id } = p;
-        let m = &job_host.mounts[t.mount];
-        if let Some(workers) = &m.workers {
+    let pool = &host.mounts[mount].pool;
+    if host.mounts[mount].workers.is_some() {
+        // Isolated: a task on this HTTP worker relays the request to a worker process.
+        let task_host = Arc::clone(&host);
+        actix_web::rt::spawn(async move {
+            let Prepared { t, vars, input, body, request_id } = p;
+            let m = &task_host.mounts[t.mount];
+            let Some(workers) = &m.workers else { return };
             let app = t
                 .group_name
                 .as_deref()
                 .unwrap_or_else(|| crate::host::alias_app_name(&m.alias.url));
-            let debug = job_host.debug_log(app);
+            let debug = task_host.debug_log(app);
             let relay = crate::worker::relay::Relay {
                 group: workers,
                 kind: m.alias.kind,
@@ -291,48 +294,49 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 input: &input,
                 deadline,
             };
-            crate::worker::relay::relay(&relay, body, tx, &job_pid, &job_overdue);
-            if job_overdue.load(Ordering::Acquire) {
-                m.pool.overdue_done();
-            }
-            return;
-        }
-        match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
-            Ok(loaded) => {
-                let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
-                ffi::invoke(&loaded.plugin, &call, body, tx);
-                if job_overdue.load(Ordering::Acquire) {
-                    m.pool.overdue_done();
-                    log::warn!(
-                        "app {} (request {request_id}) returned after {:.1} s, past its timeout \
-                         of {:?}; its thread is free again",
-                        loaded.app,
-                        started.elapsed().as_secs_f64(),
-                        m.alias.limits.timeout
-                    );
+            crate::worker::relay::relay(&relay, body, tx, &job_pid, &job_overdue).await;
+        });
+    } else {
+        let job = Box::new(move || {
+            let started = Instant::now();
+            let Prepared { t, vars, input, body, request_id } = p;
+            let m = &job_host.mounts[t.mount];
+            match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
+                Ok(loaded) => {
+                    let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
+                    ffi::invoke(&loaded.plugin, &call, body, tx);
+                    if job_overdue.load(Ordering::Acquire) {
+                        m.pool.overdue_done();
+                        log::warn!(
+                            "app {} (request {request_id}) returned after {:.1} s, past its timeout \
+                             of {:?}; its thread is free again",
+                            loaded.app,
+                            started.elapsed().as_secs_f64(),
+                            m.alias.limits.timeout
+                        );
+                    }
+                }
+                Err(u) => {
+                    let (status, message) = match u {
+                        Unavailable::Missing(_) => (404, "no such app"),
+                        // A directory group answers for a broken file as for a missing one.
+                        Unavailable::Broken(_) if m.alias.kind == AliasKind::Group => {
+                            (404, "no such app")
+                        }
+                        Unavailable::Broken(_) => {
+                            (500, "the app could not be loaded; the error log says why")
+                        }
+                    };
+                    let _ = tx.send(Reply::Refused { status, message });
                 }
             }
-            Err(u) => {
-                let (status, message) = match u {
-                    Unavailable::Missing(_) => (404, "no such app"),
-                    // A directory group answers for a broken file as for a missing one.
-                    Unavailable::Broken(_) if m.alias.kind == AliasKind::Group => {
-                        (404, "no such app")
-                    }
-                    Unavailable::Broken(_) => {
-                        (500, "the app could not be loaded; the error log says why")
-                    }
-                };
-                let _ = tx.send(Reply::Refused { status, message });
-            }
+        });
+        if let Err(busy) = pool.submit(job) {
+            log::warn!("{}: {busy}; answered 503", alias.url);
+            let mut resp = plain(503, "the app is busy; retry shortly");
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return resp;
         }
-    });
-    let pool = &host.mounts[mount].pool;
-    if let Err(busy) = pool.submit(job) {
-        log::warn!("{}: {busy}; answered 503", alias.url);
-        let mut resp = plain(503, "the app is busy; retry shortly");
-        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return resp;
     }
     // The app's time to answer counts from when the whole request body has been received
     // (a slow upload is `body_timeout`'s business, not the app's).
@@ -349,7 +353,6 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
         Some(timeout) => {
             overdue.store(true, Ordering::Release);
             if let Some(workers) = &host.mounts[mount].workers {
-                pool.overdue_started();
                 let pid = worker_pid.load(Ordering::Acquire);
                 if pid != 0 {
                     log::warn!(

@@ -22,6 +22,8 @@ use crate::staging::Cache;
 
 /// The environment variable that tells a worker how many request sockets it has.
 pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
+/// The environment variable that tells a worker how many app threads to run.
+pub const THREADS_ENV: &str = "GATEHOUSE_WORKER_THREADS";
 /// The descriptor of the control socket; request sockets follow it.
 pub const CONTROL_FD: i32 = 3;
 
@@ -63,7 +65,7 @@ pub fn run() -> anyhow::Result<()> {
     let conns: usize = std::env::var(CONNS_ENV)
         .ok()
         .and_then(|n| n.parse().ok())
-        .filter(|&n| (1..=gatehouse_config::MAX_THREADS).contains(&n))
+        .filter(|&n| (1..=gatehouse_config::MAX_THREADS * 8).contains(&n))
         .context("`gatehouse worker` is started by the daemon only (no worker sockets given)")?;
     let mut sockets = super::boundary::adopt_sockets(CONTROL_FD, conns + 1)
         .context("cannot take the sockets the daemon passed")?;
@@ -97,12 +99,17 @@ pub fn run() -> anyhow::Result<()> {
     control.frame(Kind::Ready, |_| {});
     control.flush()?;
 
-    for (i, socket) in sockets.into_iter().enumerate() {
-        let host = Arc::clone(&host);
-        let io = FrameIo::new(socket)?;
+    let threads: usize = std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| (1..=conns).contains(&n))
+        .unwrap_or(conns);
+    let ready = Arc::new(Ready::new(sockets)?);
+    for i in 0..threads {
+        let (host, ready) = (Arc::clone(&host), Arc::clone(&ready));
         std::thread::Builder::new()
-            .name(format!("worker conn {i}"))
-            .spawn(move || serve(&host, io))
+            .name(format!("worker app {i}"))
+            .spawn(move || ready.serve(&host))
             .context("cannot start a worker thread")?;
     }
 
@@ -149,32 +156,107 @@ fn host_for(init: &Init) -> anyhow::Result<Host> {
     Ok(Host::in_worker(config, Some(Arc::new(cache))))
 }
 
-/// Serves requests on one socket, one at a time, until the daemon closes it.
-fn serve(host: &Host, mut io: FrameIo) {
-    loop {
-        match io.read() {
-            Ok(Kind::Request) => {}
-            // A `Gone` that came after the request it was about ended: nothing to do.
-            Ok(Kind::Gone) => continue,
-            Ok(other) => {
-                log::error!("worker: protocol error: {other:?} where a request was expected");
+/// The request sockets, watched by one epoll set that every app thread waits on: a thread
+/// that finishes a request takes the next socket with a request waiting, without sleeping
+/// when there is one (so a busy worker does not pay a thread wake-up per request). Each
+/// socket is armed one-shot: one thread at a time serves it.
+struct Ready {
+    epoll: std::os::fd::OwnedFd,
+    conns: Vec<Mutex<FrameIo>>,
+}
+
+impl Ready {
+    fn new(sockets: Vec<UnixStream>) -> io::Result<Ready> {
+        use rustix::event::epoll;
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let mut conns = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let io = FrameIo::new(socket)?;
+            // The descriptor registered is the one `modify` names later: `io.stream()`.
+            epoll::add(&epoll, io.stream(), epoll::EventData::new_u64(i as u64), Self::ARMED)?;
+            conns.push(Mutex::new(io));
+        }
+        Ok(Ready { epoll, conns })
+    }
+
+    const ARMED: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::IN
+        .union(rustix::event::epoll::EventFlags::ONESHOT)
+        .union(rustix::event::epoll::EventFlags::RDHUP);
+
+    /// One app thread: serves whichever socket has a request, until none is left.
+    fn serve(&self, host: &Host) {
+        use rustix::event::epoll;
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
+        let mut open = self.conns.len();
+        loop {
+            events.clear();
+            match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    // No thread could serve a request any more: end the worker (the daemon
+                    // reports it and starts another).
+                    log::error!("worker: epoll_wait: {e}; exiting");
+                    std::process::exit(70);
+                }
+            }
+            for event in &events {
+                let i = event.data.u64() as usize;
+                let Some(conn) = self.conns.get(i) else { continue };
+                let mut io = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                // Serve what is there (a frame may wait in the read buffer too).
+                let mut alive = serve_one(host, &mut io);
+                while alive && io.readable(std::time::Duration::ZERO) {
+                    alive = serve_one(host, &mut io);
+                }
+                if alive {
+                    let data = epoll::EventData::new_u64(i as u64);
+                    alive = epoll::modify(&self.epoll, io.stream(), data, Self::ARMED).is_ok();
+                }
+                if !alive {
+                    let _ = epoll::delete(&self.epoll, io.stream());
+                    open = open.saturating_sub(1);
+                }
+            }
+            if self.conns.iter().all(|c| c.try_lock().is_ok_and(|io| io.closed())) || open == 0 {
+                // Every socket is closed: the daemon is gone or stopping us.
                 return;
             }
-            Err(_) => return,
-        }
-        let payload = io.take_payload();
-        match RequestIn::decode(&payload) {
-            Ok(req) => answer(host, &mut io, &req),
-            Err(e) => {
-                log::error!("worker: protocol error: {e}");
-                return;
-            }
-        }
-        io.give_back(payload);
-        if io.flush().is_err() {
-            return;
         }
     }
+}
+
+/// Serves the request waiting on `io`; false when the socket is closed or broken.
+fn serve_one(host: &Host, io: &mut FrameIo) -> bool {
+    match io.read() {
+        Ok(Kind::Request) => {}
+        // A `Gone` that came after the request it was about ended: nothing to do.
+        Ok(Kind::Gone) => return true,
+        Ok(other) => {
+            log::error!("worker: protocol error: {other:?} where a request was expected");
+            io.close();
+            return false;
+        }
+        Err(_) => {
+            io.close();
+            return false;
+        }
+    }
+    let payload = io.take_payload();
+    match RequestIn::decode(&payload) {
+        Ok(req) => answer(host, io, &req),
+        Err(e) => {
+            log::error!("worker: protocol error: {e}");
+            io.close();
+            return false;
+        }
+    }
+    io.give_back(payload);
+    if io.flush().is_err() {
+        io.close();
+        return false;
+    }
+    true
 }
 
 /// Answers one request: the app's frames, then `End`; or `Refused` without the app.

@@ -25,9 +25,15 @@ use std::time::{Duration, Instant};
 use command_fds::{CommandFdExt as _, FdMapping};
 use gatehouse_config::ProcessSettings;
 
-use super::child::{CONNS_ENV, CONTROL_FD};
+use super::child::{CONNS_ENV, CONTROL_FD, THREADS_ENV};
 use super::messages::{Init, decode_log};
 use super::proto::{FrameIo, Kind};
+
+/// Request sockets per app thread of a worker: a request may wait at the worker for a
+/// thread that is finishing another, so a busy worker's threads go from request to request
+/// without sleeping in between (a crash fails every request sent to the worker: up to
+/// this many per thread).
+pub const CONNS_PER_THREAD: usize = 1;
 
 /// How often a slot thread looks at its worker's memory.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -53,6 +59,17 @@ struct Spec {
     ids: Ids,
     threads: usize,
     settings: ProcessSettings,
+    /// Requests that may wait for a socket (the alias's `queue`).
+    queue: usize,
+}
+
+/// Decrements the count of waiting requests when dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One running worker process.
@@ -110,8 +127,13 @@ impl Worker {
 pub struct Conn {
     /// The worker it leads to.
     pub worker: Arc<Worker>,
-    /// The framed socket.
-    pub io: FrameIo,
+    /// The socket (non-blocking; a request registers it with its event loop). `None` once
+    /// a request lost it.
+    pub stream: Option<UnixStream>,
+    /// The read buffer, kept across requests.
+    pub rbuf: Vec<u8>,
+    /// The frames being written, kept across requests.
+    pub out: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -135,7 +157,12 @@ struct Inner {
     label: String,
     spec: Result<Spec, String>,
     state: Mutex<State>,
+    /// Wakes `stop_and_wait` when a worker is gone.
     cv: Condvar,
+    /// Wakes requests waiting for a socket (any thread's event loop).
+    notify: tokio::sync::Notify,
+    /// Requests waiting for a socket now.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// Why no socket could be had.
@@ -145,6 +172,11 @@ pub enum NoConn {
     Down(String),
     /// None became free before the deadline.
     Timeout,
+    /// Too many requests wait already (the alias's `queue`).
+    Busy {
+        /// How many.
+        waiting: usize,
+    },
     /// The group is stopping.
     Stopping,
 }
@@ -178,6 +210,8 @@ impl Group {
                 spec,
                 state: Mutex::new(State::default()),
                 cv: Condvar::new(),
+                notify: tokio::sync::Notify::new(),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -187,37 +221,53 @@ impl Group {
         Inner::start(&self.inner);
     }
 
-    /// An idle socket, waiting for one until `deadline`.
-    pub fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
+    /// An idle socket, waiting (asynchronously) for one until `deadline`.
+    pub async fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
         Inner::start(&self.inner);
-        let inner = &self.inner;
-        let mut state = inner.lock();
+        if let Some(conn) = self.try_acquire()? {
+            return Ok(conn);
+        }
+        let queue = self.inner.spec.as_ref().map_or(0, |s| s.queue);
+        let waiting = self.inner.waiting.fetch_add(1, Ordering::AcqRel) + 1;
+        let _waiting = Waiting(&self.inner.waiting);
+        if waiting > queue {
+            return Err(NoConn::Busy { waiting: waiting - 1 });
+        }
         loop {
-            if state.stopping {
-                return Err(NoConn::Stopping);
-            }
-            if let Some(conn) = state.idle.pop_front() {
-                conn.worker.busy.fetch_add(1, Ordering::AcqRel);
-                conn.worker.served.fetch_add(1, Ordering::AcqRel);
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(conn) = self.try_acquire()? {
                 return Ok(conn);
-            }
-            let processes = inner.spec.as_ref().map_or(0, |s| s.settings.processes);
-            // Every slot waits out a pause after workers that failed to start: the app is
-            // broken, not busy (after crashes of running workers, requests wait instead).
-            if state.workers.is_empty() && state.down >= processes && state.failing_start {
-                let why = state.last_failure.clone().unwrap_or_else(|| "not started".to_owned());
-                return Err(NoConn::Down(why));
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(NoConn::Timeout);
             }
-            state = inner
-                .cv
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let _ = actix_web::rt::time::timeout(deadline - now, notified).await;
         }
+    }
+
+    /// An idle socket if there is one now.
+    fn try_acquire(&self) -> Result<Option<Conn>, NoConn> {
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        if state.stopping {
+            return Err(NoConn::Stopping);
+        }
+        if let Some(conn) = state.idle.pop_front() {
+            conn.worker.busy.fetch_add(1, Ordering::AcqRel);
+            conn.worker.served.fetch_add(1, Ordering::AcqRel);
+            return Ok(Some(conn));
+        }
+        let processes = inner.spec.as_ref().map_or(0, |s| s.settings.processes);
+        // Every slot waits out a pause after workers that failed to start: the app is
+        // broken, not busy (after crashes of running workers, requests wait instead).
+        if state.workers.is_empty() && state.down >= processes && state.failing_start {
+            let why = state.last_failure.clone().unwrap_or_else(|| "not started".to_owned());
+            return Err(NoConn::Down(why));
+        }
+        Ok(None)
     }
 
     /// Gives a socket back after a request that ended with `outcome` (a broken socket is
@@ -228,6 +278,11 @@ impl Group {
         let max = inner.spec.as_ref().ok().and_then(|s| s.settings.maximum_requests);
         let mut state = inner.lock();
         worker.busy.fetch_sub(1, Ordering::AcqRel);
+        if outcome == super::relay::Outcome::Died && !worker.dead.load(Ordering::Acquire) {
+            // Its socket ended and its slot has not seen it die (yet: it may be dying now).
+            // Either way it gets no new request; if it lives on, it is stopped when idle.
+            worker.retiring.store(true, Ordering::Release);
+        }
         if outcome == super::relay::Outcome::Broken && !worker.dead.load(Ordering::Acquire) {
             log::error!("{}: worker {} broke the framing; recycling it", inner.label, worker.pid);
             worker.retiring.store(true, Ordering::Release);
@@ -252,7 +307,8 @@ impl Group {
             }
         } else {
             state.idle.push_back(conn);
-            inner.cv.notify_one();
+            drop(state);
+            inner.notify.notify_one();
         }
     }
 
@@ -313,6 +369,12 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Something changed for every waiter: sockets added, a worker gone, stopping.
+    fn wake_all(&self) {
+        self.cv.notify_all();
+        self.notify.notify_waiters();
+    }
+
     fn start(this: &Arc<Inner>) {
         let mut state = this.lock();
         if state.started || state.stopping {
@@ -352,7 +414,8 @@ impl Inner {
                 w.send_control(Kind::Stop);
             }
         }
-        self.cv.notify_all();
+        drop(state);
+        self.wake_all();
     }
 
     fn stopping(&self) -> bool {
@@ -371,7 +434,7 @@ impl Inner {
                     std::thread::sleep(TICK.min(until - Instant::now()));
                 }
                 self.lock().down -= 1;
-                self.cv.notify_all();
+                self.wake_all();
             }
             if self.stopping() {
                 return;
@@ -414,10 +477,11 @@ impl Inner {
     fn spawn(&self, spec: &Spec) -> Result<(Child, Arc<Worker>, FrameIo, Vec<Conn>), String> {
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
         let (control, control_child) = UnixStream::pair().map_err(|e| io("socketpair", e))?;
-        let mut mine = Vec::with_capacity(spec.threads);
+        let conns = spec.threads * CONNS_PER_THREAD;
+        let mut mine = Vec::with_capacity(conns);
         let mut mappings =
             vec![FdMapping { parent_fd: control_child.into(), child_fd: CONTROL_FD }];
-        for i in 0..spec.threads {
+        for i in 0..conns {
             let (a, b) = UnixStream::pair().map_err(|e| io("socketpair", e))?;
             mine.push(a);
             let child_fd = CONTROL_FD + 1 + i32::try_from(i).unwrap_or(i32::MAX - CONTROL_FD - 1);
@@ -427,7 +491,8 @@ impl Inner {
         let mut cmd = Command::new(&spec.exe);
         cmd.arg("worker")
             .arg(&self.label)
-            .env(CONNS_ENV, spec.threads.to_string())
+            .env(CONNS_ENV, conns.to_string())
+            .env(THREADS_ENV, spec.threads.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout));
         for var in [
@@ -471,11 +536,16 @@ impl Inner {
         });
         let mut reader = FrameIo::new(control).map_err(|e| io("socket", e))?;
         reader.frame(Kind::Init, |out| spec.init.encode(out));
-        let conns: Vec<Conn> = mine
-            .into_iter()
-            .filter_map(|s| FrameIo::new(s).ok())
-            .map(|io| Conn { worker: Arc::clone(&worker), io })
-            .collect();
+        let mut conns = Vec::with_capacity(mine.len());
+        for stream in mine {
+            stream.set_nonblocking(true).map_err(|e| io("socket", e))?;
+            conns.push(Conn {
+                worker: Arc::clone(&worker),
+                stream: Some(stream),
+                rbuf: Vec::new(),
+                out: Vec::new(),
+            });
+        }
         self.lock().workers.push(Arc::clone(&worker));
         if let Err(e) = reader.flush() {
             // It died at once: `supervise` sees the end and `reap` reports it.
@@ -506,7 +576,8 @@ impl Inner {
                             state.idle.extend(conns.take().into_iter().flatten());
                             state.last_failure = None;
                             state.failing_start = false;
-                            self.cv.notify_all();
+                            drop(state);
+                            self.wake_all();
                         } else if worker.busy.load(Ordering::Acquire) == 0 {
                             worker.send_control(Kind::Stop);
                         }
@@ -575,7 +646,8 @@ impl Inner {
         };
         let mut state = self.lock();
         state.workers.retain(|w| !Arc::ptr_eq(w, worker));
-        self.cv.notify_all();
+        drop(state);
+        self.wake_all();
         status
     }
 
@@ -704,6 +776,10 @@ fn spec(
         ids,
         threads,
         settings: settings.clone(),
+        queue: config.aliases[index]
+            .limits
+            .queue
+            .unwrap_or(threads * settings.processes * crate::dispatch::QUEUE_PER_THREAD),
     })
 }
 

@@ -215,6 +215,29 @@ impl<'a> Get<'a> {
     }
 }
 
+/// Appends a frame of `kind` whose payload `fill` writes to `out`.
+pub fn push_frame(out: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
+    fill(out);
+    let len = u32::try_from(out.len() - at - 5).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Looks for a whole frame at the start of `buf`: its kind, and where its payload is, and
+/// how many bytes it takes; `Ok(None)` when more bytes are needed.
+pub fn parse_frame(buf: &[u8]) -> Result<Option<(Kind, std::ops::Range<usize>)>, ProtoError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let kind = Kind::try_from(buf[4])?;
+    if len > MAX_FRAME {
+        return Err(ProtoError::TooLarge(len));
+    }
+    Ok((buf.len() >= 5 + len).then_some((kind, 5..5 + len)))
+}
+
 /// One end of a framed socket: buffered reads, and frames gathered until [`FrameIo::flush`].
 #[derive(Debug)]
 pub struct FrameIo {
@@ -222,6 +245,7 @@ pub struct FrameIo {
     writer: UnixStream,
     out: Vec<u8>,
     payload: Vec<u8>,
+    closed: bool,
 }
 
 impl FrameIo {
@@ -233,7 +257,19 @@ impl FrameIo {
             writer,
             out: Vec::with_capacity(16 * 1024),
             payload: Vec::new(),
+            closed: false,
         })
+    }
+
+    /// Marks the socket done with (its peer closed it, or broke the framing).
+    pub fn close(&mut self) {
+        self.closed = true;
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Whether [`FrameIo::close`] was called.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 
     /// The socket (to shut it down, or poll it).
@@ -256,12 +292,7 @@ impl FrameIo {
 
     /// Adds a frame of `kind` whose payload `fill` writes.
     pub fn frame(&mut self, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
-        let at = self.out.len();
-        self.out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
-        fill(&mut self.out);
-        let len = self.out.len() - at - 5;
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        push_frame(&mut self.out, kind, fill);
     }
 
     /// Adds a frame whose payload is `bytes`.

@@ -1,23 +1,30 @@
-//! One request of an isolated alias, relayed on an app thread of the daemon: a socket is
-//! taken from the alias's [`Group`], the request goes out as one `Request` frame, and the
-//! worker's frames drive the same [`ReplySink`] an in-process call drives, so the client
-//! sees the same reply in both modes. Body chunks go to the worker as it asks for them.
+//! One request of an isolated alias, relayed by a task on the HTTP worker that received it:
+//! a socket is taken from the alias's [`Group`] (waiting asynchronously while every worker
+//! is busy), the request goes out as one `Request` frame, and the worker's frames drive the
+//! same [`ReplySink`] an in-process call drives, so the client sees the same reply in both
+//! modes. Body chunks go to the worker as it asks for them.
+//!
+//! No daemon thread waits on a worker: the socket is registered with the HTTP worker's
+//! event loop for the request (a worker's reply wakes the HTTP worker directly, one hand-off
+//! each way, as an in-process call on the pool has).
 //!
 //! A worker that dies mid-request ends its sockets: a reply not started becomes 502, a
 //! streaming one is cut.
 
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use gatehouse_abi::Status;
 use gatehouse_config::AliasKind;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 use super::group::{Conn, Group, NoConn};
 use super::messages::{RequestOut, decode_head};
-use super::proto::{Get, Kind, Put};
+use super::proto::{Get, Kind, ProtoError, Put, parse_frame, push_frame};
 use crate::debug_log::DebugLog;
 use crate::environ::PairBuf;
 use crate::ffi::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
@@ -50,17 +57,33 @@ pub struct Relay<'a> {
     pub deadline: Instant,
 }
 
+/// How a relayed request ended, for the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// By the framing's rules: the socket serves the next request.
+    Done,
+    /// The socket ended: the worker died or was killed.
+    Died,
+    /// The worker sent what the framing does not allow: it is recycled.
+    Broken,
+}
+
+const DIED: &str = "the app's worker process died; the error log says why";
+
 /// Relays the request; the reply goes to `tx`. `pid` is set to the worker's pid while it
 /// serves the request (the HTTP side kills it past the timeout); `overdue` is set by the
 /// HTTP side when the client already got 504.
-pub fn relay(
+pub async fn relay(
     r: &Relay<'_>,
     mut body: BodySource,
     tx: oneshot::Sender<Reply>,
     pid: &AtomicU32,
     overdue: &AtomicBool,
 ) {
-    let mut conn = match r.group.acquire(r.deadline) {
+    let refuse = |tx: oneshot::Sender<Reply>, message: &'static str| {
+        let _ = tx.send(Reply::Refused { status: 503, message });
+    };
+    let mut conn = match r.group.acquire(r.deadline).await {
         Ok(conn) => conn,
         Err(NoConn::Down(why)) => {
             log::warn!(
@@ -68,23 +91,24 @@ pub fn relay(
                 r.app,
                 r.request_id
             );
-            let _ = tx.send(Reply::Refused {
-                status: 503,
-                message: "the app's worker processes are not running; the error log says why",
-            });
-            return;
+            return refuse(
+                tx,
+                "the app's worker processes are not running; the error log says why",
+            );
         }
-        Err(NoConn::Stopping) => {
-            let _ = tx.send(Reply::Refused { status: 503, message: "the app is stopping" });
-            return;
+        Err(NoConn::Stopping) => return refuse(tx, "the app is stopping"),
+        Err(NoConn::Busy { waiting }) => {
+            log::warn!(
+                "{} (request {}): {waiting} requests already wait for a worker process; \
+                 answered 503",
+                r.app,
+                r.request_id
+            );
+            return refuse(tx, "the app is busy; retry shortly");
         }
         // Every worker stayed busy (if the HTTP side already answered 504, this is dropped).
         Err(NoConn::Timeout) => {
-            let _ = tx.send(Reply::Refused {
-                status: 503,
-                message: "every worker process of the app is busy; retry shortly",
-            });
-            return;
+            return refuse(tx, "every worker process of the app is busy; retry shortly");
         }
     };
     if overdue.load(Ordering::Acquire) {
@@ -106,7 +130,20 @@ pub fn relay(
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
-    let outcome = exchange(r, &mut conn, &mut body, tx);
+    let outcome = match Attached::attach(&mut conn) {
+        Ok(mut io) => {
+            let outcome = exchange(r, &mut io, &mut body, tx).await;
+            match io.detach() {
+                Ok(()) => outcome,
+                Err(_) => Outcome::Broken,
+            }
+        }
+        Err(e) => {
+            log::error!("{} (request {}): worker socket: {e}", r.app, r.request_id);
+            let _ = tx.send(Reply::Refused { status: 502, message: DIED });
+            Outcome::Died
+        }
+    };
     if outcome != Outcome::Died {
         // A dead worker's ids stay for its report (its slot thread takes them).
         worker.in_flight_ids().retain(|&i| i != r.request_id);
@@ -115,25 +152,90 @@ pub fn relay(
     r.group.release(conn, outcome);
 }
 
-/// How a relayed request ended, for the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// By the framing's rules: the socket serves the next request.
-    Done,
-    /// The socket ended: the worker died or was killed.
-    Died,
-    /// The worker sent what the framing does not allow: it is recycled.
-    Broken,
+/// A borrowed socket registered with this thread's event loop for one request.
+struct Attached<'c> {
+    conn: &'c mut Conn,
+    stream: tokio::net::UnixStream,
+    /// Bytes read and not yet consumed are `conn.rbuf[pos..len]`.
+    pos: usize,
+    len: usize,
+}
+
+impl<'c> Attached<'c> {
+    fn attach(conn: &'c mut Conn) -> std::io::Result<Attached<'c>> {
+        let std = conn
+            .stream
+            .take()
+            .ok_or_else(|| std::io::Error::other("the socket was lost by an earlier request"))?;
+        let stream = tokio::net::UnixStream::from_std(std)?;
+        conn.out.clear();
+        Ok(Attached { conn, stream, pos: 0, len: 0 })
+    }
+
+    /// Gives the socket back to its `Conn` (unregistered, still non-blocking).
+    fn detach(self) -> std::io::Result<()> {
+        let std: UnixStream = self.stream.into_std()?;
+        if self.pos != self.len {
+            // Bytes after `End`: the worker broke the framing.
+            return Err(ProtoError::Unexpected(Kind::End).into());
+        }
+        self.conn.stream = Some(std);
+        Ok(())
+    }
+
+    fn frame(&mut self, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
+        push_frame(&mut self.conn.out, kind, fill);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.stream.write_all(&self.conn.out).await;
+        self.conn.out.clear();
+        r
+    }
+
+    /// The next frame: its kind and where its payload is in the read buffer (valid until
+    /// the next read).
+    async fn read(&mut self) -> std::io::Result<(Kind, std::ops::Range<usize>)> {
+        loop {
+            if let Some((kind, payload)) = parse_frame(&self.conn.rbuf[self.pos..self.len])? {
+                let range = self.pos + payload.start..self.pos + payload.end;
+                self.pos += payload.end;
+                return Ok((kind, range));
+            }
+            // Make room: move what is left to the front, and grow for a large frame.
+            let rbuf = &mut self.conn.rbuf;
+            rbuf.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+            let want = match parse_frame(&rbuf[..self.len]) {
+                Ok(None) if self.len >= 5 => {
+                    5 + u32::from_le_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]) as usize
+                }
+                _ => 64 * 1024,
+            };
+            if rbuf.len() < want.max(64 * 1024) {
+                rbuf.resize(want.max(64 * 1024), 0);
+            }
+            let n = self.stream.read(&mut rbuf[self.len..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.len += n;
+        }
+    }
+
+    fn payload(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.conn.rbuf[range]
+    }
 }
 
 /// Sends the request and follows the worker's frames to `End`.
-fn exchange(
+async fn exchange(
     r: &Relay<'_>,
-    conn: &mut Conn,
+    io: &mut Attached<'_>,
     body: &mut BodySource,
     tx: oneshot::Sender<Reply>,
 ) -> Outcome {
-    let io = &mut conn.io;
     let out = RequestOut {
         id: r.request_id,
         develop_mode: r.develop_mode,
@@ -146,55 +248,58 @@ fn exchange(
     io.frame(Kind::Request, |buf| out.encode(buf));
     let mut sink = ReplySink::channel(r.app, r.request_id, tx);
     let mut gone = false;
-    if io.flush().is_err() {
+    if io.flush().await.is_err() {
         sink.abort(502, DIED);
         return Outcome::Died;
     }
     loop {
-        let kind = match io.read() {
-            Ok(kind) => kind,
+        let (kind, payload) = match io.read().await {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return protocol(r, sink, &e.to_string()).await;
+            }
             Err(e) => {
                 log::debug!("{} (request {}): worker socket: {e}", r.app, r.request_id);
-                sink.abort(502, DIED);
+                sink.abort_async(502, DIED).await;
                 return Outcome::Died;
             }
         };
         let status = match kind {
-            Kind::Head => match decode_head(io.payload()) {
+            Kind::Head => match decode_head(io.payload(payload)) {
                 Ok(head) => sink.start(|| Ok(head)),
-                Err(e) => return protocol(r, sink, &e.to_string()),
+                Err(e) => return protocol(r, sink, &e.to_string()).await,
             },
-            Kind::Data => sink.write(io.payload()),
+            Kind::Data => sink.write_async(io.payload(payload)).await,
             Kind::Flush => sink.flush(),
             Kind::ReadBody => {
-                match body.next_chunk() {
-                    Ok(Some(chunk)) => io.frame_bytes(Kind::Body, &chunk),
-                    Ok(None) => io.frame_bytes(Kind::Body, &[]),
+                match body.next_chunk_async().await {
+                    Ok(Some(chunk)) => io.frame(Kind::Body, |b| b.extend_from_slice(&chunk)),
+                    Ok(None) => io.frame(Kind::Body, |_| {}),
                     Err(e) => io.frame(Kind::BodyError, |b| b.put_u32(body_error_code(e).0)),
                 }
-                if io.flush().is_err() {
-                    sink.abort(502, DIED);
+                if io.flush().await.is_err() {
+                    sink.abort_async(502, DIED).await;
                     return Outcome::Died;
                 }
                 Status::OK
             }
             Kind::Debug => {
-                if let Err(e) = r.debug.write(r.request_id, io.payload()) {
+                if let Err(e) = r.debug.write(r.request_id, io.payload(payload)) {
                     log::debug!("{}: debug line not written: {e}", r.app);
                 }
                 Status::OK
             }
             Kind::LogError => {
-                log_app_error(r.app, r.request_id, io.payload());
+                log_app_error(r.app, r.request_id, io.payload(payload));
                 Status::OK
             }
             Kind::End => {
-                let code = Get::new(io.payload(), "End").u32().unwrap_or(Status::ERROR.0);
-                let _ = sink.finish(Status(code));
+                let code = Get::new(io.payload(payload), "End").u32().unwrap_or(Status::ERROR.0);
+                sink.finish_async(Status(code)).await;
                 return Outcome::Done;
             }
             Kind::Refused => {
-                let missing = io.payload().first() == Some(&0);
+                let missing = io.payload(payload).first() == Some(&0);
                 let (status, message) = match (missing, r.kind) {
                     (true, _) | (false, AliasKind::Group) => (404, "no such app"),
                     (false, AliasKind::App) => {
@@ -204,21 +309,19 @@ fn exchange(
                 sink.abort(status, message);
                 return Outcome::Done;
             }
-            other => return protocol(r, sink, &format!("unexpected {other:?}")),
+            other => return protocol(r, sink, &format!("unexpected {other:?}")).await,
         };
         if status == Status::DISCONNECTED && !gone {
             // The client left: the app learns it at its next write.
             gone = true;
             io.frame(Kind::Gone, |_| {});
-            let _ = io.flush();
+            let _ = io.flush().await;
         }
     }
 }
 
-const DIED: &str = "the app's worker process died; the error log says why";
-
-fn protocol(r: &Relay<'_>, sink: ReplySink<'_>, what: &str) -> Outcome {
+async fn protocol(r: &Relay<'_>, sink: ReplySink<'_>, what: &str) -> Outcome {
     log::error!("{} (request {}): the worker broke the framing: {what}", r.app, r.request_id);
-    sink.abort(502, "the app's worker process failed; the error log says why");
+    sink.abort_async(502, "the app's worker process failed; the error log says why").await;
     Outcome::Broken
 }
