@@ -31,6 +31,10 @@ pub fn table(config: &Config) -> String {
                 a.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
             ));
         }
+        if let gatehouse_config::Isolation::Process(p) = &a.isolation {
+            let user = p.user.as_deref().map(|u| format!(" as {u}")).unwrap_or_default();
+            flags.push(format!("{} worker processes × {} threads{user}", p.processes, a.threads));
+        }
         let flags =
             if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join("; ")) };
         let _ = writeln!(
