@@ -204,9 +204,10 @@ impl Ready {
                 let i = event.data.u64() as usize;
                 let Some(conn) = self.conns.get(i) else { continue };
                 let mut io = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                // Serve what is there (a frame may wait in the read buffer too).
+                // Serve what is there, and what waits in the read buffer (invisible to epoll;
+                // bytes still in the socket make the re-armed descriptor ready at once).
                 let mut alive = serve_one(host, &mut io);
-                while alive && io.readable(std::time::Duration::ZERO) {
+                while alive && io.buffered() {
                     alive = serve_one(host, &mut io);
                 }
                 if alive {
