@@ -512,7 +512,7 @@ struct RequestState<'a> {
 
 /// Runs a callback body, turning a panic (a bug of ours) into `fallback` instead of an abort
 /// at the `extern "C"` boundary.
-fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
@@ -526,7 +526,7 @@ unsafe fn state<'s>(request: *mut c_void) -> Option<&'s mut RequestState<'s>> {
 
 /// # Safety
 /// `s` must describe a readable byte range (or be null/empty) for the returned lifetime.
-unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
+pub(crate) unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
     if s.ptr.is_null() || s.len == 0 {
         return &[];
     }

@@ -13,12 +13,12 @@
 use std::ffi::c_void;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use gatehouse_abi::{Environ, HostApi, Pair, Status, Str};
 
 use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
+use crate::ffi::{bytes, guard};
 use crate::plugins::Plugin;
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
@@ -89,26 +89,12 @@ impl Remote<'_> {
     }
 }
 
-fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
-}
-
 /// # Safety
 /// `request` must be the `Remote` pointer [`call`] passed in the environ, during the app's
 /// `handle` call, with no other reference to it alive.
 unsafe fn state<'s>(request: *mut c_void) -> Option<&'s mut Remote<'s>> {
     // SAFETY: guaranteed by the caller; null is checked by `as_mut`.
     unsafe { request.cast::<Remote<'s>>().as_mut() }
-}
-
-/// # Safety
-/// `s` must describe a readable byte range (or be null/empty) for the returned lifetime.
-unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
-    if s.ptr.is_null() || s.len == 0 {
-        return &[];
-    }
-    // SAFETY: guaranteed by the caller.
-    unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
 fn negative(s: Status) -> isize {
