@@ -330,9 +330,14 @@ impl State {
             outcome.write = Some(e);
             return outcome;
         }
-        if let Some(age) = settings.rotate.and_then(|r| r.age)
-            && age_due(age, self.started, Local::now())
-        {
+        // A file that has passed its size (or age) is rotated before the next lines, so the
+        // newest lines are always in the current file (`tail -f`, and tests, read it).
+        let age_due = settings
+            .rotate
+            .and_then(|r| r.age)
+            .is_some_and(|age| age_due(age, self.started, Local::now()));
+        let size_due = settings.rotate.and_then(|r| r.size).is_some_and(|max| self.size > max);
+        if age_due || size_due {
             outcome.rotate = self.rotate(path, settings).err();
         }
         let Some(writer) = &mut self.writer else {
@@ -344,11 +349,6 @@ impl State {
             return outcome;
         }
         self.size += buf.len() as u64;
-        if let Some(max) = settings.rotate.and_then(|r| r.size)
-            && self.size > max
-        {
-            outcome.rotate = self.rotate(path, settings).err();
-        }
         outcome
     }
 

@@ -255,7 +255,9 @@ impl Group {
         if state.stopping {
             return Err(NoConn::Stopping);
         }
-        if let Some(conn) = state.idle.pop_front() {
+        // Most recently returned first: at low concurrency the same worker (its caches warm,
+        // its interpreter's objects in memory) serves request after request.
+        if let Some(conn) = state.idle.pop_back() {
             conn.worker.busy.fetch_add(1, Ordering::AcqRel);
             conn.worker.served.fetch_add(1, Ordering::AcqRel);
             return Ok(Some(conn));
