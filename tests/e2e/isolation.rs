@@ -195,6 +195,7 @@ aliases:
 #[test]
 fn leaks_and_maximum_requests_recycle_workers_without_failing_a_request() {
     let yaml = "\
+metrics: {listen: \"127.0.0.1:0\"}
 aliases:
   - url: /crashy
     path: {crashy}
@@ -235,6 +236,25 @@ aliases:
     let distinct: BTreeSet<u32> = pids.iter().copied().collect();
     assert_eq!(distinct.len(), 3, "{pids:?}");
     assert!(d.log().contains("served its maximum_requests (3); recycling it"), "{}", d.log());
+    // The status page lists each alias's worker processes.
+    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
+    let addr: std::net::SocketAddr =
+        line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap();
+    // (The ninth request recycled the worker: wait for its successor.)
+    let running = wait_workers(&d, "/counted", 1);
+    wait_for("the status page to list the running worker", RESTART, || {
+        let (status, text) = crate::harness::get_from(addr, "/status.json");
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let counted = json["aliases"].as_array().and_then(|a| {
+            a.iter().find(|a| a["url"] == "/counted").and_then(|a| a["workers"].as_array())
+        });
+        let listed: BTreeSet<u32> = counted
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["pid"].as_u64().map(|p| p as u32))
+            .collect();
+        if status == 200 && listed == running { Ok(()) } else { Err(text) }
+    });
 }
 
 /// Removes what legitimately differs between the two aliases of a request's environ.

@@ -112,6 +112,13 @@ pub fn report(live: &Live) -> Value {
                 "requests": m.stats.total(),
                 "requests_by_class": by_class,
                 "plugins": plugins,
+                // With `isolation: process`: its worker processes and the requests each got.
+                "workers": m.workers.as_ref().map(|w| {
+                    w.workers()
+                        .into_iter()
+                        .map(|(pid, requests)| json!({"pid": pid, "requests": requests}))
+                        .collect::<Vec<_>>()
+                }),
             })
         })
         .collect();
@@ -221,6 +228,14 @@ fn html(r: &Value) -> String {
                 text(&p["abi_version"]),
                 text(&p["loaded_at"]),
                 text(&p["requests"])
+            );
+        }
+        for w in a["workers"].as_array().into_iter().flatten() {
+            let _ = write!(
+                out,
+                "worker process {} ({} requests)<br>",
+                text(&w["pid"]),
+                text(&w["requests"])
             );
         }
         out.push_str("</td></tr>\n");
