@@ -190,6 +190,12 @@ fn one(
         f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
     let limits = crate::limits::read(&f, globals.limits, d);
     let isolation = crate::isolation::read(&f, dispatch, d);
+    // A global `dispatch: inline` does not apply to an isolated alias: its apps run in its
+    // workers, relayed like a pool's.
+    let dispatch = match (&isolation, f.get("dispatch")) {
+        (crate::Isolation::Process(_), None) => crate::Dispatch::Pool,
+        _ => dispatch,
+    };
     let check_plugins = crate::limits::check_plugins(&f, globals.check_plugins, d);
     let sha256 = f.get("sha256").and_then(|n| Some((crate::limits::sha256(n, d)?, n.pos)));
     let env = f.get("env").map(|n| env(n, d)).unwrap_or_default();

@@ -61,7 +61,9 @@ pub(crate) fn read(f: &Fields<'_>, dispatch: Dispatch, d: &mut Diags) -> Isolati
         }
         return Isolation::InProcess;
     }
-    if let (Dispatch::Inline, Some(n)) = (dispatch, f.get("dispatch").or(f.get("isolation"))) {
+    // Only the alias's own `dispatch: inline` is an error: an inherited one does not apply
+    // to an isolated alias (see `alias::one`).
+    if let (Dispatch::Inline, Some(n)) = (dispatch, f.get("dispatch")) {
         d.error_hint(
             n.pos,
             "`dispatch: inline` runs apps on the daemon's HTTP workers, which `isolation: process` rules out",
@@ -135,6 +137,11 @@ mod tests {
                 memory_limit: None
             })
         );
+        // A global `dispatch: inline` is not an isolated alias's.
+        let c = fx
+            .ok(&format!("dispatch: inline\n{}", alias("    isolation: process\n")))
+            .config;
+        assert_eq!(c.aliases[0].dispatch, crate::Dispatch::Pool);
         let c = fx
             .ok(&alias(
                 "    isolation: process\n    processes: 3\n    threads: 2\n    user: www-data\n    \
