@@ -138,9 +138,7 @@ mod tests {
             })
         );
         // A global `dispatch: inline` is not an isolated alias's.
-        let c = fx
-            .ok(&format!("dispatch: inline\n{}", alias("    isolation: process\n")))
-            .config;
+        let c = fx.ok(&format!("dispatch: inline\n{}", alias("    isolation: process\n"))).config;
         assert_eq!(c.aliases[0].dispatch, crate::Dispatch::Pool);
         let c = fx
             .ok(&alias(
