@@ -83,7 +83,7 @@ pub async fn relay(
     let refuse = |tx: oneshot::Sender<Reply>, message: &'static str| {
         let _ = tx.send(Reply::Refused { status: 503, message });
     };
-    let mut conn = match r.group.acquire(r.deadline).await {
+    let conn = match r.group.acquire(r.deadline).await {
         Ok(conn) => conn,
         Err(NoConn::Down(why)) => {
             log::warn!(
@@ -111,8 +111,12 @@ pub async fn relay(
             return refuse(tx, "every worker process of the app is busy; retry shortly");
         }
     };
+    // Given back however this ends: if the task is dropped midway (its HTTP worker
+    // stopped), as `Died`: the worker's state is then unknown, so it is recycled.
+    let mut borrowed = Borrowed { group: r.group, conn: Some(conn), outcome: Outcome::Died };
+    let Some(conn) = borrowed.conn.as_mut() else { return };
     if overdue.load(Ordering::Acquire) {
-        r.group.release(conn, Outcome::Done);
+        borrowed.outcome = Outcome::Done;
         return;
     }
     if let Some(uid) = r.group.uid() {
@@ -130,7 +134,7 @@ pub async fn relay(
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
-    let outcome = match Attached::attach(&mut conn) {
+    let outcome = match Attached::attach(conn) {
         Ok(mut io) => {
             let outcome = exchange(r, &mut io, &mut body, tx).await;
             match io.detach() {
@@ -149,7 +153,22 @@ pub async fn relay(
         worker.in_flight_ids().retain(|&i| i != r.request_id);
     }
     pid.store(0, Ordering::Release);
-    r.group.release(conn, outcome);
+    borrowed.outcome = outcome;
+}
+
+/// A socket borrowed from a group, given back when dropped with `outcome`.
+struct Borrowed<'g> {
+    group: &'g Group,
+    conn: Option<Conn>,
+    outcome: Outcome,
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.group.release(conn, self.outcome);
+        }
+    }
 }
 
 /// A borrowed socket registered with this thread's event loop for one request.
