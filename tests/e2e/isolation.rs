@@ -399,6 +399,13 @@ aliases:
     let marks = d.path("var/marks.txt");
     assert_eq!(d.get("/iso/x").text(), "ok");
     let worker = wait_workers(&d, "/iso", 1);
+    // Each worker leads its own process group: a terminal's Ctrl-C reaches the daemon only,
+    // which stops its workers gracefully.
+    for &w in &worker {
+        let stat = read_lossy(Path::new(&format!("/proc/{w}/stat")));
+        let pgrp = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(2));
+        assert_eq!(pgrp, Some(w.to_string().as_str()), "{stat}");
+    }
     // A replaced plugin file is swapped inside the worker, like in-process.
     let bg = Background::start(&d, &["/iso/x", "/hello"]);
     install(&artifacts().hello, &d.path("single/libone.so"));

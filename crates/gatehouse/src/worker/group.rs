@@ -508,6 +508,9 @@ impl Inner {
         ] {
             cmd.env_remove(var);
         }
+        // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
+        // group) reaches the daemon only, which then stops its workers gracefully.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         if let Some(uid) = spec.ids.uid {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
         }
