@@ -524,6 +524,21 @@ unsafe fn state<'s>(request: *mut c_void) -> Option<&'s mut RequestState<'s>> {
     unsafe { request.cast::<RequestState<'s>>().as_mut() }
 }
 
+/// The `len` pairs at `ptr` (none when `len` is 0); `None` for a null pointer with a length.
+///
+/// # Safety
+/// `ptr` must point to `len` valid pairs for the returned lifetime (or `len` be 0).
+pub(crate) unsafe fn pairs<'a>(ptr: *const Pair, len: usize) -> Option<&'a [Pair]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
 /// # Safety
 /// `s` must describe a readable byte range (or be null/empty) for the returned lifetime.
 pub(crate) unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
@@ -635,15 +650,8 @@ unsafe extern "C" fn start_response(
 ) -> Status {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    if headers.is_null() && headers_len > 0 {
-        return Status::INVALID;
-    }
-    let headers: &[Pair] = if headers_len == 0 {
-        &[]
-    } else {
-        // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
-        unsafe { std::slice::from_raw_parts(headers, headers_len) }
-    };
+    // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
+    let Some(headers) = (unsafe { pairs(headers, headers_len) }) else { return Status::INVALID };
     // SAFETY: the app's pairs are valid for this call, which `head` runs in.
     guard(Status::ERROR, || st.sink.start(|| unsafe { head(status, headers) }))
 }

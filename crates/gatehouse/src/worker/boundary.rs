@@ -18,7 +18,7 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str};
 
 use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
-use crate::ffi::{bytes, guard};
+use crate::ffi::{bytes, guard, pairs};
 use crate::plugins::Plugin;
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
@@ -194,15 +194,8 @@ unsafe extern "C" fn start_response(
 ) -> Status {
     // SAFETY: the app passes back the handle it was given, during the call.
     let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    if headers.is_null() && headers_len > 0 {
-        return Status::INVALID;
-    }
-    let headers: &[Pair] = if headers_len == 0 {
-        &[]
-    } else {
-        // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
-        unsafe { std::slice::from_raw_parts(headers, headers_len) }
-    };
+    // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
+    let Some(headers) = (unsafe { pairs(headers, headers_len) }) else { return Status::INVALID };
     guard(Status::ERROR, || {
         if st.started {
             return if st.gone { Status::DISCONNECTED } else { Status::BAD_STATE };
