@@ -306,7 +306,7 @@ pub struct Host {
 struct Previous {
     apps: Arc<Apps>,
     pool: Arc<Pool>,
-    pool_size: usize,
+    threads: usize,
     queue: Option<usize>,
     workers: Option<(Arc<crate::worker::group::Group>, WorkersKey)>,
 }
@@ -359,7 +359,7 @@ impl Host {
             self.mounts.iter().find(|m| m.apps.key == *key).map(|m| Previous {
                 apps: Arc::clone(&m.apps),
                 pool: Arc::clone(&m.pool),
-                pool_size: pool_size(&m.alias),
+                threads: m.alias.threads,
                 queue: m.alias.limits.queue,
                 workers: m.workers.clone().zip(m.workers_key.clone()),
             })
@@ -389,7 +389,7 @@ impl Host {
                     }
                 });
                 let (apps, pool) = match before {
-                    Some(p) if p.pool_size == pool_size(alias) && p.queue == alias.limits.queue => {
+                    Some(p) if p.threads == alias.threads && p.queue == alias.limits.queue => {
                         (p.apps, p.pool)
                     }
                     Some(p) => (p.apps, new_pool(alias)),
@@ -849,14 +849,10 @@ impl Host {
     }
 }
 
-/// An alias's app threads: `threads` (an isolated alias's pool stays unused: its requests
-/// are relayed by tasks on the HTTP workers, its apps run on its workers' threads).
-fn pool_size(alias: &Alias) -> usize {
-    alias.threads
-}
-
+/// An alias's pool of `threads` (an isolated alias's stays unused: its requests are relayed
+/// by tasks on the HTTP workers, its apps run on its workers' threads).
 fn new_pool(alias: &Alias) -> Arc<Pool> {
-    Arc::new(Pool::new(&alias.url, pool_size(alias), alias.limits.queue))
+    Arc::new(Pool::new(&alias.url, alias.threads, alias.limits.queue))
 }
 
 /// The alias URL an instance serves: the alias's, or for a group `URL/NAME`.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use gatehouse_config::Isolation;
 
 use super::messages::{Init, RequestIn, encode_log};
-use super::proto::{FrameIo, Kind, Put};
+use super::proto::{FrameIo, Kind, Put, push_frame};
 use crate::host::{Host, Unavailable};
 use crate::staging::Cache;
 
@@ -46,10 +46,7 @@ impl log::Log for Forward {
         let mut guard = self.control.lock().unwrap_or_else(PoisonError::into_inner);
         let (stream, buf) = &mut *guard;
         buf.clear();
-        buf.extend_from_slice(&[0, 0, 0, 0, Kind::Log as u8]);
-        encode_log(record, buf);
-        let len = u32::try_from(buf.len() - 5).unwrap_or(u32::MAX);
-        buf[..4].copy_from_slice(&len.to_le_bytes());
+        push_frame(buf, Kind::Log, |out| encode_log(record, out));
         if stream.write_all(buf).is_err() {
             // The daemon is gone: the control loop ends the process.
             let _ = writeln!(io::stderr(), "gatehouse worker: {}", record.args());
@@ -183,11 +180,11 @@ impl Ready {
         .union(rustix::event::epoll::EventFlags::ONESHOT)
         .union(rustix::event::epoll::EventFlags::RDHUP);
 
-    /// One app thread: serves whichever socket has a request, until none is left.
+    /// One app thread: serves whichever socket has a request. It never returns: the process
+    /// ends from its control loop (Stop, or the daemon gone).
     fn serve(&self, host: &Host) {
         use rustix::event::epoll;
         let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
-        let mut open = self.conns.len();
         loop {
             events.clear();
             match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), None) {
@@ -216,12 +213,7 @@ impl Ready {
                 }
                 if !alive {
                     let _ = epoll::delete(&self.epoll, io.stream());
-                    open = open.saturating_sub(1);
                 }
-            }
-            if self.conns.iter().all(|c| c.try_lock().is_ok_and(|io| io.closed())) || open == 0 {
-                // Every socket is closed: the daemon is gone or stopping us.
-                return;
             }
         }
     }

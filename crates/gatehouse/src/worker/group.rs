@@ -138,7 +138,6 @@ pub struct Conn {
 
 #[derive(Debug, Default)]
 struct State {
-    started: bool,
     stopping: bool,
     idle: VecDeque<Conn>,
     /// Workers started and not dead yet (ready or starting).
@@ -156,6 +155,8 @@ struct Inner {
     /// The alias's URL, for messages.
     label: String,
     spec: Result<Spec, String>,
+    /// The slot threads were started (read without the lock by every request).
+    started: AtomicBool,
     state: Mutex<State>,
     /// Wakes `stop_and_wait` when a worker is gone.
     cv: Condvar,
@@ -208,6 +209,7 @@ impl Group {
             inner: Arc::new(Inner {
                 label: alias.url.clone(),
                 spec,
+                started: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 cv: Condvar::new(),
                 notify: tokio::sync::Notify::new(),
@@ -223,7 +225,9 @@ impl Group {
 
     /// An idle socket, waiting (asynchronously) for one until `deadline`.
     pub async fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
-        Inner::start(&self.inner);
+        if !self.inner.started.load(Ordering::Acquire) {
+            Inner::start(&self.inner);
+        }
         if let Some(conn) = self.try_acquire()? {
             return Ok(conn);
         }
@@ -380,10 +384,9 @@ impl Inner {
 
     fn start(this: &Arc<Inner>) {
         let mut state = this.lock();
-        if state.started || state.stopping {
+        if state.stopping || this.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        state.started = true;
         let processes = match &this.spec {
             Ok(spec) => spec.settings.processes,
             Err(why) => {

@@ -245,7 +245,6 @@ pub struct FrameIo {
     writer: UnixStream,
     out: Vec<u8>,
     payload: Vec<u8>,
-    closed: bool,
 }
 
 impl FrameIo {
@@ -257,19 +256,12 @@ impl FrameIo {
             writer,
             out: Vec::with_capacity(16 * 1024),
             payload: Vec::new(),
-            closed: false,
         })
     }
 
-    /// Marks the socket done with (its peer closed it, or broke the framing).
+    /// Ends the socket (its peer closed it, or broke the framing): the peer sees its end.
     pub fn close(&mut self) {
-        self.closed = true;
         let _ = self.writer.shutdown(std::net::Shutdown::Both);
-    }
-
-    /// Whether [`FrameIo::close`] was called.
-    pub fn closed(&self) -> bool {
-        self.closed
     }
 
     /// The socket (to shut it down, or poll it).
