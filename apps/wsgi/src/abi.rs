@@ -387,3 +387,39 @@ pub(crate) fn start_python(how: Start<'_>) -> Result<bool, String> {
     }
     Ok(true)
 }
+
+thread_local! {
+    /// Whether this thread has its own lasting Python thread state (see
+    /// [`keep_thread_state`]). No destructor: the bridge's mapping may be unloaded while the
+    /// thread lives on.
+    static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives the calling thread a Python thread state that lasts as long as the thread, so that
+/// each request's `Python::attach` only takes and releases the GIL.
+///
+/// Without it, attaching from a thread Python did not create makes a new thread state, and
+/// detaching deletes it: every request paid for creating one (with its frame stack, an
+/// `mmap`, page faults, and an `munmap` when it was deleted). `PyGILState_Ensure` here
+/// creates the state and leaves its count at one, never released, so the later
+/// `PyGILState_Ensure`/`Release` pairs of `Python::attach` find it and leave it alive. The
+/// state is reclaimed when the interpreter finalizes (which the daemon never asks for).
+/// Call only once the interpreter runs, without holding the GIL.
+pub(crate) fn keep_thread_state() {
+    if KEPT.get() {
+        return;
+    }
+    // SAFETY: the interpreter is initialised (every instance's init ran `start_python`
+    // before any request reaches it) and this thread does not hold the GIL (requests come
+    // from the daemon's threads, outside any `Python::attach`). `PyGILState_Ensure`
+    // creates this thread's state and takes the GIL; `PyEval_SaveThread` releases the GIL
+    // and keeps the state, whose counter stays at one.
+    unsafe {
+        if pyo3::ffi::Py_IsInitialized() == 0 {
+            return;
+        }
+        let _ = pyo3::ffi::PyGILState_Ensure();
+        pyo3::ffi::PyEval_SaveThread();
+    }
+    KEPT.set(true);
+}

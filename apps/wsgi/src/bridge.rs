@@ -36,6 +36,7 @@ pub(crate) fn handle(inst: &Instance, call: &Arc<Call>) -> Status {
         return Status::ERROR;
     };
     let script = Path::new(OsStr::from_bytes(&script));
+    crate::abi::keep_thread_state();
     Python::attach(|py| match inst.app(py, call, script) {
         Ok(app) => run(py, inst, call, script, app.bind(py)),
         Err(Refused::NotFound) => {
@@ -177,8 +178,13 @@ fn call_app(
     if let Err(e) = body(py, response, &result) {
         failures.push(e);
     }
-    // PEP 3333: close() is called whatever happened, if the iterable has one.
-    match result.getattr_opt("close") {
+    // PEP 3333: close() is called whatever happened, if the iterable has one. A plain
+    // list, tuple or bytes (the common `return [output]`) has none: asking would raise and
+    // format an AttributeError on every request.
+    let plain = result.is_exact_instance_of::<PyList>()
+        || result.is_exact_instance_of::<PyTuple>()
+        || result.is_exact_instance_of::<PyBytes>();
+    match if plain { Ok(None) } else { result.getattr_opt("close") } {
         Ok(Some(close)) => {
             if let Err(e) = close.call0() {
                 failures.push(e);

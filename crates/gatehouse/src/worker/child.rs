@@ -1,5 +1,7 @@
 //! `gatehouse worker`: the worker process. It is started by the daemon only, with its
-//! sockets mapped to descriptors 3 (control) and 4.. (one per app thread), and serves one
+//! sockets mapped to descriptors 3 (control) and 4.. (one per app thread, which waits on
+//! it with a blocking read: the daemon sends a socket a request only when the socket's
+//! last one is answered, so its thread is free), and serves one
 //! alias: it reads the alias from the configuration text the daemon sends (the generation
 //! that started it), loads plugins exactly as the daemon would in-process (private copies,
 //! trust checks, handlers, group NAME lookup, swaps on `Refresh`), and answers requests.
@@ -20,10 +22,9 @@ use super::proto::{FrameIo, Kind, Put, push_frame};
 use crate::host::{Host, Unavailable};
 use crate::staging::Cache;
 
-/// The environment variable that tells a worker how many request sockets it has.
+/// The environment variable that tells a worker how many request sockets (app threads)
+/// it has.
 pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
-/// The environment variable that tells a worker how many app threads to run.
-pub const THREADS_ENV: &str = "GATEHOUSE_WORKER_THREADS";
 /// The descriptor of the control socket; request sockets follow it.
 pub const CONTROL_FD: i32 = 3;
 
@@ -96,17 +97,12 @@ pub fn run() -> anyhow::Result<()> {
     control.frame(Kind::Ready, |_| {});
     control.flush()?;
 
-    let threads: usize = std::env::var(THREADS_ENV)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| (1..=conns).contains(&n))
-        .unwrap_or(conns);
-    let ready = Arc::new(Ready::new(sockets)?);
-    for i in 0..threads {
-        let (host, ready) = (Arc::clone(&host), Arc::clone(&ready));
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let host = Arc::clone(&host);
+        let mut io = FrameIo::new(socket)?;
         std::thread::Builder::new()
             .name(format!("worker app {i}"))
-            .spawn(move || ready.serve(&host))
+            .spawn(move || while serve_one(&host, &mut io) {})
             .context("cannot start a worker thread")?;
     }
 
@@ -153,73 +149,8 @@ fn host_for(init: &Init) -> anyhow::Result<Host> {
     Ok(Host::in_worker(config, Some(Arc::new(cache))))
 }
 
-/// The request sockets, watched by one epoll set that every app thread waits on: a thread
-/// that finishes a request takes the next socket with a request waiting, without sleeping
-/// when there is one (so a busy worker does not pay a thread wake-up per request). Each
-/// socket is armed one-shot: one thread at a time serves it.
-struct Ready {
-    epoll: std::os::fd::OwnedFd,
-    conns: Vec<Mutex<FrameIo>>,
-}
-
-impl Ready {
-    fn new(sockets: Vec<UnixStream>) -> io::Result<Ready> {
-        use rustix::event::epoll;
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let mut conns = Vec::with_capacity(sockets.len());
-        for (i, socket) in sockets.into_iter().enumerate() {
-            let io = FrameIo::new(socket)?;
-            // The descriptor registered is the one `modify` names later: `io.stream()`.
-            epoll::add(&epoll, io.stream(), epoll::EventData::new_u64(i as u64), Self::ARMED)?;
-            conns.push(Mutex::new(io));
-        }
-        Ok(Ready { epoll, conns })
-    }
-
-    const ARMED: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::IN
-        .union(rustix::event::epoll::EventFlags::ONESHOT)
-        .union(rustix::event::epoll::EventFlags::RDHUP);
-
-    /// One app thread: serves whichever socket has a request. It never returns: the process
-    /// ends from its control loop (Stop, or the daemon gone).
-    fn serve(&self, host: &Host) {
-        use rustix::event::epoll;
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
-        loop {
-            events.clear();
-            match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), None) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    // No thread could serve a request any more: end the worker (the daemon
-                    // reports it and starts another).
-                    log::error!("worker: epoll_wait: {e}; exiting");
-                    std::process::exit(70);
-                }
-            }
-            for event in &events {
-                let i = event.data.u64() as usize;
-                let Some(conn) = self.conns.get(i) else { continue };
-                let mut io = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                // Serve what is there, and what waits in the read buffer (invisible to epoll;
-                // bytes still in the socket make the re-armed descriptor ready at once).
-                let mut alive = serve_one(host, &mut io);
-                while alive && io.buffered() {
-                    alive = serve_one(host, &mut io);
-                }
-                if alive {
-                    let data = epoll::EventData::new_u64(i as u64);
-                    alive = epoll::modify(&self.epoll, io.stream(), data, Self::ARMED).is_ok();
-                }
-                if !alive {
-                    let _ = epoll::delete(&self.epoll, io.stream());
-                }
-            }
-        }
-    }
-}
-
-/// Serves the request waiting on `io`; false when the socket is closed or broken.
+/// Serves the next request on `io` (waiting for it); false when the socket is closed or
+/// broken (the thread ends; the process ends from its control loop).
 fn serve_one(host: &Host, io: &mut FrameIo) -> bool {
     match io.read() {
         Ok(Kind::Request) => {}

@@ -264,16 +264,6 @@ impl FrameIo {
         let _ = self.writer.shutdown(std::net::Shutdown::Both);
     }
 
-    /// The socket (to shut it down, or poll it).
-    pub fn stream(&self) -> &UnixStream {
-        &self.writer
-    }
-
-    /// Whether bytes already read from the socket wait in the buffer.
-    pub fn buffered(&self) -> bool {
-        !self.reader.buffer().is_empty()
-    }
-
     /// Whether a frame can be read without waiting longer than `wait` for its first byte.
     pub fn readable(&self, wait: std::time::Duration) -> bool {
         if !self.reader.buffer().is_empty() {

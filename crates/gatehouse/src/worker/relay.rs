@@ -5,8 +5,8 @@
 //! modes. Body chunks go to the worker as it asks for them.
 //!
 //! No daemon thread waits on a worker: the socket is registered with the HTTP worker's
-//! event loop for the request (a worker's reply wakes the HTTP worker directly, one hand-off
-//! each way, as an in-process call on the pool has).
+//! event loop (a worker's reply wakes the HTTP worker directly, one hand-off each way, as
+//! an in-process call on the pool has), and stays registered there between requests.
 //!
 //! A worker that dies mid-request ends its sockets: a reply not started becomes 502, a
 //! streaming one is cut.
@@ -19,6 +19,9 @@ use std::time::Instant;
 
 use gatehouse_abi::Status;
 use gatehouse_config::AliasKind;
+use std::io::Write as _;
+use std::thread::ThreadId;
+
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
@@ -134,7 +137,17 @@ pub async fn relay(
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
-    let outcome = match Attached::attach(conn) {
+    let out = RequestOut {
+        id: r.request_id,
+        develop_mode: r.develop_mode,
+        file: r.file.as_os_str().as_bytes(),
+        group_name: r.group_name,
+        vars: r.vars,
+        params: &r.input.params,
+        uploads: &r.input.uploads,
+    };
+    let request = |buf: &mut Vec<u8>| push_frame(buf, Kind::Request, |b| out.encode(b));
+    let outcome = match Attached::attach(conn, request) {
         Ok(mut io) => {
             let outcome = exchange(r, &mut io, &mut body, tx).await;
             match io.detach() {
@@ -171,7 +184,20 @@ impl Drop for Borrowed<'_> {
     }
 }
 
-/// A borrowed socket registered with this thread's event loop for one request.
+/// A worker's request socket as a `Conn` keeps it between requests.
+///
+/// It stays registered with the event loop of the HTTP worker thread that used it last, so
+/// a request on the same thread (every request, with one HTTP worker) adds and removes
+/// nothing from an epoll set; a request on another thread moves it.
+#[derive(Debug)]
+pub enum Sock {
+    /// Registered with no event loop (new).
+    Plain(UnixStream),
+    /// Registered with the event loop of this thread.
+    Registered(tokio::net::UnixStream, ThreadId),
+}
+
+/// A borrowed socket, registered with this thread's event loop, for one request.
 struct Attached<'c> {
     conn: &'c mut Conn,
     stream: tokio::net::UnixStream,
@@ -181,24 +207,45 @@ struct Attached<'c> {
 }
 
 impl<'c> Attached<'c> {
-    fn attach(conn: &'c mut Conn) -> std::io::Result<Attached<'c>> {
-        let std = conn
-            .stream
-            .take()
-            .ok_or_else(|| std::io::Error::other("the socket was lost by an earlier request"))?;
-        let stream = tokio::net::UnixStream::from_std(std)?;
+    /// Takes the socket and sends the frames `first` writes: at once, before the socket
+    /// is (re)registered when it must be (a new registration knows no readiness yet, and
+    /// waiting for the loop to report it costs a turn of the loop per request).
+    fn attach(
+        conn: &'c mut Conn,
+        first: impl FnOnce(&mut Vec<u8>),
+    ) -> std::io::Result<Attached<'c>> {
+        let here = std::thread::current().id();
         conn.out.clear();
+        first(&mut conn.out);
+        let std = match conn.stream.take() {
+            Some(Sock::Registered(stream, thread)) if thread == here => {
+                return Ok(Attached { conn, stream, pos: 0, len: 0 });
+            }
+            // Moved off the other thread's event loop (it may have stopped: its epoll set
+            // lives as long as the registration).
+            Some(Sock::Registered(stream, _)) => stream.into_std()?,
+            Some(Sock::Plain(std)) => std,
+            None => {
+                return Err(std::io::Error::other("the socket was lost by an earlier request"));
+            }
+        };
+        let sent = match (&std).write(&conn.out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        conn.out.drain(..sent);
+        let stream = tokio::net::UnixStream::from_std(std)?;
         Ok(Attached { conn, stream, pos: 0, len: 0 })
     }
 
-    /// Gives the socket back to its `Conn` (unregistered, still non-blocking).
+    /// Gives the socket back to its `Conn`, still registered with this thread's loop.
     fn detach(self) -> std::io::Result<()> {
-        let std: UnixStream = self.stream.into_std()?;
         if self.pos != self.len {
             // Bytes after `End`: the worker broke the framing.
             return Err(ProtoError::Unexpected(Kind::End).into());
         }
-        self.conn.stream = Some(std);
+        self.conn.stream = Some(Sock::Registered(self.stream, std::thread::current().id()));
         Ok(())
     }
 
@@ -248,23 +295,13 @@ impl<'c> Attached<'c> {
     }
 }
 
-/// Sends the request and follows the worker's frames to `End`.
+/// Sends the rest of the request and follows the worker's frames to `End`.
 async fn exchange(
     r: &Relay<'_>,
     io: &mut Attached<'_>,
     body: &mut BodySource,
     tx: oneshot::Sender<Reply>,
 ) -> Outcome {
-    let out = RequestOut {
-        id: r.request_id,
-        develop_mode: r.develop_mode,
-        file: r.file.as_os_str().as_bytes(),
-        group_name: r.group_name,
-        vars: r.vars,
-        params: &r.input.params,
-        uploads: &r.input.uploads,
-    };
-    io.frame(Kind::Request, |buf| out.encode(buf));
     let mut sink = ReplySink::channel(r.app, r.request_id, tx);
     let mut gone = false;
     if io.flush().await.is_err() {
