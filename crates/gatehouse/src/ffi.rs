@@ -445,6 +445,22 @@ impl<'a> ReplySink<'a> {
 }
 
 impl BodySource {
+    /// The next chunk of the body if the HTTP side has it now (as [`Self::next_chunk`]
+    /// says); `None` when it has not arrived yet.
+    pub fn try_next_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
+        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
+        match rx.try_recv() {
+            Ok(Ok(chunk)) if chunk.is_empty() => {
+                *self = BodySource::Empty;
+                Some(Ok(None))
+            }
+            Ok(Ok(chunk)) => Some(Ok(Some(chunk))),
+            Ok(Err(e)) => Some(Err(e)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(BodyError::Disconnected)),
+        }
+    }
+
     /// The next chunk of the body, waiting for it; `None` once the whole body was read.
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let BodySource::Stream(rx) = self else { return Ok(None) };

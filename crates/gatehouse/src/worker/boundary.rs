@@ -53,6 +53,8 @@ struct Remote<'a> {
     pending: Vec<u8>,
     at: usize,
     body_done: bool,
+    /// How the body failed, when that came with the request (told at the end of `pending`).
+    body_error: Option<u32>,
     started: bool,
     /// Something was sent before `handle` returned: the reply streams.
     streaming: bool,
@@ -113,7 +115,7 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
         }
         while st.at >= st.pending.len() {
             if st.body_done {
-                return 0;
+                return st.body_error.take().map_or(0, |code| -(code as isize));
             }
             st.io.frame(Kind::ReadBody, |_| {});
             if st.send() != Status::OK {
@@ -276,10 +278,31 @@ pub fn call(plugin: &Plugin, io: &mut FrameIo, req: &RequestIn<'_>) {
         pending: Vec::new(),
         at: 0,
         body_done: false,
+        body_error: None,
         started: false,
         streaming: false,
         gone: false,
     };
+    // The body frames the daemon sent with the request, read before the app runs (so that
+    // only `Gone` can arrive unasked while it runs).
+    for _ in 0..req.preloaded {
+        match state.io.read() {
+            Ok(Kind::Body) if state.io.payload().is_empty() => state.body_done = true,
+            Ok(Kind::Body) => state.pending.extend_from_slice(state.io.payload()),
+            Ok(Kind::BodyError) => {
+                let code = super::proto::Get::new(state.io.payload(), "BodyError").u32();
+                state.body_error = Some(code.unwrap_or(Status::ERROR.0));
+                state.body_done = true;
+            }
+            // The socket failed or the daemon broke the framing: the app sees no body and
+            // its writes are dropped.
+            Ok(_) | Err(_) => {
+                state.gone = true;
+                state.body_done = true;
+                break;
+            }
+        }
+    }
     let environ = Environ {
         struct_size: std::mem::size_of::<Environ>() as u32,
         vars: req.vars.as_ptr(),

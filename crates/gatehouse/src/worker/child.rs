@@ -1,7 +1,7 @@
 //! `gatehouse worker`: the worker process. It is started by the daemon only, with its
 //! sockets mapped to descriptors 3 (control) and 4.. (one per app thread, which waits on
-//! it with a blocking read: the daemon sends a socket a request only when the socket's
-//! last one is answered, so its thread is free), and serves one
+//! it alone: the daemon sends a socket a request only when the socket's last one is
+//! answered, so its thread is free), and serves one
 //! alias: it reads the alias from the configuration text the daemon sends (the generation
 //! that started it), loads plugins exactly as the daemon would in-process (private copies,
 //! trust checks, handlers, group NAME lookup, swaps on `Refresh`), and answers requests.
@@ -102,7 +102,12 @@ pub fn run() -> anyhow::Result<()> {
         let mut io = FrameIo::new(socket)?;
         std::thread::Builder::new()
             .name(format!("worker app {i}"))
-            .spawn(move || while serve_one(&host, &mut io) {})
+            .spawn(move || {
+                while {
+                    io.wait_readable();
+                    serve_one(&host, &mut io)
+                } {}
+            })
             .context("cannot start a worker thread")?;
     }
 

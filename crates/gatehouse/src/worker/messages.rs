@@ -70,6 +70,9 @@ pub struct RequestOut<'a> {
     pub params: &'a PairBuf,
     /// The uploads: (field, filename, content type, path of the spooled file, size).
     pub uploads: &'a [crate::input::Upload],
+    /// How many `Body`/`BodyError` frames follow the request unasked: the body the daemon
+    /// already had, so an app reading a small body makes no round trip for it.
+    pub preloaded: u32,
 }
 
 impl RequestOut<'_> {
@@ -96,6 +99,7 @@ impl RequestOut<'_> {
             out.put_bytes(u.file.path().as_os_str().as_bytes());
             out.put_u64(u.size);
         }
+        out.put_u32(self.preloaded);
     }
 }
 
@@ -116,6 +120,8 @@ pub struct RequestIn<'a> {
     pub params: Vec<Pair>,
     /// The uploads.
     pub uploads: Vec<Upload>,
+    /// How many body frames follow the request unasked.
+    pub preloaded: u32,
 }
 
 impl<'a> RequestIn<'a> {
@@ -148,6 +154,7 @@ impl<'a> RequestIn<'a> {
                 size: g.u64()?,
             });
         }
+        let preloaded = g.u32()?;
         Ok(RequestIn {
             id,
             develop_mode,
@@ -156,6 +163,7 @@ impl<'a> RequestIn<'a> {
             vars,
             params,
             uploads,
+            preloaded,
         })
     }
 }
@@ -248,11 +256,13 @@ mod tests {
             vars: &vars,
             params: &params,
             uploads: &[],
+            preloaded: 3,
         };
         let mut buf = Vec::new();
         out.encode(&mut buf);
         let r = RequestIn::decode(&buf).unwrap();
         assert_eq!((r.id, r.develop_mode, r.file), (42, true, &b"/srv/apps/libhello.so"[..]));
+        assert_eq!(r.preloaded, 3);
         assert_eq!(r.group_name, Some(&b"hello"[..]));
         assert_eq!((r.vars.len(), r.params.len(), r.uploads.len()), (2, 1, 0));
         assert_eq!((r.vars[1].name.len, r.vars[1].value.len), (9, 3));

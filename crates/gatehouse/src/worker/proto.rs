@@ -264,6 +264,18 @@ impl FrameIo {
         let _ = self.writer.shutdown(std::net::Shutdown::Both);
     }
 
+    /// Waits until a frame can be read, or the socket ended. This is a `poll` for input
+    /// only. A blocking read is also woken whenever the peer reads what this side wrote,
+    /// because the kernel wakes a socket's sleepers when its send buffer drains. That
+    /// costs a wasted wake-up and context switch per request.
+    pub fn wait_readable(&self) {
+        if !self.reader.buffer().is_empty() {
+            return;
+        }
+        let mut fds = [rustix::event::PollFd::new(&self.writer, rustix::event::PollFlags::IN)];
+        while rustix::event::poll(&mut fds, None) == Err(rustix::io::Errno::INTR) {}
+    }
+
     /// Whether a frame can be read without waiting longer than `wait` for its first byte.
     pub fn readable(&self, wait: std::time::Duration) -> bool {
         if !self.reader.buffer().is_empty() {

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
+use actix_web::web::Bytes;
 use gatehouse_abi::Status;
 use gatehouse_config::AliasKind;
 use std::io::Write as _;
@@ -31,7 +32,7 @@ use super::proto::{Get, Kind, ProtoError, Put, parse_frame, push_frame};
 use crate::debug_log::DebugLog;
 use crate::environ::PairBuf;
 use crate::ffi::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
-use crate::input::Input;
+use crate::input::{BodyError, Input};
 
 /// What one relayed request needs.
 #[derive(Debug)]
@@ -137,6 +138,20 @@ pub async fn relay(
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
+    // The body the HTTP side already has goes with the request (up to PRELOAD bytes).
+    let mut preload = Vec::new();
+    let mut preloaded_bytes = 0;
+    while preloaded_bytes < PRELOAD {
+        let Some(next) = body.try_next_chunk() else { break };
+        let end = !matches!(next, Ok(Some(_)));
+        if let Ok(Some(chunk)) = &next {
+            preloaded_bytes += chunk.len();
+        }
+        preload.push(next);
+        if end {
+            break;
+        }
+    }
     let out = RequestOut {
         id: r.request_id,
         develop_mode: r.develop_mode,
@@ -145,8 +160,14 @@ pub async fn relay(
         vars: r.vars,
         params: &r.input.params,
         uploads: &r.input.uploads,
+        preloaded: u32::try_from(preload.len()).unwrap_or(u32::MAX),
     };
-    let request = |buf: &mut Vec<u8>| push_frame(buf, Kind::Request, |b| out.encode(b));
+    let request = |buf: &mut Vec<u8>| {
+        push_frame(buf, Kind::Request, |b| out.encode(b));
+        for chunk in &preload {
+            push_body(buf, chunk);
+        }
+    };
     let outcome = match Attached::attach(conn, request) {
         Ok(mut io) => {
             let outcome = exchange(r, &mut io, &mut body, tx).await;
@@ -295,6 +316,18 @@ impl<'c> Attached<'c> {
     }
 }
 
+/// Body bytes the HTTP side has at hand are sent with the request, up to this many.
+const PRELOAD: usize = 64 * 1024;
+
+/// The frame that gives the worker a body chunk: `Body` (empty at the end) or `BodyError`.
+fn push_body(out: &mut Vec<u8>, chunk: &Result<Option<Bytes>, BodyError>) {
+    match chunk {
+        Ok(Some(chunk)) => push_frame(out, Kind::Body, |b| b.extend_from_slice(chunk)),
+        Ok(None) => push_frame(out, Kind::Body, |_| {}),
+        Err(e) => push_frame(out, Kind::BodyError, |b| b.put_u32(body_error_code(*e).0)),
+    }
+}
+
 /// Sends the rest of the request and follows the worker's frames to `End`.
 async fn exchange(
     r: &Relay<'_>,
@@ -328,11 +361,8 @@ async fn exchange(
             Kind::Data => sink.write_async(io.payload(payload)).await,
             Kind::Flush => sink.flush(),
             Kind::ReadBody => {
-                match body.next_chunk_async().await {
-                    Ok(Some(chunk)) => io.frame(Kind::Body, |b| b.extend_from_slice(&chunk)),
-                    Ok(None) => io.frame(Kind::Body, |_| {}),
-                    Err(e) => io.frame(Kind::BodyError, |b| b.put_u32(body_error_code(e).0)),
-                }
+                let chunk = body.next_chunk_async().await;
+                push_body(&mut io.conn.out, &chunk);
                 if io.flush().await.is_err() {
                     sink.abort_async(502, DIED).await;
                     return Outcome::Died;
