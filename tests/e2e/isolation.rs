@@ -525,3 +525,72 @@ aliases:
     // The in-process alias runs as the daemon.
     assert_eq!(d.get("/hello").text(), "Hello World!");
 }
+
+/// Sends a chunked POST in pieces, `pause` apart; the status line and the body.
+fn chunked_post(d: &Daemon, target: &str, pieces: &[&[u8]], pause: Duration) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    for piece in pieces {
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        // The daemon may have answered (413) and closed already: later writes may fail.
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_worker_gets_the_body_with_the_request_or_as_it_arrives() {
+    // The daemon sends what it has of the body with the request (a small body: all of it)
+    // and the rest when the app asks; a body that turns out too large fails the same way
+    // whether the app learns it with the request or later.
+    let yaml = "\
+aliases:
+  - url: /out/
+    path: apps/
+    isolation: process
+    processes: 1
+    threads: 2
+    max_body: 1000
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().environ, &root.join("apps/libenviron.so"));
+    });
+    let length = |body: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["gatehouse.input"]["length"].as_u64().unwrap_or(u64::MAX)
+    };
+    // All at once (with the request), then in pieces 150 ms apart (asked for).
+    let all = [&[b'a'; 300][..], &[b'b'; 300][..], &[b'c'; 300][..]];
+    for pause in [Duration::ZERO, Duration::from_millis(150)] {
+        let (status, body) = chunked_post(&d, "/out/environ/raw", &all, pause);
+        assert!(status.contains(" 200 "), "{pause:?}: {status}\n{body}");
+        assert_eq!(length(&body), 900, "{pause:?}: {body}");
+    }
+    // 1200 bytes, past max_body: 413 both ways, and the worker serves on.
+    let over = [&[b'a'; 600][..], &[b'b'; 600][..]];
+    for pause in [Duration::ZERO, Duration::from_millis(150)] {
+        let (status, body) = chunked_post(&d, "/out/environ/raw", &over, pause);
+        assert!(status.contains(" 413 "), "{pause:?}: {status}\n{body}");
+    }
+    let pids = workers(&d, "/out/");
+    let r = d.post("/out/environ/raw", "application/octet-stream", b"12345");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["gatehouse.input"]["length"], 5);
+    assert_eq!(workers(&d, "/out/"), pids, "no worker was replaced");
+}
