@@ -423,3 +423,20 @@ pub(crate) fn keep_thread_state() {
     }
     KEPT.set(true);
 }
+
+/// `b` decoded as latin-1 (every byte one character, as PEP 3333's native strings are): one
+/// call into Python's own decoder, which copies ASCII as it is.
+pub(crate) fn latin1<'py>(
+    py: pyo3::Python<'py>,
+    b: &[u8],
+) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::types::PyString>> {
+    let len = pyo3::ffi::Py_ssize_t::try_from(b.len())
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("a value too long for Python"))?;
+    // SAFETY: `b` is valid for `len` bytes during the call (Python copies them); the GIL is
+    // held (`py`); the errors argument may be null (strict, and latin-1 cannot fail).
+    // `from_owned_ptr_or_err` takes the new reference, or the exception on null.
+    unsafe {
+        let s = pyo3::ffi::PyUnicode_DecodeLatin1(b.as_ptr().cast(), len, std::ptr::null());
+        pyo3::Bound::from_owned_ptr_or_err(py, s).map(|s| s.cast_into_unchecked())
+    }
+}

@@ -251,7 +251,7 @@ fn environ<'py>(
     errors: &Bound<'py, Errors>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    call.for_each_var(|name, value| d.set_item(native(py, name), native(py, value)))?;
+    call.for_each_var(|name, value| d.set_item(native(py, name)?, native(py, value)?))?;
     d.set_item("wsgi.version", (1, 0))?;
     if !d.contains("wsgi.url_scheme")? {
         let scheme = match d.get_item("REQUEST_SCHEME")? {
@@ -272,11 +272,8 @@ fn environ<'py>(
 }
 
 /// A native string: the bytes decoded as latin-1.
-fn native<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(b) {
-        Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &b.iter().map(|&c| char::from(c)).collect::<String>()),
-    }
+fn native<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    crate::abi::latin1(py, b)
 }
 
 /// Logs an exception as mod_wsgi does: a line naming the script, then the traceback, one

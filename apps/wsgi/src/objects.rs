@@ -104,6 +104,7 @@ impl Response {
             }
         };
         let call = &*self.call;
+        let first = start.is_some();
         if let Some((status, headers)) = start {
             let st = call.start_response(status, &headers);
             if st != Status::OK {
@@ -112,6 +113,17 @@ impl Response {
         }
         if data.is_empty() && !flush {
             return Ok(());
+        }
+        if first && !flush {
+            // The host holds back the head and the first write (environ ABI §6): it
+            // returns at once, so the GIL stays (releasing it per request costs a hand-over
+            // to any thread waiting for it, and a wait to get it back).
+            let st = call.write(data);
+            return if st == Status::OK {
+                Ok(())
+            } else {
+                Err(host_error("write the response", st))
+            };
         }
         let st = py.detach(|| {
             let st = if data.is_empty() { Status::OK } else { call.write(data) };
