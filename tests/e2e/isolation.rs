@@ -594,3 +594,81 @@ aliases:
     assert_eq!(r.json()["gatehouse.input"]["length"], 5);
     assert_eq!(workers(&d, "/out/"), pids, "no worker was replaced");
 }
+
+#[test]
+fn requests_past_an_isolated_alias_queue_get_503_at_once() {
+    // One worker with one thread: a hung request holds the only socket, `queue: 1` more may
+    // wait for it, and the one after that is refused at once, with the daemon serving on.
+    let yaml = "\
+metrics: {listen: \"127.0.0.1:0\"}
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+    queue: 1
+    timeout: 3s
+";
+    let d = Daemon::start(yaml);
+    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
+    let metrics: std::net::SocketAddr =
+        line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap();
+    wait_workers(&d, "/crashy", 1);
+    let spawn = |target: &'static str| {
+        let addr = d.addr;
+        std::thread::spawn(move || crate::harness::get_from(addr, target).0)
+    };
+    let hung = spawn("/crashy/hang");
+    // The status page counts a request for its worker when the request takes its socket.
+    wait_for("the hung request to take the worker", Duration::from_secs(5), || {
+        let (_, text) = crate::harness::get_from(metrics, "/status.json");
+        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let served = worker_requests(&status);
+        if served == 1 { Ok(()) } else { Err(format!("{served} requests: {status}")) }
+    });
+    let waiting = spawn("/crashy/ok");
+    // The second one waits for the socket (no answer yet), the third is past the queue.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiting.is_finished(), "the queued request was answered early");
+    let started = Instant::now();
+    let refused = d.get("/crashy/ok");
+    assert_eq!(refused.status, 503, "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(refused.text().contains("busy"), "{refused}");
+    assert!(
+        d.log().contains("requests already wait for a worker process; answered 503"),
+        "{}",
+        d.log()
+    );
+    // The hung one gets 504 and its worker is replaced; the queued one then gets the new
+    // worker's answer, or 504 if its own timeout passed while it waited.
+    let status = hung.join().unwrap();
+    assert_eq!(status, 504);
+    let status = waiting.join().unwrap();
+    assert!(status == 200 || status == 504, "{status}");
+    let after = wait_for("the alias to serve again", RESTART, || {
+        let r = d.get("/crashy/ok");
+        if r.status == 200 { Ok(r) } else { Err(r.to_string()) }
+    });
+    assert_eq!(after.text(), "ok");
+}
+
+/// The requests every worker process on a status page was given, added up.
+fn worker_requests(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Object(m) => {
+            let own = m
+                .get("workers")
+                .and_then(|w| w.as_array())
+                .map_or(0, |w| w.iter().filter_map(|w| w["requests"].as_u64()).sum());
+            own + m
+                .iter()
+                .filter(|(k, _)| *k != "workers")
+                .map(|(_, v)| worker_requests(v))
+                .sum::<u64>()
+        }
+        serde_json::Value::Array(a) => a.iter().map(worker_requests).sum(),
+        _ => 0,
+    }
+}
