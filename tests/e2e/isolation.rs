@@ -672,3 +672,36 @@ fn worker_requests(v: &serde_json::Value) -> u64 {
         _ => 0,
     }
 }
+
+#[test]
+fn a_worker_that_breaks_the_framing_is_recycled() {
+    // The app writes a frame of no known kind on its own request socket: the daemon answers
+    // 502, says so, and replaces the worker once it is idle; nothing else notices.
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+  - url: /hello
+    path: {hello}
+";
+    let d = Daemon::start(yaml);
+    let before = wait_workers(&d, "/crashy", 1);
+    let bg = Background::start(&d, &["/hello"]);
+    let r = d.get("/crashy/garble");
+    assert_eq!(r.status, 502, "{r}");
+    let after = wait_for("a new worker for the broken one", RESTART, || {
+        let w = workers(&d, "/crashy");
+        if w.len() == 1 && w != before { Ok(w) } else { Err(format!("{w:?}")) }
+    });
+    let r = d.get("/crashy/ok");
+    assert_eq!((r.status, r.text()), (200, "ok".to_owned()), "{r}");
+    assert_eq!(r.header("x-pid").and_then(|p| p.parse().ok()), after.first().copied());
+    bg.finish();
+    let old = before.first().copied().unwrap_or(0);
+    let log = d.log();
+    assert!(log.contains("the worker broke the framing: unknown frame kind"), "{log}");
+    assert!(log.contains(&format!("worker {old} broke the framing; recycling it")), "{log}");
+}

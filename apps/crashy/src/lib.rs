@@ -1,8 +1,10 @@
 //! A test app that misbehaves on request, to show what `isolation: process` contains.
 //! By PATH_INFO: `/segv` dereferences a null pointer (SIGSEGV), `/abort` aborts (SIGABRT),
 //! `/exit` calls `exit(3)`, `/hang` never returns, `/leak` leaks 10 MiB per call (touched,
-//! so it counts as resident memory); anything else answers 200 `ok`. Every reply carries
-//! `X-Pid`, the process that served it.
+//! so it counts as resident memory), `/garble` writes a frame of no known kind to the
+//! request sockets of its worker process (what a memory-corrupting app could do to its
+//! host's descriptors; it does nothing outside a worker process); anything else answers
+//! 200 `ok`. Every reply carries `X-Pid`, the process that served it.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,8 +42,43 @@ fn crashy(req: &Request<'_>) -> Response {
             let total = LEAKED_MIB.fetch_add(10, Ordering::Relaxed) + 10;
             text(200, format!("leaked 10 MiB, {total} MiB in all\n"))
         }
+        "/garble" => text(200, format!("garbled {} sockets\n", garble())),
         _ => text(200, "ok".into()),
     }
+}
+
+/// In a worker process (`gatehouse worker`, which has `GATEHOUSE_WORKER_CONNS` in its
+/// environment), writes a bogus frame to every socket past descriptor 3 that is not the
+/// worker's control socket (descriptor 3, and its copies); returns how many.
+fn garble() -> usize {
+    use std::io::Write as _;
+    if std::env::var_os("GATEHOUSE_WORKER_CONNS").is_none() {
+        return 0;
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).map(|m| m.ino());
+    let Ok(control) = inode(3) else { return 0 };
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    let mut n = 0;
+    for fd in fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        if fd <= 3
+            || !link.to_string_lossy().starts_with("socket:")
+            || inode(fd).ok() == Some(control)
+        {
+            continue;
+        }
+        // SAFETY: `fd` was listed open in /proc/self/fd just now, and nothing in this
+        // request closes descriptors; it is only borrowed to make a copy, which is closed
+        // when the `File` drops.
+        let copy = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
+        if let Ok(copy) = copy
+            && std::fs::File::from(copy).write_all(&[1, 0, 0, 0, 0xEE, 0]).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 gatehouse_app::export!(crashy);
