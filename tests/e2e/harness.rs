@@ -533,7 +533,7 @@ pub(crate) fn get_from(addr: SocketAddr, target: &str) -> (u16, String) {
     (r.status, r.text())
 }
 
-fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
+pub(crate) fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
     stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");

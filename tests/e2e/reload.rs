@@ -364,6 +364,49 @@ fn listen_addresses_are_rebound_without_dropping_the_others() {
 }
 
 #[test]
+fn worker_sockets_move_to_the_http_workers_of_a_new_listen_address() {
+    // A worker's sockets stay registered with the event loop of the HTTP worker that used
+    // them last. When that HTTP worker stops (its address is removed), the next requests
+    // take them over, and the same worker process serves on.
+    let (p1, p2) = (free_port(), free_port());
+    let cfg = |port: u16| {
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\naliases:\n  - url: /c\n    path: \
+             {{crashy}}\n    isolation: process\n    processes: 1\n    threads: 4\n"
+        )
+    };
+    let d = Daemon::start_opts(&cfg(p1), |_| {}, false);
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let pid = |addr: &str| -> String {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let r = crate::harness::exchange(
+            addr,
+            format!("GET /c/ok HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{r}");
+        r.header("x-pid").unwrap_or_default().to_owned()
+    };
+    // Several connections at once, so that the sockets spread over both HTTP workers.
+    let first: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16).map(|_| s.spawn(|| pid(&a1))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    d.write_config(&cfg(p2));
+    wait_for("the first address to close", CHANGE, || match get_at(&a1, "/c/ok") {
+        Err(_) => Ok(()),
+        Ok(r) => Err(format!("{a1} still answers {r:?}")),
+    });
+    let then: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16).map(|_| s.spawn(|| pid(&a2))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(first.iter().chain(&then).all(|p| *p == first[0]), "{first:?} {then:?}");
+    let log = d.log();
+    assert!(!log.contains("worker socket"), "{log}");
+    assert!(!log.contains("recycling"), "{log}");
+}
+
+#[test]
 fn sigusr1_and_gatehouse_reopen_logs_follow_logrotate() {
     let d = Daemon::start("logs:\n  rotate: off\naliases:\n  - url: /a\n    path: {hello}\n");
     let access = d.path("log/access.log");
