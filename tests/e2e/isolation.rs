@@ -83,6 +83,13 @@ fn workers(d: &Daemon, url: &str) -> BTreeSet<u32> {
     out
 }
 
+/// The address of the metrics listener (`metrics: {listen: "127.0.0.1:0"}`), as the
+/// daemon prints it.
+fn metrics_addr(d: &Daemon) -> std::net::SocketAddr {
+    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
+    line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap()
+}
+
 fn wait_workers(d: &Daemon, url: &str, n: usize) -> BTreeSet<u32> {
     wait_for(&format!("{n} workers of {url}"), RESTART, || {
         let w = workers(d, url);
@@ -238,9 +245,7 @@ aliases:
     assert_eq!(distinct.len(), 3, "{pids:?}");
     assert!(d.log().contains("served its maximum_requests (3); recycling it"), "{}", d.log());
     // The status page lists each alias's worker processes.
-    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
-    let addr: std::net::SocketAddr =
-        line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap();
+    let addr = metrics_addr(&d);
     // (The ninth request recycled the worker: wait for its successor.)
     let running = wait_workers(&d, "/counted", 1);
     wait_for("the status page to list the running worker", RESTART, || {
@@ -611,9 +616,7 @@ aliases:
     timeout: 3s
 ";
     let d = Daemon::start(yaml);
-    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
-    let metrics: std::net::SocketAddr =
-        line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap();
+    let metrics = metrics_addr(&d);
     wait_workers(&d, "/crashy", 1);
     let spawn = |target: &'static str| {
         let addr = d.addr;

@@ -103,10 +103,12 @@ pub fn run() -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name(format!("worker app {i}"))
             .spawn(move || {
-                while {
+                loop {
                     io.wait_readable();
-                    serve_one(&host, &mut io)
-                } {}
+                    if !serve_one(&host, &mut io) {
+                        break;
+                    }
+                }
             })
             .context("cannot start a worker thread")?;
     }
