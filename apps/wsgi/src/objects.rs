@@ -63,6 +63,9 @@ pub(crate) struct Head {
     pub(crate) sent: bool,
 }
 
+/// A first write up to this size is handed to the host with the GIL held.
+const KEEP_GIL_WRITE: usize = 64 * 1024;
+
 /// The response side of one request, shared by `start_response`, `write` and the bridge.
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -114,10 +117,11 @@ impl Response {
         if data.is_empty() && !flush {
             return Ok(());
         }
-        if first && !flush {
+        if first && !flush && data.len() <= KEEP_GIL_WRITE {
             // The host holds back the head and the first write (environ ABI §6): it
             // returns at once, so the GIL stays (releasing it per request costs a hand-over
-            // to any thread waiting for it, and a wait to get it back).
+            // to any thread waiting for it, and a wait to get it back). A large one is
+            // copied with the GIL released.
             let st = call.write(data);
             return if st == Status::OK {
                 Ok(())
