@@ -117,22 +117,16 @@ impl Response {
         if data.is_empty() && !flush {
             return Ok(());
         }
-        if first && !flush && data.len() <= KEEP_GIL_WRITE {
-            // The host holds back the head and the first write (environ ABI §6): it
-            // returns at once, so the GIL stays (releasing it per request costs a hand-over
-            // to any thread waiting for it, and a wait to get it back). A large one is
-            // copied with the GIL released.
-            let st = call.write(data);
-            return if st == Status::OK {
-                Ok(())
-            } else {
-                Err(host_error("write the response", st))
-            };
-        }
-        let st = py.detach(|| {
+        let send = || {
             let st = if data.is_empty() { Status::OK } else { call.write(data) };
             if st == Status::OK && flush { call.flush() } else { st }
-        });
+        };
+        // The host holds back the head and the first write (environ ABI §6): it returns at
+        // once, so the GIL stays (releasing it per request costs a hand-over to any thread
+        // waiting for it, and a wait to get it back). A large one is copied with the GIL
+        // released, and anything after it may wait for the client.
+        let st =
+            if first && !flush && data.len() <= KEEP_GIL_WRITE { send() } else { py.detach(send) };
         if st != Status::OK {
             return Err(host_error("write the response", st));
         }

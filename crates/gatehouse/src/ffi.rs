@@ -450,37 +450,30 @@ impl BodySource {
     pub fn try_next_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
         let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
         match rx.try_recv() {
-            Ok(Ok(chunk)) if chunk.is_empty() => {
-                *self = BodySource::Empty;
-                Some(Ok(None))
-            }
-            Ok(Ok(chunk)) => Some(Ok(Some(chunk))),
-            Ok(Err(e)) => Some(Err(e)),
+            Ok(got) => Some(self.took(Some(got))),
             Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(BodyError::Disconnected)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.took(None)),
         }
     }
 
     /// The next chunk of the body, waiting for it; `None` once the whole body was read.
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let BodySource::Stream(rx) = self else { return Ok(None) };
-        match rx.blocking_recv() {
-            Some(Ok(chunk)) if chunk.is_empty() => {
-                *self = BodySource::Empty;
-                Ok(None)
-            }
-            Some(Ok(chunk)) => Ok(Some(chunk)),
-            Some(Err(e)) => Err(e),
-            None => Err(BodyError::Disconnected),
-        }
+        let got = rx.blocking_recv();
+        self.took(got)
     }
-}
 
-impl BodySource {
     /// [`BodySource::next_chunk`] for a caller on the async side.
     pub async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
         let BodySource::Stream(rx) = self else { return Ok(None) };
-        match rx.recv().await {
+        let got = rx.recv().await;
+        self.took(got)
+    }
+
+    /// What the channel gave: an empty chunk ends the body, a closed channel without it
+    /// means the HTTP side gave up.
+    fn took(&mut self, got: Option<Result<Bytes, BodyError>>) -> Result<Option<Bytes>, BodyError> {
+        match got {
             Some(Ok(chunk)) if chunk.is_empty() => {
                 *self = BodySource::Empty;
                 Ok(None)
