@@ -110,6 +110,20 @@ fn build() -> Result<Artifacts, String> {
     let workspace = manifest_dir.parent().ok_or("the e2e package has no parent folder")?.to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
+    // Cargo runs this test binary with the e2e package's own variables set
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_*...). Passed on, they would differ from what the outer
+    // build saw, and build scripts that watch them (ring's) would rerun, rebuilding the TLS
+    // stack, actix and the daemon here and again in the next outer `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let per_package = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_"];
+        if per_package.iter().any(|p| name.starts_with(p))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"]
+                .contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd.current_dir(&workspace)
         .arg("build")
         // The outer `cargo test` has already settled Cargo.lock; never rewrite it here.
@@ -534,28 +548,37 @@ pub(crate) fn get_from(addr: SocketAddr, target: &str) -> (u16, String) {
 }
 
 pub(crate) fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+    try_exchange(addr, raw).unwrap_or_else(|e| {
+        panic!("no reply from {addr} ({e}) to:\n{}", String::from_utf8_lossy(raw))
+    })
+}
+
+/// Like [`exchange`], but a connection refused, or closed or reset before any reply byte, is
+/// an error rather than a failed test: an address being closed resets the connections the
+/// kernel had queued for it.
+pub(crate) fn try_exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
     // A daemon that refuses a request early (413) may close before reading all of it; the
     // reply is what matters, so a failed write is not fatal.
     let write_error = stream.write_all(raw).err();
     let mut reply = Vec::new();
     let read_error = stream.read_to_end(&mut reply).err();
     if reply.is_empty() {
-        panic!(
-            "no reply from {addr} (write error: {write_error:?}, read error: {read_error:?}) to:\n{}",
-            String::from_utf8_lossy(raw)
-        );
+        let why = format!("write error: {write_error:?}, read error: {read_error:?}");
+        let kind =
+            read_error.or(write_error).map_or(std::io::ErrorKind::UnexpectedEof, |e| e.kind());
+        return Err(std::io::Error::new(kind, why));
     }
     let head_request = raw.starts_with(b"HEAD ");
-    parse(&reply, head_request).unwrap_or_else(|e| {
+    Ok(parse(&reply, head_request).unwrap_or_else(|e| {
         panic!(
             "bad reply ({e}):\n{}\nto:\n{}",
             String::from_utf8_lossy(&reply),
             String::from_utf8_lossy(raw)
         )
-    })
+    }))
 }
 
 /// Parses a whole HTTP/1.1 reply read to EOF (a reply read over another transport, TLS).
