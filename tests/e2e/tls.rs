@@ -317,4 +317,15 @@ fn trusted_proxies_set_the_client_and_the_scheme_and_others_are_ignored() {
     assert_eq!(j["SERVER_PORT"].as_str(), Some(untrusted.addr.port().to_string().as_str()));
     assert!(j.get("HTTPS").is_none(), "{j:#}");
     assert_eq!(j["HTTP_X_FORWARDED_PROTO"].as_str(), Some("https"), "{j:#}");
+    // The access log names the same client as REMOTE_ADDR (fail2ban must see clients, not
+    // the proxy): the forwarded one from a trusted proxy, the peer otherwise.
+    let access = |d: &Daemon| std::fs::read_to_string(d.path("log/access.log")).unwrap_or_default();
+    wait_until("the trusted daemon's access lines", || access(&trusted).lines().count() == 2);
+    let firsts: Vec<String> = access(&trusted)
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(firsts, ["203.0.113.7", "2001:db8::7"], "{}", access(&trusted));
+    wait_until("the untrusted daemon's access line", || !access(&untrusted).is_empty());
+    assert!(access(&untrusted).starts_with("127.0.0.1 - - ["), "{}", access(&untrusted));
 }

@@ -5,7 +5,8 @@
 //! 127.0.0.1 - - [13/Apr/2021:10:26:26 +0900] "GET /myapp?id=A001 HTTP/1.1" 200 30 "-" "curl/8.0" app=myapp req=42 time_us=812
 //! ```
 //!
-//! `%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"` (client address, `-`, `-`,
+//! `%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"` (client address (behind one of
+//! `trusted_proxies`, the client it names, as `REMOTE_ADDR`), `-`, `-`,
 //! the time the request arrived, the request line as received, the status, the body bytes
 //! sent or `-`, the Referer and User-Agent headers or `-`), then:
 //! - `app=NAME`: the app that served it (a single app's alias name, a group's plugin
@@ -122,7 +123,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink));
+        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink, client(&req)));
         let fut = self.service.call(req);
         Box::pin(async move {
             let res = match fut.await {
@@ -148,6 +149,22 @@ where
     }
 }
 
+/// The client's address for `%h`: the peer's, or, when the peer is one of
+/// `trusted_proxies`, the client it names (as `REMOTE_ADDR` and mod_remoteip's `%a`), so a
+/// log reader such as fail2ban sees clients, not the proxy.
+fn client(req: &ServiceRequest) -> String {
+    let Some(peer) = req.peer_addr() else { return "-".to_owned() };
+    let host = req.app_data::<actix_web::web::Data<crate::reload::Live>>().map(|l| l.host());
+    match host {
+        Some(h) if !h.config.trusted_proxies.is_empty() => {
+            crate::forwarded::origin_of(peer.ip(), &h.config.trusted_proxies, req.headers())
+                .ip
+                .to_string()
+        }
+        _ => peer.ip().to_string(),
+    }
+}
+
 /// One access-log line in the making.
 #[derive(Debug)]
 struct Entry {
@@ -164,7 +181,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn begin(req: &ServiceRequest, sink: Arc<Sink>) -> Entry {
+    fn begin(req: &ServiceRequest, sink: Arc<Sink>, client: String) -> Entry {
         let version = match req.version() {
             Version::HTTP_09 => "HTTP/0.9",
             Version::HTTP_10 => "HTTP/1.0",
@@ -197,7 +214,7 @@ impl Entry {
             sink,
             start: Instant::now(),
             time: std::time::SystemTime::now(),
-            client: req.peer_addr().map_or_else(|| "-".to_owned(), |a| a.ip().to_string()),
+            client,
             request_line,
             referer: header(header::REFERER),
             user_agent: header(header::USER_AGENT),
@@ -433,7 +450,7 @@ mod tests {
         const N: u32 = 200_000;
         let started = Instant::now();
         for i in 0..N {
-            let mut e = Entry::begin(&req, Arc::clone(&sink));
+            let mut e = Entry::begin(&req, Arc::clone(&sink), client(&req));
             e.status = 200;
             e.app = Some(Arc::from("myapp"));
             e.request_id = Some(u64::from(i));
