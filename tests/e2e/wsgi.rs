@@ -1,7 +1,8 @@
 //! The WSGI bridge (issue 12): the seed's own Python files, unchanged, served through a
 //! `.py` handler by `libwsgi.so`, both alias kinds; PEP 3333 behaviour (input reading modes,
 //! streaming, `write`, `exc_info`, `wsgi.file_wrapper`, `close()`), errors as mod_wsgi
-//! reports them, script re-import, `callable`, extension modules, a swapped bridge build,
+//! reports them, script re-import, script trust checks, `callable`, extension modules, a
+//! swapped bridge build,
 //! `wsgiref.validate` around every kind of request, and a Flask app from a virtualenv.
 //!
 //! Fixtures: `fixtures/wsgi/sample.py` and `myapp.py` are byte-for-byte copies of the
@@ -415,6 +416,89 @@ aliases:
         let r = d.get("/one");
         if r.status == 404 { Ok(()) } else { Err(r.to_string()) }
     });
+}
+
+#[test]
+fn wsgi_scripts_pass_the_plugin_trust_rules_before_they_run() {
+    // A script runs as the daemon's user, as a plugin does: a script others may write, or
+    // whose folder they may write, is refused (500, the rule and the fix in the log, once),
+    // in process and in worker processes alike. A `chmod` fixes it without an edit; with
+    // `check_plugins: false` it runs with a warning.
+    use std::os::unix::fs::PermissionsExt;
+    for isolation in ["in-process", "process\n    processes: 1"] {
+        let yaml = format!(
+            "\
+handlers:
+  - suffix: .py
+    plugin: {{wsgi}}
+aliases:
+  - url: /open
+    path: wsgi/open.py
+    isolation: {isolation}
+  - url: /shared/
+    path: shared/
+    isolation: {isolation}
+  - url: /dev
+    path: dev/open.py
+    check_plugins: false
+    isolation: {isolation}
+"
+        );
+        let hello = "def application(environ, start_response):\n    \
+                     start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+                     return [b'ran']\n";
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        let d = Daemon::start_with(&yaml, |root| {
+            for dir in ["wsgi", "shared", "dev"] {
+                std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+            }
+            for file in ["wsgi/open.py", "shared/app.py", "dev/open.py"] {
+                std::fs::write(root.join(file), hello).expect("write a script");
+            }
+            chmod(&root.join("wsgi/open.py"), 0o666);
+            chmod(&root.join("dev/open.py"), 0o646);
+            chmod(&root.join("shared"), 0o777);
+        });
+        let open = d.path("wsgi/open.py");
+        for _ in 0..3 {
+            let r = d.get("/open");
+            r.expect_status(500);
+            assert_eq!(r.text(), "this WSGI script is refused: see the error log\n");
+            d.get("/shared/app.py").expect_status(500);
+        }
+        let log = d.log();
+        assert!(!log.contains("the app failed"), "{isolation}: one line per refusal:\n{log}");
+        let want = format!(
+            "/open: refused WSGI script: {} is writable by its group and everyone (mode 0666) \
+             (fix: `chmod go-w {}`",
+            open.display(),
+            open.display()
+        );
+        assert_eq!(log.matches(&want).count(), 1, "{isolation}: once, not per request:\n{log}");
+        let shared = d.path("shared");
+        let want = format!(
+            "{} (the script's folder) is writable by its group and everyone (mode 0777): they \
+             can rename another file over the script (fix: `chmod go-w {}`",
+            shared.display(),
+            shared.display()
+        );
+        assert_eq!(log.matches(&want).count(), 1, "{isolation}:\n{log}");
+        // Fixed by chmod alone: the file's content and mtime are unchanged.
+        chmod(&open, 0o644);
+        chmod(&shared, 0o755);
+        assert_eq!(d.get("/open").expect_status(200).text(), "ran", "{isolation}");
+        assert_eq!(d.get("/shared/app.py").expect_status(200).text(), "ran", "{isolation}");
+        // check_plugins: false runs it and says so, once.
+        for _ in 0..2 {
+            assert_eq!(d.get("/dev").expect_status(200).text(), "ran", "{isolation}");
+        }
+        let log = d.log();
+        let warned = "/dev: running WSGI script anyway, `check_plugins` is off: ";
+        assert_eq!(log.matches(warned).count(), 1, "{isolation}:\n{log}");
+        assert!(log.contains("is writable by everyone (mode 0646)"), "{isolation}:\n{log}");
+    }
 }
 
 #[test]

@@ -28,6 +28,9 @@ enum Refused {
     NotFound,
     /// Answer 500, having logged why.
     Failed,
+    /// Answer 500 without a further log line: the script failed the trust rules, which is
+    /// logged once, not on every request.
+    Untrusted,
 }
 
 pub(crate) fn handle(inst: &Instance, call: &Arc<Call>) -> Status {
@@ -45,6 +48,11 @@ pub(crate) fn handle(inst: &Instance, call: &Arc<Call>) -> Status {
             call.write(b"no such WSGI application\n")
         }
         Err(Refused::Failed) => Status::ERROR,
+        Err(Refused::Untrusted) => {
+            let headers = [(b"Content-Type".to_vec(), b"text/plain; charset=utf-8".to_vec())];
+            let _ = call.start_response(500, &headers);
+            call.write(b"this WSGI script is refused: see the error log\n")
+        }
     })
 }
 
@@ -77,8 +85,11 @@ impl Instance {
         if let Some(app) = cached(self) {
             return Ok(app);
         }
-        let loaded = interp::helpers(py)
-            .and_then(|h| h.getattr("load_script")?.call1((script, module_name(script))));
+        let source = self.read_trusted(py, call, script)?;
+        let loaded = interp::helpers(py).and_then(|h| {
+            let source = PyBytes::new(py, &source);
+            h.getattr("load_script")?.call1((script, module_name(script), source))
+        });
         let module = match loaded {
             Ok(m) => m,
             Err(e) => {
@@ -112,6 +123,63 @@ impl Instance {
         // The old module's objects are released here, outside the lock.
         drop(old);
         Ok(app)
+    }
+}
+
+impl Instance {
+    /// The script's bytes, read from the file that passed the trust rules (see
+    /// `gatehouse_trust`): checked on each (re)import, as the daemon checks a plugin on each
+    /// load. With `check_plugins: false` a failure is a warning. A refusal is logged once
+    /// per reason, and checked again on the next request (a `chmod` fixes it without a
+    /// change the stamp would see).
+    fn read_trusted(&self, py: Python<'_>, call: &Call, script: &Path) -> Result<Vec<u8>, Refused> {
+        use std::io::Read as _;
+        let cannot = |e: std::io::Error| {
+            call.log_error(&format!("WSGI script '{}' cannot be read: {e}", script.display()));
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Refused::NotFound
+            } else {
+                Refused::Failed
+            }
+        };
+        py.detach(|| {
+            let real = std::fs::canonicalize(script).map_err(cannot)?;
+            let mut file = std::fs::File::open(&real).map_err(cannot)?;
+            let meta = file.metadata().map_err(cannot)?;
+            let verdict =
+                gatehouse_trust::check(&real, &meta, self.owners, gatehouse_trust::Code::Script);
+            let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            match verdict {
+                Ok(()) => {
+                    refusals.remove(script);
+                }
+                Err(untrusted) => {
+                    let text = untrusted.to_string();
+                    let new = refusals.get(script) != Some(&text);
+                    if self.check_scripts {
+                        if new {
+                            call.log_error(&format!(
+                                "{}: refused WSGI script: {text}; it answers 500 until fixed",
+                                self.alias
+                            ));
+                            refusals.insert(script.to_owned(), text);
+                        }
+                        return Err(Refused::Untrusted);
+                    }
+                    if new {
+                        call.log_error(&format!(
+                            "{}: running WSGI script anyway, `check_plugins` is off: {text}",
+                            self.alias
+                        ));
+                        refusals.insert(script.to_owned(), text);
+                    }
+                }
+            }
+            drop(refusals);
+            let mut source = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            file.read_to_end(&mut source).map_err(cannot)?;
+            Ok(source)
+        })
     }
 }
 

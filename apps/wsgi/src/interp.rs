@@ -55,12 +55,11 @@ class FileWrapper:
         raise StopIteration
 
 
-def load_script(path, name):
-    '''Runs the script at `path` as a fresh module `name`, registered in sys.modules while
-    it runs (and after, if it succeeds), as mod_wsgi loads a WSGI script file.'''
+def load_script(path, name, source):
+    '''Runs `source`, the script at `path` (read by the bridge from the file it checked), as
+    a fresh module `name`, registered in sys.modules while it runs (and after, if it
+    succeeds), as mod_wsgi loads a WSGI script file.'''
     path = os.fsdecode(path)
-    with open(path, 'rb') as f:
-        source = f.read()
     code = compile(source, path, 'exec', dont_inherit=True)
     module = types.ModuleType(name)
     module.__file__ = path

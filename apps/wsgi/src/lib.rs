@@ -16,8 +16,9 @@
 //! Settings (the `init` env: the handler's `env`, then the alias's, then the daemon's):
 //! `callable` (default `application`), `python_home`, `python_path` (`:`-separated),
 //! `gatehouse.threads` (for `wsgi.multithread`), `gatehouse.processes` (for
-//! `wsgi.multiprocess`: more than 1 with `isolation: process`) and `gatehouse.reloading`
-//! (`off`: a changed script is not re-imported).
+//! `wsgi.multiprocess`: more than 1 with `isolation: process`), `gatehouse.reloading`
+//! (`off`: a changed script is not re-imported) and `gatehouse.check_plugins` (`off`: a
+//! script that fails the trust rules runs, with a warning, instead of being refused).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,13 @@ pub(crate) struct Instance {
     scripts: Mutex<HashMap<PathBuf, Arc<Script>>>,
     /// Only one thread imports at a time (a script's top level runs once).
     importing: Gate,
+    /// Whether a script that fails the trust rules is refused (`check_plugins`), or run with
+    /// a warning.
+    check_scripts: bool,
+    /// Whose scripts may run: root's and this process's effective user's.
+    owners: gatehouse_trust::Owners,
+    /// The last trust failure logged per script, so each is logged once.
+    refusals: Mutex<HashMap<PathBuf, String>>,
 }
 
 /// A loaded script: the file's identity when it was loaded, and its WSGI callable.
@@ -119,6 +127,7 @@ impl Instance {
         let threads: usize = get("gatehouse.threads").and_then(|t| t.parse().ok()).unwrap_or(0);
         let processes: usize = get("gatehouse.processes").and_then(|t| t.parse().ok()).unwrap_or(1);
         let reloading = get("gatehouse.reloading").is_none_or(|r| r != "off");
+        let check_scripts = get("gatehouse.check_plugins").is_none_or(|c| c != "off");
         interp::ensure(python_home.as_deref(), &python_path)
             .map_err(|e| format!("{}: {e}", args.alias))?;
         Ok(Instance {
@@ -130,6 +139,9 @@ impl Instance {
             multiprocess: processes > 1,
             scripts: Mutex::new(HashMap::new()),
             importing: Gate::default(),
+            check_scripts,
+            owners: gatehouse_trust::Owners::current(),
+            refusals: Mutex::new(HashMap::new()),
         })
     }
 

@@ -38,7 +38,7 @@ use crate::dispatch::Pool;
 use crate::mounts::{GroupMiss, resolve_group_file};
 use crate::plugins::{InitArgs, LoadError, Plugin};
 use crate::staging::{Cache, Check, Digest256, FileId, Policy, StageError};
-use crate::trust::Owners;
+use gatehouse_trust::Owners;
 
 /// How often a single app whose file is missing logs about it while requests arrive.
 const MISSING_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -159,8 +159,10 @@ impl AppsKey {
 /// (the handler's folders, then the alias's, joined with `:`), `gatehouse.threads` (how many
 /// requests may call it at once: the pool's size, or 0 for `dispatch: inline`, where any
 /// HTTP worker may), `gatehouse.processes` (how many processes run it: `processes` with
-/// `isolation: process`, else 1) and `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
-/// for a script means mod_wsgi's WSGIScriptReloading).
+/// `isolation: process`, else 1), `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
+/// for a script means mod_wsgi's WSGIScriptReloading) and `gatehouse.check_plugins` (`on`/`off`:
+/// whether the plugin refuses a script that fails the trust rules, as the daemon refuses a
+/// plugin).
 pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
     let mut env = handler.env.clone();
     let mut set = |name: &str, value: String| match env.iter_mut().find(|(k, _)| k == name) {
@@ -193,6 +195,7 @@ pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(Strin
     };
     set("gatehouse.processes", processes.to_string());
     set("gatehouse.reloading", if alias.reloading { "on" } else { "off" }.to_owned());
+    set("gatehouse.check_plugins", if alias.check_plugins { "on" } else { "off" }.to_owned());
     env
 }
 

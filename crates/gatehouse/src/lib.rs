@@ -29,5 +29,4 @@ pub mod staging;
 pub mod status;
 pub mod systemd;
 pub mod tls;
-pub mod trust;
 pub mod worker;

@@ -95,7 +95,7 @@ pub enum StageError {
     Truncated(String),
     /// The file fails a trust check (see `trust`).
     #[error("refused: {0}")]
-    Untrusted(crate::trust::Untrusted),
+    Untrusted(gatehouse_trust::Untrusted),
     /// The file's digest is not the one the alias pins.
     #[error(
         "its SHA-256 is {found}, not the {pinned} its alias pins with `sha256` (a tampered or \
@@ -155,7 +155,7 @@ pub struct Policy<'a> {
     /// The trust checks.
     pub check: Check,
     /// Whose files are trusted.
-    pub owners: crate::trust::Owners,
+    pub owners: gatehouse_trust::Owners,
     /// The digest the file must have (lower-case hex), if the alias pins one.
     pub sha256: Option<&'a str>,
 }
@@ -163,7 +163,7 @@ pub struct Policy<'a> {
 impl Policy<'_> {
     /// No checks at all (benchmarks, tests of other things).
     pub const NONE: Policy<'static> =
-        Policy { check: Check::Skip, owners: crate::trust::Owners { euid: 0 }, sha256: None };
+        Policy { check: Check::Skip, owners: gatehouse_trust::Owners { euid: 0 }, sha256: None };
 }
 
 /// The daemon's folder of private copies: `CACHE_DIR/run-PID`.
@@ -252,7 +252,9 @@ fn read_stable(file: &Path, policy: &Policy<'_>) -> Result<(Vec<u8>, FileId), St
     let meta = f.metadata().map_err(StageError::Read)?;
     if policy.check != Check::Skip {
         let resolved = fs::canonicalize(file).map_err(StageError::Read)?;
-        if let Err(untrusted) = crate::trust::check(&resolved, &meta, policy.owners) {
+        if let Err(untrusted) =
+            gatehouse_trust::check(&resolved, &meta, policy.owners, gatehouse_trust::Code::Plugin)
+        {
             if policy.check == Check::Enforce {
                 return Err(StageError::Untrusted(untrusted));
             }

@@ -1,17 +1,18 @@
-//! Plugin trust: the suexec / sshd `StrictModes` checks a plugin file passes before its
-//! bytes are loaded into the daemon.
+//! Trust: the suexec / sshd `StrictModes` checks a file of code passes before the daemon
+//! runs it: a plugin before its bytes are loaded (the daemon's staging), a script before a
+//! handler plugin runs it (the WSGI bridge, on each import).
 //!
-//! Loading a plugin runs its code as the daemon's user, so whoever can write the file, or
+//! Running that code makes it the daemon's user, so whoever can write the file, or
 //! replace it through its folder, owns the daemon. A file is trusted when:
 //! - it is a regular file (symlinks are followed; a directory group has already refused a
 //!   symlink that leaves its folder);
-//! - it is owned by root or by the daemon's effective user, and not writable by its group or
-//!   by others;
-//! - its folder is owned by root or the daemon's user and not writable by group or others
-//!   (anyone who can write the folder can rename another file over the plugin);
-//! - every folder above is owned by root or the daemon's user and not writable by group or
-//!   others, unless it has the sticky bit (`/tmp`: others cannot rename or remove what is
-//!   not theirs there).
+//! - it is owned by root or by the process's effective user, and not writable by its group
+//!   or by others;
+//! - its folder is owned by root or that user and not writable by group or others (anyone
+//!   who can write the folder can rename another file over it);
+//! - every folder above is owned by root or that user and not writable by group or others,
+//!   unless it has the sticky bit (`/tmp`: others cannot rename or remove what is not
+//!   theirs there).
 //!
 //! A failure names the path, the rule and the command that fixes it. `check_plugins: false`
 //! turns the refusal into a warning, for development.
@@ -20,7 +21,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Whose files may be loaded: root's and the daemon's effective user's.
+/// Whose files may be run: root's and the process's effective user's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owners {
     /// The daemon's effective uid.
@@ -38,7 +39,32 @@ impl Owners {
     }
 }
 
-/// Why a plugin file is not trusted.
+/// What a checked file is, for the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A plugin (`.so`) the daemon loads.
+    Plugin,
+    /// A script a handler plugin runs (`.py`).
+    Script,
+}
+
+impl Code {
+    fn noun(self) -> &'static str {
+        match self {
+            Code::Plugin => "plugin",
+            Code::Script => "script",
+        }
+    }
+
+    fn replacement(self) -> &'static str {
+        match self {
+            Code::Plugin => "the plugin's .so file: install -m 0644 NEW.so",
+            Code::Script => "the script itself: install -m 0644 NEW.py",
+        }
+    }
+}
+
+/// Why a file is not trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{path} {rule} (fix: `{fix}`; or set `check_plugins: false` on the alias, for development only)"
@@ -55,10 +81,10 @@ pub struct Untrusted {
 const GROUP_OR_OTHER_WRITE: u32 = 0o022;
 const STICKY: u32 = 0o1000;
 
-/// Checks the plugin file `file` (resolved: no symlinks in it), whose metadata `meta` was
+/// Checks the file of code `file` (resolved: no symlinks in it), whose metadata `meta` was
 /// taken from the open file, and the folders above it.
-pub fn check(file: &Path, meta: &Metadata, owners: Owners) -> Result<(), Untrusted> {
-    check_file(file, meta.is_file(), meta.uid(), meta.permissions().mode(), owners)?;
+pub fn check(file: &Path, meta: &Metadata, owners: Owners, code: Code) -> Result<(), Untrusted> {
+    check_file(file, meta.is_file(), meta.uid(), meta.permissions().mode(), owners, code)?;
     let mut parent = file.parent();
     let mut first = true;
     while let Some(dir) = parent {
@@ -70,7 +96,7 @@ pub fn check(file: &Path, meta: &Metadata, owners: Owners) -> Result<(), Untrust
             rule: format!("cannot be examined: {e}"),
             fix: format!("ls -ld {}", dir.display()),
         })?;
-        check_dir(dir, m.uid(), m.permissions().mode(), first, owners)?;
+        check_dir(dir, m.uid(), m.permissions().mode(), first, owners, code)?;
         first = false;
         parent = dir.parent();
     }
@@ -84,13 +110,14 @@ fn check_file(
     uid: u32,
     mode: u32,
     owners: Owners,
+    code: Code,
 ) -> Result<(), Untrusted> {
     let p = path.display();
     if !regular {
         return Err(Untrusted {
             path: path.to_owned(),
             rule: "is not a regular file".into(),
-            fix: format!("replace it with the plugin's .so file: install -m 0644 NEW.so {p}"),
+            fix: format!("replace it with {} {p}", code.replacement()),
         });
     }
     if !owners.allowed(uid) {
@@ -113,16 +140,25 @@ fn check_file(
     Ok(())
 }
 
-/// The rules for a folder: the plugin's own (`own`) or one above it.
-fn check_dir(path: &Path, uid: u32, mode: u32, own: bool, owners: Owners) -> Result<(), Untrusted> {
+/// The rules for a folder: the file's own (`own`) or one above it.
+fn check_dir(
+    path: &Path,
+    uid: u32,
+    mode: u32,
+    own: bool,
+    owners: Owners,
+    code: Code,
+) -> Result<(), Untrusted> {
     let p = path.display();
-    let what = if own { "the plugin's folder" } else { "a folder above the plugin" };
+    let noun = code.noun();
+    let what =
+        if own { format!("the {noun}'s folder") } else { format!("a folder above the {noun}") };
     if !owners.allowed(uid) {
         return Err(Untrusted {
             path: path.to_owned(),
             rule: format!(
                 "({what}) is owned by uid {uid}, not by root or the daemon's user (uid {}): its \
-                 owner can replace the plugin",
+                 owner can replace the {noun}",
                 owners.euid
             ),
             fix: format!("chown root {p}"),
@@ -134,7 +170,7 @@ fn check_dir(path: &Path, uid: u32, mode: u32, own: bool, owners: Owners) -> Res
             path: path.to_owned(),
             rule: format!(
                 "({what}) is writable by {} (mode {:04o}): they can rename another file over \
-                 the plugin",
+                 the {noun}",
                 writers(mode),
                 mode & 0o7777
             ),
@@ -173,7 +209,7 @@ mod tests {
             (true, 0, 0o666, Some("its group and everyone")),
         ];
         for (regular, uid, mode, want) in cases {
-            let got = check_file(f, regular, uid, mode, ME);
+            let got = check_file(f, regular, uid, mode, ME, Code::Plugin);
             match want {
                 None => assert_eq!(got, Ok(()), "{uid} {mode:o}"),
                 Some(w) => {
@@ -183,8 +219,11 @@ mod tests {
                 }
             }
         }
-        let e = check_file(f, true, 0, 0o666, ME).expect_err("world-writable");
+        let e = check_file(f, true, 0, 0o666, ME, Code::Plugin).expect_err("world-writable");
         assert_eq!(e.fix, "chmod go-w /srv/apps/libx.so");
+        let e = check_file(Path::new("/srv/py/a.py"), false, 0, 0o644, ME, Code::Script)
+            .expect_err("a fifo");
+        assert_eq!(e.fix, "replace it with the script itself: install -m 0644 NEW.py /srv/py/a.py");
     }
 
     #[test]
@@ -201,7 +240,7 @@ mod tests {
             (false, 42, 0o755, Some("owned by uid 42")),
         ];
         for (own, uid, mode, want) in cases {
-            let got = check_dir(d, uid, mode, own, ME);
+            let got = check_dir(d, uid, mode, own, ME, Code::Plugin);
             match want {
                 None => assert_eq!(got, Ok(()), "{own} {uid} {mode:o}"),
                 Some(w) => {
@@ -210,5 +249,8 @@ mod tests {
                 }
             }
         }
+        let e = check_dir(d, 0, 0o777, true, ME, Code::Script).expect_err("world-writable");
+        assert!(e.rule.contains("(the script's folder)"), "{e}");
+        assert!(e.rule.ends_with("rename another file over the script"), "{e}");
     }
 }
