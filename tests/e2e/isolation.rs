@@ -151,7 +151,7 @@ aliases:
     let log = d.log();
     let line = log.lines().find(|l| l.contains("SIGSEGV")).unwrap();
     assert!(
-        line.contains(&format!("requests in flight failed (502, or a cut stream): {id}")),
+        line.contains(&format!("; request {id} in flight failed (502, or a cut stream);")),
         "{line}"
     );
     assert!(line.contains("starting a new one"), "{line}");

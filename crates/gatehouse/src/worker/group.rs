@@ -688,8 +688,10 @@ impl Inner {
         let requests = if in_flight.is_empty() {
             "no request was in flight".to_owned()
         } else {
+            // The ids the error log's `(request N)` lines carry.
             let ids: Vec<String> = in_flight.iter().map(u64::to_string).collect();
-            format!("requests in flight failed (502, or a cut stream): {}", ids.join(", "))
+            let which = if ids.len() == 1 { "request" } else { "requests" };
+            format!("{which} {} in flight failed (502, or a cut stream)", ids.join(", "))
         };
         let next = if stopping {
             String::new()
