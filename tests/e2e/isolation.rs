@@ -263,6 +263,69 @@ aliases:
     });
 }
 
+#[test]
+fn the_status_page_lists_the_plugins_worker_processes_loaded() {
+    // An isolated alias's plugins are loaded in its workers, not in the daemon: each worker
+    // reports what it loaded and how many requests each plugin served, and the status page
+    // shows them per worker and merged per file.
+    let yaml = "\
+metrics: {listen: \"127.0.0.1:0\"}
+aliases:
+  - url: /g/
+    path: g/
+    isolation: process
+    processes: 2
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().hello, &root.join("g/libhello.so"));
+        install(&artifacts().crashy, &root.join("g/libcrashy.so"));
+    });
+    let addr = metrics_addr(&d);
+    for _ in 0..5 {
+        assert_eq!(d.get("/g/hello").expect_status(200).text(), "Hello World!");
+    }
+    for _ in 0..3 {
+        d.get("/g/crashy/ok").expect_status(200);
+    }
+    let running = wait_workers(&d, "/g", 2);
+    let g = wait_for("the workers' plugin reports", RESTART, || {
+        let (status, text) = crate::harness::get_from(addr, "/status.json");
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let g = json["aliases"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["url"] == "/g").cloned())
+            .ok_or_else(|| text.clone())?;
+        let counts: Vec<(String, u64)> = g["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (p["app"].as_str().unwrap_or("?").to_owned(), p["requests"].as_u64().unwrap_or(0))
+            })
+            .collect();
+        let want = [("crashy".to_owned(), 3), ("hello".to_owned(), 5)];
+        if status == 200 && counts == want { Ok(g) } else { Err(format!("{counts:?}: {g:#}")) }
+    });
+    let plugins = g["plugins"].as_array().unwrap();
+    assert_eq!(plugins[1]["file"].as_str(), Some(d.path("g/libhello.so").to_str().unwrap()));
+    assert_eq!(plugins[1]["name"].as_str(), Some("hello"), "{g:#}");
+    assert!(plugins[1]["loaded_at_unix"].as_u64().is_some_and(|t| t > 0), "{g:#}");
+    // Per worker: the running pids, and their own counts add up to the merged ones.
+    let workers = g["workers"].as_array().unwrap();
+    let pids: BTreeSet<u32> =
+        workers.iter().filter_map(|w| w["pid"].as_u64()).map(|p| p as u32).collect();
+    assert_eq!(pids, running, "{g:#}");
+    let hello: u64 = workers
+        .iter()
+        .flat_map(|w| w["plugins"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p["app"] == "hello")
+        .filter_map(|p| p["requests"].as_u64())
+        .sum();
+    assert_eq!(hello, 5, "{g:#}");
+    let (_, html) = crate::harness::get_from(addr, "/status");
+    assert!(html.contains("/g/libhello.so (hello hello "), "{html}");
+}
+
 /// Removes what legitimately differs between the two aliases of a request's environ.
 fn comparable(mut v: serde_json::Value, alias: &str) -> serde_json::Value {
     let o = v.as_object_mut().unwrap();

@@ -88,23 +88,16 @@ pub fn report(live: &Live) -> Value {
                 .zip(m.stats.by_class())
                 .map(|(c, n)| ((*c).to_owned(), json!(n)))
                 .collect();
-            let plugins: Vec<Value> = host
-                .loaded_plugins(i)
-                .into_iter()
-                .map(|(file, l)| {
-                    let (secs, text) = when(l.loaded_at);
-                    json!({
-                        "file": file.display().to_string(),
-                        "app": &*l.app,
-                        "name": l.plugin.name(),
-                        "version": l.plugin.version(),
-                        "abi_version": gatehouse_abi::ABI_VERSION,
-                        "loaded_at": text,
-                        "loaded_at_unix": secs,
-                        "requests": l.requests.load(Relaxed),
-                    })
-                })
-                .collect();
+            let workers = m.workers.as_ref().map(|w| w.workers());
+            let plugins: Vec<Value> = match &workers {
+                // Isolated: what the workers reported, one entry per file.
+                Some(workers) => merge_plugins(workers.iter().map(|w| &w.plugins)),
+                None => host
+                    .loaded_plugins(i)
+                    .into_iter()
+                    .map(|(file, l)| plugin_json(&file, &l))
+                    .collect(),
+            };
             json!({
                 "url": m.alias.url,
                 "kind": match m.alias.kind { AliasKind::App => "app", AliasKind::Group => "group" },
@@ -112,11 +105,11 @@ pub fn report(live: &Live) -> Value {
                 "requests": m.stats.total(),
                 "requests_by_class": by_class,
                 "plugins": plugins,
-                // With `isolation: process`: its worker processes and the requests each got.
-                "workers": m.workers.as_ref().map(|w| {
-                    w.workers()
-                        .into_iter()
-                        .map(|(pid, requests)| json!({"pid": pid, "requests": requests}))
+                // With `isolation: process`: its worker processes, the requests each got and
+                // the plugins each has loaded.
+                "workers": workers.map(|ws| {
+                    ws.into_iter()
+                        .map(|w| json!({"pid": w.pid, "requests": w.requests, "plugins": w.plugins}))
                         .collect::<Vec<_>>()
                 }),
             })
@@ -143,6 +136,46 @@ pub fn report(live: &Live) -> Value {
         "open_fds": crate::metrics::open_fds(),
         "aliases": aliases,
     })
+}
+
+/// One loaded plugin as the status shows it (also what a worker process reports of its
+/// own, see `worker::child`).
+pub fn plugin_json(file: &std::path::Path, l: &crate::host::Loaded) -> Value {
+    let (secs, text) = when(l.loaded_at);
+    json!({
+        "file": file.display().to_string(),
+        "app": &*l.app,
+        "name": l.plugin.name(),
+        "version": l.plugin.version(),
+        "abi_version": gatehouse_abi::ABI_VERSION,
+        "loaded_at": text,
+        "loaded_at_unix": secs,
+        "requests": l.requests.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// The plugins of an isolated alias: the workers' reports merged by file, the requests
+/// summed, the rest from the latest load (the workers of a swap in progress may differ
+/// for a moment; each worker's own list is under `workers`).
+fn merge_plugins<'a>(reports: impl Iterator<Item = &'a Vec<Value>>) -> Vec<Value> {
+    let mut by_file: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for p in reports.flatten() {
+        let Some(file) = p["file"].as_str() else { continue };
+        match by_file.get_mut(file) {
+            None => {
+                by_file.insert(file.to_owned(), p.clone());
+            }
+            Some(seen) => {
+                let requests =
+                    seen["requests"].as_u64().unwrap_or(0) + p["requests"].as_u64().unwrap_or(0);
+                if p["loaded_at_unix"].as_u64() > seen["loaded_at_unix"].as_u64() {
+                    *seen = p.clone();
+                }
+                seen["requests"] = json!(requests);
+            }
+        }
+    }
+    by_file.into_values().collect()
 }
 
 /// Text for HTML.
@@ -247,6 +280,39 @@ fn html(r: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_reports_merge_per_file() {
+        let p = |file: &str, version: &str, at: u64, requests: u64| json!({"file": file, "version": version, "loaded_at_unix": at, "requests": requests});
+        // (each worker's report, the merged (file, version, requests))
+        type Case = (Vec<Vec<Value>>, Vec<(&'static str, &'static str, u64)>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![]),
+            (vec![vec![], vec![]], vec![]),
+            (vec![vec![p("/a", "1", 10, 4)]], vec![("/a", "1", 4)]),
+            // the same file in two workers: requests summed
+            (vec![vec![p("/a", "1", 10, 4)], vec![p("/a", "1", 11, 3)]], vec![("/a", "1", 7)]),
+            // a swap in progress: the latest load's version, requests summed
+            (vec![vec![p("/a", "2", 20, 1)], vec![p("/a", "1", 10, 5)]], vec![("/a", "2", 6)]),
+            // different files, sorted by file; an entry without a file is skipped
+            (
+                vec![vec![p("/b", "1", 1, 1), json!({"requests": 9})], vec![p("/a", "1", 1, 2)]],
+                vec![("/a", "1", 2), ("/b", "1", 1)],
+            ),
+        ];
+        for (reports, want) in cases {
+            let got: Vec<(String, String, u64)> = merge_plugins(reports.iter())
+                .iter()
+                .map(|v| {
+                    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                    (s("file"), s("version"), v["requests"].as_u64().unwrap_or(0))
+                })
+                .collect();
+            let want: Vec<(String, String, u64)> =
+                want.iter().map(|(f, v, n)| ((*f).to_owned(), (*v).to_owned(), *n)).collect();
+            assert_eq!(got, want, "{reports:?}");
+        }
+    }
 
     #[test]
     fn html_escapes() {

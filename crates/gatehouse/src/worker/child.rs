@@ -28,9 +28,27 @@ pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
 /// The descriptor of the control socket; request sockets follow it.
 pub const CONTROL_FD: i32 = 3;
 
+/// How often the worker looks whether the plugins it reports changed.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The worker's writing end of the control socket, shared by the logger and the reporter.
+struct Control(Mutex<(UnixStream, Vec<u8>)>);
+
+impl Control {
+    /// Writes one frame; false when the daemon is gone.
+    fn send(&self, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) -> bool {
+        use std::io::Write as _;
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        push_frame(buf, kind, payload);
+        stream.write_all(buf).is_ok()
+    }
+}
+
 /// Sends the worker's log records to the daemon on the control socket.
 struct Forward {
-    control: Mutex<(UnixStream, Vec<u8>)>,
+    control: Arc<Control>,
     level: log::LevelFilter,
 }
 
@@ -44,11 +62,7 @@ impl log::Log for Forward {
             return;
         }
         use std::io::Write as _;
-        let mut guard = self.control.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stream, buf) = &mut *guard;
-        buf.clear();
-        push_frame(buf, Kind::Log, |out| encode_log(record, out));
-        if stream.write_all(buf).is_err() {
+        if !self.control.send(Kind::Log, |out| encode_log(record, out)) {
             // The daemon is gone: the control loop ends the process.
             let _ = writeln!(io::stderr(), "gatehouse worker: {}", record.args());
         }
@@ -77,11 +91,9 @@ pub fn run() -> anyhow::Result<()> {
         0 => log::LevelFilter::Off,
         n => super::proto::byte_level(n).to_level_filter(),
     };
-    log::set_boxed_logger(Box::new(Forward {
-        control: Mutex::new((control_stream, Vec::new())),
-        level,
-    }))
-    .context("cannot install the worker's logger")?;
+    let writer = Arc::new(Control(Mutex::new((control_stream, Vec::new()))));
+    log::set_boxed_logger(Box::new(Forward { control: Arc::clone(&writer), level }))
+        .context("cannot install the worker's logger")?;
     log::set_max_level(level);
     crate::logs::install_panic_hook();
 
@@ -96,6 +108,13 @@ pub fn run() -> anyhow::Result<()> {
     host.load_single_apps();
     control.frame(Kind::Ready, |_| {});
     control.flush()?;
+    {
+        let host = Arc::clone(&host);
+        std::thread::Builder::new()
+            .name("worker report".to_owned())
+            .spawn(move || report_plugins(&host, &writer))
+            .context("cannot start the worker's report thread")?;
+    }
 
     for (i, socket) in sockets.into_iter().enumerate() {
         let host = Arc::clone(&host);
@@ -128,6 +147,28 @@ pub fn run() -> anyhow::Result<()> {
             // The daemon is gone (or broke the framing): nothing can reach this worker now.
             Err(_) => return Ok(()),
         }
+    }
+}
+
+/// Tells the daemon which plugins this worker has loaded (for the status page): at once,
+/// then whenever that, or a plugin's request count, changed, looked at every
+/// [`REPORT_EVERY`]. Ends when the daemon is gone.
+fn report_plugins(host: &Host, control: &Control) {
+    let mut last = Vec::new();
+    loop {
+        let plugins: Vec<serde_json::Value> = host
+            .loaded_plugins(0)
+            .iter()
+            .map(|(file, loaded)| crate::status::plugin_json(file, loaded))
+            .collect();
+        let now = serde_json::to_vec(&plugins).unwrap_or_default();
+        if now != last {
+            if !control.send(Kind::Plugins, |out| out.extend_from_slice(&now)) {
+                return;
+            }
+            last = now;
+        }
+        std::thread::sleep(REPORT_EVERY);
     }
 }
 

@@ -89,6 +89,19 @@ pub struct Worker {
     killed: Mutex<Option<String>>,
     /// Sockets handed to requests now (changed under the group's lock).
     busy: std::sync::atomic::AtomicUsize,
+    /// The plugins it last reported it has loaded (status page).
+    plugins: Mutex<Vec<serde_json::Value>>,
+}
+
+/// A worker as the status page shows it.
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    /// Its process id.
+    pub pid: u32,
+    /// Requests it has been given.
+    pub requests: u64,
+    /// The plugins it has loaded, as it last reported them.
+    pub plugins: Vec<serde_json::Value>,
 }
 
 impl Worker {
@@ -366,10 +379,18 @@ impl Group {
         self.inner.spec.as_ref().ok().and_then(|s| s.ids.uid)
     }
 
-    /// The pids of the running workers, with the requests each was given (status page).
-    pub fn workers(&self) -> Vec<(u32, u64)> {
+    /// The running workers: pid, the requests each was given and its plugins (status page).
+    pub fn workers(&self) -> Vec<WorkerStatus> {
         let state = self.inner.lock();
-        state.workers.iter().map(|w| (w.pid, w.served.load(Ordering::Relaxed))).collect()
+        state
+            .workers
+            .iter()
+            .map(|w| WorkerStatus {
+                pid: w.pid,
+                requests: w.served.load(Ordering::Relaxed),
+                plugins: w.plugins.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            })
+            .collect()
     }
 }
 
@@ -544,6 +565,7 @@ impl Inner {
             retiring: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             killed: Mutex::new(None),
+            plugins: Mutex::new(Vec::new()),
             busy: std::sync::atomic::AtomicUsize::new(0),
         });
         let mut reader = FrameIo::new(control).map_err(|e| io("socket", e))?;
@@ -604,6 +626,19 @@ impl Inner {
                         ),
                         Err(e) => log::warn!("{}: worker {}: {e}", self.label, worker.pid),
                     },
+                    Ok(Kind::Plugins) => {
+                        match serde_json::from_slice::<Vec<serde_json::Value>>(control.payload()) {
+                            Ok(list) => {
+                                *worker.plugins.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    list;
+                            }
+                            Err(e) => log::warn!(
+                                "{}: worker {}: an unreadable plugin report: {e}",
+                                self.label,
+                                worker.pid
+                            ),
+                        }
+                    }
                     Ok(other) => {
                         log::warn!("{}: worker {}: unexpected {other:?}", self.label, worker.pid);
                     }

@@ -45,6 +45,9 @@ pub enum Kind {
     Refresh = 4,
     /// Control, daemon → worker: nothing is in flight; shut the apps down and exit.
     Stop = 5,
+    /// Control, worker → daemon: the plugins it has loaded, as the status page shows them
+    /// (a JSON array), sent when that changes.
+    Plugins = 6,
     /// A request.
     Request = 10,
     /// A chunk of the request body; empty: the body ended.
@@ -81,6 +84,7 @@ impl TryFrom<u8> for Kind {
             3 => Log,
             4 => Refresh,
             5 => Stop,
+            6 => Plugins,
             10 => Request,
             11 => Body,
             12 => BodyError,
