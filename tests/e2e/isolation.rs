@@ -91,9 +91,15 @@ fn metrics_addr(d: &Daemon) -> std::net::SocketAddr {
 }
 
 fn wait_workers(d: &Daemon, url: &str, n: usize) -> BTreeSet<u32> {
-    wait_for(&format!("{n} workers of {url}"), RESTART, || {
+    wait_new_workers(d, url, n, &BTreeSet::new())
+}
+
+/// Waits until `url` has `n` worker processes and none of them is in `old` (a worker being
+/// replaced may still be finishing when its successors have started).
+fn wait_new_workers(d: &Daemon, url: &str, n: usize, old: &BTreeSet<u32>) -> BTreeSet<u32> {
+    wait_for(&format!("{n} workers of {url}, none of {old:?}"), RESTART, || {
         let w = workers(d, url);
-        if w.len() == n { Ok(w) } else { Err(format!("{w:?}")) }
+        if w.len() == n && w.is_disjoint(old) { Ok(w) } else { Err(format!("{w:?}")) }
     })
 }
 
@@ -247,7 +253,7 @@ aliases:
     // The status page lists each alias's worker processes.
     let addr = metrics_addr(&d);
     // (The ninth request recycled the worker: wait for its successor.)
-    let running = wait_workers(&d, "/counted", 1);
+    let running = wait_new_workers(&d, "/counted", 1, &BTreeSet::from([pids[8]]));
     wait_for("the status page to list the running worker", RESTART, || {
         let (status, text) = crate::harness::get_from(addr, "/status.json");
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -491,8 +497,8 @@ aliases:
     // A configuration edit that changes the workers: new ones start, the old ones stop after
     // their requests, nothing fails meanwhile.
     d.write_config(&yaml.replace("processes: 1", "processes: 2"));
-    let after = wait_workers(&d, "/iso", 2);
-    assert!(after.is_disjoint(&worker), "{worker:?} → {after:?}");
+    // (The old worker is told to stop once the new ones are ready: all three can be seen.)
+    wait_new_workers(&d, "/iso", 2, &worker);
     bg.finish();
     wait_for("the old worker's shutdown", RESTART, || {
         if read_lossy(&marks).matches("shutdown /iso").count() >= 1 {
