@@ -509,8 +509,12 @@ aliases:
     });
     // SIGTERM during a slow request: it finishes, every worker runs its shutdown, exit 0.
     let addr = d.addr;
+    let sleeping = read_lossy(&marks).matches("sleep /iso").count();
     let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/iso/sleep/1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the slow request to reach a worker", RESTART, || {
+        let m = read_lossy(&marks);
+        if m.matches("sleep /iso").count() > sleeping { Ok(()) } else { Err(m) }
+    });
     // Two workers may append at once (the lines can interleave): count the word.
     let shutdowns = read_lossy(&marks).matches("shutdown").count();
     let status = d.terminate();
@@ -701,7 +705,12 @@ aliases:
     });
     let waiting = spawn("/crashy/ok");
     // The second one waits for the socket (no answer yet), the third is past the queue.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the second request to wait", Duration::from_secs(5), || {
+        let (_, text) = crate::harness::get_from(metrics, "/status.json");
+        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let n = status["requests_in_flight"].as_i64();
+        if n == Some(2) { Ok(()) } else { Err(format!("{n:?} in flight: {status}")) }
+    });
     assert!(!waiting.is_finished(), "the queued request was answered early");
     let started = Instant::now();
     let refused = d.get("/crashy/ok");

@@ -68,7 +68,11 @@ aliases:
         let addr = d.addr;
         let slow_target = format!("{target}/sleep/1500");
         let slow = std::thread::spawn(move || crate::harness::get_from(addr, &slow_target));
-        std::thread::sleep(Duration::from_millis(150));
+        let sleeping = format!("sleep {alias}\n");
+        wait_for(&format!("the slow request to reach {alias}"), CHANGE, || {
+            let m = read_lossy(&marks);
+            if m.contains(&sleeping) { Ok(()) } else { Err(m) }
+        });
         install(&artifacts().hello, &d.path(file));
         wait_body(&d, target, "Hello World!");
         let shutdown = format!("shutdown {alias}");

@@ -131,11 +131,15 @@ fn sigterm_lets_a_slow_request_finish_then_runs_shutdown_and_exits_0() {
     let mut d = Daemon::start_with(yaml, |root| std::fs::create_dir_all(root.join("var")).unwrap());
     let addr = d.addr;
     let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/p/sleep/1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    let marks = d.path("var/marks.txt");
+    wait_for("the slow request to reach the app", Duration::from_secs(10), || {
+        let m = read_lossy(&marks);
+        if m.contains("sleep /p\n") { Ok(()) } else { Err(m) }
+    });
     let status = d.terminate();
     assert_eq!(slow.join().unwrap(), (200, "slept".to_owned()), "the request in flight was cut");
     assert!(status.success(), "exit {status}:\n{}", d.log());
-    assert_eq!(read_lossy(&d.path("var/marks.txt")), "init /p\nshutdown /p\n");
+    assert_eq!(read_lossy(&marks), "init /p\nsleep /p\nshutdown /p\n");
     assert!(d.log().contains("SIGTERM: stopping"), "{}", d.log());
 }
 

@@ -10,7 +10,9 @@
 //!
 //! With `env: {PANICKY_MARKS: FILE}` on its alias, `init` and `shutdown` each append a line
 //! (`init ALIAS`, `shutdown ALIAS`) to FILE (relative to the configuration's folder), so a
-//! test can see that each runs exactly once and with the alias's `env`.
+//! test can see that each runs exactly once and with the alias's `env`; `/sleep/MS` appends
+//! `sleep ALIAS` before it sleeps, so a test knows the slow request is in the app (rather
+//! than guessing with a pause).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,6 +58,9 @@ impl App for Panicky {
         }
         if let Some(ms) = path_info.strip_prefix("/sleep/") {
             let Ok(ms) = ms.parse::<u64>() else { return text(400, "bad /sleep/MS") };
+            if let Err(e) = self.mark("sleep") {
+                return text(500, &e);
+            }
             std::thread::sleep(Duration::from_millis(ms));
             return text(200, "slept");
         }
