@@ -786,3 +786,31 @@ aliases:
     assert!(log.contains("the worker broke the framing: unknown frame kind"), "{log}");
     assert!(log.contains(&format!("worker {old} broke the framing; recycling it")), "{log}");
 }
+
+#[test]
+fn a_refused_file_leaves_its_worker_socket_ready_for_the_next_request() {
+    // A group folder holds more than plugins: the worker refuses such a file (404), and the
+    // request's body frames, sent with it, must not be left on the socket for the next one.
+    let yaml = "\
+aliases:
+  - url: /g/
+    path: g/
+    isolation: process
+    processes: 1
+    threads: 1
+";
+    let d = Daemon::start_with(yaml, |root| {
+        install(&artifacts().crashy, &root.join("g/libcrashy.so"));
+        std::fs::write(root.join("g/README"), "not a plugin\n").unwrap();
+    });
+    let pid = pid_of(&d, "/g/crashy/ok");
+    for i in 0..3 {
+        d.get("/g/README").expect_status(404);
+        assert_eq!(pid_of(&d, "/g/crashy/ok"), pid, "after GET {i}");
+        let r = d.post("/g/README", "application/octet-stream", b"a small body");
+        assert_eq!(r.status, 404, "{r}");
+        assert_eq!(pid_of(&d, "/g/crashy/ok"), pid, "after POST {i}");
+    }
+    assert_eq!(workers(&d, "/g"), BTreeSet::from([pid]), "the worker was replaced");
+    assert!(!d.log().contains("protocol error"), "{}", d.log());
+}

@@ -242,6 +242,14 @@ fn answer(host: &Host, io: &mut FrameIo, req: &RequestIn<'_>) {
             super::boundary::call(&loaded.plugin, io, req);
         }
         Err(u) => {
+            // The body frames the daemon sent with the request are read all the same: left
+            // on the socket, they would be taken for the start of the next request.
+            for _ in 0..req.preloaded {
+                if io.read().is_err() {
+                    // The socket failed: the flush after this fails too and ends the thread.
+                    break;
+                }
+            }
             let code = match u {
                 Unavailable::Missing(_) => 0,
                 Unavailable::Broken(_) => 1,

@@ -384,6 +384,11 @@ async fn exchange(
                 sink.finish_async(Status(code)).await;
                 return Outcome::Done;
             }
+            // A worker refuses before the app runs; after a reply began, only an app that
+            // writes to its socket could have sent this.
+            Kind::Refused if sink.started() => {
+                return protocol(r, sink, "Refused after the reply began").await;
+            }
             Kind::Refused => {
                 let missing = io.payload(payload).first() == Some(&0);
                 let (status, message) = match (missing, r.kind) {
@@ -392,7 +397,7 @@ async fn exchange(
                         (500, "the app could not be loaded; the error log says why")
                     }
                 };
-                sink.abort(status, message);
+                sink.abort_async(status, message).await;
                 return Outcome::Done;
             }
             other => return protocol(r, sink, &format!("unexpected {other:?}")).await,
