@@ -814,3 +814,27 @@ aliases:
     assert_eq!(workers(&d, "/g"), BTreeSet::from([pid]), "the worker was replaced");
     assert!(!d.log().contains("protocol error"), "{}", d.log());
 }
+
+#[test]
+fn a_form_too_large_to_hand_to_a_worker_is_413_and_the_worker_serves_on() {
+    // Each form field costs 8 bytes of lengths in the worker's Request frame (at most
+    // 16 MiB): 2 million empty fields, a 4 MB body under max_body, do not fit.
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+";
+    let d = Daemon::start(yaml);
+    let pid = pid_of(&d, "/crashy/ok");
+    let body = "a&".repeat(2_000_000);
+    let r = d.post("/crashy/ok", "application/x-www-form-urlencoded", body.as_bytes());
+    assert_eq!(r.status, 413, "{r}");
+    assert!(r.text().contains("too many or too large form fields"), "{r}");
+    assert!(d.log().contains("answered 413"), "{}", d.log());
+    // Nothing reached the worker: the same one serves the next request.
+    assert_eq!(pid_of(&d, "/crashy/ok"), pid);
+    assert_eq!(workers(&d, "/crashy"), BTreeSet::from([pid]));
+}

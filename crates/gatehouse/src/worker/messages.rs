@@ -76,6 +76,35 @@ pub struct RequestOut<'a> {
 }
 
 impl RequestOut<'_> {
+    /// The length of the payload [`encode`](Self::encode) appends, without encoding it (to
+    /// refuse a request whose frame would pass [`super::proto::MAX_FRAME`]).
+    pub fn encoded_len(&self) -> usize {
+        use std::os::unix::ffi::OsStrExt;
+        let pairs = |p: &PairBuf| 4 + p.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>();
+        let uploads: usize = self
+            .uploads
+            .iter()
+            .map(|u| {
+                16 + u.field.len()
+                    + u.filename.len()
+                    + u.content_type.len()
+                    + u.file.path().as_os_str().as_bytes().len()
+                    + 8
+            })
+            .sum();
+        8 + 1
+            + 4
+            + self.file.len()
+            + 1
+            + 4
+            + self.group_name.map_or(0, str::len)
+            + pairs(self.vars)
+            + pairs(self.params)
+            + 4
+            + uploads
+            + 4
+    }
+
     /// Appends the payload.
     pub fn encode(&self, out: &mut Vec<u8>) {
         use std::os::unix::ffi::OsStrExt;
@@ -260,6 +289,18 @@ mod tests {
         };
         let mut buf = Vec::new();
         out.encode(&mut buf);
+        assert_eq!(out.encoded_len(), buf.len());
+        let upload = crate::input::Upload {
+            field: "file".to_owned(),
+            filename: "a.txt".to_owned(),
+            content_type: "text/plain".to_owned(),
+            file: tempfile::NamedTempFile::new().unwrap(),
+            size: 5,
+        };
+        let with_upload = RequestOut { uploads: std::slice::from_ref(&upload), ..out };
+        let mut with = Vec::new();
+        with_upload.encode(&mut with);
+        assert_eq!(with_upload.encoded_len(), with.len());
         let r = RequestIn::decode(&buf).unwrap();
         assert_eq!((r.id, r.develop_mode, r.file), (42, true, &b"/srv/apps/libhello.so"[..]));
         assert_eq!(r.preloaded, 3);

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::group::{Conn, Group, NoConn};
 use super::messages::{RequestOut, decode_head};
-use super::proto::{Get, Kind, ProtoError, Put, parse_frame, push_frame};
+use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
 use crate::debug_log::DebugLog;
 use crate::environ::PairBuf;
 use crate::ffi::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
@@ -73,6 +73,8 @@ pub enum Outcome {
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
+const TOO_MANY_FIELDS: &str = "the request has too many or too large form fields for the app's \
+                               worker process; send fewer";
 
 /// Relays the request; the reply goes to `tx`. `pid` is set to the worker's pid while it
 /// serves the request (the HTTP side kills it past the timeout); `overdue` is set by the
@@ -135,6 +137,29 @@ pub async fn relay(
             }
         }
     }
+    let out = RequestOut {
+        id: r.request_id,
+        develop_mode: r.develop_mode,
+        file: r.file.as_os_str().as_bytes(),
+        group_name: r.group_name,
+        vars: r.vars,
+        params: &r.input.params,
+        uploads: &r.input.uploads,
+        preloaded: 0,
+    };
+    let len = out.encoded_len();
+    if len > MAX_FRAME {
+        // (A 10 MiB urlencoded body of `a&a&...` is millions of fields, 8 bytes of lengths
+        // each.) Refused before anything is sent: the socket serves on.
+        log::warn!(
+            "{} (request {}): its variables and form fields take {len} bytes to hand to a              worker process, past {MAX_FRAME}; answered 413",
+            r.app,
+            r.request_id
+        );
+        borrowed.outcome = Outcome::Done;
+        let _ = tx.send(Reply::Refused { status: 413, message: TOO_MANY_FIELDS });
+        return;
+    }
     let worker = std::sync::Arc::clone(&conn.worker);
     pid.store(worker.pid, Ordering::Release);
     worker.in_flight_ids().push(r.request_id);
@@ -152,16 +177,7 @@ pub async fn relay(
             break;
         }
     }
-    let out = RequestOut {
-        id: r.request_id,
-        develop_mode: r.develop_mode,
-        file: r.file.as_os_str().as_bytes(),
-        group_name: r.group_name,
-        vars: r.vars,
-        params: &r.input.params,
-        uploads: &r.input.uploads,
-        preloaded: u32::try_from(preload.len()).unwrap_or(u32::MAX),
-    };
+    let out = RequestOut { preloaded: u32::try_from(preload.len()).unwrap_or(u32::MAX), ..out };
     let request = |buf: &mut Vec<u8>| {
         push_frame(buf, Kind::Request, |b| out.encode(b));
         for chunk in &preload {
