@@ -838,3 +838,46 @@ aliases:
     assert_eq!(pid_of(&d, "/crashy/ok"), pid);
     assert_eq!(workers(&d, "/crashy"), BTreeSet::from([pid]));
 }
+
+#[test]
+fn a_hung_request_whose_client_reset_the_connection_still_has_its_worker_replaced() {
+    // A reset connection drops the request on the HTTP side, which would have answered 504
+    // and killed the worker: the relay does it, or the hung app would hold the alias's only
+    // worker socket for ever.
+    let yaml = "\
+metrics: {listen: \"127.0.0.1:0\"}
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+    timeout: 1s
+";
+    let d = Daemon::start(yaml);
+    let metrics = metrics_addr(&d);
+    let before = wait_workers(&d, "/crashy", 1);
+    let mut client = std::net::TcpStream::connect(d.addr).unwrap();
+    std::io::Write::write_all(&mut client, b"GET /crashy/hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_for("the hung request to take the worker", Duration::from_secs(5), || {
+        let (_, text) = crate::harness::get_from(metrics, "/status.json");
+        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let served = worker_requests(&status);
+        if served == 1 { Ok(()) } else { Err(format!("{served} requests: {status}")) }
+    });
+    // Closed with a reset (linger 0), not a FIN.
+    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(client);
+    let after = wait_new_workers(&d, "/crashy", 1, &before);
+    let killed = before.iter().next().copied().unwrap();
+    assert!(
+        d.log().contains(&format!(
+            "the client left and the app did not answer within 1s; killed its worker process \
+             {killed}"
+        )),
+        "{}",
+        d.log()
+    );
+    assert_eq!(pid_of(&d, "/crashy/ok"), after.iter().next().copied().unwrap());
+}

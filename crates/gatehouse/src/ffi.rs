@@ -213,6 +213,19 @@ impl<'a> ReplySink<'a> {
         Status::OK
     }
 
+    /// While the reply has not been handed over (not started, or its head held back):
+    /// whether the side waiting for it is gone (the client left and its request was
+    /// dropped). `None` once it has been handed over.
+    pub fn waiter_gone(&self) -> Option<bool> {
+        match &self.reply {
+            ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => Some(match tx {
+                Tx::Channel(tx) => tx.is_closed(),
+                Tx::Direct => false,
+            }),
+            ReplyState::Streaming { .. } | ReplyState::Done => None,
+        }
+    }
+
     /// Whether a response was started (by `start_response`).
     pub fn started(&self) -> bool {
         !matches!(self.reply, ReplyState::NotStarted(_))

@@ -293,6 +293,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 vars: &vars,
                 input: &input,
                 deadline,
+                timeout: m.alias.limits.timeout,
             };
             crate::worker::relay::relay(&relay, body, tx, &job_pid, &job_overdue).await;
         });

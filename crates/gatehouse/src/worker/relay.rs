@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use gatehouse_abi::Status;
@@ -59,6 +59,8 @@ pub struct Relay<'a> {
     pub input: &'a Input,
     /// When the client gets 504 if no reply has started.
     pub deadline: Instant,
+    /// The alias's timeout (for the logs).
+    pub timeout: Duration,
 }
 
 /// How a relayed request ended, for the socket.
@@ -186,7 +188,7 @@ pub async fn relay(
     };
     let outcome = match Attached::attach(conn, request) {
         Ok(mut io) => {
-            let outcome = exchange(r, &mut io, &mut body, tx).await;
+            let outcome = exchange(r, &mut io, &mut body, tx, overdue, worker.pid).await;
             match io.detach() {
                 Ok(()) => outcome,
                 Err(_) => Outcome::Broken,
@@ -350,6 +352,8 @@ async fn exchange(
     io: &mut Attached<'_>,
     body: &mut BodySource,
     tx: oneshot::Sender<Reply>,
+    overdue: &AtomicBool,
+    pid: u32,
 ) -> Outcome {
     let mut sink = ReplySink::channel(r.app, r.request_id, tx);
     let mut gone = false;
@@ -358,7 +362,7 @@ async fn exchange(
         return Outcome::Died;
     }
     loop {
-        let (kind, payload) = match io.read().await {
+        let (kind, payload) = match next_frame(r, io, &sink, overdue, pid).await {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return protocol(r, sink, &e.to_string()).await;
@@ -423,6 +427,47 @@ async fn exchange(
             gone = true;
             io.frame(Kind::Gone, |_| {});
             let _ = io.flush().await;
+        }
+    }
+}
+
+/// How often a relay past its deadline looks whether its client is still waiting.
+const WAITER_CHECK: Duration = Duration::from_millis(250);
+
+/// The worker's next frame. Past the deadline with no reply handed over, the HTTP side
+/// answers 504 and kills the worker; but when the client has left (its request was dropped,
+/// as on a reset connection), nothing there will, so the relay kills the worker itself
+/// rather than wait forever on a hung app with the worker's socket.
+async fn next_frame(
+    r: &Relay<'_>,
+    io: &mut Attached<'_>,
+    sink: &ReplySink<'_>,
+    overdue: &AtomicBool,
+    pid: u32,
+) -> std::io::Result<(Kind, std::ops::Range<usize>)> {
+    loop {
+        let Some(gone) = sink.waiter_gone() else { return io.read().await };
+        if overdue.load(Ordering::Acquire) {
+            // The client got 504 and the worker was killed: its socket ends.
+            return io.read().await;
+        }
+        let now = Instant::now();
+        if now >= r.deadline && gone {
+            overdue.store(true, Ordering::Release);
+            log::warn!(
+                "{} (request {}): the client left and the app did not answer within {:?}; \
+                 killed its worker process {pid} (a new one starts)",
+                r.app,
+                r.request_id,
+                r.timeout
+            );
+            r.group.kill_overdue(pid, r.request_id, r.timeout);
+            return io.read().await;
+        }
+        let until = if now < r.deadline { r.deadline } else { now + WAITER_CHECK };
+        // (Reading is cancel-safe: what was read stays in the buffer.)
+        if let Ok(frame) = tokio::time::timeout_at(until.into(), io.read()).await {
+            return frame;
         }
     }
 }
