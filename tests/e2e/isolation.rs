@@ -881,3 +881,31 @@ aliases:
     );
     assert_eq!(pid_of(&d, "/crashy/ok"), after.iter().next().copied().unwrap());
 }
+
+#[test]
+fn a_worker_that_breaks_its_control_socket_is_killed_and_replaced() {
+    // A live worker whose control socket the daemon can no longer read would never see that
+    // socket close (and so never end): the daemon kills it, and a new one serves.
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+    threads: 1
+";
+    let d = Daemon::start(yaml);
+    let before = wait_workers(&d, "/crashy", 1);
+    let old = before.first().copied().unwrap_or(0);
+    // (The daemon reads the garbled frame at once: the request that wrote it gets its
+    // reply, or 502 when the kill comes first.)
+    let r = d.get("/crashy/garble-control");
+    assert!(r.status == 200 || r.status == 502, "{r}");
+    let after = wait_new_workers(&d, "/crashy", 1, &before);
+    assert_eq!(pid_of(&d, "/crashy/ok"), after.first().copied().unwrap_or(0));
+    let log = d.log();
+    assert!(
+        log.contains(&format!("worker {old} was killed (it broke its control socket's framing")),
+        "{log}"
+    );
+}

@@ -3,7 +3,8 @@
 //! `/exit` calls `exit(3)`, `/hang` never returns, `/leak` leaks 10 MiB per call (touched,
 //! so it counts as resident memory), `/garble` writes a frame of no known kind to the
 //! request sockets of its worker process (what a memory-corrupting app could do to its
-//! host's descriptors; it does nothing outside a worker process); anything else answers
+//! host's descriptors; it does nothing outside a worker process), `/garble-control` the same
+//! to its control socket; anything else answers
 //! 200 `ok`. Every reply carries `X-Pid`, the process that served it.
 #![allow(unsafe_code)]
 
@@ -43,6 +44,7 @@ fn crashy(req: &Request<'_>) -> Response {
             text(200, format!("leaked 10 MiB, {total} MiB in all\n"))
         }
         "/garble" => text(200, format!("garbled {} sockets\n", garble())),
+        "/garble-control" => text(200, format!("garbled {} sockets\n", garble_control())),
         _ => text(200, "ok".into()),
     }
 }
@@ -79,6 +81,24 @@ fn garble() -> usize {
         }
     }
     n
+}
+
+/// In a worker process, writes a bogus frame to its control socket (descriptor 3);
+/// returns how many sockets it wrote to (0 or 1).
+fn garble_control() -> usize {
+    use std::io::Write as _;
+    if std::env::var_os("GATEHOUSE_WORKER_CONNS").is_none() {
+        return 0;
+    }
+    // SAFETY: in a worker process descriptor 3 is its control socket, open for the
+    // process's whole life; it is only borrowed to make a copy, closed when the `File` drops.
+    let copy = unsafe { std::os::fd::BorrowedFd::borrow_raw(3) }.try_clone_to_owned();
+    match copy {
+        Ok(copy) => {
+            usize::from(std::fs::File::from(copy).write_all(&[1, 0, 0, 0, 0xEE, 0]).is_ok())
+        }
+        Err(_) => 0,
+    }
 }
 
 gatehouse_app::export!(crashy);

@@ -642,7 +642,15 @@ impl Inner {
                     Ok(other) => {
                         log::warn!("{}: worker {}: unexpected {other:?}", self.label, worker.pid);
                     }
-                    Err(_) => return ready,
+                    Err(e) => {
+                        // The end of the socket is the worker's end. Anything else (a frame
+                        // past the limit, or of no known kind) leaves a live worker that
+                        // would never see its control socket close: it is killed.
+                        if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                            worker.kill(format!("it broke its control socket's framing ({e})"));
+                        }
+                        return ready;
+                    }
                 }
             } else {
                 self.check_memory(spec, worker);
