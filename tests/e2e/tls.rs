@@ -223,6 +223,53 @@ fn http2_over_tls_with_curl() {
 }
 
 #[test]
+fn an_http2_body_without_a_content_length_reaches_the_app() {
+    // HTTP/2 frames a body without Content-Length or Transfer-Encoding: curl's `-T -` sends
+    // stdin so. The app must read it all, not an empty body.
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: no curl to speak HTTP/2");
+        return;
+    }
+    let ca = Ca::new();
+    let leaf = ca.leaf("gen1", 1);
+    let port = free_port();
+    let d = Daemon::start_opts(&tls_yaml(port, ""), |dir| install_leaf(dir, &leaf), false);
+    std::fs::write(d.path("ca.pem"), ca.pem()).unwrap();
+    let body = "streamed over HTTP/2, ".repeat(3000);
+    let mut curl = Command::new("curl")
+        .args(["--silent", "--show-error", "--http2", "-X", "POST", "-T", "-", "--cacert"])
+        .arg(d.path("ca.pem"))
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(["--write-out", "\n%{http_version} %{http_code}"])
+        .arg(format!("https://localhost:{port}/env/up"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut curl.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = curl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let (reply, last) = text.rsplit_once('\n').unwrap();
+    assert_eq!(last, "2 200", "{text}");
+    let j: Value = serde_json::from_str(reply).unwrap();
+    assert_eq!(j["CONTENT_LENGTH"], Value::Null, "curl sent a length: {j:#}");
+    assert_eq!(j["gatehouse.input"]["length"].as_u64(), Some(body.len() as u64), "{j:#}");
+    assert!(body.starts_with(j["gatehouse.input"]["text"].as_str().unwrap()), "{j:#}");
+    // A GET has no body, and reads as none.
+    let get = Command::new("curl")
+        .args(["--silent", "--show-error", "--http2", "--cacert"])
+        .arg(d.path("ca.pem"))
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/env/get"))
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(j["gatehouse.input"]["length"].as_u64(), Some(0), "{j:#}");
+}
+
+#[test]
 fn a_renewed_certificate_is_served_after_a_reload_and_a_bad_one_is_refused() {
     let ca = Ca::new();
     let gen1 = ca.leaf("gen1", 1);

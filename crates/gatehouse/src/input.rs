@@ -178,8 +178,12 @@ pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, InputErro
             "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
         )));
     }
-    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
-    if !chunked && length.unwrap_or(0) == 0 {
+    // HTTP/1.1 says a body comes with a Content-Length or Transfer-Encoding; HTTP/2 frames
+    // carry it without either (curl's `-T -`, a browser's streamed upload), so there a
+    // request without a Content-Length is read to its end, which may come at once.
+    let streamed = headers.contains_key(header::TRANSFER_ENCODING)
+        || (length.is_none() && req.version() >= actix_web::http::Version::HTTP_2);
+    if !streamed && length.unwrap_or(0) == 0 {
         return Ok(BodyKind::None);
     }
     let essence = headers
