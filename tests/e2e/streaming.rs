@@ -331,6 +331,11 @@ aliases:
     path: {panicky}
   - url: /hello
     path: {hello}
+  - url: /iprobe
+    path: {probe}
+    env: {PROBE_DIR: marks}
+    isolation: process
+    processes: 1
 ";
 
 fn start() -> (Daemon, PathBuf) {
@@ -739,7 +744,7 @@ fn a_body_past_max_body_is_refused_and_never_truncated_silently() {
     });
     let text = String::from_utf8_lossy(&body);
     assert!(
-        text.ends_with("read error: -5\n"),
+        text.ends_with("read error: -5, again: -4\n"),
         "the app was not told the body is too large:\n{text}"
     );
     assert_eq!(echoed(&body), "first", "part of the oversized body reached the app");
@@ -764,23 +769,27 @@ fn a_body_shorter_than_its_content_length_is_an_error_not_an_end() {
     assert_eq!(head.status, 400, "{head}\n{text}");
     assert!(text.contains("Content-Length"), "{text}");
 
-    // After the app answered: its reader reports -1 (ERROR: malformed or cut short).
-    let mut c = Conn::request(
-        &d,
-        "POST",
-        "/probe/echo-stream",
-        &["Content-Type: text/plain", "Content-Length: 100", "Connection: close"],
-    );
-    c.send(b"only this");
-    let head = c.head();
-    c.body_until(&head, "the echo of the first piece", |b| echoed(b) == "only this");
-    c.shutdown_write();
-    let body = c.finish(&head);
-    let text = String::from_utf8_lossy(&body.bytes);
-    assert!(
-        text.ends_with("read error: -1\n"),
-        "a body cut short reached the app as a clean end:\n{text}"
-    );
+    // After the app answered: its reader reports -1 (ERROR: malformed or cut short), and
+    // the next read fails too (-4, the body is gone), never a clean end; the same in a
+    // worker process.
+    for alias in ["/probe", "/iprobe"] {
+        let mut c = Conn::request(
+            &d,
+            "POST",
+            &format!("{alias}/echo-stream"),
+            &["Content-Type: text/plain", "Content-Length: 100", "Connection: close"],
+        );
+        c.send(b"only this");
+        let head = c.head();
+        c.body_until(&head, "the echo of the first piece", |b| echoed(b) == "only this");
+        c.shutdown_write();
+        let body = c.finish(&head);
+        let text = String::from_utf8_lossy(&body.bytes);
+        assert!(
+            text.ends_with("read error: -1, again: -4\n"),
+            "{alias}: a body cut short reached the app as a clean end:\n{text}"
+        );
+    }
     assert_still_serving(&d);
 }
 

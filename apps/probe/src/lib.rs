@@ -20,8 +20,8 @@
 //!   its length without producing the body); otherwise the 1234 bytes ([`head_len_body`]).
 //! - `/echo-stream`: reads the request body piece by piece through the raw `read_body`
 //!   callback and after each piece writes and flushes `got N bytes: TEXT\n`; at the end of the
-//!   body `end: T bytes\n`, or `read error: CODE\n` when `read_body` failed (CODE is its
-//!   negative return value). Written against the raw ABI (module `raw`): the SDK's streamed
+//!   body `end: T bytes\n`, or `read error: CODE, again: CODE2\n` when `read_body` failed
+//!   (CODE is its negative return value, CODE2 that of one more read after it). Written against the raw ABI (module `raw`): the SDK's streamed
 //!   body is a `'static` closure that cannot read the request, so an SDK app cannot read its
 //!   body while it streams its reply.
 //! - `/uploads`: JSON `{"params": [[name, value]..], "uploads": [{"field", "filename",
@@ -327,7 +327,11 @@ mod raw {
                     total += n;
                     format!("got {n} bytes: {}\n", String::from_utf8_lossy(&buf[..n]))
                 }
-                Err(_) => return send(format!("read error: {n}\n")),
+                Err(_) => {
+                    // SAFETY: as above; a reader that failed must fail again, not end.
+                    let again = unsafe { read(request, buf.as_mut_ptr(), buf.len()) };
+                    return send(format!("read error: {n}, again: {again}\n"));
+                }
             };
             let status = send(line);
             if status != Status::OK {

@@ -115,7 +115,15 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
         }
         while st.at >= st.pending.len() {
             if st.body_done {
-                return st.body_error.take().map_or(0, |code| -(code as isize));
+                // After an error every read fails, as in-process: first with its code, then
+                // as DISCONNECTED (there, the reader's channel has closed).
+                return match st.body_error.replace(Status::DISCONNECTED.0) {
+                    Some(code) => -(code as isize),
+                    None => {
+                        st.body_error = None;
+                        0
+                    }
+                };
             }
             st.io.frame(Kind::ReadBody, |_| {});
             if st.send() != Status::OK {
@@ -139,12 +147,14 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
                             .u32()
                             .unwrap_or(Status::ERROR.0);
                         st.body_done = true;
+                        st.body_error = Some(Status::DISCONNECTED.0);
                         return -(code as isize);
                     }
                     Ok(Kind::Gone) => st.gone = true,
                     Ok(_) | Err(_) => {
                         st.gone = true;
                         st.body_done = true;
+                        st.body_error = Some(Status::DISCONNECTED.0);
                         return negative(Status::DISCONNECTED);
                     }
                 }
