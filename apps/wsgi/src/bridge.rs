@@ -217,7 +217,7 @@ fn run(
         }
     };
     let outcome = call_app(py, inst, call, app, &response, &errors);
-    errors.get().emit(true);
+    errors.get().emit(py, true);
     match outcome {
         Ok(()) => Status::OK,
         Err(failures) => {
@@ -347,8 +347,16 @@ fn native<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
 /// Logs an exception as mod_wsgi does: a line naming the script, then the traceback, one
 /// log line per line.
 fn log_exception(py: Python<'_>, call: &Call, script: &Path, e: &PyErr) {
-    call.log_error(&format!("Exception occurred processing WSGI script '{}'.", script.display()));
-    for line in interp::describe(py, e).lines() {
-        call.log_error(line);
-    }
+    let traceback = interp::describe(py, e);
+    // Without the GIL, as `wsgi.errors`: in a worker process each line is a write that may
+    // wait for the daemon.
+    py.detach(|| {
+        call.log_error(&format!(
+            "Exception occurred processing WSGI script '{}'.",
+            script.display()
+        ));
+        for line in traceback.lines() {
+            call.log_error(line);
+        }
+    });
 }

@@ -469,17 +469,23 @@ impl Errors {
         Errors { call, pending: Mutex::new(String::new()) }
     }
 
-    /// Logs every complete line (and with `all`, the rest).
-    pub(crate) fn emit(&self, all: bool) {
+    /// Logs every complete line (and with `all`, the rest), without the GIL: in a worker
+    /// process a log line is a write to the daemon, which may have to wait.
+    pub(crate) fn emit(&self, py: Python<'_>, all: bool) {
         let lines: Vec<String> = {
             let mut pending = lock(&self.pending);
             let cut = if all { pending.len() } else { pending.rfind('\n').map_or(0, |i| i + 1) };
             let done: String = pending.drain(..cut).collect();
             done.lines().map(str::to_owned).collect()
         };
-        for line in lines {
-            self.call.log_error(&line);
+        if lines.is_empty() {
+            return;
         }
+        py.detach(|| {
+            for line in lines {
+                self.call.log_error(&line);
+            }
+        });
     }
 }
 
@@ -494,7 +500,7 @@ impl Errors {
         };
         let s = s.to_str()?;
         lock(&self.pending).push_str(s);
-        self.emit(self.call.expired());
+        self.emit(text.py(), self.call.expired());
         Ok(s.chars().count())
     }
 
@@ -505,7 +511,7 @@ impl Errors {
         Ok(())
     }
 
-    fn flush(&self) {
-        self.emit(true);
+    fn flush(&self, py: Python<'_>) {
+        self.emit(py, true);
     }
 }
