@@ -909,3 +909,44 @@ aliases:
         "{log}"
     );
 }
+
+#[test]
+fn a_request_still_running_past_shutdown_timeout_gets_its_worker_killed_not_shut_down() {
+    // Past shutdown_timeout the HTTP workers stop and drop the relays of requests still in
+    // flight. Their worker may still be running one: it is killed. A graceful stop would
+    // run its apps' `shutdown` beside that request.
+    let yaml = "\
+shutdown_timeout: 1s
+aliases:
+  - url: /iso
+    path: {panicky}
+    isolation: process
+    processes: 1
+    threads: 1
+    timeout: 30s
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let mut d = Daemon::start_with(yaml, |root| std::fs::create_dir_all(root.join("var")).unwrap());
+    let marks = d.path("var/marks.txt");
+    let worker = wait_workers(&d, "/iso", 1);
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || {
+        let raw = "GET /iso/sleep/6000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        crate::harness::try_exchange(addr, raw.as_bytes()).map(|r| r.status)
+    });
+    wait_for("the slow request to reach the worker", RESTART, || {
+        let m = read_lossy(&marks);
+        if m.contains("sleep /iso\n") { Ok(()) } else { Err(m) }
+    });
+    let status = d.terminate();
+    assert!(status.success(), "{status}\n{}", d.log());
+    assert!(slow.join().unwrap().is_err(), "the abandoned request got a reply");
+    let pid = worker.first().copied().unwrap_or(0);
+    let log = d.log();
+    assert!(
+        log.contains(&format!("worker {pid} was killed (a request it was serving was abandoned")),
+        "{log}"
+    );
+    let m = read_lossy(&marks);
+    assert!(!m.contains("shutdown /iso"), "shutdown ran beside the request:\n{m}");
+}

@@ -305,6 +305,12 @@ impl Group {
             // Either way it gets no new request; if it lives on, it is stopped when idle.
             worker.retiring.store(true, Ordering::Release);
         }
+        if outcome == super::relay::Outcome::Abandoned && !worker.dead.load(Ordering::Acquire) {
+            worker.retiring.store(true, Ordering::Release);
+            worker.kill(
+                "a request it was serving was abandoned midway (its HTTP worker stopped)".into(),
+            );
+        }
         if outcome == super::relay::Outcome::Broken && !worker.dead.load(Ordering::Acquire) {
             log::error!("{}: worker {} broke the framing; recycling it", inner.label, worker.pid);
             worker.retiring.store(true, Ordering::Release);
@@ -643,10 +649,10 @@ impl Inner {
                         log::warn!("{}: worker {}: unexpected {other:?}", self.label, worker.pid);
                     }
                     Err(e) => {
-                        // The end of the socket is the worker's end. Anything else (a frame
-                        // past the limit, or of no known kind) leaves a live worker that
+                        // The end of the socket (or its reset) is the worker's end. A frame
+                        // past the limit, or of no known kind, leaves a live worker that
                         // would never see its control socket close: it is killed.
-                        if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        if e.kind() == std::io::ErrorKind::InvalidData {
                             worker.kill(format!("it broke its control socket's framing ({e})"));
                         }
                         return ready;

@@ -72,6 +72,10 @@ pub enum Outcome {
     Died,
     /// The worker sent what the framing does not allow: it is recycled.
     Broken,
+    /// The relay was dropped midway (its HTTP worker stopped): the worker may still be
+    /// running the request, so it is killed, not stopped (a stop would run its apps'
+    /// `shutdown` beside that request).
+    Abandoned,
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
@@ -120,8 +124,8 @@ pub async fn relay(
         }
     };
     // Given back however this ends: if the task is dropped midway (its HTTP worker
-    // stopped), as `Died`: the worker's state is then unknown, so it is recycled.
-    let mut borrowed = Borrowed { group: r.group, conn: Some(conn), outcome: Outcome::Died };
+    // stopped), as `Abandoned`: the worker's state is then unknown, so it is killed.
+    let mut borrowed = Borrowed { group: r.group, conn: Some(conn), outcome: Outcome::Abandoned };
     let Some(conn) = borrowed.conn.as_mut() else { return };
     if overdue.load(Ordering::Acquire) {
         borrowed.outcome = Outcome::Done;
