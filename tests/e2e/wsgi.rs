@@ -374,6 +374,38 @@ aliases:
 }
 
 #[test]
+fn wsgi_a_204_body_never_reaches_the_connection_and_a_1xx_is_no_answer() {
+    let yaml = "\
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /f
+    path: wsgi/features.py
+";
+    let d = Daemon::start_with(yaml, prepare);
+    // Pipelined on one connection: bytes after the 204's head would be read as the start
+    // of the next response.
+    let mut c = std::net::TcpStream::connect(d.addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(
+        &mut c,
+        b"GET /f/body204 HTTP/1.1\r\nHost: x\r\n\r\nGET /f/types HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut c, &mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("SMUGGLED-BODY"), "{text}");
+    let (first, second) = text.split_once("\r\n\r\n").unwrap();
+    assert!(first.starts_with("HTTP/1.1 204 "), "{text}");
+    assert!(second.starts_with("HTTP/1.1 200 "), "the next response is not next:\n{text}");
+    assert!(d.log().contains("204 No Content reply came with a body; its 13 bytes"), "{}", d.log());
+    // 103 as the final status: refused (500), never sent as if it answered.
+    d.get("/f/interim").expect_status(500);
+}
+
+#[test]
 fn wsgi_script_is_reimported_when_it_changes_and_gone_when_removed() {
     let yaml = "\
 handlers:

@@ -639,8 +639,10 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 /// # Safety
 /// Every pair's strings must be readable byte ranges (or null/empty) during the call.
 pub unsafe fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
+    // A 1xx is an interim response: as an app's final answer, a client would wait on.
     let status = u16::try_from(status)
         .ok()
+        .filter(|&s| s >= 200)
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or(Status::INVALID)?;
     let mut out = Vec::with_capacity(headers.len());

@@ -97,6 +97,24 @@ pub fn from_reply(
     is_head: bool,
     pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
 ) -> HttpResponse {
+    // 204 and 304 have no body: bytes after their head would be read as the start of the
+    // next response on the connection.
+    if let Reply::Complete { head, .. } | Reply::Stream { head, .. } = &reply
+        && matches!(head.status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+    {
+        let dropped = match &reply {
+            Reply::Complete { body, .. } => body.len(),
+            Reply::Stream { first, .. } => first.len(),
+            _ => 0,
+        };
+        if dropped > 0 {
+            log::warn!(
+                "an app's {} reply came with a body; its {dropped} bytes were dropped",
+                head.status
+            );
+        }
+        return builder(head).finish();
+    }
     match reply {
         Reply::Complete { head, body } => {
             let mut resp = builder(&head);

@@ -214,7 +214,10 @@ pub fn encode_head(head: &Head, out: &mut Vec<u8>) {
 pub fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
     let bad = ProtoError::Short("Head");
     let mut g = Get::new(payload, "Head");
-    let status = StatusCode::from_u16(g.u16()?).map_err(|_| bad.clone())?;
+    let status = StatusCode::from_u16(g.u16()?)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(|| bad.clone())?;
     let has_len = g.u8()? != 0;
     let len = g.u64()?;
     let n = g.count(8)?;
