@@ -160,6 +160,37 @@ fn bodies_past_max_body_are_413() {
 }
 
 #[test]
+fn more_than_ten_thousand_fields_or_a_thousand_files_are_413() {
+    // A few bytes of body per field or file: each costs far more in memory, or a file.
+    let d = Daemon::start(FORMS);
+    let at_limit = "a&".repeat(10_000);
+    let r = d.post("/big", URLENCODED, at_limit.as_bytes());
+    assert_eq!(params(&r).as_array().map(Vec::len), Some(10_000), "{r}");
+    let past = "a&".repeat(10_001);
+    let r = d.post("/big", URLENCODED, past.as_bytes());
+    r.expect_status(413);
+    assert!(r.text().contains("more than 10000 parameters"), "{r}");
+    // Query parameters count too.
+    let r = d.post("/big?q=1", URLENCODED, at_limit.as_bytes());
+    r.expect_status(413);
+
+    let boundary = "b0undary";
+    let files = |n: usize| {
+        let parts: Vec<(&str, &[u8])> = (0..n)
+            .map(|_| ("Content-Disposition: form-data; name=\"f\"; filename=\"a\"", &b"x"[..]))
+            .collect();
+        multipart(boundary, &parts)
+    };
+    let ctype = format!("multipart/form-data; boundary={boundary}");
+    let r = d.post("/big", &ctype, &files(1_000));
+    r.expect_status(200);
+    assert_eq!(r.json()["gatehouse.uploads"].as_array().map(Vec::len), Some(1_000), "{r}");
+    let r = d.post("/big", &ctype, &files(1_001));
+    r.expect_status(413);
+    assert!(r.text().contains("more than 1000 files"), "{r}");
+}
+
+#[test]
 fn malformed_multipart_is_400_and_never_reaches_the_app() {
     let d = Daemon::start(FORMS);
     let good = "----WebKitFormBoundary8iNBS40xtXFszuZN";

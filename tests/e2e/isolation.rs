@@ -817,8 +817,8 @@ aliases:
 
 #[test]
 fn a_form_too_large_to_hand_to_a_worker_is_413_and_the_worker_serves_on() {
-    // Each form field costs 8 bytes of lengths in the worker's Request frame (at most
-    // 16 MiB): 2 million empty fields, a 4 MB body under max_body, do not fit.
+    // The worker's Request frame is at most 16 MiB: with a max_body past that, 17 fields
+    // of 1 MiB do not fit (fewer than 10,000 fields, so the form itself is fine).
     let yaml = "\
 aliases:
   - url: /crashy
@@ -826,10 +826,12 @@ aliases:
     isolation: process
     processes: 1
     threads: 1
+    max_body: 32MiB
 ";
     let d = Daemon::start(yaml);
     let pid = pid_of(&d, "/crashy/ok");
-    let body = "a&".repeat(2_000_000);
+    let field = format!("a={}", "x".repeat(1 << 20));
+    let body = vec![field; 17].join("&");
     let r = d.post("/crashy/ok", "application/x-www-form-urlencoded", body.as_bytes());
     assert_eq!(r.status, 413, "{r}");
     assert!(r.text().contains("too many or too large form fields"), "{r}");

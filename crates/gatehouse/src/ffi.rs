@@ -765,7 +765,7 @@ fn call_with(
             field: Str::new(u.field.as_bytes()),
             filename: Str::new(u.filename.as_bytes()),
             content_type: Str::new(u.content_type.as_bytes()),
-            path: Str::new(u.file.path().as_os_str().as_bytes()),
+            path: Str::new(u.path().as_os_str().as_bytes()),
             size: u.size,
         })
         .collect();

@@ -7,7 +7,8 @@
 //! reads it, chunked uploads included.
 //!
 //! Limits: a body past the alias's `max_body` is 413, an uploaded file past `max_upload` is
-//! 413, a text field past [`MAX_FIELD`] is 413. A malformed form body, form text that is not
+//! 413, a text field past [`MAX_FIELD`] is 413, and so are more than [`MAX_FIELDS`]
+//! parameters or [`MAX_FILES`] files. A malformed form body, form text that is not
 //! UTF-8, or a body shorter than its Content-Length is 400, with a message saying what was
 //! wrong; the app is never called with half-parsed data.
 
@@ -27,6 +28,13 @@ use crate::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
 pub const MAX_FIELD: usize = 1024 * 1024;
+
+/// The most parameters (query and form fields together) one request may have, like PHP's
+/// `max_input_vars`: each costs memory many times its few bytes of body.
+pub const MAX_FIELDS: usize = 10_000;
+
+/// The most files one request may upload.
+pub const MAX_FILES: usize = 1_000;
 
 /// A request refused while reading its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,10 +105,18 @@ pub struct Upload {
     pub filename: String,
     /// The part's Content-Type.
     pub content_type: String,
-    /// The temporary file; removed when dropped.
-    pub file: tempfile::NamedTempFile,
+    /// The temporary file, closed (a request holds no descriptor per upload); removed when
+    /// dropped.
+    pub file: tempfile::TempPath,
     /// Content size in bytes.
     pub size: u64,
+}
+
+impl Upload {
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
 }
 
 /// A request's parsed parameters and uploads.
@@ -223,8 +239,17 @@ pub fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputE
         let name = form_component(name).map_err(|_| bad_utf8())?;
         let value = form_component(value).map_err(|_| bad_utf8())?;
         params.push(name.as_bytes(), value.as_bytes());
+        if params.len() > MAX_FIELDS {
+            return Err(too_many_fields());
+        }
     }
     Ok(())
+}
+
+fn too_many_fields() -> InputError {
+    InputError::too_large(format!(
+        "the request has more than {MAX_FIELDS} parameters (query and form fields); send fewer"
+    ))
 }
 
 fn payload_error(e: &PayloadError) -> BodyError {
@@ -345,8 +370,16 @@ async fn multipart(
             let value = String::from_utf8(value)
                 .map_err(|_| InputError::bad(format!("form field {name:?} is not valid UTF-8")))?;
             input.params.push(name.as_bytes(), value.as_bytes());
+            if input.params.len() > MAX_FIELDS {
+                return Err(too_many_fields());
+            }
             continue;
         };
+        if input.uploads.len() >= MAX_FILES {
+            return Err(InputError::too_large(format!(
+                "the request uploads more than {MAX_FILES} files; send fewer at a time"
+            )));
+        }
         let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
         let spool_error = |e: std::io::Error| {
             log::error!("cannot spool an upload to {}: {e}", limits.upload_dir.display());
@@ -369,6 +402,7 @@ async fn multipart(
             file.write_all(&chunk).map_err(spool_error)?;
         }
         file.flush().map_err(spool_error)?;
+        let file = file.into_temp_path();
         input.uploads.push(Upload { field: name, filename, content_type, file, size });
     }
     Ok(())

@@ -88,7 +88,7 @@ impl RequestOut<'_> {
                 16 + u.field.len()
                     + u.filename.len()
                     + u.content_type.len()
-                    + u.file.path().as_os_str().as_bytes().len()
+                    + u.path().as_os_str().as_bytes().len()
                     + 8
             })
             .sum();
@@ -125,7 +125,7 @@ impl RequestOut<'_> {
             out.put_bytes(u.field.as_bytes());
             out.put_bytes(u.filename.as_bytes());
             out.put_bytes(u.content_type.as_bytes());
-            out.put_bytes(u.file.path().as_os_str().as_bytes());
+            out.put_bytes(u.path().as_os_str().as_bytes());
             out.put_u64(u.size);
         }
         out.put_u32(self.preloaded);
@@ -297,7 +297,7 @@ mod tests {
             field: "file".to_owned(),
             filename: "a.txt".to_owned(),
             content_type: "text/plain".to_owned(),
-            file: tempfile::NamedTempFile::new().unwrap(),
+            file: tempfile::NamedTempFile::new().unwrap().into_temp_path(),
             size: 5,
         };
         let with_upload = RequestOut { uploads: std::slice::from_ref(&upload), ..out };

@@ -134,7 +134,7 @@ pub async fn relay(
     if let Some(uid) = r.group.uid() {
         // The spooled uploads are the daemon's (0600): the worker's user gets them.
         for u in &r.input.uploads {
-            if let Err(e) = std::os::unix::fs::fchown(u.file.as_file(), Some(uid), None) {
+            if let Err(e) = std::os::unix::fs::chown(u.path(), Some(uid), None) {
                 log::warn!(
                     "{} (request {}): cannot hand an upload to uid {uid}: {e}",
                     r.app,
