@@ -285,3 +285,32 @@ aliases:
     // `threads: 1`: the second sleep starts when the first ends.
     assert!(took[1] >= Duration::from_millis(1600), "two 800 ms sleeps on one thread: {took:?}");
 }
+
+#[test]
+fn requests_answered_504_while_queued_are_not_run_later() {
+    // One thread, each call 800 ms, a 1 s timeout: of five requests sent at once, the ones
+    // still queued at their timeout get 504 and must not take the thread afterwards (the
+    // requests behind them would wait for answers nobody reads).
+    let yaml = "\
+aliases:
+  - url: /one
+    path: {panicky}
+    threads: 1
+    timeout: 1s
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let d = Daemon::start_with(yaml, |root| std::fs::create_dir(root.join("var")).unwrap());
+    let addr = d.addr;
+    let clients: Vec<_> = (0..5)
+        .map(|_| std::thread::spawn(move || crate::harness::get_from(addr, "/one/sleep/800").0))
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(statuses.contains(&504), "{statuses:?}");
+    // Every call that could still run has ended by now (each takes 800 ms).
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let ran = crate::harness::read_lossy(&d.path("var/marks.txt")).matches("sleep /one").count();
+    let skipped = d.log_count("waited for a thread");
+    assert!(skipped >= 1, "{statuses:?}, {ran} ran:\n{}", d.log());
+    assert_eq!(ran + skipped, 5, "{statuses:?}:\n{}", d.log());
+    assert_eq!(d.get("/one/x").text(), "ok");
+}

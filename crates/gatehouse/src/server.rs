@@ -302,6 +302,19 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             let started = Instant::now();
             let Prepared { t, vars, input, body, request_id } = p;
             let m = &job_host.mounts[t.mount];
+            // Still queued when its client got 504, or left: nobody will read the reply, and
+            // the app's time goes to the requests behind it.
+            if job_overdue.load(Ordering::Acquire) || tx.is_closed() {
+                if job_overdue.load(Ordering::Acquire) {
+                    m.pool.overdue_done();
+                }
+                log::info!(
+                    "{} (request {request_id}): not run: its client got 504 or left while it \
+                     waited for a thread",
+                    m.alias.url
+                );
+                return;
+            }
             match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
                 Ok(loaded) => {
                     let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
