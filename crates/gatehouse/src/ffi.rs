@@ -275,7 +275,19 @@ impl<'a> ReplySink<'a> {
             return Status::BAD_STATE;
         };
         let (chunks, rest) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
-        let first = Bytes::from(body.unwrap_or_default());
+        let mut first = Bytes::from(body.unwrap_or_default());
+        if let Some(n) = head.declared_len
+            && first.len() as u64 > n
+        {
+            // As for later writes: never past the declared length (over HTTP/2 the client
+            // would fail the stream).
+            log::error!(
+                "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
+                self.app,
+                self.request_id
+            );
+            first.truncate(usize::try_from(n).unwrap_or(first.len()));
+        }
         let left = head.declared_len.map(|n| n.saturating_sub(first.len() as u64));
         if tx.send(Reply::Stream { head, first, rest }).is_err() {
             return Status::DISCONNECTED;
@@ -783,4 +795,27 @@ fn call_with(
     };
     let status = plugin.call(&environ);
     state.sink.finish(status)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_first_write_past_the_declared_length_is_cut_to_it() {
+        for (declared, write, want) in
+            [(5, &b"abcdefg"[..], &b"abcde"[..]), (5, b"abc", b"abc"), (0, b"x", b"")]
+        {
+            let (tx, mut rx) = oneshot::channel();
+            let mut sink = ReplySink::channel("t", 1, tx);
+            let head =
+                Head { status: StatusCode::OK, headers: Vec::new(), declared_len: Some(declared) };
+            assert_eq!(sink.start(|| Ok(head)), Status::OK);
+            assert_eq!(sink.write(write), Status::OK);
+            assert_eq!(sink.flush(), Status::OK);
+            let Ok(Reply::Stream { first, .. }) = rx.try_recv() else { panic!("no stream") };
+            assert_eq!(&first[..], want, "declared {declared}, wrote {write:?}");
+        }
+    }
 }
