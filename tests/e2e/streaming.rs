@@ -585,6 +585,16 @@ fn head_gets_the_declared_length_and_no_body() {
     let body = c.finish(&head);
     assert!(body.bytes.is_empty(), "HEAD reply with a body: {body:?}");
 
+    // An app that answers HEAD through a stream that writes nothing: the headers all the
+    // same, not a cut connection, repeatedly (whether the cut beat the head was a race).
+    for _ in 0..10 {
+        let mut c = Conn::request(&d, "HEAD", "/probe/head-stream", &["Connection: close"]);
+        let head = c.head();
+        assert_eq!((head.status, head.content_length()), (200, Some(1234)), "{head}");
+        let body = c.finish(&head);
+        assert!(body.bytes.is_empty(), "HEAD reply with a body: {body:?}");
+    }
+
     // An app that streams its body on HEAD too: the headers, and no body.
     let n = 50;
     let mut c = Conn::request(

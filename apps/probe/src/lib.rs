@@ -18,6 +18,7 @@
 //! - `/panic-mid`: streams `partial\n` (flushed), then its body producer panics.
 //! - `/head-len`: on HEAD, `200` with `Content-Length: 1234` and no body (an app that knows
 //!   its length without producing the body); otherwise the 1234 bytes ([`head_len_body`]).
+//! - `/head-stream`: the same, but HEAD answers through a stream that writes nothing.
 //! - `/echo-stream`: reads the request body piece by piece through the raw `read_body`
 //!   callback and after each piece writes and flushes `got N bytes: TEXT\n`; at the end of the
 //!   body `end: T bytes\n`, or `read error: CODE, again: CODE2\n` when `read_body` failed
@@ -207,6 +208,14 @@ impl App for Probe {
                 w.flush()?;
                 panic!("probe: panicking in the middle of the body, as asked")
             }),
+            // HEAD through a stream that writes nothing, with the GET's length declared.
+            "/head-stream" if req.method() == "HEAD" => Response::new(200)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", "1234")
+                .stream(|w| w.flush()),
+            "/head-stream" => Response::new(200)
+                .header("Content-Type", "application/octet-stream")
+                .body(head_len_body()),
             "/head-len" if req.method() == "HEAD" => Response::new(200)
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Length", "1234"),

@@ -172,6 +172,8 @@ enum ReplyState {
 pub struct ReplySink<'a> {
     app: &'a str,
     request_id: u64,
+    /// The request is HEAD: a streamed reply short of its declared length is not cut.
+    head_request: bool,
     reply: ReplyState,
     /// The reply, for [`Tx::Direct`].
     direct: Option<Reply>,
@@ -187,11 +189,29 @@ impl<'a> ReplySink<'a> {
     /// A reply sent to `tx` as soon as it is known (for app `app`, request `request_id`,
     /// named in the error log).
     pub fn channel(app: &'a str, request_id: u64, tx: oneshot::Sender<Reply>) -> Self {
-        ReplySink { app, request_id, reply: ReplyState::NotStarted(Tx::Channel(tx)), direct: None }
+        ReplySink {
+            app,
+            request_id,
+            head_request: false,
+            reply: ReplyState::NotStarted(Tx::Channel(tx)),
+            direct: None,
+        }
     }
 
     fn direct(app: &'a str, request_id: u64) -> Self {
-        ReplySink { app, request_id, reply: ReplyState::NotStarted(Tx::Direct), direct: None }
+        ReplySink {
+            app,
+            request_id,
+            head_request: false,
+            reply: ReplyState::NotStarted(Tx::Direct),
+            direct: None,
+        }
+    }
+
+    /// Marks the reply as one to a HEAD request when `vars` say so.
+    pub fn for_request(mut self, vars: &PairBuf) -> Self {
+        self.head_request = vars.get(b"REQUEST_METHOD") == Some(&b"HEAD"[..]);
+        self
     }
 
     /// `start_response`: `head` is validated only if no response was started.
@@ -375,7 +395,8 @@ impl<'a> ReplySink<'a> {
                 );
                 Some("the app failed after the response started".to_owned())
             } else {
-                left.filter(|&n| n > 0).map(|n| {
+                // (A HEAD's body is not sent: it may declare a length it does not write.)
+                left.filter(|&n| n > 0 && !self.head_request).map(|n| {
                     log::error!(
                         "app {} (request {}): ended {n} bytes short of its Content-Length: the \
                          connection is cut",
@@ -412,7 +433,7 @@ impl<'a> ReplySink<'a> {
     /// Sends what `handle` left behind once it returned with `status`; returns a direct
     /// reply.
     pub fn finish(self, status: Status) -> Option<Reply> {
-        let (app, request_id) = (self.app, self.request_id);
+        let (app, request_id, head_request) = (self.app, self.request_id, self.head_request);
         let mut direct = self.direct;
         let failed = |error: CallError| {
             log::error!("app {app} (request {request_id}): {error}");
@@ -451,7 +472,9 @@ impl<'a> ReplySink<'a> {
                         failed(CallError::Failed(status.0))
                     ))
                 } else {
-                    left.filter(|&n| n > 0).map(|n| {
+                    // (A HEAD's body is not sent: it may declare a length it does not
+                    // write.)
+                    left.filter(|&n| n > 0 && !head_request).map(|n| {
                         log::error!(
                             "app {app} (request {request_id}): ended {n} bytes short of its \
                              Content-Length: the connection is cut"
@@ -720,7 +743,8 @@ static HOST_API: HostApi = HostApi {
 /// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
 /// the latest when `handle` returns), streaming when the app writes in pieces.
 pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
-    let _ = call_app(plugin, call, body, ReplySink::channel(call.app, call.request_id, reply));
+    let sink = ReplySink::channel(call.app, call.request_id, reply).for_request(call.vars);
+    let _ = call_app(plugin, call, body, sink);
 }
 
 /// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller

@@ -359,7 +359,7 @@ async fn exchange(
     overdue: &AtomicBool,
     pid: u32,
 ) -> Outcome {
-    let mut sink = ReplySink::channel(r.app, r.request_id, tx);
+    let mut sink = ReplySink::channel(r.app, r.request_id, tx).for_request(r.vars);
     let mut gone = false;
     if io.flush().await.is_err() {
         sink.abort(502, DIED);
