@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         &req,
         RouteVars { script_name: &path[..split], path_info: &path[split..], script_filename: b"/x/app.so" },
         alias(),
+        &[],
     );
     let names: Vec<&[u8]> = vars.iter().map(|(n, _)| n).collect();
     for must in [&b"REQUEST_METHOD"[..], b"SCRIPT_NAME", b"PATH_INFO", b"QUERY_STRING", b"SERVER_NAME", b"SERVER_PORT"] {

@@ -1,9 +1,9 @@
-//! Query strings and urlencoded form bodies: any bytes parse or give a 400, never a panic,
-//! and a parsed body's parameters are valid UTF-8.
+//! Query strings and urlencoded form bodies: any bytes parse or give a 400 (413 past
+//! `MAX_FIELDS` parameters), never a panic, and a parsed body's parameters are valid UTF-8.
 #![no_main]
 
 use gatehouse::environ::PairBuf;
-use gatehouse::input::{query_params, urlencoded_params};
+use gatehouse::input::{MAX_FIELDS, query_params, urlencoded_params};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(std::str::from_utf8(n).is_ok() && std::str::from_utf8(v).is_ok());
             }
         }
+        Err(e) if e.status == 413 => assert!(params.len() > MAX_FIELDS),
         Err(e) => assert_eq!(e.status, 400),
     }
 });
