@@ -697,12 +697,7 @@ aliases:
     };
     let hung = spawn("/crashy/hang");
     // The status page counts a request for its worker when the request takes its socket.
-    wait_for("the hung request to take the worker", Duration::from_secs(5), || {
-        let (_, text) = crate::harness::get_from(metrics, "/status.json");
-        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let served = worker_requests(&status);
-        if served == 1 { Ok(()) } else { Err(format!("{served} requests: {status}")) }
-    });
+    wait_for_worker_requests(metrics, "the hung request to take the worker", 1);
     let waiting = spawn("/crashy/ok");
     // The second one waits for the socket (no answer yet), the third is past the queue.
     wait_for("the second request to wait", Duration::from_secs(5), || {
@@ -733,6 +728,17 @@ aliases:
         if r.status == 200 { Ok(r) } else { Err(r.to_string()) }
     });
     assert_eq!(after.text(), "ok");
+}
+
+/// Waits until the status page at `metrics` counts `n` requests given to worker processes
+/// (a request counts when it takes its worker's socket).
+fn wait_for_worker_requests(metrics: std::net::SocketAddr, what: &str, n: u64) {
+    wait_for(what, Duration::from_secs(5), || {
+        let (_, text) = crate::harness::get_from(metrics, "/status.json");
+        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let served = worker_requests(&status);
+        if served == n { Ok(()) } else { Err(format!("{served} requests: {status}")) }
+    });
 }
 
 /// The requests every worker process on a status page was given, added up.
@@ -862,12 +868,7 @@ aliases:
     let mut client = std::net::TcpStream::connect(d.addr).unwrap();
     std::io::Write::write_all(&mut client, b"GET /crashy/hang HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    wait_for("the hung request to take the worker", Duration::from_secs(5), || {
-        let (_, text) = crate::harness::get_from(metrics, "/status.json");
-        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let served = worker_requests(&status);
-        if served == 1 { Ok(()) } else { Err(format!("{served} requests: {status}")) }
-    });
+    wait_for_worker_requests(metrics, "the hung request to take the worker", 1);
     // Closed with a reset (linger 0), not a FIN.
     socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
     drop(client);

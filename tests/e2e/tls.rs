@@ -193,23 +193,37 @@ fn https_handshakes_and_the_environ_says_https() {
     assert!(!got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got));
 }
 
-#[test]
-fn http2_over_tls_with_curl() {
+/// A daemon serving the environ app at `/env` over TLS on `port`, and its CA in `ca.pem`;
+/// `None` (the test is skipped) without curl to speak HTTP/2.
+fn curl_daemon() -> Option<(Daemon, u16)> {
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("skipped: no curl to speak HTTP/2");
-        return;
+        return None;
     }
     let ca = Ca::new();
     let leaf = ca.leaf("gen1", 1);
     let port = free_port();
     let d = Daemon::start_opts(&tls_yaml(port, ""), |dir| install_leaf(dir, &leaf), false);
     std::fs::write(d.path("ca.pem"), ca.pem()).unwrap();
-    let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--http2", "--cacert"])
+    Some((d, port))
+}
+
+/// curl over HTTP/2 to `target` on the daemon of [`curl_daemon`], trusting its CA; `args`
+/// go before the URL.
+fn curl_h2(d: &Daemon, port: u16, args: &[&str], target: &str) -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--http2", "--cacert"])
         .arg(d.path("ca.pem"))
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .args(["--write-out", "\n%{http_version} %{http_code}"])
-        .arg(format!("https://localhost:{port}/env/h2"))
+        .args(args)
+        .arg(format!("https://localhost:{port}{target}"));
+    cmd
+}
+
+#[test]
+fn http2_over_tls_with_curl() {
+    let Some((d, port)) = curl_daemon() else { return };
+    let out = curl_h2(&d, port, &["--write-out", "\n%{http_version} %{http_code}"], "/env/h2")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -226,22 +240,10 @@ fn http2_over_tls_with_curl() {
 fn an_http2_body_without_a_content_length_reaches_the_app() {
     // HTTP/2 frames a body without Content-Length or Transfer-Encoding: curl's `-T -` sends
     // stdin so. The app must read it all, not an empty body.
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("skipped: no curl to speak HTTP/2");
-        return;
-    }
-    let ca = Ca::new();
-    let leaf = ca.leaf("gen1", 1);
-    let port = free_port();
-    let d = Daemon::start_opts(&tls_yaml(port, ""), |dir| install_leaf(dir, &leaf), false);
-    std::fs::write(d.path("ca.pem"), ca.pem()).unwrap();
+    let Some((d, port)) = curl_daemon() else { return };
     let body = "streamed over HTTP/2, ".repeat(3000);
-    let mut curl = Command::new("curl")
-        .args(["--silent", "--show-error", "--http2", "-X", "POST", "-T", "-", "--cacert"])
-        .arg(d.path("ca.pem"))
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .args(["--write-out", "\n%{http_version} %{http_code}"])
-        .arg(format!("https://localhost:{port}/env/up"))
+    let post = ["-X", "POST", "-T", "-", "--write-out", "\n%{http_version} %{http_code}"];
+    let mut curl = curl_h2(&d, port, &post, "/env/up")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -258,13 +260,7 @@ fn an_http2_body_without_a_content_length_reaches_the_app() {
     assert_eq!(j["gatehouse.input"]["length"].as_u64(), Some(body.len() as u64), "{j:#}");
     assert!(body.starts_with(j["gatehouse.input"]["text"].as_str().unwrap()), "{j:#}");
     // A GET has no body, and reads as none.
-    let get = Command::new("curl")
-        .args(["--silent", "--show-error", "--http2", "--cacert"])
-        .arg(d.path("ca.pem"))
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .arg(format!("https://localhost:{port}/env/get"))
-        .output()
-        .unwrap();
+    let get = curl_h2(&d, port, &[], "/env/get").output().unwrap();
     let j: Value = serde_json::from_slice(&get.stdout).unwrap();
     assert_eq!(j["gatehouse.input"]["length"].as_u64(), Some(0), "{j:#}");
 }

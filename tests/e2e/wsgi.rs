@@ -190,9 +190,8 @@ aliases:
     assert_eq!(d.get("/one/types").expect_status(200).json()["multithread"], false);
 }
 
-#[test]
-fn wsgi_input_reading_modes() {
-    let yaml = "\
+/// The bridge serving `features.py` at `/f`.
+const FEATURES: &str = "\
 handlers:
   - suffix: .py
     plugin: {wsgi}
@@ -200,7 +199,10 @@ aliases:
   - url: /f
     path: wsgi/features.py
 ";
-    let d = Daemon::start_with(yaml, prepare);
+
+#[test]
+fn wsgi_input_reading_modes() {
+    let d = Daemon::start_with(FEATURES, prepare);
     let body = b"ab\ncd\n\nlast";
     let cases: &[(&str, &[&str])] = &[
         ("all", &["ab\ncd\n\nlast"]),
@@ -249,15 +251,7 @@ fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
 
 #[test]
 fn wsgi_streams_a_generator_as_it_yields_and_cuts_a_failed_stream() {
-    let yaml = "\
-handlers:
-  - suffix: .py
-    plugin: {wsgi}
-aliases:
-  - url: /f
-    path: wsgi/features.py
-";
-    let d = Daemon::start_with(yaml, prepare);
+    let d = Daemon::start_with(FEATURES, prepare);
     let gate = d.path("gate");
     let mut s = TcpStream::connect(d.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
@@ -293,15 +287,7 @@ aliases:
 
 #[test]
 fn wsgi_write_exc_info_file_wrapper_and_close() {
-    let yaml = "\
-handlers:
-  - suffix: .py
-    plugin: {wsgi}
-aliases:
-  - url: /f
-    path: wsgi/features.py
-";
-    let d = Daemon::start_with(yaml, prepare);
+    let d = Daemon::start_with(FEATURES, prepare);
     assert_eq!(d.get("/f/write").expect_status(200).text(), "written then returned");
     let r = d.get("/f/exc_info");
     assert_eq!(r.expect_status(503).text(), "recovered");
@@ -375,15 +361,7 @@ aliases:
 
 #[test]
 fn wsgi_a_204_body_never_reaches_the_connection_and_a_1xx_is_no_answer() {
-    let yaml = "\
-handlers:
-  - suffix: .py
-    plugin: {wsgi}
-aliases:
-  - url: /f
-    path: wsgi/features.py
-";
-    let d = Daemon::start_with(yaml, prepare);
+    let d = Daemon::start_with(FEATURES, prepare);
     // Pipelined on one connection: bytes after the 204's head would be read as the start
     // of the next response.
     let mut c = std::net::TcpStream::connect(d.addr).unwrap();

@@ -90,6 +90,23 @@ fn builder(head: &Head) -> actix_web::HttpResponseBuilder {
     resp
 }
 
+/// 204 and 304 have no body: bytes after their head would be read as the start of the next
+/// response on the connection.
+fn has_no_body(head: &Head) -> bool {
+    matches!(head.status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+}
+
+/// `head` alone; the `dropped` body bytes the app sent with it are logged.
+fn without_body(head: &Head, dropped: usize) -> HttpResponse {
+    if dropped > 0 {
+        log::warn!(
+            "an app's {} reply came with a body; its {dropped} bytes were dropped",
+            head.status
+        );
+    }
+    builder(head).finish()
+}
+
 /// Turns an app's reply into the HTTP response. `is_head` is whether the request was HEAD;
 /// `pump` is the request-body pump still running, if any.
 pub fn from_reply(
@@ -97,25 +114,9 @@ pub fn from_reply(
     is_head: bool,
     pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
 ) -> HttpResponse {
-    // 204 and 304 have no body: bytes after their head would be read as the start of the
-    // next response on the connection.
-    if let Reply::Complete { head, .. } | Reply::Stream { head, .. } = &reply
-        && matches!(head.status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-    {
-        let dropped = match &reply {
-            Reply::Complete { body, .. } => body.len(),
-            Reply::Stream { first, .. } => first.len(),
-            _ => 0,
-        };
-        if dropped > 0 {
-            log::warn!(
-                "an app's {} reply came with a body; its {dropped} bytes were dropped",
-                head.status
-            );
-        }
-        return builder(head).finish();
-    }
     match reply {
+        Reply::Complete { head, body } if has_no_body(&head) => without_body(&head, body.len()),
+        Reply::Stream { head, first, .. } if has_no_body(&head) => without_body(&head, first.len()),
         Reply::Complete { head, body } => {
             let mut resp = builder(&head);
             match head.declared_len {

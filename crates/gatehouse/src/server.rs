@@ -304,8 +304,9 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             let m = &job_host.mounts[t.mount];
             // Still queued when its client got 504, or left: nobody will read the reply, and
             // the app's time goes to the requests behind it.
-            if job_overdue.load(Ordering::Acquire) || tx.is_closed() {
-                if job_overdue.load(Ordering::Acquire) {
+            let overdue_now = job_overdue.load(Ordering::Acquire);
+            if overdue_now || tx.is_closed() {
+                if overdue_now {
                     m.pool.overdue_done();
                 }
                 log::info!(

@@ -117,13 +117,9 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
             if st.body_done {
                 // After an error every read fails, as in-process: first with its code, then
                 // as DISCONNECTED (there, the reader's channel has closed).
-                return match st.body_error.replace(Status::DISCONNECTED.0) {
-                    Some(code) => -(code as isize),
-                    None => {
-                        st.body_error = None;
-                        0
-                    }
-                };
+                let Some(code) = st.body_error else { return 0 };
+                st.body_error = Some(Status::DISCONNECTED.0);
+                return -(code as isize);
             }
             st.io.frame(Kind::ReadBody, |_| {});
             if st.send() != Status::OK {

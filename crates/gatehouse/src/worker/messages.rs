@@ -79,34 +79,13 @@ impl RequestOut<'_> {
     /// The length of the payload [`encode`](Self::encode) appends, without encoding it (to
     /// refuse a request whose frame would pass [`super::proto::MAX_FRAME`]).
     pub fn encoded_len(&self) -> usize {
-        use std::os::unix::ffi::OsStrExt;
-        let pairs = |p: &PairBuf| 4 + p.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>();
-        let uploads: usize = self
-            .uploads
-            .iter()
-            .map(|u| {
-                16 + u.field.len()
-                    + u.filename.len()
-                    + u.content_type.len()
-                    + u.path().as_os_str().as_bytes().len()
-                    + 8
-            })
-            .sum();
-        8 + 1
-            + 4
-            + self.file.len()
-            + 1
-            + 4
-            + self.group_name.map_or(0, str::len)
-            + pairs(self.vars)
-            + pairs(self.params)
-            + 4
-            + uploads
-            + 4
+        let mut count = super::proto::Count::default();
+        self.encode(&mut count);
+        count.0
     }
 
     /// Appends the payload.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, out: &mut impl Put) {
         use std::os::unix::ffi::OsStrExt;
         out.put_u64(self.id);
         out.put_u8(u8::from(self.develop_mode));

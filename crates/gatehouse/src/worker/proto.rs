@@ -139,6 +139,28 @@ pub trait Put {
     fn put_bytes(&mut self, v: &[u8]);
 }
 
+/// Counts the bytes a payload would take, without writing them.
+#[derive(Debug, Default)]
+pub struct Count(pub usize);
+
+impl Put for Count {
+    fn put_u8(&mut self, _: u8) {
+        self.0 += 1;
+    }
+    fn put_u16(&mut self, _: u16) {
+        self.0 += 2;
+    }
+    fn put_u32(&mut self, _: u32) {
+        self.0 += 4;
+    }
+    fn put_u64(&mut self, _: u64) {
+        self.0 += 8;
+    }
+    fn put_bytes(&mut self, v: &[u8]) {
+        self.0 += 4 + v.len();
+    }
+}
+
 impl Put for Vec<u8> {
     fn put_u8(&mut self, v: u8) {
         self.push(v);

@@ -158,7 +158,8 @@ pub async fn relay(
         // (A 10 MiB urlencoded body of `a&a&...` is millions of fields, 8 bytes of lengths
         // each.) Refused before anything is sent: the socket serves on.
         log::warn!(
-            "{} (request {}): its variables and form fields take {len} bytes to hand to a              worker process, past {MAX_FRAME}; answered 413",
+            "{} (request {}): its variables and form fields take {len} bytes to hand to a \
+             worker process, past {MAX_FRAME}; answered 413",
             r.app,
             r.request_id
         );
