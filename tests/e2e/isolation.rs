@@ -848,6 +848,51 @@ aliases:
 }
 
 #[test]
+fn a_request_frame_larger_than_the_socket_buffer_reaches_the_worker_whole() {
+    // 6 form fields of 1 MiB make a Request frame many times the size of a Unix socket's
+    // buffer: the daemon must wait for room as the worker reads (the socket is registered
+    // for reading only, so that wait has its own registration), then serve on.
+    let yaml = "\
+aliases:
+  - url: /environ
+    path: {environ}
+    isolation: process
+    processes: 1
+    threads: 1
+    max_body: 8MiB
+";
+    let d = Daemon::start(yaml);
+    let fields: Vec<String> = (0..6)
+        .map(|i| format!("f{i}={}", char::from(b'a' + i).to_string().repeat(1 << 20)))
+        .collect();
+    let r = d.post("/environ", "application/x-www-form-urlencoded", fields.join("&").as_bytes());
+    assert_eq!(r.status, 200, "{r}");
+    let params = r.json()["gatehouse.params"].clone();
+    let got: Vec<(String, usize, bool)> = params
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let v = p[1].as_str().unwrap_or("");
+                    let first = v.chars().next().unwrap_or('?');
+                    (p[0].as_str().unwrap_or("").to_owned(), v.len(), v.chars().all(|c| c == first))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want: Vec<(String, usize, bool)> =
+        (0..6).map(|i| (format!("f{i}"), 1 << 20, true)).collect();
+    assert_eq!(got, want);
+    // The socket is still in step: the next requests are served by the same worker.
+    for _ in 0..3 {
+        let r = d.post("/environ", "application/x-www-form-urlencoded", b"x=1");
+        assert_eq!(r.status, 200, "{r}");
+        assert_eq!(r.json()["gatehouse.params"], serde_json::json!([["x", "1"]]));
+    }
+    assert!(!d.log().contains("framing"), "{}", d.log());
+}
+
+#[test]
 fn a_hung_request_whose_client_reset_the_connection_still_has_its_worker_replaced() {
     // A reset connection drops the request on the HTTP side, which would have answered 504
     // and killed the worker: the relay does it, or the hung app would hold the alias's only

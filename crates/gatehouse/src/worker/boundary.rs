@@ -7,6 +7,10 @@
 //! body, or more than [`FLUSH_AT`] bytes sends what is gathered. Once a reply streams,
 //! each write first looks (without waiting) whether the daemon said the client is gone.
 //!
+//! The daemon's ends of the same sockets cross one boundary here too: their registration
+//! with an HTTP worker's event loop ([`register`]), whose descriptor contract tokio states
+//! as `unsafe`.
+//!
 //! This is an ABI boundary module: `unsafe` is allowed here (and in `ffi` and `plugins`).
 #![allow(unsafe_code)]
 
@@ -20,6 +24,18 @@ use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
 use crate::ffi::{bytes, guard, pairs};
 use crate::plugins::Plugin;
+
+/// Registers `sock` with this thread's event loop for `interest` only.
+pub fn register(
+    sock: UnixStream,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<UnixStream>> {
+    // SAFETY: the `AsyncFd` owns `sock`, which owns its descriptor: it stays open, and
+    // `as_raw_fd` returns the same one, until the `AsyncFd` is dropped or `into_inner`
+    // hands the socket back.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(sock, interest) }
+        .map_err(|e| e.into_parts().1)
+}
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
 /// (see `worker::spawn`), marking them close-on-exec so an app's own children do not

@@ -23,9 +23,12 @@ use gatehouse_config::AliasKind;
 use std::io::Write as _;
 use std::thread::ThreadId;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::io::Read as _;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
+use super::boundary::register;
 use super::group::{Conn, Group, NoConn};
 use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
@@ -233,18 +236,24 @@ impl Drop for Borrowed<'_> {
 /// It stays registered with the event loop of the HTTP worker thread that used it last, so
 /// a request on the same thread (every request, with one HTTP worker) adds and removes
 /// nothing from an epoll set; a request on another thread moves it.
+///
+/// It is registered for reading only. A Unix stream socket signals "writable" to its
+/// writer each time the reader consumes data, so a registration for writing too would wake
+/// the HTTP worker for nothing on every request (as the worker process reads it), at the
+/// cost of two process switches on a shared core. A write that would block waits on a
+/// second registration of a duplicate of the socket, for that write only.
 #[derive(Debug)]
 pub enum Sock {
     /// Registered with no event loop (new).
     Plain(UnixStream),
-    /// Registered with the event loop of this thread.
-    Registered(tokio::net::UnixStream, ThreadId),
+    /// Registered (for reading) with the event loop of this thread.
+    Registered(AsyncFd<UnixStream>, ThreadId),
 }
 
 /// A borrowed socket, registered with this thread's event loop, for one request.
 struct Attached<'c> {
     conn: &'c mut Conn,
-    stream: tokio::net::UnixStream,
+    stream: AsyncFd<UnixStream>,
     /// Bytes read and not yet consumed are `conn.rbuf[pos..len]`.
     pos: usize,
     len: usize,
@@ -267,19 +276,20 @@ impl<'c> Attached<'c> {
             }
             // Moved off the other thread's event loop (it may have stopped: its epoll set
             // lives as long as the registration).
-            Some(Sock::Registered(stream, _)) => stream.into_std()?,
+            Some(Sock::Registered(stream, _)) => stream.into_inner(),
             Some(Sock::Plain(std)) => std,
             None => {
                 return Err(std::io::Error::other("the socket was lost by an earlier request"));
             }
         };
+        std.set_nonblocking(true)?;
         let sent = match (&std).write(&conn.out) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
         };
         conn.out.drain(..sent);
-        let stream = tokio::net::UnixStream::from_std(std)?;
+        let stream = register(std, Interest::READABLE)?;
         Ok(Attached { conn, stream, pos: 0, len: 0 })
     }
 
@@ -298,9 +308,35 @@ impl<'c> Attached<'c> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.stream.write_all(&self.conn.out).await;
+        let r = self.write_all().await;
         self.conn.out.clear();
         r
+    }
+
+    /// Writes `conn.out` whole. When the socket is full (the worker is not reading yet),
+    /// waits for room on a duplicate registered for writing, dropped once all is written.
+    async fn write_all(&mut self) -> std::io::Result<()> {
+        let mut at = 0;
+        let mut for_room: Option<AsyncFd<UnixStream>> = None;
+        while at < self.conn.out.len() {
+            match self.stream.get_ref().write(&self.conn.out[at..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let room = match &for_room {
+                        Some(room) => room,
+                        None => for_room.insert(register(
+                            self.stream.get_ref().try_clone()?,
+                            Interest::WRITABLE,
+                        )?),
+                    };
+                    room.writable().await?.clear_ready();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The next frame: its kind and where its payload is in the read buffer (valid until
@@ -326,7 +362,13 @@ impl<'c> Attached<'c> {
             if rbuf.len() < want.max(64 * 1024) {
                 rbuf.resize(want.max(64 * 1024), 0);
             }
-            let n = self.stream.read(&mut rbuf[self.len..]).await?;
+            let n = loop {
+                let mut ready = self.stream.readable().await?;
+                match ready.try_io(|sock| sock.get_ref().read(&mut rbuf[self.len..])) {
+                    Ok(read) => break read?,
+                    Err(_would_block) => {}
+                }
+            };
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
