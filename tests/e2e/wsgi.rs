@@ -231,6 +231,16 @@ fn wsgi_input_reading_modes() {
     let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let j = d.post("/f/read?mode=all", "application/octet-stream", &big).expect_status(200).json();
     assert_eq!(j["parts"][0].as_str().map(str::len), Some(big.len()));
+    // Lines longer than one read from the host (8 KiB to 64 KiB a read), whole and in order.
+    let lines: Vec<String> =
+        [20_000, 1, 70_000, 9_000].iter().map(|&n| format!("{}\n", "x".repeat(n))).collect();
+    for mode in ["lines", "iter", "readlines"] {
+        let j = d
+            .post(&format!("/f/read?mode={mode}"), "text/plain", lines.concat().as_bytes())
+            .expect_status(200)
+            .json();
+        assert_eq!(j["parts"], serde_json::json!(lines), "mode {mode}");
+    }
 }
 
 /// Reads from `s` until `needle` has arrived (or the timeout), returning what was read.
