@@ -804,6 +804,57 @@ fn a_body_shorter_than_its_content_length_is_an_error_not_an_end() {
 }
 
 #[test]
+fn a_client_that_stops_reading_does_not_hold_the_app_for_ever() {
+    // The client reads the head, then nothing: the app's writes fill the queue to the HTTP
+    // side and block. Past the alias's timeout the write fails as if the client had left,
+    // which frees the alias's one thread, and the body ends cut, never clean.
+    let yaml = "\
+aliases:
+  - url: /in
+    path: {probe}
+    env: {PROBE_DIR: in}
+    timeout: 1s
+    threads: 1
+  - url: /out
+    path: {probe}
+    env: {PROBE_DIR: out}
+    timeout: 1s
+    isolation: process
+    processes: 1
+    threads: 1
+";
+    let d = Daemon::start_with(yaml, |root| {
+        for dir in ["in", "out"] {
+            std::fs::create_dir_all(root.join(dir)).expect("create the marker folder");
+        }
+    });
+    for alias in ["in", "out"] {
+        let mut c = Conn::request(&d, "GET", &format!("/{alias}/endless"), &[]);
+        let head = c.head();
+        assert!(head.status == 200 && head.chunked(), "{alias}: {head}");
+        let done = d.path(alias).join("endless.done");
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while !done.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{alias}: the app is still held by a client that reads nothing"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let report = std::fs::read_to_string(&done).expect("read endless.done");
+        assert!(report.contains("BrokenPipe"), "{alias}: {report}");
+        // The alias's one thread serves again.
+        let r = d.get(&format!("/{alias}/debug-log?msg=after"));
+        assert_eq!(r.status, 200, "{alias}: {r}");
+        // What the client reads now ends cut: it must not take a part for the whole.
+        let body = c.finish(&head);
+        assert!(!body.complete, "{alias}: a body given up on ended clean");
+        assert!(!body.bytes.is_empty(), "{alias}: nothing arrived");
+    }
+    assert!(d.log().contains("took none of the reply"), "{}", d.log());
+}
+
+#[test]
 fn a_client_that_goes_away_mid_stream_stops_the_app() {
     let (d, marks) = start();
     let mut c = Conn::request(&d, "GET", "/probe/endless", &["Connection: close"]);

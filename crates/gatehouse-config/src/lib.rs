@@ -34,7 +34,8 @@
 //! shutdown_timeout: 30s        # on SIGTERM, how long requests in flight may take to finish
 //! max_headers: 96              # header fields per request, else 400 (at most 96)
 //! max_header_size: 8190        # longest header line, else 400
-//! timeout: 60s                 # for the app to start its reply, else 504
+//! timeout: 60s                 # for the app to start its reply, else 504; and the longest a
+//!                              # streamed write waits on a client that reads nothing (then cut)
 //! body_timeout: 20s            # for the request body, extended by each body_min_rate bytes, else 408
 //! body_min_rate: 500           # bytes/s
 //! queue: 1024                  # requests waiting for a busy pool, else 503 (default 128 per thread)

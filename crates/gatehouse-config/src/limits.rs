@@ -29,7 +29,9 @@ pub struct Limits {
     /// past it 400.
     pub max_header_size: usize,
     /// How long the app may take to start its reply (`timeout`, default 60 s); past it the
-    /// client gets 504 and the app's thread is counted busy until the app returns.
+    /// client gets 504 and the app's thread is counted busy until the app returns. Also how
+    /// long a streamed write may wait on a client that takes nothing: past it the write
+    /// fails as if the client had left, and the connection is cut.
     pub timeout: Duration,
     /// How long a request body may take (`body_timeout`, default 20 s), extended by every
     /// `body_min_rate` bytes received; past it 408.

@@ -81,7 +81,7 @@ fn call_once(plugin: &Plugin, call: &Call<'_>, delivery: Delivery) -> Reply {
         Delivery::Buffer => ffi::invoke_inline(plugin, call),
         Delivery::Stream => {
             let (tx, mut rx) = oneshot::channel();
-            ffi::invoke(plugin, call, BodySource::Empty, tx);
+            ffi::invoke(plugin, call, BodySource::Empty, tx, std::time::Duration::from_secs(60));
             match rx.try_recv() {
                 Ok(reply) => reply,
                 Err(e) => panic!("no reply: {e}"),

@@ -15,6 +15,9 @@
 use std::ffi::c_void;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -107,6 +110,10 @@ pub enum Reply {
         first: Bytes,
         /// Later chunks; closed when `handle` returns.
         rest: mpsc::Receiver<Chunk>,
+        /// Set when the app side gave up on a client that took nothing for the stall
+        /// limit: the channel then ends without the error chunk (it was full), and the
+        /// body must end cut, not clean.
+        stalled: Arc<AtomicBool>,
     },
     /// The app failed before starting a response (the client gets 500).
     Failed(CallError),
@@ -160,8 +167,9 @@ enum ReplyState {
     NotStarted(Tx),
     /// Head (and maybe a first write) held back.
     Holding { head: Head, body: Option<Vec<u8>>, tx: Tx },
-    /// Head sent; writes go straight to the client. `left` counts down a declared length.
-    Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64> },
+    /// Head sent; writes go straight to the client. `left` counts down a declared length;
+    /// `stalled` is [`Reply::Stream`]'s.
+    Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64>, stalled: Arc<AtomicBool> },
     /// The client is gone, or the reply was sent.
     Done,
 }
@@ -174,6 +182,8 @@ pub struct ReplySink<'a> {
     request_id: u64,
     /// The request is HEAD: a streamed reply short of its declared length is not cut.
     head_request: bool,
+    /// How long a streamed write may wait for the client to take earlier data.
+    stall_limit: Duration,
     reply: ReplyState,
     /// The reply, for [`Tx::Direct`].
     direct: Option<Reply>,
@@ -193,6 +203,7 @@ impl<'a> ReplySink<'a> {
             app,
             request_id,
             head_request: false,
+            stall_limit: DEFAULT_STALL_LIMIT,
             reply: ReplyState::NotStarted(Tx::Channel(tx)),
             direct: None,
         }
@@ -203,6 +214,7 @@ impl<'a> ReplySink<'a> {
             app,
             request_id,
             head_request: false,
+            stall_limit: DEFAULT_STALL_LIMIT,
             reply: ReplyState::NotStarted(Tx::Direct),
             direct: None,
         }
@@ -211,6 +223,14 @@ impl<'a> ReplySink<'a> {
     /// Marks the reply as one to a HEAD request when `vars` say so.
     pub fn for_request(mut self, vars: &PairBuf) -> Self {
         self.head_request = vars.get(b"REQUEST_METHOD") == Some(&b"HEAD"[..]);
+        self
+    }
+
+    /// How long a streamed write may wait for a client that takes nothing (the alias's
+    /// `timeout`); past it the write fails as if the client had left, and the connection is
+    /// cut. Without a limit, a client that stops reading holds the app's thread for ever.
+    pub fn stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = limit;
         self
     }
 
@@ -309,10 +329,11 @@ impl<'a> ReplySink<'a> {
             first.truncate(usize::try_from(n).unwrap_or(first.len()));
         }
         let left = head.declared_len.map(|n| n.saturating_sub(first.len() as u64));
-        if tx.send(Reply::Stream { head, first, rest }).is_err() {
+        let stalled = Arc::new(AtomicBool::new(false));
+        if tx.send(Reply::Stream { head, first, rest, stalled: Arc::clone(&stalled) }).is_err() {
             return Status::DISCONNECTED;
         }
-        self.reply = ReplyState::Streaming { chunks, left };
+        self.reply = ReplyState::Streaming { chunks, left, stalled };
         Status::OK
     }
 
@@ -343,11 +364,42 @@ impl<'a> ReplySink<'a> {
         }
         let (data, status) = self.account(data);
         let ReplyState::Streaming { chunks, .. } = &self.reply else { return Status::BAD_STATE };
-        if !data.is_empty() && chunks.blocking_send(Ok(Bytes::copy_from_slice(data))).is_err() {
-            self.reply = ReplyState::Done;
-            return Status::DISCONNECTED;
+        if data.is_empty() {
+            return status;
         }
-        status
+        let sent = send_within(chunks, Ok(Bytes::copy_from_slice(data)), self.stall_limit);
+        self.after_send(sent, status)
+    }
+
+    /// What a streamed write returns once its chunk was sent, refused (the client left),
+    /// or given up on (the client took nothing for the stall limit).
+    fn after_send(&mut self, sent: Sent, status: Status) -> Status {
+        match sent {
+            Sent::Yes => status,
+            Sent::Closed => {
+                self.reply = ReplyState::Done;
+                Status::DISCONNECTED
+            }
+            Sent::Stalled => {
+                self.give_up();
+                Status::DISCONNECTED
+            }
+        }
+    }
+
+    /// Ends a stream whose client took nothing for the stall limit: the body ends cut.
+    fn give_up(&mut self) {
+        if let ReplyState::Streaming { stalled, .. } = &self.reply {
+            stalled.store(true, Ordering::Release);
+            log::warn!(
+                "app {} (request {}): the client took none of the reply for {:?}; the app's \
+                 write failed as if the client had left, and the connection is cut",
+                self.app,
+                self.request_id,
+                self.stall_limit
+            );
+        }
+        self.reply = ReplyState::Done;
     }
 
     /// [`ReplySink::write`] for a caller on the async side (the relay of a worker's frames):
@@ -366,18 +418,22 @@ impl<'a> ReplySink<'a> {
         }
         let (data, status) = self.account(data);
         let ReplyState::Streaming { chunks, .. } = &self.reply else { return Status::BAD_STATE };
-        if !data.is_empty() && chunks.send(Ok(Bytes::copy_from_slice(data))).await.is_err() {
-            self.reply = ReplyState::Done;
-            return Status::DISCONNECTED;
+        if data.is_empty() {
+            return status;
         }
-        status
+        let sent = send_async_within(chunks, Ok(Bytes::copy_from_slice(data)), self.stall_limit);
+        let sent = sent.await;
+        self.after_send(sent, status)
     }
 
     /// [`ReplySink::abort`] for a caller on the async side.
-    pub async fn abort_async(self, status: u16, message: &'static str) {
-        match self.reply {
+    pub async fn abort_async(mut self, status: u16, message: &'static str) {
+        match &self.reply {
             ReplyState::Streaming { chunks, .. } => {
-                let _ = chunks.send(Err(std::io::Error::other(message))).await;
+                let cut = Err(std::io::Error::other(message));
+                if send_async_within(chunks, cut, self.stall_limit).await == Sent::Stalled {
+                    self.give_up();
+                }
             }
             _ => self.abort(status, message),
         }
@@ -385,7 +441,7 @@ impl<'a> ReplySink<'a> {
 
     /// [`ReplySink::finish`] for a caller on the async side (never a direct reply).
     pub async fn finish_async(mut self, status: Status) {
-        if let ReplyState::Streaming { chunks, left } = &self.reply {
+        if let ReplyState::Streaming { chunks, left, .. } = &self.reply {
             let cut = if status != Status::OK {
                 log::error!(
                     "app {} (request {}): {} after the response started: the connection is cut",
@@ -407,7 +463,10 @@ impl<'a> ReplySink<'a> {
                 })
             };
             if let Some(why) = cut {
-                let _ = chunks.send(Err(std::io::Error::other(why))).await;
+                let cut = Err(std::io::Error::other(why));
+                if send_async_within(chunks, cut, self.stall_limit).await == Sent::Stalled {
+                    self.give_up();
+                }
             }
             self.reply = ReplyState::Done;
             return;
@@ -417,29 +476,41 @@ impl<'a> ReplySink<'a> {
 
     /// The call ended without `handle` returning: its worker process died or was killed.
     /// A reply not started yet becomes `status` with `message`; a streaming one is cut.
-    pub fn abort(self, status: u16, message: &'static str) {
+    pub fn abort(mut self, status: u16, message: &'static str) {
         let mut direct = None;
-        match self.reply {
+        match std::mem::replace(&mut self.reply, ReplyState::Done) {
             ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => {
                 let _ = tx.send(Reply::Refused { status, message }, &mut direct);
             }
-            ReplyState::Streaming { chunks, .. } => {
-                let _ = chunks.blocking_send(Err(std::io::Error::other(message)));
+            streaming @ ReplyState::Streaming { .. } => {
+                self.reply = streaming;
+                self.cut(std::io::Error::other(message));
             }
             ReplyState::Done => {}
         }
     }
 
+    /// Cuts a streaming reply with `error` (given up on past the stall limit if the client
+    /// takes nothing).
+    fn cut(&mut self, error: std::io::Error) {
+        if let ReplyState::Streaming { chunks, .. } = &self.reply
+            && send_within(chunks, Err(error), self.stall_limit) == Sent::Stalled
+        {
+            self.give_up();
+        }
+        self.reply = ReplyState::Done;
+    }
+
     /// Sends what `handle` left behind once it returned with `status`; returns a direct
     /// reply.
-    pub fn finish(self, status: Status) -> Option<Reply> {
+    pub fn finish(mut self, status: Status) -> Option<Reply> {
         let (app, request_id, head_request) = (self.app, self.request_id, self.head_request);
-        let mut direct = self.direct;
+        let mut direct = self.direct.take();
         let failed = |error: CallError| {
             log::error!("app {app} (request {request_id}): {error}");
             error
         };
-        match self.reply {
+        match std::mem::replace(&mut self.reply, ReplyState::Done) {
             ReplyState::NotStarted(tx) => {
                 let error = if status == Status::OK {
                     CallError::NoResponse
@@ -465,7 +536,7 @@ impl<'a> ReplySink<'a> {
                 }
                 let _ = tx.send(Reply::Complete { head, body }, &mut direct);
             }
-            ReplyState::Streaming { chunks, left } => {
+            streaming @ ReplyState::Streaming { left, .. } => {
                 let cut = if status != Status::OK {
                     Some(format!(
                         "{} after the response started: the connection is cut",
@@ -483,12 +554,83 @@ impl<'a> ReplySink<'a> {
                     })
                 };
                 if let Some(why) = cut {
-                    let _ = chunks.blocking_send(Err(std::io::Error::other(why)));
+                    self.reply = streaming;
+                    self.cut(std::io::Error::other(why));
                 }
             }
             ReplyState::Done => {}
         }
         direct
+    }
+}
+
+/// How long a streamed write waits for the client by default (the alias's `timeout` is set
+/// on every sink the daemon makes; this is for sinks made without one).
+const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// How a chunk fared on its way to the HTTP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Queued.
+    Yes,
+    /// The HTTP side is gone (the client left).
+    Closed,
+    /// The queue stayed full for the stall limit: the client takes nothing.
+    Stalled,
+}
+
+/// Queues `chunk`, blocking this (app) thread while the queue is full, at most `limit`.
+fn send_within(chunks: &mpsc::Sender<Chunk>, chunk: Chunk, limit: Duration) -> Sent {
+    let chunk = match chunks.try_send(chunk) {
+        Ok(()) => return Sent::Yes,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Sent::Closed,
+        Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+    };
+    match block_on_within(chunks.send(chunk), limit) {
+        Some(Ok(())) => Sent::Yes,
+        Some(Err(_)) => Sent::Closed,
+        None => Sent::Stalled,
+    }
+}
+
+/// [`send_within`] for the async side (the relay of a worker's frames).
+async fn send_async_within(chunks: &mpsc::Sender<Chunk>, chunk: Chunk, limit: Duration) -> Sent {
+    match tokio::time::timeout(limit, chunks.send(chunk)).await {
+        Ok(Ok(())) => Sent::Yes,
+        Ok(Err(_)) => Sent::Closed,
+        Err(_) => Sent::Stalled,
+    }
+}
+
+/// Wakes a thread parked in [`block_on_within`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `fut` on this thread (not a runtime's) until it is ready, or `None` after `limit`
+/// (the future is then dropped, which cancels it).
+fn block_on_within<F: std::future::Future>(fut: F, limit: Duration) -> Option<F::Output> {
+    let deadline = Instant::now() + limit;
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(deadline - now);
     }
 }
 
@@ -742,8 +884,17 @@ static HOST_API: HostApi = HostApi {
 
 /// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
 /// the latest when `handle` returns), streaming when the app writes in pieces.
-pub fn invoke(plugin: &Plugin, call: &Call<'_>, body: BodySource, reply: oneshot::Sender<Reply>) {
-    let sink = ReplySink::channel(call.app, call.request_id, reply).for_request(call.vars);
+/// A streamed write waits at most `stall_limit` for the client to take earlier data.
+pub fn invoke(
+    plugin: &Plugin,
+    call: &Call<'_>,
+    body: BodySource,
+    reply: oneshot::Sender<Reply>,
+    stall_limit: Duration,
+) {
+    let sink = ReplySink::channel(call.app, call.request_id, reply)
+        .for_request(call.vars)
+        .stall_limit(stall_limit);
     let _ = call_app(plugin, call, body, sink);
 }
 
@@ -825,6 +976,32 @@ fn call_with(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_is_queued_refused_or_given_up_on() {
+        let limit = Duration::from_millis(50);
+        let (chunks, mut rest) = mpsc::channel::<Chunk>(1);
+        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"a")), limit), Sent::Yes);
+        // Full, and nobody takes anything: given up on after the limit, not before.
+        let started = Instant::now();
+        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"b")), limit), Sent::Stalled);
+        assert!(started.elapsed() >= limit);
+        // Full, and the other side takes one meanwhile: queued.
+        let taker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let first = rest.blocking_recv();
+            (first, rest)
+        });
+        let wait = Duration::from_secs(5);
+        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"c")), wait), Sent::Yes);
+        let (first, rest) = taker.join().unwrap();
+        assert_eq!(first.unwrap().unwrap(), Bytes::from_static(b"a"));
+        // The other side gone: refused at once.
+        drop(rest);
+        let started = Instant::now();
+        assert_eq!(send_within(&chunks, Ok(Bytes::new()), wait), Sent::Closed);
+        assert!(started.elapsed() < wait);
+    }
 
     #[test]
     fn a_held_first_write_past_the_declared_length_is_cut_to_it() {

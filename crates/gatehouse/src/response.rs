@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use actix_web::HttpResponse;
@@ -42,6 +44,9 @@ struct AppBody {
     unflushed: bool,
     /// An error held back until actix has written the data before it.
     cut: Option<std::io::Error>,
+    /// The app side gave up on a client that took nothing (see [`Reply::Stream`]): the
+    /// channel's end is a cut, not the end of the body.
+    stalled: Arc<AtomicBool>,
 }
 
 impl Stream for AppBody {
@@ -60,7 +65,13 @@ impl Stream for AppBody {
             self.unflushed = true;
             return Poll::Ready(Some(Ok(first)));
         }
-        match self.rest.poll_recv(cx) {
+        let next = match self.rest.poll_recv(cx) {
+            Poll::Ready(None) if self.stalled.load(Ordering::Acquire) => Poll::Ready(Some(Err(
+                std::io::Error::other("the client took none of the reply for the alias's timeout"),
+            ))),
+            next => next,
+        };
+        match next {
             Poll::Ready(Some(Err(e))) if self.unflushed => {
                 // actix drops its write buffer with the connection on a body error: let it
                 // write what the app sent before the cut (it flushes when we are Pending).
@@ -127,9 +138,10 @@ pub fn from_reply(
                 _ => resp.body(body),
             }
         }
-        Reply::Stream { head, first, rest } => {
+        Reply::Stream { head, first, rest, stalled } => {
             let mut resp = builder(&head);
-            let body = AppBody { first: Some(first), rest, pump, unflushed: false, cut: None };
+            let body =
+                AppBody { first: Some(first), rest, pump, unflushed: false, cut: None, stalled };
             match head.declared_len {
                 Some(n) => resp.body(SizedStream::new(n, body)),
                 None => resp.streaming(body),

@@ -319,7 +319,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
                 Ok(loaded) => {
                     let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
-                    ffi::invoke(&loaded.plugin, &call, body, tx);
+                    ffi::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
                     if job_overdue.load(Ordering::Acquire) {
                         m.pool.overdue_done();
                         log::warn!(

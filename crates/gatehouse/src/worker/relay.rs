@@ -402,7 +402,8 @@ async fn exchange(
     overdue: &AtomicBool,
     pid: u32,
 ) -> Outcome {
-    let mut sink = ReplySink::channel(r.app, r.request_id, tx).for_request(r.vars);
+    let mut sink =
+        ReplySink::channel(r.app, r.request_id, tx).for_request(r.vars).stall_limit(r.timeout);
     let mut gone = false;
     if io.flush().await.is_err() {
         sink.abort(502, DIED);
