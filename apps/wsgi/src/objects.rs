@@ -312,6 +312,9 @@ struct Buffer {
     /// Where the unread bytes start.
     start: usize,
     eof: bool,
+    /// How much the next read of an unknown size asks for: `MIN_CHUNK` first, doubling up
+    /// to `READ_CHUNK` (a small body costs little; iterating a large one, few reads).
+    next_unsized: usize,
 }
 
 impl Buffer {
@@ -396,7 +399,14 @@ impl Input {
                 return Ok(buf.take(l));
             }
             searched = unread.len();
-            let need = limit.map_or(MIN_CHUNK, |l| l - searched);
+            let need = match limit {
+                Some(l) => l - searched,
+                None => {
+                    let need = buf.next_unsized.max(MIN_CHUNK);
+                    buf.next_unsized = (need * 2).min(READ_CHUNK);
+                    need
+                }
+            };
             if !self.fill(py, &mut buf, need)? {
                 let n = buf.unread().len();
                 return Ok(buf.take(limit.map_or(n, |l| l.min(n))));

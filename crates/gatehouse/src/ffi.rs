@@ -367,7 +367,14 @@ impl<'a> ReplySink<'a> {
         if data.is_empty() {
             return status;
         }
-        let sent = send_within(chunks, Ok(Bytes::copy_from_slice(data)), self.stall_limit);
+        let data = Bytes::copy_from_slice(data);
+        let mut sent = Sent::Yes;
+        for piece in pieces(&data) {
+            sent = send_within(chunks, Ok(piece), self.stall_limit);
+            if sent != Sent::Yes {
+                break;
+            }
+        }
         self.after_send(sent, status)
     }
 
@@ -421,8 +428,14 @@ impl<'a> ReplySink<'a> {
         if data.is_empty() {
             return status;
         }
-        let sent = send_async_within(chunks, Ok(Bytes::copy_from_slice(data)), self.stall_limit);
-        let sent = sent.await;
+        let data = Bytes::copy_from_slice(data);
+        let mut sent = Sent::Yes;
+        for piece in pieces(&data) {
+            sent = send_async_within(chunks, Ok(piece), self.stall_limit).await;
+            if sent != Sent::Yes {
+                break;
+            }
+        }
         self.after_send(sent, status)
     }
 
@@ -567,6 +580,17 @@ impl<'a> ReplySink<'a> {
 /// How long a streamed write waits for the client by default (the alias's `timeout` is set
 /// on every sink the daemon makes; this is for sinks made without one).
 const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// The most bytes one queued chunk holds. The stall limit bounds the wait for one slot of
+/// the queue, and actix takes the next chunk once it has written most of the one before:
+/// with small chunks the limit means "the client took (almost) nothing", where one 8 MiB
+/// write would have cut a client reading a steady 1 MiB/s.
+const PIECE: usize = 64 * 1024;
+
+/// `data` in queue-sized pieces (views of the one copy).
+fn pieces(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    (0..data.len()).step_by(PIECE).map(|at| data.slice(at..data.len().min(at + PIECE)))
+}
 
 /// How a chunk fared on its way to the HTTP side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -976,6 +1000,21 @@ fn call_with(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_is_queued_in_bounded_pieces() {
+        for (len, want) in [
+            (1, vec![1]),
+            (PIECE, vec![PIECE]),
+            (PIECE + 1, vec![PIECE, 1]),
+            (3 * PIECE - 5, vec![PIECE, PIECE, PIECE - 5]),
+        ] {
+            let data = Bytes::from(vec![7u8; len]);
+            let got: Vec<usize> = pieces(&data).map(|p| p.len()).collect();
+            assert_eq!(got, want, "{len} bytes");
+        }
+        assert_eq!(pieces(&Bytes::new()).count(), 0);
+    }
 
     #[test]
     fn a_chunk_is_queued_refused_or_given_up_on() {
