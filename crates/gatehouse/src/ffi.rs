@@ -266,6 +266,25 @@ impl<'a> ReplySink<'a> {
         }
     }
 
+    /// How long a body read may wait: once the reply streams, its stream (not the request
+    /// handler) drives the body pump, and a client that reads nothing stops both; so a read
+    /// then waits at most the stall limit. `None` before: the handler drives the pump,
+    /// which keeps its own deadlines.
+    pub fn body_wait(&self) -> Option<Duration> {
+        matches!(self.reply, ReplyState::Streaming { .. }).then_some(self.stall_limit)
+    }
+
+    /// Logs that a body read gave up on a client that neither sends nor reads.
+    pub fn note_body_stall(&self) {
+        log::warn!(
+            "app {} (request {}): the reply streams, and the client sent none of the rest of \
+             the body (nor read the reply) for {:?}: the app's body read failed",
+            self.app,
+            self.request_id,
+            self.stall_limit
+        );
+    }
+
     /// Whether a response was started (by `start_response`).
     pub fn started(&self) -> bool {
         !matches!(self.reply, ReplyState::NotStarted(_))
@@ -677,11 +696,28 @@ impl BodySource {
         self.took(got)
     }
 
-    /// [`BodySource::next_chunk`] for a caller on the async side.
-    pub async fn next_chunk_async(&mut self) -> Result<Option<Bytes>, BodyError> {
-        let BodySource::Stream(rx) = self else { return Ok(None) };
-        let got = rx.recv().await;
-        self.took(got)
+    /// [`BodySource::next_chunk`] waiting at most `limit`: `None` past it.
+    pub fn next_chunk_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<Result<Option<Bytes>, BodyError>> {
+        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
+        let got = block_on_within(rx.recv(), limit)?;
+        Some(self.took(got))
+    }
+
+    /// [`BodySource::next_chunk`] for a caller on the async side, waiting at most `limit`
+    /// when there is one: `None` past it.
+    pub async fn next_chunk_async(
+        &mut self,
+        limit: Option<Duration>,
+    ) -> Option<Result<Option<Bytes>, BodyError>> {
+        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
+        let got = match limit {
+            None => rx.recv().await,
+            Some(limit) => tokio::time::timeout(limit, rx.recv()).await.ok()?,
+        };
+        Some(self.took(got))
     }
 
     /// What the channel gave: an empty chunk ends the body, a closed channel without it
@@ -783,7 +819,14 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
             return 0;
         }
         while st.pending.is_empty() {
-            match st.body.next_chunk() {
+            let next = match st.sink.body_wait() {
+                None => st.body.next_chunk(),
+                Some(limit) => st.body.next_chunk_within(limit).unwrap_or_else(|| {
+                    st.sink.note_body_stall();
+                    Err(BodyError::TimedOut)
+                }),
+            };
+            match next {
                 Ok(Some(chunk)) => st.pending = chunk,
                 Ok(None) => return 0,
                 Err(e) => return -(body_error_code(e).0 as isize),
@@ -1000,6 +1043,31 @@ fn call_with(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_read_waits_without_limit_until_the_reply_streams_then_at_most_the_stall_limit() {
+        let (tx, mut reply) = oneshot::channel();
+        let mut sink = ReplySink::channel("t", 1, tx).stall_limit(Duration::from_millis(50));
+        assert_eq!(sink.body_wait(), None, "not started");
+        let head = Head { status: StatusCode::OK, headers: Vec::new(), declared_len: None };
+        assert_eq!(sink.start(|| Ok(head)), Status::OK);
+        assert_eq!(sink.write(b"first"), Status::OK);
+        assert_eq!(sink.body_wait(), None, "the head is held back: the handler drives the pump");
+        assert_eq!(sink.flush(), Status::OK);
+        assert_eq!(sink.body_wait(), Some(Duration::from_millis(50)), "streaming");
+        assert!(matches!(reply.try_recv(), Ok(Reply::Stream { .. })));
+        // A body that nothing feeds: the bounded read gives up, the unbounded one would not.
+        let (chunks, rx) = mpsc::channel(1);
+        let mut body = BodySource::Stream(rx);
+        let started = Instant::now();
+        assert_eq!(body.next_chunk_within(Duration::from_millis(50)), None);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        chunks.try_send(Ok(Bytes::from_static(b"abc"))).unwrap();
+        let got = body.next_chunk_within(Duration::from_millis(50));
+        assert_eq!(got, Some(Ok(Some(Bytes::from_static(b"abc")))));
+        chunks.try_send(Ok(Bytes::new())).unwrap();
+        assert_eq!(body.next_chunk_within(Duration::from_millis(50)), Some(Ok(None)));
+    }
 
     #[test]
     fn a_write_is_queued_in_bounded_pieces() {

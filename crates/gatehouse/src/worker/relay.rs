@@ -429,7 +429,10 @@ async fn exchange(
             Kind::Data => sink.write_async(io.payload(payload)).await,
             Kind::Flush => sink.flush(),
             Kind::ReadBody => {
-                let chunk = body.next_chunk_async().await;
+                let chunk = body.next_chunk_async(sink.body_wait()).await.unwrap_or_else(|| {
+                    sink.note_body_stall();
+                    Err(BodyError::TimedOut)
+                });
                 push_body(&mut io.conn.out, &chunk);
                 if io.flush().await.is_err() {
                     sink.abort_async(502, DIED).await;
