@@ -267,23 +267,39 @@ fn payload_error(e: &PayloadError) -> BodyError {
 /// with a `TimedOut` I/O error when it is not complete by its deadline: `body_timeout` from
 /// now, plus a second per `min_rate` bytes received (mod_reqtimeout's `body=20,MinRate=500`),
 /// so a client trickling a byte at a time cannot hold a connection and a thread for ever.
-fn limited(
-    payload: Payload,
-    limits: BodyLimits,
-) -> impl Stream<Item = Result<Bytes, PayloadError>> {
-    struct State {
-        payload: Payload,
+fn limited<P>(payload: P, limits: BodyLimits) -> impl Stream<Item = Result<Bytes, PayloadError>>
+where
+    P: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    struct State<P> {
+        payload: P,
         seen: u64,
         deadline: Instant,
         done: bool,
+        /// When the last chunk was handed on.
+        handed: Option<Instant>,
     }
     let (max_body, min_rate) = (limits.max_body, limits.min_rate);
-    let start = State { payload, seen: 0, deadline: Instant::now() + limits.timeout, done: false };
+    let start = State {
+        payload,
+        seen: 0,
+        deadline: Instant::now() + limits.timeout,
+        done: false,
+        handed: None,
+    };
+    // (`unfold` makes each step's future when the next chunk is asked for.)
     futures_util::stream::unfold(start, move |mut st| async move {
         if st.done {
             return None;
         }
-        let left = st.deadline.saturating_duration_since(Instant::now());
+        // The time the reader took before asking for more is not the client's: an app that
+        // reads slowly holds the client back (actix stops reading the socket), and the
+        // client must not get 408 for it.
+        let now = Instant::now();
+        if let Some(handed) = st.handed.take() {
+            st.deadline += now.saturating_duration_since(handed);
+        }
+        let left = st.deadline.saturating_duration_since(now);
         let item = match actix_web::rt::time::timeout(left, st.payload.next()).await {
             Err(_) => Err(PayloadError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -300,6 +316,7 @@ fn limited(
             }
         };
         st.done = item.is_err();
+        st.handed = Some(Instant::now());
         Some((item, st))
     })
     // Multipart polls again after the end: a fused stream keeps answering None.
@@ -459,6 +476,41 @@ mod tests {
                 (String::from_utf8(n.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
             })
             .collect()
+    }
+
+    #[test]
+    fn the_readers_own_time_does_not_count_against_the_client() {
+        // The client sends a chunk, and the next 300 ms after it is asked for. The reader
+        // takes 1.5 s over the first: with a 1 s body deadline, the second still comes.
+        let client = futures_util::stream::unfold(0, |i| async move {
+            match i {
+                0 => Some((Ok(Bytes::from_static(b"first")), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Some((Ok(Bytes::from_static(b"second")), 2))
+                }
+                _ => None,
+            }
+        });
+        let limits = BodyLimits { max_body: 100, timeout: Duration::from_secs(1), min_rate: 0 };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let mut body = std::pin::pin!(limited(Box::pin(client), limits));
+            assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"first"));
+            tokio::time::sleep(Duration::from_millis(1500)).await; // the reader, busy
+            assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"second"));
+            assert!(body.next().await.is_none());
+        });
+        // A client that is itself slow still times out: 1.3 s of its own against 1 s.
+        let slow = futures_util::stream::unfold(0, |i| async move {
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+            (i == 0).then_some((Ok(Bytes::from_static(b"late")), 1))
+        });
+        rt.block_on(async {
+            let mut body = std::pin::pin!(limited(Box::pin(slow), limits));
+            let e = body.next().await.unwrap().unwrap_err();
+            assert_eq!(payload_error(&e), BodyError::TimedOut);
+        });
     }
 
     #[test]
