@@ -829,6 +829,15 @@ impl Host {
         self.logs.for_app(app)
     }
 
+    /// The daemon is stopping: worker processes that end are not replaced from now on.
+    pub fn no_successors(&self) {
+        for m in &self.mounts {
+            if let Some(workers) = &m.workers {
+                workers.no_successors();
+            }
+        }
+    }
+
     /// Runs every loaded app's `shutdown` (at daemon stop); worker processes are stopped
     /// (each runs its apps' shutdown) within `timeout`, then killed.
     pub fn shutdown_within(&self, timeout: Duration) {

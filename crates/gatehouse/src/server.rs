@@ -663,6 +663,7 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
         }
     }
     crate::systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
+    live.host().no_successors();
     let stops = listeners.iter().map(|l| l.handle.stop(true));
     futures_util::future::join_all(stops).await;
     Ok(())

@@ -171,6 +171,10 @@ struct Inner {
     notify: tokio::sync::Notify,
     /// Requests waiting for a socket now.
     waiting: std::sync::atomic::AtomicUsize,
+    /// The daemon is stopping: a worker that ends is not replaced (its successor would
+    /// start only to be stopped, or killed before its apps' `shutdown` if it is still
+    /// starting when `shutdown_timeout` runs out).
+    no_successors: AtomicBool,
 }
 
 /// Why no socket could be had.
@@ -221,6 +225,7 @@ impl Group {
                 cv: Condvar::new(),
                 notify: tokio::sync::Notify::new(),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
+                no_successors: AtomicBool::new(false),
             }),
         }
     }
@@ -338,6 +343,12 @@ impl Group {
             drop(state);
             inner.notify.notify_one();
         }
+    }
+
+    /// The daemon is stopping: workers that end from now on are not replaced; the running
+    /// ones serve on until [`Group::stop_and_wait`].
+    pub fn no_successors(&self) {
+        self.inner.no_successors.store(true, Ordering::Release);
     }
 
     /// Kills the worker with pid `pid` (serving request `request_id`, past its timeout);
@@ -494,7 +505,7 @@ impl Inner {
             let in_flight = std::mem::take(
                 &mut *worker.in_flight.lock().unwrap_or_else(PoisonError::into_inner),
             );
-            let stopping = self.stopping();
+            let stopping = self.stopping() || self.no_successors.load(Ordering::Acquire);
             backoff = if graceful || killed.is_some() || lived >= HEALTHY_AFTER {
                 Duration::ZERO
             } else {
