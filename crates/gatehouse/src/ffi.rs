@@ -274,8 +274,9 @@ impl<'a> ReplySink<'a> {
         matches!(self.reply, ReplyState::Streaming { .. }).then_some(self.stall_limit)
     }
 
-    /// Logs that a body read gave up on a client that neither sends nor reads.
-    pub fn note_body_stall(&self) {
+    /// What a body read that waited out [`Self::body_wait`] returns (and logs): the client
+    /// neither sends nor reads.
+    pub fn body_stalled<T>(&self) -> Result<T, BodyError> {
         log::warn!(
             "app {} (request {}): the reply streams, and the client sent none of the rest of \
              the body (nor read the reply) for {:?}: the app's body read failed",
@@ -283,6 +284,7 @@ impl<'a> ReplySink<'a> {
             self.request_id,
             self.stall_limit
         );
+        Err(BodyError::TimedOut)
     }
 
     /// Whether a response was started (by `start_response`).
@@ -821,10 +823,9 @@ unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -
         while st.pending.is_empty() {
             let next = match st.sink.body_wait() {
                 None => st.body.next_chunk(),
-                Some(limit) => st.body.next_chunk_within(limit).unwrap_or_else(|| {
-                    st.sink.note_body_stall();
-                    Err(BodyError::TimedOut)
-                }),
+                Some(limit) => {
+                    st.body.next_chunk_within(limit).unwrap_or_else(|| st.sink.body_stalled())
+                }
             };
             match next {
                 Ok(Some(chunk)) => st.pending = chunk,

@@ -62,7 +62,8 @@ pub struct Relay<'a> {
     pub input: &'a Input,
     /// When the client gets 504 if no reply has started.
     pub deadline: Instant,
-    /// The alias's timeout (for the logs).
+    /// The alias's timeout (for the logs, and how long a streamed reply or a body read
+    /// waits on a client that takes or sends nothing).
     pub timeout: Duration,
 }
 
@@ -429,10 +430,10 @@ async fn exchange(
             Kind::Data => sink.write_async(io.payload(payload)).await,
             Kind::Flush => sink.flush(),
             Kind::ReadBody => {
-                let chunk = body.next_chunk_async(sink.body_wait()).await.unwrap_or_else(|| {
-                    sink.note_body_stall();
-                    Err(BodyError::TimedOut)
-                });
+                let chunk = body
+                    .next_chunk_async(sink.body_wait())
+                    .await
+                    .unwrap_or_else(|| sink.body_stalled());
                 push_body(&mut io.conn.out, &chunk);
                 if io.flush().await.is_err() {
                     sink.abort_async(502, DIED).await;
