@@ -1003,3 +1003,108 @@ aliases:
     assert_eq!(lines, ["init /iso", "sleep /iso"], "shutdown ran beside the request:\n{m}");
     assert!(!log.contains("starting a new one"), "{log}");
 }
+
+/// The first CPU this process may run on (its `Cpus_allowed_list`).
+fn first_allowed_cpu() -> Option<String> {
+    let status = read_lossy(Path::new("/proc/self/status"));
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?.trim();
+    let first = list.split([',', '-']).next()?;
+    first.parse::<u32>().ok().map(|n| n.to_string())
+}
+
+/// Two workers of two threads each, and a `timeout` long enough to hold hung requests.
+const TWO_BY_TWO: &str = "\
+metrics: {listen: \"127.0.0.1:0\"}
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 2
+    threads: 2
+    timeout: 4s
+";
+
+/// Starts `target` on a thread; its status when joined.
+fn in_background(d: &Daemon, target: &'static str) -> std::thread::JoinHandle<u16> {
+    let addr = d.addr;
+    std::thread::spawn(move || crate::harness::get_from(addr, target).0)
+}
+
+#[test]
+fn with_more_workers_than_cpus_the_first_worker_takes_requests_until_its_threads_are_busy() {
+    // The daemon (and so its workers) may run on one CPU only: spreading requests over two
+    // Python workers would buy no parallelism there, only process switches.
+    let Some(cpu) = first_allowed_cpu() else {
+        panic!("no Cpus_allowed_list in /proc/self/status");
+    };
+    let d = Daemon::start_cmd(TWO_BY_TWO, |_| {}, true, &[], &["taskset", "-c", &cpu]);
+    let metrics = metrics_addr(&d);
+    let both = wait_ready(metrics, 2);
+    let first = pid_of(&d, "/crashy/ok");
+    for _ in 0..4 {
+        assert_eq!(pid_of(&d, "/crashy/ok"), first, "one request at a time: the same worker");
+    }
+    // A hung request holds one of its two threads: the next still goes to it...
+    let hung = in_background(&d, "/crashy/hang");
+    wait_for_worker_requests(metrics, "the first hung request to take a socket", 6);
+    assert_eq!(pid_of(&d, "/crashy/ok"), first, "it has a free thread");
+    // ...and so does a second hung one (were it spread, the next request would find the
+    // first worker's other thread free)...
+    let hung_too = in_background(&d, "/crashy/hang");
+    wait_for_worker_requests(metrics, "the second hung request to take a socket", 8);
+    // ...after which the first worker is full, and the other one serves.
+    let other = pid_of(&d, "/crashy/ok");
+    assert_ne!(other, first, "the first worker's threads are both hung");
+    assert!(both.contains(&other) && both.contains(&first), "{both:?}: {first}, {other}");
+    // The first to time out kills the worker both hang in: the other then fails with it
+    // (502), or times out too (504).
+    let statuses = [hung.join().unwrap(), hung_too.join().unwrap()];
+    assert!(statuses.contains(&504) && statuses.iter().all(|s| [502, 504].contains(s)));
+    assert_eq!(killed_for_timeout(&d), first, "the hung requests were not both in {first}");
+}
+
+/// Waits until the status page at `metrics` lists `n` workers that have loaded their app
+/// (they report it once ready); their pids.
+fn wait_ready(metrics: std::net::SocketAddr, n: usize) -> BTreeSet<u32> {
+    wait_for(&format!("{n} ready workers"), RESTART, || {
+        let (_, text) = crate::harness::get_from(metrics, "/status.json");
+        let status: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let ready: BTreeSet<u32> = status["aliases"][0]["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|w| w["plugins"].as_array().is_some_and(|p| !p.is_empty()))
+            .filter_map(|w| w["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
+            .collect();
+        if ready.len() == n { Ok(ready) } else { Err(text) }
+    })
+}
+
+/// The worker the daemon killed for a request past its timeout (the first it logged).
+fn killed_for_timeout(d: &Daemon) -> u32 {
+    wait_for("a worker killed for a timeout", RESTART, || {
+        let log = d.log();
+        let marker = "answered 504 and killed its worker process ";
+        let Some((_, after)) = log.split_once(marker) else { return Err(log) };
+        let pid: String = after.chars().take_while(char::is_ascii_digit).collect();
+        pid.parse().map_err(|e| format!("{e}: {log}"))
+    })
+}
+
+#[test]
+fn with_a_cpu_per_worker_requests_in_flight_spread_over_the_workers() {
+    if std::thread::available_parallelism().map_or(0, std::num::NonZero::get) < 2 {
+        eprintln!("skipped: this machine gives the tests one CPU, so the daemon packs");
+        return;
+    }
+    let d = Daemon::start(TWO_BY_TWO);
+    let metrics = metrics_addr(&d);
+    wait_ready(metrics, 2);
+    let hung = in_background(&d, "/crashy/hang");
+    wait_for_worker_requests(metrics, "the hung request to take a socket", 1);
+    // The next requests go to the least busy worker: not the one the hung request holds.
+    let a = pid_of(&d, "/crashy/ok");
+    assert_eq!(pid_of(&d, "/crashy/ok"), a, "the idle worker, its socket given back last");
+    assert_eq!(hung.join().unwrap(), 504);
+    assert_ne!(killed_for_timeout(&d), a, "the requests went to the worker that hung");
+}

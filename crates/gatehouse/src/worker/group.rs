@@ -55,6 +55,9 @@ struct Spec {
     settings: ProcessSettings,
     /// Requests that may wait for a socket (the alias's `queue`).
     queue: usize,
+    /// Over how many workers requests in flight are spread: the CPUs the daemon may run
+    /// on, when that is fewer than `processes` (see [`Group::try_acquire`]).
+    spread: usize,
 }
 
 /// Decrements the count of waiting requests when dropped.
@@ -275,14 +278,24 @@ impl Group {
         // spread over the workers), and of its sockets the one given back last: with few
         // requests in flight, the same worker thread serves them with its caches warm (at
         // one connection, alternating between two workers measured up to 25% slower).
-        let mut best: Option<(usize, usize)> = None;
-        for (i, c) in state.idle.iter().enumerate() {
-            let busy = c.worker.busy.load(Ordering::Acquire);
-            if best.is_none_or(|(_, b)| busy <= b) {
-                best = Some((i, busy));
-            }
-        }
-        if let Some(conn) = best.and_then(|(i, _)| state.idle.remove(i)) {
+        //
+        // But never over more workers than there are CPUs to run them: with more workers
+        // than CPUs, spreading buys no parallelism, only process switches and cold caches.
+        // Requests then go to the first `spread` workers (in start order) that have a free
+        // socket; the others take what those cannot (every thread busy). On one CPU, the
+        // seed's multipart POST through two Python workers at 64 connections measured
+        // 9.45k req/s spread against 10.25k packed (docs/benchmarks.md, session 7).
+        let spread = inner.spec.as_ref().map_or(usize::MAX, |s| s.spread);
+        let spread = (spread < state.workers.len()).then_some(spread);
+        let rank = |c: &Conn| match spread {
+            Some(_) => state.workers.iter().position(|w| Arc::ptr_eq(w, &c.worker)),
+            None => Some(0),
+        };
+        let idle = state
+            .idle
+            .iter()
+            .map(|c| (rank(c).unwrap_or(usize::MAX), c.worker.busy.load(Ordering::Acquire)));
+        if let Some(conn) = pick(idle, spread).and_then(|i| state.idle.remove(i)) {
             conn.worker.busy.fetch_add(1, Ordering::AcqRel);
             conn.worker.served.fetch_add(1, Ordering::AcqRel);
             return Ok(Some(conn));
@@ -428,7 +441,19 @@ impl Inner {
             return;
         }
         let processes = match &this.spec {
-            Ok(spec) => spec.settings.processes,
+            Ok(spec) => {
+                if spec.spread < spec.settings.processes {
+                    log::info!(
+                        "{}: {} worker processes and {} CPU(s) to run them: requests go to \
+                         the first {} until all their threads are busy, then to the others",
+                        this.label,
+                        spec.settings.processes,
+                        spec.spread,
+                        spec.spread
+                    );
+                }
+                spec.settings.processes
+            }
             Err(why) => {
                 log::error!("{}: cannot start worker processes: {why}", this.label);
                 state.down = usize::MAX;
@@ -815,6 +840,42 @@ fn resident_bytes(pid: u32) -> Option<u64> {
     Some(pages * rustix::param::page_size() as u64)
 }
 
+/// Which idle socket a request gets. `idle` gives, for each idle socket in the order they
+/// were given back, its worker's rank (in start order) and that worker's requests in
+/// flight. Of the first `spread` workers (by rank) that have an idle socket (all of them
+/// when `None`), the least busy; of its sockets, the one given back last.
+fn pick(
+    idle: impl Iterator<Item = (usize, usize)> + Clone,
+    spread: Option<usize>,
+) -> Option<usize> {
+    // The rank of the `spread`-th worker that has an idle socket: those after it wait.
+    let mut last: Option<usize> = None;
+    for _ in 0..spread.unwrap_or(0) {
+        let next = idle.clone().map(|(r, _)| r).filter(|&r| last.is_none_or(|l| r > l)).min();
+        match next {
+            Some(r) => last = Some(r),
+            None => break,
+        }
+    }
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (rank, busy)) in idle.enumerate() {
+        if last.is_some_and(|l| rank > l) {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| busy <= b) {
+            best = Some((i, busy));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Over how many workers requests are spread: the CPUs this process may run on (its
+/// affinity and its cgroup's CPU quota, as the standard library reads them), and at
+/// least one. Workers inherit the daemon's affinity.
+fn spread_over() -> usize {
+    std::thread::available_parallelism().map_or(usize::MAX, std::num::NonZero::get)
+}
+
 /// What to start the workers of alias `index` with; `Err` says why they cannot start.
 fn spec(
     config: &gatehouse_config::Config,
@@ -854,6 +915,7 @@ fn spec(
             .limits
             .queue
             .unwrap_or(threads * settings.processes * crate::dispatch::QUEUE_PER_THREAD),
+        spread: spread_over(),
     })
 }
 
@@ -957,6 +1019,33 @@ mod tests {
         ];
         for (status, words) in table {
             assert_eq!(describe_exit(status), words);
+        }
+    }
+
+    #[test]
+    fn which_idle_socket_a_request_gets() {
+        // (idle sockets as (worker rank, its requests in flight), in the order given back;
+        // spread; the socket picked)
+        type Idle = &'static [(usize, usize)];
+        let table: &[(Idle, Option<usize>, Option<usize>)] = &[
+            (&[], None, None),
+            (&[], Some(1), None),
+            // Spread over all: the least busy worker, its socket given back last.
+            (&[(0, 1), (1, 0), (0, 1), (1, 0)], None, Some(3)),
+            (&[(0, 0), (1, 2), (0, 0)], None, Some(2)),
+            // Packed on one: the first worker that has a socket, however busy.
+            (&[(0, 3), (1, 0), (0, 3), (1, 0)], Some(1), Some(2)),
+            // ...and the next one only when the first has none left.
+            (&[(1, 0), (2, 0), (1, 0)], Some(1), Some(2)),
+            (&[(2, 0), (1, 5)], Some(1), Some(1)),
+            // Packed on two of three: the less busy of the first two.
+            (&[(2, 0), (0, 4), (1, 2), (2, 0)], Some(2), Some(2)),
+            (&[(2, 0), (0, 1), (1, 2), (2, 0)], Some(2), Some(1)),
+            // A spread wider than the workers with a socket: all of them.
+            (&[(3, 1), (5, 0)], Some(4), Some(1)),
+        ];
+        for &(idle, spread, want) in table {
+            assert_eq!(pick(idle.iter().copied(), spread), want, "{idle:?} spread {spread:?}");
         }
     }
 }
