@@ -1061,6 +1061,8 @@ fn with_more_workers_than_cpus_the_first_worker_takes_requests_until_its_threads
     let statuses = [hung.join().unwrap(), hung_too.join().unwrap()];
     assert!(statuses.contains(&504) && statuses.iter().all(|s| [502, 504].contains(s)));
     assert_eq!(killed_for_timeout(&d), first, "the hung requests were not both in {first}");
+    let log = d.log();
+    assert!(log.contains("/crashy: 2 worker processes and 1 CPU(s) to run them"), "{log}");
 }
 
 /// Waits until the status page at `metrics` lists `n` workers that have loaded their app
