@@ -1110,3 +1110,34 @@ fn with_a_cpu_per_worker_requests_in_flight_spread_over_the_workers() {
     assert_eq!(hung.join().unwrap(), 504);
     assert_ne!(killed_for_timeout(&d), a, "the requests went to the worker that hung");
 }
+
+/// A process's time slice in ns, as `/proc/PID/sched` shows it (kernels with EEVDF and
+/// scheduler statistics only).
+fn slice_of(pid: u32) -> Option<u64> {
+    let sched = read_lossy(Path::new(&format!("/proc/{pid}/sched")));
+    sched
+        .lines()
+        .find_map(|l| l.strip_prefix("se.slice")?.trim().strip_prefix(':')?.trim().parse().ok())
+}
+
+#[test]
+fn the_daemon_runs_with_a_longer_time_slice_than_its_workers() {
+    let d = Daemon::start(TWO_BY_TWO);
+    let workers = wait_workers(&d, "/crashy", 2);
+    let Some(daemon) = slice_of(d.pid()) else {
+        eprintln!("skipped: this kernel shows no se.slice in /proc/PID/sched");
+        return;
+    };
+    // Linux 6.12 and later honour it; older ones keep their default everywhere.
+    let release = read_lossy(Path::new("/proc/sys/kernel/osrelease"));
+    let mut version = release.split(['.', '-']).map(|n| n.trim().parse::<u32>().unwrap_or(0));
+    if (version.next().unwrap_or(0), version.next().unwrap_or(0)) < (6, 12) {
+        eprintln!("skipped: Linux {release} has no per-task slice");
+        return;
+    }
+    assert_eq!(daemon, 10_000_000, "the daemon's slice");
+    for w in workers {
+        let worker = slice_of(w).expect("the worker's se.slice");
+        assert!(worker < daemon, "worker {w}: slice {worker} ns, the daemon's {daemon} ns");
+    }
+}

@@ -112,7 +112,12 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     // First, while this is the only thread: it takes LISTEN_FDS out of the environment.
     let activated = gatehouse::systemd::take_listeners()
         .context("cannot use the sockets systemd passed (LISTEN_FDS)")?;
+    // Still the only thread: every thread started after inherits it.
+    let slice = gatehouse::worker::boundary::set_time_slice(Some(gatehouse::worker::DAEMON_SLICE));
     let _logger = init_logging()?;
+    if let Err(e) = slice {
+        log::debug!("cannot set the daemon's time slice ({e}); it keeps the default");
+    }
     let Some(mut config) = load_config(config_path) else { return Ok(ExitCode::FAILURE) };
     if !listen.is_empty() {
         config.listen.clone_from(&listen);

@@ -11,6 +11,9 @@
 //! with an HTTP worker's event loop ([`register`]), whose descriptor contract tokio states
 //! as `unsafe`.
 //!
+//! And one boundary the two sides share with the kernel's scheduler: the time slice of the
+//! daemon's threads and of its workers ([`set_time_slice`]).
+//!
 //! This is an ABI boundary module: `unsafe` is allowed here (and in `ffi` and `plugins`).
 #![allow(unsafe_code)]
 
@@ -35,6 +38,50 @@ pub fn register(
     // hands the socket back.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(sock, interest) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// `struct sched_attr` of `linux/sched/types.h`, its first version (48 bytes).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// Sets the calling thread's time slice, keeping its policy and nice: the `sched_runtime` of
+/// a fair policy, which Linux 6.12 and later take as the thread's slice (its request size
+/// to EEVDF: a longer one means a later deadline, so the thread, once woken, preempts a
+/// running one less readily). `None` gives back the kernel's default. Threads started
+/// afterwards inherit it, and so do processes they spawn. Older kernels ignore it; a thread
+/// under a real-time or idle policy is left as it is.
+pub fn set_time_slice(slice: Option<std::time::Duration>) -> std::io::Result<()> {
+    const SIZE: u32 = std::mem::size_of::<SchedAttr>() as u32;
+    const RESET_ON_FORK: u64 = 0x01;
+    let mut attr = SchedAttr::default();
+    // SAFETY: `attr` is a writable `SchedAttr` of the `SIZE` bytes passed, which the kernel
+    // writes at most; pid 0 is the calling thread; flags must be 0.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &raw mut attr, SIZE, 0u32) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if !matches!(attr.policy as i32, libc::SCHED_OTHER | libc::SCHED_BATCH) {
+        return Ok(());
+    }
+    attr.size = SIZE;
+    attr.flags &= RESET_ON_FORK;
+    attr.runtime = slice.map_or(0, |s| u64::try_from(s.as_nanos()).unwrap_or(u64::MAX));
+    attr.deadline = 0;
+    attr.period = 0;
+    // SAFETY: `attr` is a valid `SchedAttr` whose `size` says its length, read only during
+    // the call; pid 0 is the calling thread; flags must be 0.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0u32) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process

@@ -74,6 +74,9 @@ impl log::Log for Forward {
 /// Runs the worker; returns when told to stop or when the daemon is gone.
 pub fn run() -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // The daemon's long slice (see `DAEMON_SLICE`) is inherited: a worker takes the
+    // kernel's default back, before any thread starts. Failing costs only speed.
+    let slice = super::boundary::set_time_slice(None);
     let conns: usize = std::env::var(CONNS_ENV)
         .ok()
         .and_then(|n| n.parse().ok())
@@ -96,6 +99,9 @@ pub fn run() -> anyhow::Result<()> {
         .context("cannot install the worker's logger")?;
     log::set_max_level(level);
     crate::logs::install_panic_hook();
+    if let Err(e) = slice {
+        log::debug!("worker: cannot reset its time slice ({e})");
+    }
 
     let host = match host_for(&init) {
         Ok(host) => Arc::new(host),

@@ -8,3 +8,12 @@ pub mod group;
 pub mod messages;
 pub mod proto;
 pub mod relay;
+
+/// The time slice of the daemon's threads (set by `gatehouse serve` before it starts any;
+/// its workers take the kernel's default back, 0.7-2.8 ms). Longer than a worker's, so a
+/// daemon thread woken by a worker's reply lets the worker go on to wait for its next
+/// request instead of preempting it and being preempted back: on one CPU, a relayed
+/// request then costs 4 context switches instead of 5, and by hand the bridge in worker
+/// processes served 5-15% more (docs/benchmarks.md, session 7). The CPU share is the same
+/// (that is the nice value's business); the daemon only waits its turn more patiently.
+pub const DAEMON_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
