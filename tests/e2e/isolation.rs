@@ -1034,9 +1034,7 @@ fn in_background(d: &Daemon, target: &'static str) -> std::thread::JoinHandle<u1
 fn with_more_workers_than_cpus_the_first_worker_takes_requests_until_its_threads_are_busy() {
     // The daemon (and so its workers) may run on one CPU only: spreading requests over two
     // Python workers would buy no parallelism there, only process switches.
-    let Some(cpu) = first_allowed_cpu() else {
-        panic!("no Cpus_allowed_list in /proc/self/status");
-    };
+    let cpu = first_allowed_cpu().expect("no Cpus_allowed_list in /proc/self/status");
     let d = Daemon::start_cmd(TWO_BY_TWO, |_| {}, true, &[], &["taskset", "-c", &cpu]);
     let metrics = metrics_addr(&d);
     let both = wait_ready(metrics, 2);
@@ -1123,7 +1121,8 @@ fn slice_of(pid: u32) -> Option<u64> {
 #[test]
 fn the_daemon_runs_with_a_longer_time_slice_than_its_workers() {
     let d = Daemon::start(TWO_BY_TWO);
-    let workers = wait_workers(&d, "/crashy", 2);
+    // Ready, so each has reset its slice (the first thing it does).
+    let workers = wait_ready(metrics_addr(&d), 2);
     let Some(daemon) = slice_of(d.pid()) else {
         eprintln!("skipped: this kernel shows no se.slice in /proc/PID/sched");
         return;

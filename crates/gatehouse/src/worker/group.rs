@@ -55,8 +55,8 @@ struct Spec {
     settings: ProcessSettings,
     /// Requests that may wait for a socket (the alias's `queue`).
     queue: usize,
-    /// Over how many workers requests in flight are spread: the CPUs the daemon may run
-    /// on, when that is fewer than `processes` (see [`Group::try_acquire`]).
+    /// The CPUs the daemon may run on: requests in flight are spread over no more workers
+    /// than that (see [`Group::try_acquire`]).
     spread: usize,
 }
 
@@ -288,13 +288,12 @@ impl Group {
         let spread = inner.spec.as_ref().map_or(usize::MAX, |s| s.spread);
         let spread = (spread < state.workers.len()).then_some(spread);
         let rank = |c: &Conn| match spread {
-            Some(_) => state.workers.iter().position(|w| Arc::ptr_eq(w, &c.worker)),
-            None => Some(0),
+            Some(_) => {
+                state.workers.iter().position(|w| Arc::ptr_eq(w, &c.worker)).unwrap_or(usize::MAX)
+            }
+            None => 0,
         };
-        let idle = state
-            .idle
-            .iter()
-            .map(|c| (rank(c).unwrap_or(usize::MAX), c.worker.busy.load(Ordering::Acquire)));
+        let idle = state.idle.iter().map(|c| (rank(c), c.worker.busy.load(Ordering::Acquire)));
         if let Some(conn) = pick(idle, spread).and_then(|i| state.idle.remove(i)) {
             conn.worker.busy.fetch_add(1, Ordering::AcqRel);
             conn.worker.served.fetch_add(1, Ordering::AcqRel);

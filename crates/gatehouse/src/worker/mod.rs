@@ -13,7 +13,8 @@ pub mod relay;
 /// its workers take the kernel's default back, 0.7-2.8 ms). Longer than a worker's, so a
 /// daemon thread woken by a worker's reply lets the worker go on to wait for its next
 /// request instead of preempting it and being preempted back: on one CPU, a relayed
-/// request then costs 4 context switches instead of 5, and by hand the bridge in worker
-/// processes served 5-15% more (docs/benchmarks.md, session 7). The CPU share is the same
+/// request then costs 4 context switches instead of 5: by hand the bridge in worker
+/// processes served 2-20% more, and in `bench/run` 0-4% more against mod_wsgi at one
+/// connection, the same at 64 (docs/benchmarks.md, session 7). The CPU share is the same
 /// (that is the nice value's business); the daemon only waits its turn more patiently.
 pub const DAEMON_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
