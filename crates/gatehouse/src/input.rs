@@ -427,14 +427,19 @@ async fn multipart(
 
 /// Streams a non-form body to the app: each chunk into `tx` as it arrives, at most
 /// `max_body` bytes, then an empty chunk that says the body is complete. Returns how it
-/// ended; an error is also sent to the app. An app that takes no chunk for `stall` is
-/// stuck: the pump gives up with [`BodyError::AppStalled`].
-pub async fn pump(
-    payload: Payload,
+/// ended at once; an error is also sent to the app, after the chunks before it (so the app
+/// reads why its body stopped, not just that it did). An app that takes no chunk for
+/// `stall` is stuck: the pump gives up with [`BodyError::AppStalled`]. Call it on an actix
+/// (or tokio `LocalSet`) thread: an error may leave a local task behind to deliver it.
+pub async fn pump<P>(
+    payload: P,
     tx: mpsc::Sender<Result<Bytes, BodyError>>,
     limits: BodyLimits,
     stall: Duration,
-) -> Result<(), BodyError> {
+) -> Result<(), BodyError>
+where
+    P: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
     let mut body = std::pin::pin!(limited(payload, limits));
     let send = |item| {
         let tx = tx.clone();
@@ -456,8 +461,15 @@ pub async fn pump(
                 }
             }
             Err(e) => {
+                // The cause goes behind the chunks the app has not taken yet. When they
+                // fill the channel, a task waits for room (up to `stall`, as a chunk would),
+                // so the HTTP side can answer the client now.
                 let e = payload_error(&e);
-                let _ = tx.try_send(Err(e));
+                if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(Err(e)) {
+                    actix_web::rt::spawn(async move {
+                        let _ = actix_web::rt::time::timeout(stall, tx.send(item)).await;
+                    });
+                }
                 return Err(e);
             }
         }
@@ -476,6 +488,54 @@ mod tests {
                 (String::from_utf8(n.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
             })
             .collect()
+    }
+
+    /// A chunk's length, or the body's error, as the app reads it.
+    type Read = Result<usize, BodyError>;
+
+    /// What an app reads from [`pump`]'s channel (capacity `room`) when the client sends
+    /// `chunks` chunks and then a body cut short, the app starting to read only after the
+    /// pump has returned, `late` after it.
+    fn read_after_cut(room: usize, chunks: usize, late: Duration) -> Vec<Read> {
+        let client = futures_util::stream::iter(
+            (0..chunks)
+                .map(|_| Ok(Bytes::from_static(b"chunk")))
+                .chain([Err(PayloadError::Incomplete(None))]),
+        );
+        let limits = BodyLimits { max_body: 100, timeout: Duration::from_secs(5), min_rate: 0 };
+        let stall = Duration::from_millis(200);
+        actix_web::rt::System::new().block_on(async move {
+            let (tx, mut rx) = mpsc::channel(room);
+            let ended = pump(client, tx, limits, stall).await;
+            assert_eq!(ended, Err(BodyError::Malformed), "the HTTP side learns it at once");
+            actix_web::rt::time::sleep(late).await;
+            let mut read = Vec::new();
+            while let Some(item) = rx.recv().await {
+                read.push(item.map(|chunk| chunk.len()));
+            }
+            read
+        })
+    }
+
+    #[test]
+    fn a_cut_body_reaches_the_app_after_the_chunks_before_it() {
+        use BodyError::Malformed;
+        // (channel room, chunks before the cut, the app's delay, what it reads: then the
+        // channel closes, and the app's reader says Disconnected for a missing cause)
+        let table: &[(usize, usize, u64, &[Read])] = &[
+            // Room for the cause: it is queued at once.
+            (4, 2, 0, &[Ok(5), Ok(5), Err(Malformed)]),
+            (4, 0, 0, &[Err(Malformed)]),
+            // The chunks fill the channel: the cause still comes, after them.
+            (2, 2, 0, &[Ok(5), Ok(5), Err(Malformed)]),
+            (2, 2, 50, &[Ok(5), Ok(5), Err(Malformed)]),
+            // An app that reads nothing for longer than the stall limit gets no cause.
+            (2, 2, 400, &[Ok(5), Ok(5)]),
+        ];
+        for &(room, chunks, late, want) in table {
+            let got = read_after_cut(room, chunks, Duration::from_millis(late));
+            assert_eq!(got, want, "room {room}, {chunks} chunks, app {late} ms late");
+        }
     }
 
     #[test]
