@@ -330,6 +330,51 @@ fn wsgi_write_exc_info_file_wrapper_and_close() {
     }
 }
 
+/// With the error log in a file, what an app writes to stderr lands there too, in process
+/// and from a worker process: `print()`, `sys.stderr`, and raw writes to fd 2 (as a C
+/// extension's would be), as Apache's ErrorLog gets them under mod_wsgi.
+#[test]
+fn wsgi_stderr_output_goes_to_the_error_log_file() {
+    let yaml = "\
+logs:
+  dir: LOGS
+  error_log: error.log
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /f
+    path: wsgi/features.py
+  - url: /iso
+    path: wsgi/features.py
+    isolation: process
+    processes: 1
+";
+    let d = Daemon::start_with(yaml, prepare);
+    d.get("/f/errors?tag=-in-process").expect_status(200);
+    d.get("/iso/errors?tag=-in-a-worker").expect_status(200);
+    let error_log = d.path("LOGS/error.log");
+    let wanted = [
+        "printed to stdout-in-process",
+        "written to sys.stderr-in-process",
+        "written to fd 2-in-process",
+        "printed to stdout-in-a-worker",
+        "written to sys.stderr-in-a-worker",
+        "written to fd 2-in-a-worker",
+    ];
+    wait_for("the app's stderr lines in error.log", Duration::from_secs(10), || {
+        let text = crate::harness::read_lossy(&error_log);
+        if wanted.iter().all(|w| text.contains(w)) { Ok(()) } else { Err(text) }
+    });
+    let text = crate::harness::read_lossy(&error_log);
+    for w in wanted {
+        // Each a whole error-log line of its own: time-stamped, at ERROR.
+        let line = text.lines().find(|l| l.contains(w)).unwrap_or_default();
+        assert!(line.contains(" ERROR ") && line.ends_with(w), "{w:?} in {line:?}:\n{text}");
+    }
+    assert!(!d.log().contains("written to fd 2"), "stderr kept a line:\n{}", d.log());
+}
+
 #[test]
 fn wsgi_app_errors_answer_500_with_the_reason_in_the_log() {
     let yaml = "\

@@ -123,6 +123,16 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         config.listen.clone_from(&listen);
     }
     start_logs(&config)?;
+    // From here what plugins write to stderr goes to the error log (until dropped, at exit).
+    let _capture = match gatehouse::logs::capture::install() {
+        Ok(capture) => Some(capture),
+        Err(e) => {
+            log::warn!(
+                "cannot capture stderr into the error log ({e}): what apps write to stderr                  goes to the daemon's stderr"
+            );
+            None
+        }
+    };
     let cache = Cache::create(&config.cache_dir).with_context(|| {
         format!(
             "cannot create the plugin cache folder in {} (hint: set `cache_dir` to a folder \

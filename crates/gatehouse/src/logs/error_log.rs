@@ -38,11 +38,13 @@ const RATE_LIMITED: &[&str] = &[
     "gatehouse::dispatch",
     "gatehouse::access_log",
     "gatehouse::app",
+    "gatehouse::stderr",
 ];
 /// Lines one source line may log per window.
 pub(crate) const BURST: u32 = 20;
-/// Lines each app may write through `log_error` per window (`gatehouse::app::NAME`): more,
-/// because one app error is often a many-line traceback.
+/// Lines each app may write through `log_error` per window (`gatehouse::app::NAME`), and
+/// plugins to stderr ([`super::capture`]): more, because one app error is often a
+/// many-line traceback.
 pub(crate) const APP_BURST: u32 = 500;
 /// The rate-limit window.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
@@ -118,7 +120,7 @@ pub fn install_panic_hook() {
         };
         let line = format!("panic in thread '{name}'{during}{place}: {message}{backtrace}");
         if IN_LOGGER.try_with(Cell::get).unwrap_or(true) {
-            let _ = writeln!(io::stderr(), "{line}");
+            let _ = writeln!(super::capture::stderr(), "{line}");
         } else {
             log::error!("{line}");
         }
@@ -158,7 +160,11 @@ fn admit(record: &log::Record<'_>) -> bool {
         w.start = now;
         w.passed = 0;
     }
-    let burst = if target.starts_with("gatehouse::app::") { APP_BURST } else { BURST };
+    let burst = if target.starts_with("gatehouse::app::") || target == "gatehouse::stderr" {
+        APP_BURST
+    } else {
+        BURST
+    };
     if w.passed < burst {
         w.passed += 1;
         return true;
@@ -215,11 +221,11 @@ fn write_line(line: &str) {
             let settings = super::settings();
             if sink.write(line.as_bytes(), 1, &settings).is_err() {
                 // The sink has said why (once, on stderr); keep the message.
-                let _ = io::stderr().write_all(line.as_bytes());
+                let _ = super::capture::stderr().write_all(line.as_bytes());
             }
         }
         Some(Destination::Stderr) | None => {
-            let _ = io::stderr().write_all(line.as_bytes());
+            let _ = super::capture::stderr().write_all(line.as_bytes());
         }
     }
     IN_LOGGER.with(|f| f.set(false));
@@ -238,7 +244,7 @@ impl LogWriter for ErrorLogWriter {
                 record.level(),
                 &record.args().to_string(),
             );
-            let _ = io::stderr().write_all(line.as_bytes());
+            let _ = super::capture::stderr().write_all(line.as_bytes());
             return Ok(());
         }
         tick();
@@ -255,7 +261,7 @@ impl LogWriter for ErrorLogWriter {
     }
 
     fn flush(&self) -> io::Result<()> {
-        io::stderr().flush()
+        super::capture::stderr().flush()
     }
 
     fn max_log_level(&self) -> log::LevelFilter {

@@ -10,6 +10,7 @@
 //! - [`error_log`]: the daemon's log (stderr or a file), its level spec, rate limits for
 //!   per-request messages, and the panic hook.
 //! - [`perms`]: the permission checks of every log folder and file, with fixing commands.
+//! - [`capture`]: what plugins and worker processes write to stderr, into the error log.
 //!
 //! The API the daemon's life cycle calls:
 //! - at start: [`start_error_log`] (stderr, before the configuration is read), then
@@ -17,12 +18,15 @@
 //!   destination and level, opens the access log) before binding;
 //! - on reload: [`apply`] with the new configuration (on `Err` nothing changed: keep the
 //!   old configuration; [`check_log_dirs`] alone checks without changing anything);
+//! - once the configured logs are applied, `serve` points fd 2 at the error log
+//!   ([`capture::install`]);
 //! - on SIGUSR1 (external logrotate): [`reopen`];
 //! - at exit: dropping the [`Guard`] from [`start_error_log`] writes what is queued.
 //!
 //! Files are shared process-wide by path: a reload that builds new debug logs for the same
 //! apps gets the same open files, so two writers never rotate one file.
 
+pub mod capture;
 mod error_log;
 pub mod perms;
 mod queue;
@@ -138,7 +142,11 @@ pub struct Guard(());
 impl Drop for Guard {
     fn drop(&mut self) {
         if !flush() {
-            eprintln!("gatehouse: some log lines could not be written before exit");
+            use std::io::Write as _;
+            let _ = writeln!(
+                capture::stderr(),
+                "gatehouse: some log lines could not be written before exit"
+            );
         }
         if let Some(h) = HANDLE.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             h.flush();

@@ -284,7 +284,7 @@ impl Sink {
                     Local::now().format("%Y-%m-%d %H:%M:%S%.3f"),
                     level
                 );
-                let _ = io::stderr().write_all(line.as_bytes());
+                let _ = super::capture::stderr().write_all(line.as_bytes());
             }
         }
     }
