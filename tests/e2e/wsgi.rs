@@ -331,8 +331,10 @@ fn wsgi_write_exc_info_file_wrapper_and_close() {
 }
 
 /// With the error log in a file, what an app writes to stderr lands there too, in process
-/// and from a worker process: `print()`, `sys.stderr`, and raw writes to fd 2 (as a C
-/// extension's would be), as Apache's ErrorLog gets them under mod_wsgi.
+/// and from a worker process, as Apache's ErrorLog gets it under mod_wsgi: `print()` and
+/// `sys.stderr` on the request's thread as the request's `wsgi.errors` lines (tagged with
+/// the app and request), `print()` on another thread and raw writes to fd 2 (as a C
+/// extension's would be) as `stderr:` lines.
 #[test]
 fn wsgi_stderr_output_goes_to_the_error_log_file() {
     let yaml = "\
@@ -354,23 +356,26 @@ aliases:
     d.get("/f/errors?tag=-in-process").expect_status(200);
     d.get("/iso/errors?tag=-in-a-worker").expect_status(200);
     let error_log = d.path("LOGS/error.log");
-    let wanted = [
-        "printed to stdout-in-process",
-        "written to sys.stderr-in-process",
-        "written to fd 2-in-process",
-        "printed to stdout-in-a-worker",
-        "written to sys.stderr-in-a-worker",
-        "written to fd 2-in-a-worker",
-    ];
+    // (the line's end, what is before it: the app and request, or `stderr:`)
+    let mut wanted = Vec::new();
+    for tag in ["-in-process", "-in-a-worker"] {
+        for tagged in ["printed to stdout", "written to sys.stderr"] {
+            wanted.push((format!("{tagged}{tag}"), " (request "));
+        }
+        for untagged in ["written to fd 2", "printed on another thread"] {
+            wanted.push((format!("{untagged}{tag}"), " ERROR stderr: "));
+        }
+    }
     wait_for("the app's stderr lines in error.log", Duration::from_secs(10), || {
         let text = crate::harness::read_lossy(&error_log);
-        if wanted.iter().all(|w| text.contains(w)) { Ok(()) } else { Err(text) }
+        if wanted.iter().all(|(w, _)| text.contains(w.as_str())) { Ok(()) } else { Err(text) }
     });
     let text = crate::harness::read_lossy(&error_log);
-    for w in wanted {
-        // Each a whole error-log line of its own: time-stamped, at ERROR.
-        let line = text.lines().find(|l| l.contains(w)).unwrap_or_default();
-        assert!(line.contains(" ERROR ") && line.ends_with(w), "{w:?} in {line:?}:\n{text}");
+    for (end, before) in &wanted {
+        // Each a whole error-log line of its own, time-stamped.
+        let line = text.lines().find(|l| l.ends_with(end.as_str())).unwrap_or_default();
+        let ok = line.contains(before) && line.contains(" ERROR ");
+        assert!(ok, "{end:?} without {before:?}: {line:?}\n{text}");
     }
     assert!(!d.log().contains("written to fd 2"), "stderr kept a line:\n{}", d.log());
 }

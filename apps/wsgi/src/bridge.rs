@@ -15,6 +15,7 @@ use std::sync::{Arc, PoisonError};
 
 use gatehouse_abi::Status;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -216,7 +217,15 @@ fn run(
             return Status::ERROR;
         }
     };
+    // print() and sys.stderr on this thread go to the request's wsgi.errors meanwhile.
+    let local = interp::request_local(py);
+    if let Some(local) = local {
+        let _ = local.setattr(intern!(py, "errors"), &errors);
+    }
     let outcome = call_app(py, inst, call, app, &response, &errors);
+    if let Some(local) = local {
+        let _ = local.setattr(intern!(py, "errors"), py.None());
+    }
     errors.get().emit(py, true);
     match outcome {
         Ok(()) => Status::OK,

@@ -13,8 +13,10 @@
 //!   that asks for another one is refused (one interpreter: restart to change it).
 //! - `python_path` folders are added with `site.addsitedir` (so `.pth` files work), once
 //!   each, for the whole process.
-//! - `sys.stdout` is pointed at `sys.stderr`, the daemon's error log, as mod_wsgi does:
-//!   stdout is the daemon's own.
+//! - `sys.stdout` and `sys.stderr` are one `RequestStderr` (see [`HELPERS`]): on a thread
+//!   serving a request, lines go to its `wsgi.errors`, tagged with the app and request, as
+//!   under mod_wsgi 4; elsewhere to the process's stderr, which the daemon logs. The
+//!   daemon's stdout stays its own.
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,36 @@ pub(crate) const PYTHON_VERSION: &str = env!("WSGI_PYTHON_VERSION");
 /// its own module, `wsgi.file_wrapper`, and traceback formatting.
 const HELPERS: &CStr = c"
 import os, sys, types, traceback
+
+class RequestStderr:
+    '''sys.stdout and sys.stderr: on a thread serving a request, what is written goes to that
+    request's wsgi.errors (error log lines tagged with the app and the request, as under
+    mod_wsgi 4); on any other thread, to the stream it replaces (the process's stderr, which
+    the daemon logs). Everything else (encoding, fileno, isatty) is that stream's.'''
+
+    def __init__(self, stream, current):
+        self._stream = stream
+        self._current = current
+
+    def write(self, text):
+        errors = getattr(self._current, 'errors', None)
+        if errors is None:
+            return self._stream.write(text)
+        return errors.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        errors = getattr(self._current, 'errors', None)
+        if errors is not None:
+            errors.flush()
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
 
 class FileWrapper:
     '''wsgi.file_wrapper (PEP 3333): iterates a file-like object in blocks and closes it.'''
@@ -79,6 +111,22 @@ def load_script(path, name, source):
 def format_exception(etype, value, tb):
     return ''.join(traceback.format_exception(etype, value, tb))
 ";
+
+/// The name in `sys` of the thread-local whose `errors` is the running request's
+/// `wsgi.errors` (see `RequestStderr` in [`HELPERS`]).
+const REQUEST_LOCAL: &str = "_gatehouse_request";
+
+/// The interpreter's request thread-local (`sys._gatehouse_request`), looked up once per
+/// build; `None` when the interpreter was started by a build of the bridge without one.
+pub(crate) fn request_local(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static LOCAL: OnceLock<Option<Py<PyAny>>> = OnceLock::new();
+    LOCAL
+        .get_or_init(|| {
+            py.import("sys").and_then(|s| s.getattr(REQUEST_LOCAL)).ok().map(Bound::unbind)
+        })
+        .as_ref()
+        .map(|l| l.bind(py))
+}
 
 /// This build's helper module.
 static HELPER_MODULE: OnceLock<Py<PyModule>> = OnceLock::new();
@@ -125,7 +173,18 @@ fn setup(
     let wanted = python_home.map(|p| p.display().to_string());
     if started {
         sys.setattr("_gatehouse_python_home", wanted.clone())?;
-        sys.setattr("stdout", sys.getattr("stderr")?)?;
+        // One per interpreter, kept in `sys` so that a later build of the bridge (a new
+        // mapping, with its own helper module) finds the same one: see [`request_local`].
+        let current = py.import("threading")?.getattr("local")?.call0()?;
+        sys.setattr(REQUEST_LOCAL, &current)?;
+        let stderr = sys.getattr("stderr")?;
+        let stream = if stderr.is_none() {
+            stderr
+        } else {
+            helpers(py)?.getattr("RequestStderr")?.call1((stderr, &current))?
+        };
+        sys.setattr("stderr", &stream)?;
+        sys.setattr("stdout", &stream)?;
         sys.setattr("argv", vec!["gatehouse"])?;
     } else {
         let running: Option<String> = match sys.getattr("_gatehouse_python_home") {
