@@ -337,22 +337,11 @@ fn wsgi_write_exc_info_file_wrapper_and_close() {
 /// extension's would be) as `stderr:` lines.
 #[test]
 fn wsgi_stderr_output_goes_to_the_error_log_file() {
-    let yaml = "\
-logs:
-  dir: LOGS
-  error_log: error.log
-handlers:
-  - suffix: .py
-    plugin: {wsgi}
-aliases:
-  - url: /f
-    path: wsgi/features.py
-  - url: /iso
-    path: wsgi/features.py
-    isolation: process
-    processes: 1
-";
-    let d = Daemon::start_with(yaml, prepare);
+    let yaml = format!(
+        "logs:\n  dir: LOGS\n  error_log: error.log\n{FEATURES}  - url: /iso\n    path: \
+         wsgi/features.py\n    isolation: process\n    processes: 1\n"
+    );
+    let d = Daemon::start_with(&yaml, prepare);
     d.get("/f/errors?tag=-in-process").expect_status(200);
     d.get("/iso/errors?tag=-in-a-worker").expect_status(200);
     let error_log = d.path("LOGS/error.log");
