@@ -330,11 +330,12 @@ fn wsgi_write_exc_info_file_wrapper_and_close() {
     }
 }
 
-/// With the error log in a file, what an app writes to stderr lands there too, in process
-/// and from a worker process, as Apache's ErrorLog gets it under mod_wsgi: `print()` and
-/// `sys.stderr` on the request's thread as the request's `wsgi.errors` lines (tagged with
-/// the app and request), `print()` on another thread and raw writes to fd 2 (as a C
-/// extension's would be) as `stderr:` lines.
+/// With the error log in a file, what an app writes to stderr lands there too, as Apache's
+/// ErrorLog gets it under mod_wsgi: `print()` and `sys.stderr` on the request's thread as
+/// the request's `wsgi.errors` lines (tagged with the app and request); `print()` on
+/// another thread and raw writes to fd 2 (as a C extension's would be) as they are in
+/// process, and as `(worker PID): stderr:` lines from a worker process, whose last words
+/// before a crash are logged too, before its end.
 #[test]
 fn wsgi_stderr_output_goes_to_the_error_log_file() {
     let yaml = format!(
@@ -344,28 +345,41 @@ fn wsgi_stderr_output_goes_to_the_error_log_file() {
     let d = Daemon::start_with(&yaml, prepare);
     d.get("/f/errors?tag=-in-process").expect_status(200);
     d.get("/iso/errors?tag=-in-a-worker").expect_status(200);
+    d.get("/iso/abort?tag=-in-a-worker").expect_status(502);
     let error_log = d.path("LOGS/error.log");
-    // (the line's end, what is before it: the app and request, or `stderr:`)
+    // (the line's end, what is before it: "" for a line as the app wrote it)
     let mut wanted = Vec::new();
     for tag in ["-in-process", "-in-a-worker"] {
         for tagged in ["printed to stdout", "written to sys.stderr"] {
-            wanted.push((format!("{tagged}{tag}"), " (request "));
+            wanted.push((format!("{tagged}{tag}"), " ERROR app "));
         }
+        let raw = if tag == "-in-process" { "" } else { " ERROR /iso (worker " };
         for untagged in ["written to fd 2", "printed on another thread"] {
-            wanted.push((format!("{untagged}{tag}"), " ERROR stderr: "));
+            wanted.push((format!("{untagged}{tag}"), raw));
         }
     }
+    wanted.push(("last words-in-a-worker".to_owned(), " ERROR /iso (worker "));
+    let died = |text: &str| {
+        text.lines().position(|l| l.contains("/iso: worker ") && l.contains(" in flight failed"))
+    };
     wait_for("the app's stderr lines in error.log", Duration::from_secs(10), || {
         let text = crate::harness::read_lossy(&error_log);
-        if wanted.iter().all(|(w, _)| text.contains(w.as_str())) { Ok(()) } else { Err(text) }
+        let all = wanted.iter().all(|(w, _)| text.contains(w.as_str()));
+        if all && died(&text).is_some() { Ok(()) } else { Err(text) }
     });
     let text = crate::harness::read_lossy(&error_log);
     for (end, before) in &wanted {
-        // Each a whole error-log line of its own, time-stamped.
+        // Each a line of its own.
         let line = text.lines().find(|l| l.ends_with(end.as_str())).unwrap_or_default();
-        let ok = line.contains(before) && line.contains(" ERROR ");
+        let ok = if before.is_empty() {
+            line == end
+        } else {
+            line.contains(before) && line.contains("stderr: ") != before.contains(" app ")
+        };
         assert!(ok, "{end:?} without {before:?}: {line:?}\n{text}");
     }
+    let last_words = text.lines().position(|l| l.ends_with("last words-in-a-worker"));
+    assert!(last_words < died(&text), "the crash's last words after its end:\n{text}");
     assert!(!d.log().contains("written to fd 2"), "stderr kept a line:\n{}", d.log());
 }
 

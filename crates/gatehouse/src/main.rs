@@ -122,17 +122,19 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     if !listen.is_empty() {
         config.listen.clone_from(&listen);
     }
-    start_logs(&config)?;
-    // From here what plugins write to stderr goes to the error log (until dropped, at exit).
+    // With an error log file, fd 2 is that file from here (what plugins write to stderr
+    // lands there), and the original stderr again when this is dropped, at exit.
     let _capture = match gatehouse::logs::capture::install() {
         Ok(capture) => Some(capture),
         Err(e) => {
             log::warn!(
-                "cannot capture stderr into the error log ({e}): what apps write to stderr                  goes to the daemon's stderr"
+                "cannot keep stderr aside ({e}): what apps write to stderr goes to the \
+                 daemon's stderr, not to an error log file"
             );
             None
         }
     };
+    start_logs(&config)?;
     let cache = Cache::create(&config.cache_dir).with_context(|| {
         format!(
             "cannot create the plugin cache folder in {} (hint: set `cache_dir` to a folder \

@@ -1,17 +1,24 @@
-//! What plugins write to standard error, captured into the error log.
+//! What plugins and worker processes write to stderr, into the error log.
 //!
-//! A plugin and the libraries it uses write to file descriptor 2: Python's `print()` and
-//! tracebacks from the WSGI bridge (its `sys.stdout` is `sys.stderr`), a C plugin's
-//! `fprintf(stderr, ...)`, a Rust plugin's panic message, a worker process's own last words.
-//! Like Apache, which points its stderr at `ErrorLog`, `gatehouse serve` makes fd 2 the
-//! write end of a pipe ([`install`]); a thread reads it line by line and logs each line at
-//! `ERROR` as `stderr: LINE`, so the lines land where the operator looks (`logs.error_log`:
-//! a file or stderr), time-stamped, rotated with it, and never interleaved mid-line with
-//! the daemon's own. Worker processes get the same pipe as their stdout and stderr.
+//! A plugin and the libraries it uses write to file descriptor 2: Python's tracebacks and
+//! `print()` from threads the WSGI bridge does not serve a request on, a C plugin's
+//! `fprintf(stderr, ...)`, a Rust plugin's panic message, a fatal error just before an
+//! `abort`. Both paths below are crash-safe: nothing written waits in a buffer of the
+//! process that dies.
+//!
+//! - **In the daemon** ([`follow`]): when `logs.error_log` is a file, the daemon's fd 2 is
+//!   that file, opened for appending, as Apache points its stderr at `ErrorLog`. The lines
+//!   are as the plugin wrote them (no time stamp). After the error log rotates, is reopened
+//!   (SIGUSR1) or is created again, fd 2 follows it at the next error log line. With
+//!   `error_log: stderr`, fd 2 stays the daemon's stderr (the journal under systemd).
+//! - **From a worker process** ([`worker_pipe`], [`read_worker`]): its stdout and stderr are
+//!   a pipe the daemon reads on one thread per worker, logging each line as `ERROR LABEL
+//!   (worker PID): stderr: LINE`. The daemon holds the read end, so what a worker wrote just
+//!   before it crashed is still read and logged.
 //!
 //! The daemon's own writes to "stderr" (the error log's `stderr` destination and its
-//! fall-backs when the file cannot be written) go to the original stderr, kept aside:
-//! [`stderr`]. They must: through the pipe they would come back to the error log.
+//! fall-backs when the file cannot be written) go to the original stderr, kept aside by
+//! [`install`]: [`stderr`].
 //!
 //! A line longer than [`MAX_LINE`] bytes is logged in pieces; bytes that are not UTF-8 are
 //! replaced. Standard output is left alone: `gatehouse serve` prints its listening line
@@ -19,9 +26,10 @@
 
 use std::io::{self, BufRead as _, Read as _, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::sync::OnceLock;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 /// The longest line logged as one.
 pub const MAX_LINE: usize = 8 * 1024;
@@ -29,7 +37,10 @@ pub const MAX_LINE: usize = 8 * 1024;
 /// The daemon's stderr as it was before [`install`].
 static ORIGINAL: OnceLock<OwnedFd> = OnceLock::new();
 
-/// The daemon's real stderr: where it was before [`install`] pointed fd 2 at the pipe.
+/// The (device, inode) of the error log file fd 2 is now, if it is one.
+static FOLLOWING: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+
+/// The daemon's real stderr, whatever fd 2 is now.
 pub(crate) fn stderr() -> Stderr {
     Stderr
 }
@@ -54,52 +65,71 @@ impl Write for Stderr {
     }
 }
 
-/// The capture, while it runs. Dropping it points fd 2 back at the original stderr and
-/// logs what is still in the pipe (waiting up to [`DRAIN`] for it: a worker process that
-/// outlives the daemon keeps the pipe open).
+/// Lets fd 2 follow the error log file until dropped; then fd 2 is the original stderr
+/// again (so that a fatal error at exit reaches the terminal or the journal).
 #[derive(Debug)]
-#[must_use = "dropping it ends the capture"]
-pub struct Capture {
-    reader: Option<JoinHandle<()>>,
-}
+#[must_use = "dropping it points fd 2 back at the original stderr"]
+pub struct Capture(());
 
-/// How long the end of the capture waits for the reader to log what is left.
-const DRAIN: Duration = Duration::from_secs(1);
-
-/// Points fd 2 at a pipe read by a thread that logs each line. Call once, from `serve`,
-/// after the configured logs are applied.
+/// Keeps the original stderr aside, so that [`follow`] may point fd 2 at the error log
+/// file. Call once, from `serve`, before the configured logs are applied.
 pub fn install() -> io::Result<Capture> {
     let original = rustix::io::dup(io::stderr())?;
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let reader = std::thread::Builder::new()
-        .name("gatehouse-stderr".to_owned())
-        .spawn(move || forward(read, &mut |line| log_line(line)))?;
-    if ORIGINAL.set(original).is_err() {
-        return Err(io::Error::other("the stderr capture is already installed"));
-    }
-    rustix::stdio::dup2_stderr(&write)?;
-    Ok(Capture { reader: Some(reader) })
+    ORIGINAL.set(original).map_err(|_| io::Error::other("stderr is already kept aside"))?;
+    Ok(Capture(()))
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        if let Some(original) = ORIGINAL.get() {
-            // Closes the daemon's write end (fd 2); the reader ends at the pipe's end.
-            let _ = rustix::stdio::dup2_stderr(original.as_fd());
-        }
-        let Some(reader) = self.reader.take() else { return };
-        let until = Instant::now() + DRAIN;
-        while !reader.is_finished() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if reader.is_finished() {
-            let _ = reader.join();
-        }
+        restore();
     }
 }
 
-fn log_line(line: &str) {
-    log::error!(target: "gatehouse::stderr", "stderr: {line}");
+/// Points fd 2 at the error log file `path`, whose open file is `file` (device, inode),
+/// unless it already is; does nothing before [`install`]. The path is opened again and
+/// checked to be that file (it may have moved on since).
+pub(crate) fn follow(path: &Path, file: Option<(u64, u64)>) {
+    let Some(file) = file else { return };
+    if ORIGINAL.get().is_none() {
+        return;
+    }
+    let mut following = FOLLOWING.lock().unwrap_or_else(PoisonError::into_inner);
+    if *following == Some(file) {
+        return;
+    }
+    let Ok(opened) = std::fs::OpenOptions::new().append(true).open(path) else { return };
+    let same = opened.metadata().is_ok_and(|m| (m.dev(), m.ino()) == file);
+    if same && rustix::stdio::dup2_stderr(&opened).is_ok() {
+        *following = Some(file);
+    }
+}
+
+/// Points fd 2 back at the original stderr, if it follows a file.
+pub(crate) fn restore() {
+    let Some(original) = ORIGINAL.get() else { return };
+    let mut following = FOLLOWING.lock().unwrap_or_else(PoisonError::into_inner);
+    if following.take().is_some() {
+        let _ = rustix::stdio::dup2_stderr(original.as_fd());
+    }
+}
+
+/// A pipe for a worker process's stdout and stderr: (read end, write end), both
+/// close-on-exec (the child gets the write end as its fds 1 and 2).
+pub(crate) fn worker_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Logs what worker `pid` of `label` writes into `read` (see [`worker_pipe`]), line by
+/// line, until every writer is gone: the worker, and any child it left behind.
+pub(crate) fn read_worker(read: OwnedFd, label: &str, pid: u32) -> io::Result<JoinHandle<()>> {
+    let label = label.to_owned();
+    std::thread::Builder::new().name(format!("gatehouse-out-{pid}")).stack_size(128 * 1024).spawn(
+        move || {
+            forward(read, &mut |line| {
+                log::error!(target: "gatehouse::stderr", "{label} (worker {pid}): stderr: {line}");
+            });
+        },
+    )
 }
 
 /// Reads `from` to its end, giving each line (without its line ending; at most
@@ -118,7 +148,7 @@ fn forward(from: impl Into<std::fs::File>, emit: &mut dyn FnMut(&str)) {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                let _ = writeln!(stderr(), "gatehouse: cannot read the stderr capture: {e}");
+                log::warn!("cannot read a worker process's output: {e}");
                 return;
             }
         }
@@ -144,7 +174,7 @@ mod tests {
             (format!("{long}\n").into_bytes(), vec!["x".repeat(MAX_LINE), "x".repeat(10)]),
         ];
         for (written, want) in table {
-            let (read, write) = rustix::pipe::pipe().unwrap();
+            let (read, write) = worker_pipe().unwrap();
             let writer = std::thread::spawn(move || {
                 std::fs::File::from(write).write_all(&written).unwrap();
             });

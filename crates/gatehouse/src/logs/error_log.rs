@@ -223,12 +223,27 @@ fn write_line(line: &str) {
                 // The sink has said why (once, on stderr); keep the message.
                 let _ = super::capture::stderr().write_all(line.as_bytes());
             }
+            // After a rotation or a reopen, fd 2 follows the new file.
+            super::capture::follow(sink.path(), sink.file_id());
         }
         Some(Destination::Stderr) | None => {
             let _ = super::capture::stderr().write_all(line.as_bytes());
         }
     }
     IN_LOGGER.with(|f| f.set(false));
+}
+
+/// Points the daemon's fd 2 at the error log's destination: its file (opened first, if it
+/// is not yet), or the original stderr (see [`super::capture`]).
+pub(crate) fn point_stderr() {
+    let destination = DESTINATION.read().unwrap_or_else(PoisonError::into_inner).clone();
+    match destination {
+        Some(Destination::File(sink)) => {
+            let _ = sink.write(b"", 0, &super::settings());
+            super::capture::follow(sink.path(), sink.file_id());
+        }
+        Some(Destination::Stderr) | None => super::capture::restore(),
+    }
 }
 
 /// The writer flexi_logger's `Logger` writes the daemon's log with.

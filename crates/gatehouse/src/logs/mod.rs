@@ -10,7 +10,8 @@
 //! - [`error_log`]: the daemon's log (stderr or a file), its level spec, rate limits for
 //!   per-request messages, and the panic hook.
 //! - [`perms`]: the permission checks of every log folder and file, with fixing commands.
-//! - [`capture`]: what plugins and worker processes write to stderr, into the error log.
+//! - [`capture`]: what plugins and worker processes write to stderr, into the error log
+//!   (fd 2 following the error log file; a pipe per worker process).
 //!
 //! The API the daemon's life cycle calls:
 //! - at start: [`start_error_log`] (stderr, before the configuration is read), then
@@ -18,8 +19,8 @@
 //!   destination and level, opens the access log) before binding;
 //! - on reload: [`apply`] with the new configuration (on `Err` nothing changed: keep the
 //!   old configuration; [`check_log_dirs`] alone checks without changing anything);
-//! - once the configured logs are applied, `serve` points fd 2 at the error log
-//!   ([`capture::install`]);
+//! - before that, `serve` keeps its stderr aside ([`capture::install`]): [`apply`] then
+//!   points fd 2 at an error log file;
 //! - on SIGUSR1 (external logrotate): [`reopen`];
 //! - at exit: dropping the [`Guard`] from [`start_error_log`] writes what is queued.
 //!
@@ -210,6 +211,7 @@ pub fn apply(config: &Config) -> Result<(), Vec<Problem>> {
         ErrorLog::Stderr => Destination::Stderr,
         ErrorLog::File(p) => Destination::File(sink(p, || "error log".to_owned(), Reports::Stderr)),
     });
+    error_log::point_stderr();
     if let Some(h) = HANDLE.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
         if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
             log::info!("RUST_LOG is set: it overrides logs.level ({})", logs.level);

@@ -128,6 +128,11 @@ impl Sink {
         &self.path
     }
 
+    /// The (device, inode) of the file open now, once one is.
+    pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).file
+    }
+
     /// Whether the last write failed (lines are being lost).
     pub(crate) fn is_failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)

@@ -9,7 +9,6 @@
 //! It writes no file of the daemon's: its log records and its apps' debug and error lines
 //! go to the daemon as frames, which writes them where the in-process ones go.
 
-use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -64,7 +63,7 @@ impl log::Log for Forward {
         use std::io::Write as _;
         if !self.control.send(Kind::Log, |out| encode_log(record, out)) {
             // The daemon is gone: the control loop ends the process.
-            let _ = writeln!(io::stderr(), "gatehouse worker: {}", record.args());
+            let _ = writeln!(std::io::stderr(), "gatehouse worker: {}", record.args());
         }
     }
 

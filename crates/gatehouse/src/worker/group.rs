@@ -14,12 +14,12 @@
 //! one is done, so recycling loses nothing.
 
 use std::collections::VecDeque;
-use std::os::fd::AsFd as _;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt as _, FdMapping};
@@ -28,6 +28,7 @@ use gatehouse_config::ProcessSettings;
 use super::child::{CONNS_ENV, CONTROL_FD};
 use super::messages::{Init, decode_log};
 use super::proto::{FrameIo, Kind};
+use crate::logs::capture;
 
 /// How often a slot thread looks at its worker's memory.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -37,6 +38,9 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A worker that lived this long resets the backoff when it dies.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// How long a dead worker's end waits for its output to be logged (a child it left behind
+/// may keep the pipe open).
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// Who the workers run as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +513,7 @@ impl Inner {
             if self.stopping() {
                 return;
             }
-            let (child, worker, control, conns) = match self.spawn(spec) {
+            let (child, worker, control, conns, output) = match self.spawn(spec) {
                 Ok(started) => started,
                 Err(why) => {
                     log::error!("{}: cannot start a worker process: {why}", self.label);
@@ -523,6 +527,13 @@ impl Inner {
             };
             let ready = self.supervise(spec, &worker, control, conns);
             let status = self.reap(child, &worker);
+            // What it wrote last (a crash's own message) is logged before its end is.
+            if let Some(output) = output {
+                let until = Instant::now() + OUTPUT_DRAIN;
+                while !output.is_finished() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             let lived = worker.started.elapsed();
             let graceful = worker.retiring.load(Ordering::Acquire) && status.success();
             let killed = worker.killed.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -544,7 +555,10 @@ impl Inner {
 
     /// Starts one worker and sends it `Init`.
     #[allow(clippy::type_complexity)]
-    fn spawn(&self, spec: &Spec) -> Result<(Child, Arc<Worker>, FrameIo, Vec<Conn>), String> {
+    fn spawn(
+        &self,
+        spec: &Spec,
+    ) -> Result<(Child, Arc<Worker>, FrameIo, Vec<Conn>, Option<JoinHandle<()>>), String> {
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
         let (control, control_child) = UnixStream::pair().map_err(|e| io("socketpair", e))?;
         // One request socket per app thread: the thread waits on its own socket (a request
@@ -559,13 +573,16 @@ impl Inner {
             let child_fd = CONTROL_FD + 1 + i32::try_from(i).unwrap_or(i32::MAX - CONTROL_FD - 1);
             mappings.push(FdMapping { parent_fd: b.into(), child_fd });
         }
-        let stdout = std::io::stderr().as_fd().try_clone_to_owned().map_err(|e| io("dup", e))?;
+        // Its stdout and stderr: a pipe this daemon reads and logs (`logs::capture`).
+        let (output, output_child) = capture::worker_pipe().map_err(|e| io("pipe", e))?;
+        let stdout = output_child.try_clone().map_err(|e| io("dup", e))?;
         let mut cmd = Command::new(&spec.exe);
         cmd.arg("worker")
             .arg(&self.label)
             .env(CONNS_ENV, conns.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout));
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(output_child));
         for var in [
             "NOTIFY_SOCKET",
             "LISTEN_FDS",
@@ -591,6 +608,14 @@ impl Inner {
         // seen as the end of its sockets.
         drop(cmd);
         let pid = child.id();
+        let output = match capture::read_worker(output, &self.label, pid) {
+            Ok(reader) => Some(reader),
+            Err(e) => {
+                // Without a reader the worker's writes would block once the pipe is full.
+                log::error!("{}: worker {pid}: cannot read its output: {e}", self.label);
+                None
+            }
+        };
         let streams = mine
             .iter()
             .map(UnixStream::try_clone)
@@ -627,7 +652,7 @@ impl Inner {
             log::debug!("{}: worker {pid}: Init not sent: {e}", self.label);
         }
         // The sockets are lent once the worker says it is ready.
-        Ok((child, worker, reader, conns))
+        Ok((child, worker, reader, conns, output))
     }
 
     /// Relays the worker's control frames until it exits; returns whether it became ready.
