@@ -204,6 +204,41 @@ fn rotation_under_concurrent_load_loses_and_duplicates_no_line() {
     assert!(log_files(&d.path("LOGS"), "access").len() > 5);
 }
 
+/// With an error log file, what an in-process plugin writes to stderr lands in it, as
+/// written, and fd 2 follows the file through its rotations: no line is lost or doubled,
+/// and the lines are spread over the files in turn (fd 2 left on the first file would
+/// put them all in one).
+#[test]
+fn a_plugins_stderr_follows_the_error_log_file_across_rotations() {
+    const N: usize = 60;
+    let d =
+        Daemon::start(&config(false, "  error_log: error.log\n  rotate: {size: 1K, keep: all}"));
+    for i in 0..N {
+        d.get(&format!("/probe/stderr?msg=to-stderr-{i}")).expect_status(200);
+    }
+    let dir = d.path("LOGS");
+    wait_until("the last line logged", || {
+        lines_of(&dir, "error").iter().any(|l| l.ends_with(&format!("logged to-stderr-{}", N - 1)))
+    });
+    let mut holding = 0;
+    let mut seen = Vec::new();
+    for file in log_files(&dir, "error") {
+        let raw: Vec<String> = read_lossy(&file)
+            .lines()
+            .filter(|l| l.starts_with("to-stderr-"))
+            .map(str::to_owned)
+            .collect();
+        holding += usize::from(!raw.is_empty());
+        seen.extend(raw);
+    }
+    seen.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("to-stderr-{i}")).collect();
+    want.sort();
+    assert_eq!(seen, want, "each stderr line once, whole, as written");
+    assert!(holding >= 3, "the stderr lines are in {holding} files: fd 2 did not follow");
+    assert!(!d.log().contains("to-stderr-"), "a line went to the daemon's stderr:\n{}", d.log());
+}
+
 #[test]
 fn rotated_files_are_compressed_and_only_keep_are_kept() {
     let d = Daemon::start(&config(true, "  rotate: {size: 1K, keep: 2, compress: true}"));

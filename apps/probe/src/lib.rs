@@ -232,6 +232,13 @@ impl App for Probe {
                 let must = req.param("must") == Some("1");
                 text(200, if req.debug_log(message, must) { "written" } else { "not written" })
             }
+            "/stderr" => {
+                // A plugin's own stderr (a Rust plugin's eprintln!), then an error log line.
+                let message = req.param("msg").unwrap_or("");
+                eprintln!("{message}");
+                req.log_error(format!("logged {message}"));
+                text(200, "written")
+            }
             "/endless" => self.endless(),
             other => text(404, format!("probe: no route {other:?}")),
         }

@@ -611,8 +611,12 @@ impl Inner {
         let output = match capture::read_worker(output, &self.label, pid) {
             Ok(reader) => Some(reader),
             Err(e) => {
-                // Without a reader the worker's writes would block once the pipe is full.
-                log::error!("{}: worker {pid}: cannot read its output: {e}", self.label);
+                // The read end is closed with the failed thread: what the worker writes to
+                // stdout or stderr fails (EPIPE) and is lost, but never blocks it.
+                log::error!(
+                    "{}: worker {pid}: cannot read its output (it is lost): {e}",
+                    self.label
+                );
                 None
             }
         };
