@@ -21,8 +21,8 @@
 //! [`install`]: [`stderr`].
 //!
 //! A line longer than [`MAX_LINE`] bytes is logged in pieces; bytes that are not UTF-8 are
-//! replaced. Standard output is left alone: `gatehouse serve` prints its listening line
-//! there.
+//! replaced. The daemon's standard output is left alone: `gatehouse serve` prints its
+//! listening lines there (an in-process plugin's `printf` goes there too).
 
 use std::io::{self, BufRead as _, Read as _, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
