@@ -83,6 +83,8 @@ pub enum Outcome {
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
+/// As the HTTP side's own 504.
+const TIMED_OUT: &str = "the app did not answer in time";
 const TOO_MANY_FIELDS: &str = "the request has too many or too large form fields for the app's \
                                worker process; send fewer";
 
@@ -122,9 +124,21 @@ pub async fn relay(
             );
             return refuse(tx, "the app is busy; retry shortly");
         }
-        // Every worker stayed busy (if the HTTP side already answered 504, this is dropped).
+        // Every worker stayed busy until the deadline: 504, as when the HTTP side's own
+        // timer for the same deadline fires first (then this is dropped), so the client's
+        // answer does not depend on which of the two wins.
         Err(NoConn::Timeout) => {
-            return refuse(tx, "every worker process of the app is busy; retry shortly");
+            if !overdue.load(Ordering::Acquire) {
+                log::warn!(
+                    "{} (request {}): no worker process took the request within {:?}; \
+                     answered 504",
+                    r.app,
+                    r.request_id,
+                    r.timeout
+                );
+            }
+            let _ = tx.send(Reply::Refused { status: 504, message: TIMED_OUT });
+            return;
         }
     };
     // Given back however this ends: if the task is dropped midway (its HTTP worker
