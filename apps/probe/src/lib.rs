@@ -233,9 +233,11 @@ impl App for Probe {
                 text(200, if req.debug_log(message, must) { "written" } else { "not written" })
             }
             "/stderr" => {
-                // A plugin's own stderr (a Rust plugin's eprintln!), then an error log line.
+                // A plugin's own stderr and stdout (a Rust plugin's eprintln! and println!),
+                // then an error log line.
                 let message = req.param("msg").unwrap_or("");
                 eprintln!("{message}");
+                println!("{message} on stdout");
                 req.log_error(format!("logged {message}"));
                 text(200, "written")
             }

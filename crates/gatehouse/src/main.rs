@@ -122,8 +122,9 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     if !listen.is_empty() {
         config.listen.clone_from(&listen);
     }
-    // With an error log file, fd 2 is that file from here (what plugins write to stderr
-    // lands there), and the original stderr again when this is dropped, at exit.
+    // With an error log file, fds 1 and 2 are that file from here (what in-process plugins
+    // write to stdout and stderr lands there), and the originals again when this is
+    // dropped, at exit.
     let _capture = match gatehouse::logs::capture::install() {
         Ok(capture) => Some(capture),
         Err(e) => {
@@ -172,9 +173,12 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         let mut first = true;
         let hooks = Hooks {
             on_bound: |bound: &[gatehouse::server::Endpoint]| {
+                // Scripts and tests read the bound addresses from these stdout lines (the
+                // original stdout: fd 1 may be an error log file, see `logs::capture`).
+                use std::io::Write as _;
+                let mut out = gatehouse::logs::capture::stdout();
                 for e in bound {
-                    // Scripts and tests read the bound addresses from these stdout lines.
-                    println!("gatehouse listening on {}", e.url());
+                    let _ = writeln!(out, "gatehouse listening on {}", e.url());
                 }
                 let first = std::mem::take(&mut first);
                 if first {
@@ -184,15 +188,13 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                         match gatehouse::status::start(Arc::clone(&live), m.listen) {
                             Ok(bound) => {
                                 for a in bound {
-                                    println!("gatehouse metrics on http://{a}");
+                                    let _ = writeln!(out, "gatehouse metrics on http://{a}");
                                 }
                             }
                             Err(e) => log::error!("{e}; serving without metrics"),
                         }
                     }
                 }
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
                 if first {
                     write_pid_file(&pid_file);
                     let host = live.host();

@@ -6,23 +6,24 @@
 //! `abort`. Both paths below are crash-safe: nothing written waits in a buffer of the
 //! process that dies.
 //!
-//! - **In the daemon** ([`follow`]): when `logs.error_log` is a file, the daemon's fd 2 is
-//!   that file, opened for appending, as Apache points its stderr at `ErrorLog`. The lines
-//!   are as the plugin wrote them (no time stamp). After the error log rotates, is reopened
-//!   (SIGUSR1) or is created again, fd 2 follows it at the next error log line. With
-//!   `error_log: stderr`, fd 2 stays the daemon's stderr (the journal under systemd).
+//! - **In the daemon** ([`follow`]): when `logs.error_log` is a file, the daemon's fds 1 and
+//!   2 are that file, opened for appending, as Apache points its stderr at `ErrorLog`. The
+//!   lines are as the plugin wrote them (no time stamp; C's stdio buffers a `printf` to a
+//!   file until its buffer fills or the plugin flushes). After the error log rotates, is
+//!   reopened (SIGUSR1) or is created again, fds 1 and 2 follow it at the next error log
+//!   line. With `error_log: stderr`, they stay the daemon's own (the journal under systemd).
 //! - **From a worker process** ([`worker_pipe`], [`read_worker`]): its stdout and stderr are
 //!   a pipe the daemon reads on one thread per worker, logging each line as `ERROR LABEL
 //!   (worker PID): stderr: LINE`. The daemon holds the read end, so what a worker wrote just
 //!   before it crashed is still read and logged.
 //!
 //! The daemon's own writes to "stderr" (the error log's `stderr` destination and its
-//! fall-backs when the file cannot be written) go to the original stderr, kept aside by
-//! [`install`]: [`stderr`].
+//! fall-backs when the file cannot be written) go to the original stderr, and its
+//! listening lines to the original stdout, both kept aside by [`install`]: [`stderr`],
+//! [`stdout`].
 //!
 //! A line longer than [`MAX_LINE`] bytes is logged in pieces; bytes that are not UTF-8 are
-//! replaced. The daemon's standard output is left alone: `gatehouse serve` prints its
-//! listening lines there (an in-process plugin's `printf` goes there too).
+//! replaced.
 
 use std::io::{self, BufRead as _, Read as _, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
@@ -37,45 +38,59 @@ pub const MAX_LINE: usize = 8 * 1024;
 /// The daemon's stderr as it was before [`install`].
 static ORIGINAL: OnceLock<OwnedFd> = OnceLock::new();
 
+/// The daemon's stdout as it was before [`install`].
+static ORIGINAL_OUT: OnceLock<OwnedFd> = OnceLock::new();
+
 /// The (device, inode) of the error log file fd 2 is now, if it is one.
 static FOLLOWING: Mutex<Option<(u64, u64)>> = Mutex::new(None);
 
 /// The daemon's real stderr, whatever fd 2 is now.
-pub(crate) fn stderr() -> Stderr {
-    Stderr
+pub(crate) fn stderr() -> Original {
+    Original(false)
 }
 
-/// A writer to the original stderr (see [`stderr`]).
-#[derive(Debug)]
-pub(crate) struct Stderr;
+/// The daemon's real stdout, whatever fd 1 is now (unbuffered).
+pub fn stdout() -> Original {
+    Original(true)
+}
 
-impl Write for Stderr {
+/// A writer to the original stdout or stderr (see [`stdout`], [`stderr`]).
+#[derive(Debug)]
+pub struct Original(bool);
+
+impl Write for Original {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match ORIGINAL.get() {
+        match (if self.0 { &ORIGINAL_OUT } else { &ORIGINAL }).get() {
             Some(fd) => rustix::io::write(fd, buf).map_err(io::Error::from),
+            None if self.0 => io::stdout().write(buf),
             None => io::stderr().write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match ORIGINAL.get() {
+        match (if self.0 { &ORIGINAL_OUT } else { &ORIGINAL }).get() {
             Some(_) => Ok(()),
+            None if self.0 => io::stdout().flush(),
             None => io::stderr().flush(),
         }
     }
 }
 
-/// Lets fd 2 follow the error log file until dropped; then fd 2 is the original stderr
-/// again (so that a fatal error at exit reaches the terminal or the journal).
+/// Lets fds 1 and 2 follow the error log file until dropped; then they are the original
+/// stdout and stderr again (so that a fatal error at exit reaches the terminal or the
+/// journal).
 #[derive(Debug)]
 #[must_use = "dropping it points fd 2 back at the original stderr"]
 pub struct Capture(());
 
-/// Keeps the original stderr aside, so that [`follow`] may point fd 2 at the error log
-/// file. Call once, from `serve`, before the configured logs are applied.
+/// Keeps the original stdout and stderr aside, so that [`follow`] may point fds 1 and 2 at
+/// the error log file. Call once, from `serve`, before the configured logs are applied.
 pub fn install() -> io::Result<Capture> {
-    let original = rustix::io::dup(io::stderr())?;
-    ORIGINAL.set(original).map_err(|_| io::Error::other("stderr is already kept aside"))?;
+    io::stdout().flush()?;
+    let out = rustix::io::dup(io::stdout())?;
+    let err = rustix::io::dup(io::stderr())?;
+    ORIGINAL_OUT.set(out).map_err(|_| io::Error::other("stdout is already kept aside"))?;
+    ORIGINAL.set(err).map_err(|_| io::Error::other("stderr is already kept aside"))?;
     Ok(Capture(()))
 }
 
@@ -85,9 +100,9 @@ impl Drop for Capture {
     }
 }
 
-/// Points fd 2 at the error log file `path`, whose open file is `file` (device, inode),
-/// unless it already is; does nothing before [`install`]. The path is opened again and
-/// checked to be that file (it may have moved on since).
+/// Points fds 1 and 2 at the error log file `path`, whose open file is `file` (device,
+/// inode), unless they already are; does nothing before [`install`]. The path is opened
+/// again and checked to be that file (it may have moved on since).
 pub(crate) fn follow(path: &Path, file: Option<(u64, u64)>) {
     let Some(file) = file else { return };
     if ORIGINAL.get().is_none() {
@@ -100,16 +115,18 @@ pub(crate) fn follow(path: &Path, file: Option<(u64, u64)>) {
     let Ok(opened) = std::fs::OpenOptions::new().append(true).open(path) else { return };
     let same = opened.metadata().is_ok_and(|m| (m.dev(), m.ino()) == file);
     if same && rustix::stdio::dup2_stderr(&opened).is_ok() {
+        let _ = rustix::stdio::dup2_stdout(&opened);
         *following = Some(file);
     }
 }
 
-/// Points fd 2 back at the original stderr, if it follows a file.
+/// Points fds 1 and 2 back at the original stdout and stderr, if they follow a file.
 pub(crate) fn restore() {
-    let Some(original) = ORIGINAL.get() else { return };
+    let (Some(out), Some(err)) = (ORIGINAL_OUT.get(), ORIGINAL.get()) else { return };
     let mut following = FOLLOWING.lock().unwrap_or_else(PoisonError::into_inner);
     if following.take().is_some() {
-        let _ = rustix::stdio::dup2_stderr(original.as_fd());
+        let _ = rustix::stdio::dup2_stderr(err.as_fd());
+        let _ = rustix::stdio::dup2_stdout(out.as_fd());
     }
 }
 
