@@ -41,7 +41,7 @@ static ORIGINAL: OnceLock<OwnedFd> = OnceLock::new();
 /// The daemon's stdout as it was before [`install`].
 static ORIGINAL_OUT: OnceLock<OwnedFd> = OnceLock::new();
 
-/// The (device, inode) of the error log file fd 2 is now, if it is one.
+/// The (device, inode) of the error log file fds 1 and 2 are now, if they are one.
 static FOLLOWING: Mutex<Option<(u64, u64)>> = Mutex::new(None);
 
 /// The daemon's real stderr, whatever fd 2 is now.
@@ -80,7 +80,7 @@ impl Write for Original {
 /// stdout and stderr again (so that a fatal error at exit reaches the terminal or the
 /// journal).
 #[derive(Debug)]
-#[must_use = "dropping it points fd 2 back at the original stderr"]
+#[must_use = "dropping it points fds 1 and 2 back at the original stdout and stderr"]
 pub struct Capture(());
 
 /// Keeps the original stdout and stderr aside, so that [`follow`] may point fds 1 and 2 at
