@@ -6,7 +6,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -41,8 +41,9 @@ pub struct Pool {
     spawned: AtomicUsize,
     max: usize,
     queue: usize,
-    /// Threads still running a call whose client already got 504.
-    overdue: AtomicUsize,
+    /// Threads still running a call whose client already got 504. Signed: a call may end
+    /// (and count itself out) just before the 504 counts it in.
+    overdue: AtomicIsize,
 }
 
 impl Pool {
@@ -59,25 +60,25 @@ impl Pool {
             spawned: AtomicUsize::new(0),
             max,
             queue,
-            overdue: AtomicUsize::new(0),
+            overdue: AtomicIsize::new(0),
         }
     }
 
     /// Counts a call whose client got 504 while its thread still runs it; returns how many
-    /// there are now.
+    /// there are now. Pair each with one [`Pool::overdue_done`], in either order: claim the
+    /// call first (see `server::on_pool`), so that only one side decides it was overdue.
     pub fn overdue_started(&self) -> usize {
-        self.overdue.fetch_add(1, Ordering::AcqRel) + 1
+        usize::try_from(self.overdue.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0)
     }
 
-    /// An overdue call has returned.
+    /// An overdue call has returned (or was dropped before it ran).
     pub fn overdue_done(&self) {
-        let _ =
-            self.overdue.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.overdue.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Threads still running a call whose client already got 504.
     pub fn overdue(&self) -> usize {
-        self.overdue.load(Ordering::Acquire)
+        usize::try_from(self.overdue.load(Ordering::Acquire)).unwrap_or(0)
     }
 
     /// Queues a job, starting a thread when none is free and the limit allows.
@@ -150,6 +151,30 @@ mod tests {
         // Returns only if three jobs run at once.
         barrier.wait();
         assert_eq!(pool.threads(), 3);
+    }
+
+    #[test]
+    fn overdue_calls_are_counted_out_in_either_order() {
+        let pool = Pool::new("t", 2, None);
+        // (counted in or out, the count then)
+        let table: &[(bool, usize)] = &[
+            // A call that ended just before its 504 counted it in: back to none.
+            (false, 0),
+            (true, 0),
+            // The usual order, twice over.
+            (true, 1),
+            (true, 2),
+            (false, 1),
+            (false, 0),
+        ];
+        for (step, &(started, want)) in table.iter().enumerate() {
+            if started {
+                assert_eq!(pool.overdue_started(), want, "step {step}");
+            } else {
+                pool.overdue_done();
+            }
+            assert_eq!(pool.overdue(), want, "step {step}");
+        }
     }
 
     #[test]

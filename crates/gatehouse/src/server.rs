@@ -261,7 +261,9 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     let max_body = alias.max_body;
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(&host);
-    // Set when the client got 504: the job then reports when the app finally returns.
+    // Set when the client got 504: the job then reports when the app finally returns. In
+    // process, the job sets it too when its call is over: whichever of the two sets it first
+    // decides whether the call was overdue (and counted in `pool.overdue`).
     let overdue = Arc::new(AtomicBool::new(false));
     let job_overdue = Arc::clone(&overdue);
     // With worker processes: the pid of the one serving the request (killed past the timeout).
@@ -304,6 +306,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             let m = &job_host.mounts[t.mount];
             // Still queued when its client got 504, or left: nobody will read the reply, and
             // the app's time goes to the requests behind it.
+            // (Only the 504 can have set it yet.)
             let overdue_now = job_overdue.load(Ordering::Acquire);
             if overdue_now || tx.is_closed() {
                 if overdue_now {
@@ -320,7 +323,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 Ok(loaded) => {
                     let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
                     ffi::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
-                    if job_overdue.load(Ordering::Acquire) {
+                    if job_overdue.swap(true, Ordering::AcqRel) {
                         m.pool.overdue_done();
                         log::warn!(
                             "app {} (request {request_id}) returned after {:.1} s, past its timeout \
@@ -343,6 +346,10 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                         }
                     };
                     let _ = tx.send(Reply::Refused { status, message });
+                    // (A first load can outlast the timeout: a Python interpreter starting.)
+                    if job_overdue.swap(true, Ordering::AcqRel) {
+                        m.pool.overdue_done();
+                    }
                 }
             }
         });
@@ -366,7 +373,8 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     let failed = |why: Option<Duration>| match why {
         None => plain(500, "the app call was lost; the error log has the details"),
         Some(timeout) => {
-            overdue.store(true, Ordering::Release);
+            // First to set it: the call is still running (in process, counted overdue below).
+            let first = !overdue.swap(true, Ordering::AcqRel);
             if let Some(workers) = &host.mounts[mount].workers {
                 let pid = worker_pid.load(Ordering::Acquire);
                 if pid != 0 {
@@ -385,7 +393,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 }
                 return plain(504, "the app did not answer in time");
             }
-            let busy = pool.overdue_started();
+            let busy = if first { pool.overdue_started() } else { pool.overdue() };
             log::warn!(
                 "{} (request {request_id}): the app did not answer within {timeout:?}; answered \
                  504 ({busy} of its {} threads busy past their timeout)",

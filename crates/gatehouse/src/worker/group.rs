@@ -526,14 +526,7 @@ impl Inner {
                 }
             };
             let ready = self.supervise(spec, &worker, control, conns);
-            let status = self.reap(child, &worker);
-            // What it wrote last (a crash's own message) is logged before its end is.
-            if let Some(output) = output {
-                let until = Instant::now() + OUTPUT_DRAIN;
-                while !output.is_finished() && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+            let status = self.reap(child, &worker, output);
             let lived = worker.started.elapsed();
             let graceful = worker.retiring.load(Ordering::Acquire) && status.success();
             let killed = worker.killed.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -547,6 +540,7 @@ impl Inner {
                 (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
             };
             self.report(&worker, status, killed, &in_flight, ready, graceful, stopping, backoff);
+            self.forget(&worker);
             if stopping {
                 return;
             }
@@ -749,8 +743,13 @@ impl Inner {
     }
 
     /// Marks the worker dead (its pid is never signalled again), wakes the requests it was
-    /// serving, and reaps it.
-    fn reap(&self, mut child: Child, worker: &Arc<Worker>) -> ExitStatus {
+    /// serving, reaps it, and waits (briefly) for its output to be logged.
+    fn reap(
+        &self,
+        mut child: Child,
+        worker: &Arc<Worker>,
+        output: Option<JoinHandle<()>>,
+    ) -> ExitStatus {
         {
             let mut state = self.lock();
             worker.dead.store(true, Ordering::Release);
@@ -769,11 +768,23 @@ impl Inner {
                 }
             }
         };
+        // What it wrote last (a crash's own message) is logged before its end is.
+        if let Some(output) = output {
+            let until = Instant::now() + OUTPUT_DRAIN;
+            while !output.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        status
+    }
+
+    /// Removes a reaped worker from the running ones, once its end is reported: then
+    /// `stop_and_wait` sees it gone (and the daemon may exit right after).
+    fn forget(&self, worker: &Arc<Worker>) {
         let mut state = self.lock();
         state.workers.retain(|w| !Arc::ptr_eq(w, worker));
         drop(state);
         self.wake_all();
-        status
     }
 
     #[allow(clippy::too_many_arguments)]
