@@ -379,7 +379,10 @@ fn wsgi_stderr_output_goes_to_the_error_log_file() {
         assert!(ok, "{end:?} without {before:?}: {line:?}\n{text}");
     }
     let last_words = text.lines().position(|l| l.ends_with("last words-in-a-worker"));
-    assert!(last_words < died(&text), "the crash's last words after its end:\n{text}");
+    let (Some(last_words), Some(died)) = (last_words, died(&text)) else {
+        panic!("no last words or no end:\n{text}")
+    };
+    assert!(last_words < died, "the crash's last words after its end:\n{text}");
     assert!(!d.log().contains("written to fd 2"), "stderr kept a line:\n{}", d.log());
 }
 

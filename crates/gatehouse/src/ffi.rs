@@ -92,6 +92,10 @@ pub struct Head {
 /// connection, never a truncated body that looks whole).
 pub type Chunk = Result<Bytes, std::io::Error>;
 
+/// The client's 504 body when an app (or a worker process for it) did not answer within
+/// the alias's `timeout`, whichever side noticed first.
+pub const TIMED_OUT: &str = "the app did not answer in time";
+
 /// What an app call produced, sent to the HTTP side as soon as it is known.
 #[derive(Debug)]
 pub enum Reply {

@@ -391,7 +391,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                         alias.url
                     );
                 }
-                return plain(504, "the app did not answer in time");
+                return plain(504, ffi::TIMED_OUT);
             }
             let busy = if first { pool.overdue_started() } else { pool.overdue() };
             log::warn!(
@@ -400,7 +400,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 alias.url,
                 alias.threads
             );
-            plain(504, "the app did not answer in time")
+            plain(504, ffi::TIMED_OUT)
         }
     };
     let Some(pump) = pump else {

@@ -34,7 +34,7 @@ use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
 use crate::debug_log::DebugLog;
 use crate::environ::PairBuf;
-use crate::ffi::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
+use crate::ffi::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
 use crate::input::{BodyError, Input};
 
 /// What one relayed request needs.
@@ -83,8 +83,6 @@ pub enum Outcome {
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
-/// As the HTTP side's own 504.
-const TIMED_OUT: &str = "the app did not answer in time";
 const TOO_MANY_FIELDS: &str = "the request has too many or too large form fields for the app's \
                                worker process; send fewer";
 
