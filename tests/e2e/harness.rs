@@ -59,6 +59,34 @@ pub(crate) struct Artifacts {
 }
 
 impl Artifacts {
+    /// A copy of the `gatehouse` binary that every user can exec, for tests that run the
+    /// daemon or its workers as another user (`nobody`): the build's own copy may sit under a
+    /// private folder (a clone in a `mktemp -d` folder or in root's home, mode 0700) that such
+    /// a user cannot pass through. Made once per test binary, in [`public_temp_dir`].
+    pub(crate) fn public_gatehouse(&self) -> &'static Path {
+        static COPY: OnceLock<PathBuf> = OnceLock::new();
+        COPY.get_or_init(|| {
+            let base = public_temp_dir();
+            remove_stale_copies(&base);
+            let dir = tempfile::Builder::new()
+                .prefix("gatehouse-e2e-bin-")
+                .tempdir_in(&base)
+                .expect("temp dir for the binary")
+                .keep();
+            // Whose copy it is, for the next run's clean-up.
+            std::fs::write(dir.join("pid"), std::process::id().to_string()).expect("write pid");
+            make_public(&dir, 0o755);
+            let to = dir.join("gatehouse");
+            if std::fs::hard_link(&self.gatehouse, &to).is_err() {
+                std::fs::copy(&self.gatehouse, &to).unwrap_or_else(|e| {
+                    panic!("copy {} to {}: {e}", self.gatehouse.display(), to.display())
+                });
+            }
+            make_public(&to, 0o755);
+            to
+        })
+    }
+
     /// The plugin file of package `name` (one of [`PLUGINS`]).
     pub(crate) fn plugin(&self, name: &str) -> &Path {
         match name {
@@ -186,6 +214,44 @@ pub(crate) fn artifacts() -> &'static Artifacts {
     }
 }
 
+/// A folder for temp folders that every user can pass through: the temp dir when it and
+/// every folder above it are searchable by others, else `/tmp`.
+pub(crate) fn public_temp_dir() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| "/tmp".into());
+    let searchable = tmp.ancestors().all(|d| {
+        std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+    });
+    if searchable { tmp } else { PathBuf::from("/tmp") }
+}
+
+/// Removes the binary copies of earlier test runs whose process has ended (a static is never
+/// dropped, so each run leaves its copy behind).
+fn remove_stale_copies(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("gatehouse-e2e-bin-"));
+        let pid = std::fs::read_to_string(path.join("pid")).ok();
+        if ours
+            && let Some(pid) = pid.and_then(|p| p.trim().parse::<u32>().ok())
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Sets `path`'s mode (a temp folder is made 0700).
+fn make_public(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
 /// Puts a copy of `from` at `to`, atomically (a hard link when possible, else a copy renamed
 /// into place), so a daemon never sees a half-written plugin.
 pub(crate) fn install(from: &Path, to: &Path) {
@@ -263,8 +329,35 @@ impl Daemon {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Daemon {
+        Daemon::start_in(yaml, prepare, listen_flag, env, wrapper, false)
+    }
+
+    /// Starts a daemon on `yaml` that other users can reach: its temp folder (mode 0755) is
+    /// in [`public_temp_dir`] and it runs [`Artifacts::public_gatehouse`], so workers it starts
+    /// as another user can exec it wherever the clone lives.
+    pub(crate) fn start_public(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_in(yaml, prepare, true, &[], &[], true)
+    }
+
+    fn start_in(
+        yaml: &str,
+        prepare: impl FnOnce(&Path),
+        listen_flag: bool,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        public: bool,
+    ) -> Daemon {
         let a = artifacts();
-        let dir = tempfile::Builder::new().prefix("gatehouse-e2e-").tempdir().expect("temp dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("gatehouse-e2e-");
+        let dir = if public {
+            let dir = builder.tempdir_in(public_temp_dir()).expect("temp dir");
+            make_public(dir.path(), 0o755);
+            dir
+        } else {
+            builder.tempdir().expect("temp dir")
+        };
+        let gatehouse = if public { a.public_gatehouse() } else { a.gatehouse.as_path() };
         // Canonical, so paths the daemon reports compare equal to ours.
         let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
         for (name, file) in PLUGINS {
@@ -279,10 +372,10 @@ impl Daemon {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(&a.gatehouse);
+                c.args(args).arg(gatehouse);
                 c
             }
-            None => Command::new(&a.gatehouse),
+            None => Command::new(gatehouse),
         };
         let mut child = command
             .arg("serve")
@@ -298,7 +391,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", a.gatehouse.display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", gatehouse.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -562,9 +562,10 @@ aliases:
   - url: /hello
     path: plugins/libhello.so
 ";
-    let d = Daemon::start_with(yaml, |root| {
-        // The workers (uid 65534) must read the plugins and pass through the folders.
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The workers (uid 65534) exec the daemon's binary: a public copy, so the test passes
+    // wherever the clone lives.
+    let d = Daemon::start_public(yaml, |root| {
+        // The workers must read the plugins and pass through the folders.
         for (from, name) in [
             (&artifacts().crashy, "libcrashy.so"),
             (&artifacts().probe, "libprobe.so"),

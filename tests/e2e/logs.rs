@@ -317,7 +317,8 @@ fn run_gatehouse(dir: &Path, args: &[&str], as_nobody: bool) -> Output {
     let config = dir.join("hosting.yaml");
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&a.gatehouse);
+        // A copy nobody can exec wherever the clone lives.
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(a.public_gatehouse());
         c
     } else {
         Command::new(&a.gatehouse)
@@ -408,9 +409,14 @@ fn an_unwritable_log_folder_is_refused_with_the_fix() {
         );
         return;
     }
-    let (tmp, root) = bare_config();
-    // `nobody` must reach the config and the binary.
+    // `nobody` must reach the config: a folder it can pass through, whatever TMPDIR is.
+    let tmp = tempfile::Builder::new()
+        .prefix("gatehouse-e2e-")
+        .tempdir_in(crate::harness::public_temp_dir())
+        .unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::write(root.join("hosting.yaml"), "logs: {dir: LOGS}\naliases: []\n").unwrap();
     let logs = root.join("LOGS");
     std::fs::create_dir(&logs).unwrap();
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).unwrap();
