@@ -6,6 +6,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use crate::accounts::Accounts;
 use crate::diagnostic::{Diags, Pos};
 use crate::node::{Node, Value};
 use crate::url::{normalize_url, url_covers};
@@ -64,19 +65,20 @@ pub(crate) struct Globals {
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
 /// url or kind could not be determined is left out (its errors are in `d`). Also returns
 /// each `python_home` written, with its position (one per process: the caller checks
-/// that they agree).
+/// that they agree). `accounts` resolves `user` and `group`.
 pub(crate) fn aliases(
     items: &[Node],
     globals: &Globals,
     handlers: &[Handler],
     dir: &Path,
+    accounts: &dyn Accounts,
     d: &mut Diags,
 ) -> (Vec<Alias>, Vec<(PathBuf, Pos)>) {
     let mut out: Vec<Alias> = Vec::new();
     let mut url_pos: Vec<Pos> = Vec::new();
     let mut homes = Vec::new();
     for item in items {
-        let Some((alias, pos, home)) = one(item, globals, handlers, dir, d) else {
+        let Some((alias, pos, home)) = one(item, globals, handlers, dir, accounts, d) else {
             continue;
         };
         homes.extend(home);
@@ -129,6 +131,7 @@ fn one(
     globals: &Globals,
     handlers: &[Handler],
     dir: &Path,
+    accounts: &dyn Accounts,
     d: &mut Diags,
 ) -> Option<Read> {
     let f = fields(item, "an alias", ALIAS_KEYS, d)?;
@@ -189,7 +192,7 @@ fn one(
     let reloading =
         f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
     let limits = crate::limits::read(&f, globals.limits, d);
-    let isolation = crate::isolation::read(&f, dispatch, d);
+    let isolation = crate::isolation::read(&f, dispatch, accounts, d);
     // A global `dispatch: inline` does not apply to an isolated alias: its apps run in its
     // workers, relayed like a pool's.
     let dispatch = match (&isolation, f.get("dispatch")) {

@@ -12,8 +12,18 @@
 //!   maximum_requests: 10000 # recycle a worker after this many requests
 //!   memory_limit: 512MiB    # recycle a worker whose resident memory passes this
 //! ```
+//!
+//! `user` and `group` are resolved against the system's user and group database when the
+//! file is read (so `gatehouse check` reports them, like every other error, at their line
+//! and column), into [`ProcessSettings::uid`] and [`ProcessSettings::gid`]:
+//! - a name must exist (getpwnam_r / getgrnam_r); a number is taken as the id;
+//! - without `group`, the workers' group is the user's primary group: a numeric `user`
+//!   with no entry in the user database then needs a `group` (the workers would otherwise
+//!   keep the daemon's group, root's);
+//! - 4294967295 is not an id (it means "unchanged" to setuid and setgid).
 
-use crate::diagnostic::Diags;
+use crate::accounts::Accounts;
+use crate::diagnostic::{Diags, Pos};
 use crate::limits::count;
 use crate::validate::{Fields, size_value, text_value};
 use crate::{Dispatch, Isolation, ProcessSettings};
@@ -27,7 +37,13 @@ pub const MAX_PROCESSES: usize = 64;
 const PROCESS_KEYS: &[&str] = &["processes", "user", "group", "maximum_requests", "memory_limit"];
 
 /// Reads an alias's isolation keys; `dispatch` is the alias's (inline cannot be isolated).
-pub(crate) fn read(f: &Fields<'_>, dispatch: Dispatch, d: &mut Diags) -> Isolation {
+/// `accounts` resolves `user` and `group`.
+pub(crate) fn read(
+    f: &Fields<'_>,
+    dispatch: Dispatch,
+    accounts: &dyn Accounts,
+    d: &mut Diags,
+) -> Isolation {
     let mode = f.get("isolation").and_then(|n| {
         let text = text_value(n, "isolation", d)?;
         match text {
@@ -89,10 +105,11 @@ pub(crate) fn read(f: &Fields<'_>, dispatch: Dispatch, d: &mut Diags) -> Isolati
             );
             return None;
         }
-        Some(text.to_owned())
+        Some((text, n.pos))
     };
     let user = name("user", d);
     let group = name("group", d);
+    let (uid, gid) = ids(user, group, accounts, d);
     let maximum_requests = f
         .get("maximum_requests")
         .and_then(|n| count(n, "maximum_requests", 1, u64::from(u32::MAX), d));
@@ -108,7 +125,110 @@ pub(crate) fn read(f: &Fields<'_>, dispatch: Dispatch, d: &mut Diags) -> Isolati
         }
         Some(bytes)
     });
-    Isolation::Process(ProcessSettings { processes, user, group, maximum_requests, memory_limit })
+    Isolation::Process(ProcessSettings {
+        processes,
+        user: user.map(|(text, _)| text.to_owned()),
+        group: group.map(|(text, _)| text.to_owned()),
+        uid,
+        gid,
+        maximum_requests,
+        memory_limit,
+    })
+}
+
+/// `user` and `group` (each with its value's position) as `(uid, gid)`: the gid is the
+/// group's, else the user's primary group. Reports what does not resolve (then the ids
+/// are meaningless, as the file has errors).
+fn ids(
+    user: Option<(&str, Pos)>,
+    group: Option<(&str, Pos)>,
+    accounts: &dyn Accounts,
+    d: &mut Diags,
+) -> (Option<u32>, Option<u32>) {
+    let gid = group.and_then(|(text, pos)| match id(text, "group", pos, d)? {
+        Some(gid) => Some(gid),
+        None => match accounts.group_by_name(text) {
+            Ok(Some(gid)) => Some(gid),
+            Ok(None) => {
+                d.error_hint(
+                    pos,
+                    format!("group `{text}` does not exist"),
+                    format!("create it (`groupadd --system {text}`), or fix `group`"),
+                );
+                None
+            }
+            Err(e) => {
+                lookup_failed(pos, &format!("group `{text}`"), &e, d);
+                None
+            }
+        },
+    });
+    let Some((text, pos)) = user else { return (None, gid) };
+    let Some(number) = id(text, "user", pos, d) else { return (None, gid) };
+    let entry = match (number, group) {
+        // A number with a `group`: nothing to look up.
+        (Some(uid), Some(_)) => return (Some(uid), gid),
+        (Some(uid), None) => accounts.user_by_uid(uid),
+        (None, _) => accounts.user_by_name(text),
+    };
+    match (entry, number) {
+        (Ok(Some(entry)), _) => (Some(entry.uid), gid.or(group.is_none().then_some(entry.gid))),
+        (Ok(None), Some(uid)) => {
+            d.error_hint(
+                pos,
+                format!(
+                    "uid {uid} has no entry in the user database, so the workers' group is \
+                     unknown: they would keep the daemon's group (root's)"
+                ),
+                "add `group: GID`, or create the user",
+            );
+            (Some(uid), gid)
+        }
+        (Ok(None), None) => {
+            d.error_hint(
+                pos,
+                format!("user `{text}` does not exist"),
+                format!("create it (`useradd --system {text}`), or fix `user`"),
+            );
+            (None, gid)
+        }
+        (Err(e), _) => {
+            lookup_failed(pos, &format!("user `{text}`"), &e, d);
+            (None, gid)
+        }
+    }
+}
+
+/// A `user` or `group` written as a number: `Some(Some(id))`; a name: `Some(None)`; a
+/// number that is not an id (past 4294967294): `None`, reported.
+fn id(text: &str, key: &str, pos: Pos, d: &mut Diags) -> Option<Option<u32>> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(None);
+    }
+    match text.parse::<u32>() {
+        Ok(id) if id != u32::MAX => Some(Some(id)),
+        _ => {
+            d.error_hint(
+                pos,
+                format!("`{key}` must be a {key} name or an id below 4294967295, found `{text}`"),
+                format!(
+                    "4294967295 means \"unchanged\" to setuid and setgid: write the {key}'s \
+                     name or id"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Reports a user or group database lookup that failed (not one that found nothing).
+fn lookup_failed(pos: Pos, what: &str, error: &str, d: &mut Diags) {
+    d.error_hint(
+        pos,
+        format!("cannot look up {what}: {error}"),
+        "check the system's user and group database (`getent passwd`, `getent group`, \
+         /etc/nsswitch.conf)",
+    );
 }
 
 #[cfg(test)]
@@ -133,6 +253,8 @@ mod tests {
                 processes: 2,
                 user: None,
                 group: None,
+                uid: None,
+                gid: None,
                 maximum_requests: None,
                 memory_limit: None
             })
@@ -153,6 +275,8 @@ mod tests {
                 processes: 3,
                 user: Some("www-data".into()),
                 group: Some("33".into()),
+                uid: Some(33),
+                gid: Some(33),
                 maximum_requests: Some(100),
                 memory_limit: Some(64 * 1024 * 1024)
             })
@@ -172,6 +296,8 @@ mod tests {
                 alias("    isolation: in-process\n    user: nobody\n    memory_limit: 1G\n"),
                 &[(5, 11, "`user` applies"), (6, 19, "`memory_limit` applies")],
             ),
+            // In-process, `user` is only misplaced: it is not looked up.
+            (alias("    user: gatehouse-no-such-user\n"), &[(4, 11, "`user` applies")]),
             (alias("    isolation: process\n    processes: 0\n"), &[(5, 16, "between 1 and 64")]),
             (alias("    isolation: process\n    processes: 65\n"), &[(5, 16, "between 1 and 64")]),
             (alias("    isolation: process\n    user: \"a b\"\n"), &[(5, 11, "a user name")]),
@@ -190,5 +316,170 @@ mod tests {
             ),
         ];
         check_errors_table(&cases);
+    }
+
+    /// A (uid, gid) pair of [`ProcessSettings`].
+    type Ids = (Option<u32>, Option<u32>);
+
+    /// The settings' (uid, gid) for an isolated alias with `keys`.
+    fn ids(fx: &crate::testutil::Fixture, keys: &str) -> Ids {
+        let text = alias(&format!("    isolation: process\n{keys}"));
+        match fx.ok(&text).config.aliases[0].isolation.clone() {
+            Isolation::Process(p) => (p.uid, p.gid),
+            Isolation::InProcess => panic!("in-process: {text}"),
+        }
+    }
+
+    #[test]
+    fn user_and_group_resolve_to_ids() {
+        // Against the test database (`accounts::table`): www-data 33/33, app 1000 with
+        // primary group 1001, group staff 50, nogroup 65534; no user 1234.
+        let cases: &[(&str, Ids)] = &[
+            ("", (None, None)),
+            ("    user: www-data\n", (Some(33), Some(33))),
+            // without `group`: the user's primary group
+            ("    user: app\n", (Some(1000), Some(1001))),
+            ("    user: app\n    group: staff\n", (Some(1000), Some(50))),
+            ("    user: app\n    group: \"7\"\n", (Some(1000), Some(7))),
+            // a number with an entry: its primary group
+            ("    user: \"1000\"\n", (Some(1000), Some(1001))),
+            ("    user: 0\n", (Some(0), Some(0))),
+            // a number without an entry is accepted with a group (looked up or not)
+            ("    user: \"1234\"\n    group: \"1234\"\n", (Some(1234), Some(1234))),
+            ("    user: 1234\n    group: staff\n", (Some(1234), Some(50))),
+            // with a group, the uid is not looked up (this one's lookup would fail)
+            ("    user: 4040\n    group: \"5\"\n", (Some(4040), Some(5))),
+            // a group alone: the workers keep the daemon's user
+            ("    group: nogroup\n", (None, Some(65534))),
+            ("    group: 4294967294\n", (None, Some(4_294_967_294))),
+        ];
+        let fx = fixture();
+        for (keys, expected) in cases {
+            assert_eq!(ids(&fx, keys), *expected, "{keys}");
+        }
+    }
+
+    #[test]
+    fn unresolved_user_and_group_are_positioned_errors() {
+        // (keys of an isolated alias from line 5, the errors: line, column, part of the
+        // message, part of the hint)
+        type Case = (&'static str, &'static [(usize, usize, &'static str, &'static str)]);
+        let cases: &[Case] = &[
+            (
+                "    user: gatehouse-no-such-user\n",
+                &[(
+                    5,
+                    11,
+                    "user `gatehouse-no-such-user` does not exist",
+                    "create it (`useradd --system gatehouse-no-such-user`), or fix `user`",
+                )],
+            ),
+            (
+                "    user: www-data\n    group: gatehouse-no-such-group\n",
+                &[(
+                    6,
+                    12,
+                    "group `gatehouse-no-such-group` does not exist",
+                    "create it (`groupadd --system gatehouse-no-such-group`), or fix `group`",
+                )],
+            ),
+            // both reported at once
+            (
+                "    group: nosuchgroup\n    user: nosuchuser\n",
+                &[
+                    (5, 12, "group `nosuchgroup` does not exist", "groupadd"),
+                    (6, 11, "user `nosuchuser` does not exist", "useradd"),
+                ],
+            ),
+            // a number without an entry and without a group: the group would be the daemon's
+            (
+                "    user: \"1234\"\n",
+                &[(
+                    5,
+                    11,
+                    "uid 1234 has no entry in the user database, so the workers' group is unknown",
+                    "add `group: GID`, or create the user",
+                )],
+            ),
+            ("    processes: 1\n    user: 1234\n", &[(6, 11, "uid 1234 has no entry", "group")]),
+            // ... with a group that does not exist, only the group is wrong
+            (
+                "    user: \"1234\"\n    group: nosuchgroup\n",
+                &[(6, 12, "group `nosuchgroup` does not exist", "groupadd")],
+            ),
+            // (uid_t)-1 and numbers past it
+            (
+                "    user: 4294967295\n    group: \"1\"\n",
+                &[(5, 11, "`user` must be a user name or an id below 4294967295", "unchanged")],
+            ),
+            (
+                "    group: \"99999999999\"\n",
+                &[(5, 12, "`group` must be a group name or an id below 4294967295", "unchanged")],
+            ),
+            // a lookup that fails is not a missing entry
+            (
+                "    user: broken\n",
+                &[(5, 11, "cannot look up user `broken`: Input/output error", "getent passwd")],
+            ),
+            (
+                "    user: www-data\n    group: broken\n",
+                &[(6, 12, "cannot look up group `broken`: Input/output error", "getent group")],
+            ),
+            (
+                "    user: \"4040\"\n",
+                &[(5, 11, "cannot look up user `4040`: Input/output error", "nsswitch")],
+            ),
+        ];
+        let fx = fixture();
+        for (keys, expected) in cases {
+            let text = alias(&format!("    isolation: process\n{keys}"));
+            let errors = fx.errors(&text);
+            let got: Vec<_> = errors
+                .iter()
+                .map(|e| {
+                    let pos = e.pos.unwrap();
+                    (pos.line, pos.column, e.message.as_str(), e.hint.as_deref().unwrap_or(""))
+                })
+                .collect();
+            assert_eq!(got.len(), expected.len(), "{text}\n{got:#?}");
+            for (g, e) in got.iter().zip(expected.iter()) {
+                assert!(
+                    (g.0, g.1) == (e.0, e.1) && g.2.contains(e.2) && g.3.contains(e.3),
+                    "{text}\nexpected {e:?}\ngot {g:?}"
+                );
+            }
+        }
+    }
+
+    /// The machine's database (root exists everywhere; a Debian `nobody` is 65534:65534).
+    #[test]
+    fn system_database() {
+        let fx = fixture();
+        let parse =
+            |keys: &str| crate::parse(&alias(&format!("    isolation: process\n{keys}")), &fx.file);
+        let ids = |keys: &str| match parse(keys).unwrap().config.aliases[0].isolation.clone() {
+            Isolation::Process(p) => (p.uid, p.gid),
+            Isolation::InProcess => panic!("in-process"),
+        };
+        assert_eq!(ids("    user: root\n"), (Some(0), Some(0)));
+        assert_eq!(ids("    user: \"0\"\n    group: root\n"), (Some(0), Some(0)));
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(
+            ids("    user: nobody\n"),
+            (Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw()))
+        );
+        let errors: Vec<_> =
+            parse("    user: gatehouse-no-such-user\n    group: gatehouse-no-such-group\n")
+                .unwrap_err()
+                .errors()
+                .map(|e| (e.pos.unwrap().line, e.pos.unwrap().column, e.message.clone()))
+                .collect();
+        assert_eq!(
+            errors,
+            [
+                (5, 11, "user `gatehouse-no-such-user` does not exist".to_owned()),
+                (6, 12, "group `gatehouse-no-such-group` does not exist".to_owned())
+            ]
+        );
     }
 }

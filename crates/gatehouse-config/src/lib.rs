@@ -5,7 +5,9 @@
 //! [`parse`]. The work is split by what it owns: `node` (the YAML parser and the
 //! positioned tree, the only place that knows serde-saphyr), `validate` (top-level keys,
 //! `listen`, typed scalars), `logs` (the `logs` mapping), `alias` (the aliases, kind
-//! detection on disk, shadowing), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
+//! detection on disk, shadowing), `isolation` (an alias's worker processes, `user` and
+//! `group` resolved), `accounts` (the system's user and group database, the only place that
+//! knows nix), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
 //! `diagnostic` ([`Diagnostic`], [`ConfigError`]).
 //!
 //! # The file
@@ -78,8 +80,8 @@
 //!     path: target/release/libcrashy.so
 //!     isolation: process       # `in-process` (default) or `process`
 //!     processes: 2             # worker processes, 1..=64 (default 2), each with `threads`
-//!     user: www-data           # run them as this user/group (the daemon must start as root)
-//!     group: www-data
+//!     user: www-data           # run them as this user/group (the daemon must start as root);
+//!     group: www-data          # names or numbers, resolved when the file is read
 //!     maximum_requests: 10000  # recycle a worker after this many requests
 //!     memory_limit: 512MiB     # ... or when its resident memory passes this
 //! ```
@@ -109,10 +111,15 @@
 //!   than), case-sensitively ([`Config::handler_for`]). `python_home` and `python_path` on an
 //!   alias that no handler can serve are errors; two different `python_home`s anywhere in
 //!   the file are an error (one interpreter per process).
+//! - An isolated alias's `user` and `group` are looked up in the system's user and group
+//!   database when the file is read ([`ProcessSettings::uid`], [`ProcessSettings::gid`]): a
+//!   name that does not exist is an error, and so is a numeric `user` with no entry and no
+//!   `group` (its workers' group would be unknown).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod accounts;
 mod alias;
 mod diagnostic;
 mod handler;
@@ -460,10 +467,20 @@ pub enum Isolation {
 pub struct ProcessSettings {
     /// How many worker processes (`processes`); each runs the alias's `threads`.
     pub processes: usize,
-    /// The user the workers run as (`user`), by name or number; the daemon's when absent.
+    /// The user the workers run as (`user`), by name or number, as written; the daemon's
+    /// when absent. For messages: [`ProcessSettings::uid`] is what to switch to.
     pub user: Option<String>,
-    /// The group the workers run as (`group`); the user's primary group when absent.
+    /// The group the workers run as (`group`), as written; the user's primary group when
+    /// absent. For messages: [`ProcessSettings::gid`] is what to switch to.
     pub group: Option<String>,
+    /// `user` resolved when the file was read: a name's uid (getpwnam_r), or the number as
+    /// written. `None` when `user` is absent (the workers keep the daemon's user).
+    pub uid: Option<u32>,
+    /// The workers' group, resolved when the file was read: `group` (a name's gid, or the
+    /// number as written) if given, else the primary group of `user`'s entry. Always `Some`
+    /// when [`ProcessSettings::uid`] is (a numeric `user` with no entry needs a `group`);
+    /// `None` when neither key is written (the workers keep the daemon's group).
+    pub gid: Option<u32>,
     /// A worker is recycled after this many requests (`maximum_requests`).
     pub maximum_requests: Option<u64>,
     /// A worker whose resident memory passes this many bytes is recycled (`memory_limit`).
@@ -526,7 +543,19 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, ConfigError> {
 /// Looks at the disk to tell single apps from directory groups. Returns every error
 /// found (a YAML syntax error stops at itself; everything else is collected), or the
 /// configuration and its warnings.
+///
+/// Resolves the aliases' `user` and `group` against the system's user and group database
+/// ([`ProcessSettings::uid`], [`ProcessSettings::gid`]): one that does not exist is an error.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    parse_with(text, path, &accounts::System)
+}
+
+/// [`parse`], with users and groups looked up in `accounts`.
+pub(crate) fn parse_with(
+    text: &str,
+    path: &Path,
+    accounts: &dyn accounts::Accounts,
+) -> Result<Loaded, ConfigError> {
     let absolute = std::path::absolute(path).map_err(|e| {
         single(path, None, format!("cannot tell the configuration file's folder: {e}"), None)
     })?;
@@ -536,7 +565,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let mut d = Diags::new(path);
     let config = match node::parse_yaml(text) {
         Ok(root) => {
-            let mut config = validate::build(&root, path, &dir, &mut d);
+            let mut config = validate::build(&root, path, &dir, accounts, &mut d);
             config.text = std::sync::Arc::from(text);
             Some(config)
         }
@@ -581,8 +610,10 @@ pub(crate) mod testutil {
     }
 
     impl Fixture {
+        /// Parses `text` with the test database of users and groups
+        /// ([`crate::accounts::table`]), not the machine's.
         pub(crate) fn parse(&self, text: &str) -> Result<Loaded, ConfigError> {
-            parse(text, &self.file)
+            parse_with(text, &self.file, &crate::accounts::table::Table)
         }
 
         pub(crate) fn ok(&self, text: &str) -> Loaded {

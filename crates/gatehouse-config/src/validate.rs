@@ -46,8 +46,14 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// Builds the configuration from the document's root node. Always returns a value
 /// (defaults stand in for whatever was wrong); it is only meaningful when `d` holds
-/// no errors afterwards.
-pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Config {
+/// no errors afterwards. `accounts` resolves the aliases' `user` and `group`.
+pub(crate) fn build(
+    root: &Node,
+    file: &Path,
+    dir: &Path,
+    accounts: &dyn crate::accounts::Accounts,
+    d: &mut Diags,
+) -> Config {
     let mut config = Config {
         file: file.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -167,7 +173,8 @@ pub(crate) fn build(root: &Node, file: &Path, dir: &Path, d: &mut Diags) -> Conf
             "add `aliases: []` (no apps yet) or a list of `- url: /myapp` / `path: ...` entries",
         ),
         Some(Node { value: Value::Seq(items), .. }) => {
-            let (aliases, alias_homes) = alias::aliases(items, &globals, &config.handlers, dir, d);
+            let (aliases, alias_homes) =
+                alias::aliases(items, &globals, &config.handlers, dir, accounts, d);
             config.aliases = aliases;
             homes.extend(alias_homes);
         }
