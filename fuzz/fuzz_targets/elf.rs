@@ -3,7 +3,7 @@
 //! refused whenever the cut falls inside a table or segment it described.
 #![no_main]
 
-use gatehouse::staging::check_elf;
+use gatehouse::plugin::staging::check_elf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

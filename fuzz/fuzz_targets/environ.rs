@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use actix_web::test::TestRequest;
-use gatehouse::environ::{RouteVars, cgi_vars};
+use gatehouse::request::environ::{RouteVars, cgi_vars};
 use gatehouse_config::Alias;
 use libfuzzer_sys::fuzz_target;
 

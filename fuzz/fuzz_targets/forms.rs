@@ -2,8 +2,8 @@
 //! `MAX_FIELDS` parameters), never a panic, and a parsed body's parameters are valid UTF-8.
 #![no_main]
 
-use gatehouse::environ::PairBuf;
-use gatehouse::input::{MAX_FIELDS, query_params, urlencoded_params};
+use gatehouse::request::environ::PairBuf;
+use gatehouse::request::input::{MAX_FIELDS, query_params, urlencoded_params};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use gatehouse::mounts::{Route, Table, normalize};
+use gatehouse::request::route::{Route, Table, normalize};
 use libfuzzer_sys::fuzz_target;
 
 fn table() -> &'static Table {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use actix_web::HttpRequest;
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse::environ::{self, RouteVars};
+use gatehouse::request::environ::{self, RouteVars};
 use gatehouse_config::Alias;
 
 mod common;

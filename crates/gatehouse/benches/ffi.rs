@@ -1,6 +1,6 @@
 //! FFI micro-benchmarks: one app call across the environ ABI and the reply's conversion into
 //! an actix response, with the real plugins (`plugins::Plugin::load` of
-//! target/release/libhello.so and libproducts.so, `ffi::invoke` with a oneshot,
+//! target/release/libhello.so and libproducts.so, `call::invoke` with a oneshot,
 //! `response::from_reply`); the thread-pool hand-off that `dispatch: pool` adds to every call;
 //! and the daemon's whole request handler (`server::handle`: routing, input, environ,
 //! dispatch, the call, the response) in process, without HTTP parsing or sockets.
@@ -17,15 +17,15 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use gatehouse::debug_log::DebugLogs;
-use gatehouse::dispatch::Pool;
-use gatehouse::environ::{self, PairBuf, RouteVars};
-use gatehouse::ffi::{self, BodySource, Call, Reply};
+use gatehouse::call::pool::Pool;
+use gatehouse::call::{self, BodySource, Call, Reply};
 use gatehouse::host::Host;
-use gatehouse::input::Input;
-use gatehouse::plugins::{InitArgs, Plugin};
-use gatehouse::reload::Live;
-use gatehouse::response;
+use gatehouse::host::Live;
+use gatehouse::http::response;
+use gatehouse::logs::debug::DebugLogs;
+use gatehouse::plugin::load::{InitArgs, Plugin};
+use gatehouse::request::environ::{self, PairBuf, RouteVars};
+use gatehouse::request::input::Input;
 use tokio::sync::oneshot;
 
 mod common;
@@ -78,10 +78,10 @@ enum Delivery {
 
 fn call_once(plugin: &Plugin, call: &Call<'_>, delivery: Delivery) -> Reply {
     match delivery {
-        Delivery::Buffer => ffi::invoke_inline(plugin, call),
+        Delivery::Buffer => call::invoke_inline(plugin, call),
         Delivery::Stream => {
             let (tx, mut rx) = oneshot::channel();
-            ffi::invoke(plugin, call, BodySource::Empty, tx, std::time::Duration::from_secs(60));
+            call::invoke(plugin, call, BodySource::Empty, tx, std::time::Duration::from_secs(60));
             match rx.try_recv() {
                 Ok(reply) => reply,
                 Err(e) => panic!("no reply: {e}"),
@@ -245,7 +245,7 @@ fn handler(c: &mut Criterion) {
     for dispatch in ["pool", "inline"] {
         let data = web::Data::new(Live::new(host(&dir, tmp.path(), dispatch)));
         let respond = |(req, payload): (HttpRequest, web::Payload)| -> HttpResponse {
-            system.block_on(gatehouse::server::handle(req, payload, data.clone()))
+            system.block_on(gatehouse::http::handle(req, payload, data.clone()))
         };
         // The response is dropped inside the timed routine, as the server drops it once
         // written (keeping a batch of them alive would drain actix's response-head pool).

@@ -10,8 +10,8 @@ use std::hint::black_box;
 use actix_web::test::TestRequest;
 use actix_web::{HttpRequest, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use gatehouse::environ::PairBuf;
-use gatehouse::input::{self, BodyKind, Input, Limits};
+use gatehouse::request::environ::PairBuf;
+use gatehouse::request::input::{self, BodyKind, Input, Limits};
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Routing micro-benchmarks: `mounts::normalize` + `Table::route` for the seed's URLs, in the
+//! Routing micro-benchmarks: `route::normalize` + `Table::route` for the seed's URLs, in the
 //! demo configuration (hosting.yaml's four aliases) and in tables of 1, 100 and 1,000 aliases
 //! where the alias that serves the URL is declared last (the worst case for first-match
 //! routing); and a directory group's file lookup (`resolve_group_file`, which asks the
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use gatehouse::mounts::{self, Mount, Table};
+use gatehouse::request::route::{self, Mount, Table};
 use gatehouse_config::AliasKind;
 
 fn mount(url: &str, kind: AliasKind) -> Mount {
@@ -44,8 +44,8 @@ const SEED_URLS: [(&str, &[u8], &str, AliasKind); 3] = [
 ];
 
 fn route_once(t: &Table, raw: &[u8]) -> bool {
-    match mounts::normalize(black_box(raw)) {
-        Ok(path) => !matches!(black_box(t.route(&path)), mounts::Route::NoMatch),
+    match route::normalize(black_box(raw)) {
+        Ok(path) => !matches!(black_box(t.route(&path)), route::Route::NoMatch),
         Err(_) => false,
     }
 }
@@ -73,11 +73,11 @@ fn routing(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("routing/parts");
     g.bench_function("normalize /wsgi/hello", |b| {
-        b.iter(|| mounts::normalize(black_box(b"/wsgi/hello")));
+        b.iter(|| route::normalize(black_box(b"/wsgi/hello")));
     });
     let path = b"/wsgi/hello".to_vec();
     g.bench_function("route /wsgi/hello (demo config)", |b| {
-        b.iter(|| !matches!(demo.route(black_box(&path)), mounts::Route::NoMatch));
+        b.iter(|| !matches!(demo.route(black_box(&path)), route::Route::NoMatch));
     });
     g.finish();
 }
@@ -101,10 +101,10 @@ fn group_lookup(c: &mut Criterion) {
             return;
         }
     };
-    assert!(mounts::resolve_group_file(&canonical, b"hello").is_ok());
+    assert!(route::resolve_group_file(&canonical, b"hello").is_ok());
     let mut g = c.benchmark_group("routing/group file lookup");
     g.bench_function("resolve_group_file hello (libhello.so)", |b| {
-        b.iter(|| mounts::resolve_group_file(black_box(&canonical), black_box(b"hello")));
+        b.iter(|| route::resolve_group_file(black_box(&canonical), black_box(b"hello")));
     });
     g.finish();
 }

@@ -2,31 +2,49 @@
 //! actix-web, configured by `hosting.yaml` the way Apache's `WSGIScriptAlias` configures
 //! mod_wsgi.
 //!
-//! One request flows one way: [`server`] (actix) → [`mounts`] (URL → alias, SCRIPT_NAME,
-//! PATH_INFO) → [`host`] (alias → loaded [`plugins`]) → [`input`] (params, uploads, body) →
-//! [`environ`] (CGI/WSGI variables) → [`dispatch`] (the alias's thread pool) → [`ffi`] (the
-//! call across the ABI) → [`response`] (the reply as HTTP). Configuration parsing lives in
-//! the `gatehouse-config` crate; the CLI in `main.rs`; [`routes`] explains the route table.
-//! [`logs`] owns the files the daemon writes: [`debug_log`], [`access_log`], the error log.
+//! The modules sit in layers, listed in [`LAYERS`] from the bottom up. A module uses only its
+//! own layer or lower ones; `tests/layers.rs` reads every `use crate::` path and fails on an
+//! upward import or on a cycle between top-level modules. One request goes up the layers
+//! and back: `http::handler` routes it (`request`), reads its input and environ
+//! (`request`), calls its app (`call`, or `isolation` for worker processes) on the running
+//! `host`, and answers.
 
-pub mod access_log;
-pub mod debug_log;
-pub mod dispatch;
-pub mod environ;
-pub mod ffi;
-pub mod forwarded;
-pub mod host;
-pub mod input;
+// layer 0: services any layer may use
 pub mod logs;
 pub mod metrics;
-pub mod mounts;
-pub mod plugins;
-pub mod reload;
-pub mod response;
-pub mod routes;
-pub mod server;
-pub mod staging;
-pub mod status;
 pub mod systemd;
 pub mod tls;
+// layer 1: one request as data, no shared state
+pub mod request;
+// layer 2: loading code, and one app call
+pub mod call;
+pub mod plugin;
+// layer 3: worker processes, seen from the daemon
+pub mod isolation;
+// layer 4: the running state of one configuration
+pub mod host;
+// layer 5: edges and entry points
+pub mod admin;
+pub mod http;
+pub mod reload;
+pub mod routes;
 pub mod worker;
+
+/// The layers, bottom up: each top-level module and its layer. A module may use modules
+/// of its own layer or lower ones (checked by `tests/layers.rs`).
+pub const LAYERS: &[(&str, u8)] = &[
+    ("logs", 0),
+    ("metrics", 0),
+    ("systemd", 0),
+    ("tls", 0),
+    ("request", 1),
+    ("call", 2),
+    ("plugin", 2),
+    ("isolation", 3),
+    ("host", 4),
+    ("admin", 5),
+    ("http", 5),
+    ("reload", 5),
+    ("routes", 5),
+    ("worker", 5),
+];

@@ -10,9 +10,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use gatehouse::host::Host;
-use gatehouse::reload::{Live, Reloader, Trigger};
-use gatehouse::server::{Control, Hooks, Signals};
-use gatehouse::staging::Cache;
+use gatehouse::host::Live;
+use gatehouse::http::{Control, Hooks, Signals};
+use gatehouse::plugin::staging::Cache;
+use gatehouse::reload::{Reloader, Trigger};
 
 /// Hosts app plugins (cdylibs) behind one HTTP daemon, configured like mod_wsgi's
 /// WSGIScriptAlias.
@@ -113,7 +114,8 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     let activated = gatehouse::systemd::take_listeners()
         .context("cannot use the sockets systemd passed (LISTEN_FDS)")?;
     // Still the only thread: every thread started after inherits it.
-    let slice = gatehouse::worker::boundary::set_time_slice(Some(gatehouse::worker::DAEMON_SLICE));
+    let slice =
+        gatehouse::isolation::boundary::set_time_slice(Some(gatehouse::isolation::DAEMON_SLICE));
     let _logger = init_logging()?;
     if let Err(e) = slice {
         log::debug!("cannot set the daemon's time slice ({e}); it keeps the default");
@@ -143,13 +145,13 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
             config.cache_dir.display()
         )
     })?;
-    gatehouse::plugins::start_reaper().context("cannot start the plugin reaper thread")?;
+    gatehouse::plugin::load::start_reaper().context("cannot start the plugin reaper thread")?;
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         // Before anything slow: a SIGHUP during start-up is then queued, not fatal.
         let signals = Signals::install().context("cannot install signal handlers")?;
         let pid_file = config.pid_file.clone();
-        let first_listen = gatehouse::server::endpoints(&config);
+        let first_listen = gatehouse::http::endpoints(&config);
         let metrics = config.metrics;
         let certs = gatehouse::tls::load(&config).map_err(|problems| {
             let list: Vec<String> = problems.iter().map(|p| format!("error: {p}")).collect();
@@ -172,7 +174,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         let reload = reloader.trigger();
         let mut first = true;
         let hooks = Hooks {
-            on_bound: |bound: &[gatehouse::server::Endpoint]| {
+            on_bound: |bound: &[gatehouse::http::Endpoint]| {
                 // Scripts and tests read the bound addresses from these stdout lines (the
                 // original stdout: fd 1 may be an error log file, see `logs::capture`).
                 use std::io::Write as _;
@@ -185,7 +187,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                     // The metrics and status listener, once the others are bound (its line
                     // comes after theirs).
                     if let Some(m) = metrics {
-                        match gatehouse::status::start(Arc::clone(&live), m.listen) {
+                        match gatehouse::admin::start(Arc::clone(&live), m.listen) {
                             Ok(bound) => {
                                 for a in bound {
                                     let _ = writeln!(out, "gatehouse metrics on http://{a}");
@@ -216,7 +218,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                 Err(errors) => log::error!("SIGUSR1: reopening the logs: {}", errors.join("; ")),
             },
         };
-        let served = gatehouse::server::run(
+        let served = gatehouse::http::run(
             Arc::clone(&live),
             &first_listen,
             activated,
@@ -233,7 +235,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         host.shutdown_within(host.config.shutdown_timeout);
         anyhow::Ok(())
     });
-    gatehouse::plugins::stop_reaper();
+    gatehouse::plugin::load::stop_reaper();
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -322,7 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { .. } => {
-            gatehouse::worker::child::run()?;
+            gatehouse::worker::run()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Routes { config, url } => {

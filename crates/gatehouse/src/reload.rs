@@ -22,14 +22,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use gatehouse_config::AliasKind;
 use notify::{RecursiveMode, Watcher};
 
-use crate::host::Host;
-use crate::server::Endpoint;
-use crate::staging::FileId;
+use crate::host::{Host, Live};
+use crate::http::Endpoint;
+use crate::plugin::staging::FileId;
 
 /// How long the watched files must be quiet before a burst of events is acted on.
 pub const QUIET: Duration = Duration::from_millis(100);
@@ -37,34 +36,6 @@ pub const QUIET: Duration = Duration::from_millis(100);
 const MAX_WAIT: Duration = Duration::from_millis(500);
 /// How often the files are looked at without an event.
 pub const POLL: Duration = Duration::from_secs(1);
-
-/// The host serving requests now, and the certificates of its HTTPS listeners.
-#[derive(Debug)]
-pub struct Live {
-    host: ArcSwap<Host>,
-    certs: Arc<crate::tls::Certs>,
-}
-
-impl Live {
-    /// Starts with `host` (and no certificates: see [`Live::certs`]).
-    pub fn new(host: Arc<Host>) -> Live {
-        Live { host: ArcSwap::new(host), certs: Arc::default() }
-    }
-
-    /// The certificates HTTPS listeners serve; the reloader replaces them with the host.
-    pub fn certs(&self) -> &Arc<crate::tls::Certs> {
-        &self.certs
-    }
-
-    /// The current host (a request keeps it until it is answered).
-    pub fn host(&self) -> Arc<Host> {
-        self.host.load_full()
-    }
-
-    fn store(&self, host: Arc<Host>) {
-        self.host.store(host);
-    }
-}
 
 /// What the reloader is asked to do.
 #[derive(Debug)]
@@ -316,12 +287,12 @@ impl State {
             );
             return Err(());
         }
-        let listen = crate::server::endpoints(&config);
-        let listen_changed = listen != crate::server::endpoints(&old.config);
+        let listen = crate::http::endpoints(&config);
+        let listen_changed = listen != crate::http::endpoints(&old.config);
         let new = old.next(config);
         new.load_single_apps();
         let summary = summarize(&old, &new);
-        self.live.certs.store(certs);
+        self.live.certs().store(certs);
         self.live.store(Arc::new(new));
         log::info!(
             "configuration reloaded ({why}) in {} ms: {summary}",

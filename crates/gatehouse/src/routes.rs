@@ -1,13 +1,13 @@
 //! The route table as text, for `gatehouse check` and `gatehouse routes`, and the
 //! explanation of one URL: which alias wins and why, SCRIPT_NAME, PATH_INFO, the plugin
-//! file, or why it is 400/403/404. It uses the same [`mounts`](crate::mounts) code the server
+//! file, or why it is 400/403/404. It uses the same [`mounts`](crate::request::route) code the server
 //! does, so what it says is what the server does (short of loading the plugin).
 
 use std::fmt::Write as _;
 
 use gatehouse_config::{AliasKind, Config};
 
-use crate::mounts::{self, GroupMiss, Route, Table};
+use crate::request::route::{self, GroupMiss, Route, Table};
 
 /// The route table: one line per alias in the order tried.
 pub fn table(config: &Config) -> String {
@@ -79,7 +79,7 @@ pub fn explain(config: &Config, url: &str) -> String {
     let mut out = String::new();
     let raw = url_path(url);
     let _ = writeln!(out, "URL path:      {raw}");
-    let path = match mounts::normalize(raw.as_bytes()) {
+    let path = match route::normalize(raw.as_bytes()) {
         Ok(p) => p,
         Err(e) => {
             let _ = writeln!(out, "answer:        {} ({})", e.status(), e.reason());
@@ -152,7 +152,7 @@ pub fn explain(config: &Config, url: &str) -> String {
                         a.path.display()
                     );
                 }
-                Ok(dir) => match mounts::resolve_group_file(&dir, name) {
+                Ok(dir) => match route::resolve_group_file(&dir, name) {
                     Ok(file) => {
                         let _ = writeln!(out, "{}{}", file_label(config, &file), file.display());
                         handler_line(&mut out, config, &file);

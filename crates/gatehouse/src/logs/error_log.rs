@@ -31,12 +31,12 @@ const RATE_LIMITED: &[&str] = &[
     "actix_server::worker",
     "actix_server::accept",
     "actix_web",
-    "gatehouse::server",
-    "gatehouse::ffi",
-    "gatehouse::response",
-    "gatehouse::input",
-    "gatehouse::dispatch",
-    "gatehouse::access_log",
+    "gatehouse::http",
+    "gatehouse::call",
+    "gatehouse::http::response",
+    "gatehouse::request::input",
+    "gatehouse::call::pool",
+    "gatehouse::http::access",
     "gatehouse::app",
     "gatehouse::stderr",
 ];
@@ -301,10 +301,10 @@ mod tests {
 
     #[test]
     fn per_request_sources_are_limited_others_are_not() {
-        let limited: u32 = (0..100).map(|_| u32::from(record("gatehouse::server", 4242))).sum();
+        let limited: u32 = (0..100).map(|_| u32::from(record("gatehouse::http", 4242))).sum();
         assert_eq!(limited, BURST);
         // Another source line of the same module has its own budget.
-        assert!(record("gatehouse::server", 4243));
+        assert!(record("gatehouse::http", 4243));
         assert!(record("actix_http::h1::dispatcher", 7));
         // Start-up and load messages are never limited.
         let host: u32 = (0..100).map(|_| u32::from(record("gatehouse::host", 1))).sum();

@@ -1,5 +1,5 @@
-//! The daemon's logs: per-app debug logs ([`crate::debug_log`]), the access log
-//! ([`crate::access_log`]) and the daemon's own error log, on flexi_logger, rotated,
+//! The daemon's logs: per-app debug logs ([`crate::logs::debug`]), the access log
+//! ([`crate::http::access`]) and the daemon's own error log, on flexi_logger, rotated,
 //! permission-checked, reopenable.
 //!
 //! - [`sink`]: one log file (a flexi_logger `FileLogWriter`) with rotation by size and/or
@@ -28,6 +28,7 @@
 //! apps gets the same open files, so two writers never rotate one file.
 
 pub mod capture;
+pub mod debug;
 mod error_log;
 pub mod perms;
 mod queue;

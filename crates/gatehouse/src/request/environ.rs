@@ -116,7 +116,7 @@ fn passes(name: &str, alias: &Alias) -> bool {
 /// settings whose names the request did not already set. An HTTPS connection gives
 /// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); a peer among `proxies`
 /// (`trusted_proxies`) may say who the client is and which scheme it used (see
-/// [`crate::forwarded`]).
+/// [`crate::request::forwarded`]).
 pub fn cgi_vars(
     req: &HttpRequest,
     route: RouteVars<'_>,
@@ -128,7 +128,7 @@ pub fn cgi_vars(
     let peer = req.peer_addr();
     let origin = match peer {
         Some(p) if !proxies.is_empty() => {
-            Some(crate::forwarded::origin_of(p.ip(), proxies, headers))
+            Some(crate::request::forwarded::origin_of(p.ip(), proxies, headers))
         }
         _ => None,
     };

@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 use command_fds::{CommandFdExt as _, FdMapping};
 use gatehouse_config::ProcessSettings;
 
-use super::child::{CONNS_ENV, CONTROL_FD};
 use super::messages::{Init, decode_log};
-use super::proto::{FrameIo, Kind};
+use super::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind};
 use crate::logs::capture;
 
 /// How often a slot thread looks at its worker's memory.
@@ -953,43 +952,15 @@ fn spec(
         queue: config.aliases[index]
             .limits
             .queue
-            .unwrap_or(threads * settings.processes * crate::dispatch::QUEUE_PER_THREAD),
+            .unwrap_or(threads * settings.processes * crate::call::pool::QUEUE_PER_THREAD),
         spread: spread_over(),
     })
 }
 
 /// `user` and `group` as ids; an error says what to fix.
 fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
-    use nix::unistd::{Group, User};
-    let user = match &settings.user {
-        None => None,
-        Some(name) => Some(match name.parse::<u32>() {
-            Ok(uid) => (uid, User::from_uid(uid.into()).ok().flatten().map(|u| u.gid.as_raw())),
-            Err(_) => match User::from_name(name) {
-                Ok(Some(u)) => (u.uid.as_raw(), Some(u.gid.as_raw())),
-                _ => {
-                    return Err(format!(
-                        "user `{name}` does not exist (hint: create it, or fix `user`)"
-                    ));
-                }
-            },
-        }),
-    };
-    let gid = match &settings.group {
-        None => user.and_then(|(_, gid)| gid),
-        Some(name) => Some(match name.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => match Group::from_name(name) {
-                Ok(Some(g)) => g.gid.as_raw(),
-                _ => {
-                    return Err(format!(
-                        "group `{name}` does not exist (hint: create it, or fix `group`)"
-                    ));
-                }
-            },
-        }),
-    };
-    let uid = user.map(|(uid, _)| uid);
+    // Resolved (and refused when unknown) where the configuration is read.
+    let (uid, gid) = (settings.uid, settings.gid);
     let me = rustix::process::geteuid().as_raw();
     let my_gid = rustix::process::getegid().as_raw();
     let changes = uid.is_some_and(|u| u != me) || gid.is_some_and(|g| g != my_gid);

@@ -22,6 +22,12 @@
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 
+/// The environment variable that tells a worker how many request sockets (app threads)
+/// it has.
+pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
+/// The descriptor of the control socket; request sockets follow it.
+pub const CONTROL_FD: i32 = 3;
+
 /// The largest payload accepted: a larger length means a broken or hostile peer.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 

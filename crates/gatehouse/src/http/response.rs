@@ -16,7 +16,7 @@ use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use crate::ffi::{Chunk, Head, Reply};
+use crate::call::{Chunk, Head, Reply};
 
 /// A plain-text reply from the daemon itself: `STATUS REASON: message`.
 pub fn plain(status: u16, message: &str) -> HttpResponse {

@@ -154,13 +154,15 @@ where
 /// log reader such as fail2ban sees clients, not the proxy.
 fn client(req: &ServiceRequest) -> String {
     let Some(peer) = req.peer_addr() else { return "-".to_owned() };
-    let host = req.app_data::<actix_web::web::Data<crate::reload::Live>>().map(|l| l.host());
+    let host = req.app_data::<actix_web::web::Data<crate::host::Live>>().map(|l| l.host());
     match host {
-        Some(h) if !h.config.trusted_proxies.is_empty() => {
-            crate::forwarded::origin_of(peer.ip(), &h.config.trusted_proxies, req.headers())
-                .ip
-                .to_string()
-        }
+        Some(h) if !h.config.trusted_proxies.is_empty() => crate::request::forwarded::origin_of(
+            peer.ip(),
+            &h.config.trusted_proxies,
+            req.headers(),
+        )
+        .ip
+        .to_string(),
         _ => peer.ip().to_string(),
     }
 }

@@ -9,8 +9,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use gatehouse_abi::{Pair, Str, Upload};
 
 use super::proto::{Get, ProtoError, Put};
-use crate::environ::PairBuf;
-use crate::ffi::Head;
+use crate::call::Head;
+use crate::request::environ::PairBuf;
 
 /// What a worker is told first, on its control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub struct RequestOut<'a> {
     /// The parameters.
     pub params: &'a PairBuf,
     /// The uploads: (field, filename, content type, path of the spooled file, size).
-    pub uploads: &'a [crate::input::Upload],
+    pub uploads: &'a [crate::request::input::Upload],
     /// How many `Body`/`BodyError` frames follow the request unasked: the body the daemon
     /// already had, so an app reading a small body makes no round trip for it.
     pub preloaded: u32,
@@ -272,7 +272,7 @@ mod tests {
         let mut buf = Vec::new();
         out.encode(&mut buf);
         assert_eq!(out.encoded_len(), buf.len());
-        let upload = crate::input::Upload {
+        let upload = crate::request::input::Upload {
             field: "file".to_owned(),
             filename: "a.txt".to_owned(),
             content_type: "text/plain".to_owned(),

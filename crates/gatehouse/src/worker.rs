@@ -16,16 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use gatehouse_config::Isolation;
 
-use super::messages::{Init, RequestIn, encode_log};
-use super::proto::{FrameIo, Kind, Put, push_frame};
 use crate::host::{Host, Unavailable};
-use crate::staging::Cache;
-
-/// The environment variable that tells a worker how many request sockets (app threads)
-/// it has.
-pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
-/// The descriptor of the control socket; request sockets follow it.
-pub const CONTROL_FD: i32 = 3;
+use crate::isolation::messages::{Init, RequestIn, encode_log};
+use crate::isolation::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind, Put, push_frame};
+use crate::plugin::staging::Cache;
 
 /// How often the worker looks whether the plugins it reports changed.
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -75,13 +69,13 @@ pub fn run() -> anyhow::Result<()> {
     use anyhow::Context as _;
     // The daemon's long slice (see `DAEMON_SLICE`) is inherited: a worker takes the
     // kernel's default back, before any thread starts. Failing costs only speed.
-    let slice = super::boundary::set_time_slice(None);
+    let slice = crate::isolation::boundary::set_time_slice(None);
     let conns: usize = std::env::var(CONNS_ENV)
         .ok()
         .and_then(|n| n.parse().ok())
         .filter(|&n| (1..=gatehouse_config::MAX_THREADS * 8).contains(&n))
         .context("`gatehouse worker` is started by the daemon only (no worker sockets given)")?;
-    let mut sockets = super::boundary::adopt_sockets(CONTROL_FD, conns + 1)
+    let mut sockets = crate::isolation::boundary::adopt_sockets(CONTROL_FD, conns + 1)
         .context("cannot take the sockets the daemon passed")?;
     let control_stream = sockets.remove(0);
     let mut control = FrameIo::new(control_stream.try_clone()?)?;
@@ -91,7 +85,7 @@ pub fn run() -> anyhow::Result<()> {
     let init = Init::decode(control.payload())?;
     let level = match init.level {
         0 => log::LevelFilter::Off,
-        n => super::proto::byte_level(n).to_level_filter(),
+        n => crate::isolation::proto::byte_level(n).to_level_filter(),
     };
     let writer = Arc::new(Control(Mutex::new((control_stream, Vec::new()))));
     log::set_boxed_logger(Box::new(Forward { control: Arc::clone(&writer), level }))
@@ -109,7 +103,7 @@ pub fn run() -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    crate::plugins::start_reaper().context("cannot start the plugin reaper thread")?;
+    crate::plugin::load::start_reaper().context("cannot start the plugin reaper thread")?;
     host.load_single_apps();
     control.frame(Kind::Ready, |_| {});
     control.flush()?;
@@ -145,7 +139,7 @@ pub fn run() -> anyhow::Result<()> {
             Ok(Kind::Stop) => {
                 // Nothing is in flight (the daemon waited): shut the apps down, then exit.
                 host.shutdown();
-                crate::plugins::stop_reaper();
+                crate::plugin::load::stop_reaper();
                 return Ok(());
             }
             Ok(other) => log::warn!("worker: ignored an unexpected {other:?} control frame"),
@@ -164,7 +158,7 @@ fn report_plugins(host: &Host, control: &Control) {
         let plugins: Vec<serde_json::Value> = host
             .loaded_plugins(0)
             .iter()
-            .map(|(file, loaded)| crate::status::plugin_json(file, loaded))
+            .map(|(file, loaded)| crate::admin::plugin_json(file, loaded))
             .collect();
         let now = serde_json::to_vec(&plugins).unwrap_or_default();
         if now != last {
@@ -244,7 +238,7 @@ fn answer(host: &Host, io: &mut FrameIo, req: &RequestIn<'_>) {
         Ok(loaded) => {
             loaded.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _scope = crate::logs::RequestScope::enter(&loaded.app, req.id);
-            super::boundary::call(&loaded.plugin, io, req);
+            crate::isolation::boundary::call(&loaded.plugin, io, req);
         }
         Err(u) => {
             // The body frames the daemon sent with the request are read all the same: left

@@ -7,6 +7,8 @@
 //! It is a separate actix server with one worker, outside the request path: nothing it does
 //! costs the apps' requests more than the atomics they bump.
 
+pub mod collector;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,13 +18,13 @@ use gatehouse_config::AliasKind;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
+use crate::host::Live;
+use crate::http::response::plain;
 use crate::metrics::{CLASSES, GLOBAL};
-use crate::reload::Live;
-use crate::response::plain;
 
 /// Binds `addr` and serves the metrics and status pages on it; returns where it listens.
 pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAddr>> {
-    let registry = web::Data::new(crate::metrics::registry(Arc::clone(&live)));
+    let registry = web::Data::new(crate::admin::collector::registry(Arc::clone(&live)));
     let live = web::Data::from(live);
     let server = HttpServer::new(move || {
         App::new()
@@ -49,7 +51,7 @@ pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAdd
 async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(crate::metrics::render(&registry))
+        .body(crate::admin::collector::render(&registry))
 }
 
 async fn status(req: HttpRequest, live: web::Data<Live>) -> HttpResponse {
@@ -116,9 +118,9 @@ pub fn report(live: &Live) -> Value {
         })
         .collect();
     let listen: Vec<String> =
-        crate::server::endpoints(&host.config).iter().map(crate::server::Endpoint::url).collect();
+        crate::http::endpoints(&host.config).iter().map(crate::http::Endpoint::url).collect();
     json!({
-        "server": crate::environ::SERVER_SOFTWARE,
+        "server": crate::request::environ::SERVER_SOFTWARE,
         "version": env!("CARGO_PKG_VERSION"),
         "abi_version": gatehouse_abi::ABI_VERSION,
         "pid": std::process::id(),

@@ -25,6 +25,9 @@
 //! reloader thread for the `init` of a replacement; `shutdown` of a retired plugin runs on the
 //! reaper thread.
 
+mod live;
+pub use live::Live;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +36,11 @@ use std::time::{Duration, Instant};
 
 use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler, Isolation};
 
-use crate::debug_log::{DebugLog, DebugLogs};
-use crate::dispatch::Pool;
-use crate::mounts::{GroupMiss, resolve_group_file};
-use crate::plugins::{InitArgs, LoadError, Plugin};
-use crate::staging::{Cache, Check, Digest256, FileId, Policy, StageError};
+use crate::call::pool::Pool;
+use crate::logs::debug::{DebugLog, DebugLogs};
+use crate::plugin::load::{InitArgs, LoadError, Plugin};
+use crate::plugin::staging::{Cache, Check, Digest256, FileId, Policy, StageError};
+use crate::request::route::{GroupMiss, resolve_group_file};
 use gatehouse_trust::Owners;
 
 /// How often a single app whose file is missing logs about it while requests arrive.
@@ -269,7 +272,7 @@ pub struct Mount {
     pub stats: Arc<crate::metrics::RequestStats>,
     /// With `isolation: process`: its worker processes (shared with the next
     /// configuration's alias while nothing a worker reads changed).
-    pub workers: Option<Arc<crate::worker::group::Group>>,
+    pub workers: Option<Arc<crate::isolation::group::Group>>,
     workers_key: Option<WorkersKey>,
     apps: Arc<Apps>,
 }
@@ -295,7 +298,7 @@ pub struct Host {
     /// The configuration it was built from.
     pub config: Config,
     /// The router.
-    pub table: crate::mounts::Table,
+    pub table: crate::request::route::Table,
     /// Per alias, in declaration order.
     pub mounts: Vec<Mount>,
     logs: Arc<DebugLogs>,
@@ -311,7 +314,7 @@ struct Previous {
     pool: Arc<Pool>,
     threads: usize,
     queue: Option<usize>,
-    workers: Option<(Arc<crate::worker::group::Group>, WorkersKey)>,
+    workers: Option<(Arc<crate::isolation::group::Group>, WorkersKey)>,
 }
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
@@ -376,7 +379,7 @@ impl Host {
         isolate: bool,
         previous: impl Fn(&AppsKey) -> Option<Previous>,
     ) -> Host {
-        let table = crate::mounts::Table::from_config(&config);
+        let table = crate::request::route::Table::from_config(&config);
         let mounts = config
             .aliases
             .iter()
@@ -388,7 +391,7 @@ impl Host {
                 let workers = workers_key.as_ref().map(|wk| {
                     match before.as_ref().and_then(|p| p.workers.as_ref()) {
                         Some((group, old)) if old == wk => Arc::clone(group),
-                        _ => Arc::new(crate::worker::group::Group::new(&config, index)),
+                        _ => Arc::new(crate::isolation::group::Group::new(&config, index)),
                     }
                 });
                 let (apps, pool) = match before {

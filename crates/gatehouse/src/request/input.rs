@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::environ::PairBuf;
+use crate::request::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
 pub const MAX_FIELD: usize = 1024 * 1024;

@@ -25,8 +25,8 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str};
 
 use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
-use crate::ffi::{bytes, guard, pairs};
-use crate::plugins::Plugin;
+use crate::call::{bytes, guard, pairs};
+use crate::plugin::load::Plugin;
 
 /// Registers `sock` with this thread's event loop for `interest` only.
 pub fn register(
@@ -272,7 +272,7 @@ unsafe extern "C" fn start_response(
             return if st.gone { Status::DISCONNECTED } else { Status::BAD_STATE };
         }
         // SAFETY: the pairs' strings are valid for this call, which `head` runs in.
-        let head = match unsafe { crate::ffi::head(status, headers) } {
+        let head = match unsafe { crate::call::head(status, headers) } {
             Ok(h) => h,
             Err(e) => return e,
         };

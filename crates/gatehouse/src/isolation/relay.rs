@@ -32,10 +32,10 @@ use super::boundary::register;
 use super::group::{Conn, Group, NoConn};
 use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
-use crate::debug_log::DebugLog;
-use crate::environ::PairBuf;
-use crate::ffi::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
-use crate::input::{BodyError, Input};
+use crate::call::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
+use crate::logs::debug::DebugLog;
+use crate::request::environ::PairBuf;
+use crate::request::input::{BodyError, Input};
 
 /// What one relayed request needs.
 #[derive(Debug)]

@@ -3,7 +3,6 @@
 //!
 //! - [`proto`]: the framing over the Unix sockets between the daemon and a worker.
 pub mod boundary;
-pub mod child;
 pub mod group;
 pub mod messages;
 pub mod proto;

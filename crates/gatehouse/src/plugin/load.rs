@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::staging::Digest256;
+use crate::plugin::staging::Digest256;
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
     Status, Str,
@@ -78,7 +78,7 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        error: crate::staging::StageError,
+        error: crate::plugin::staging::StageError,
     },
     /// The app's `init` refused to start.
     #[error("{path}: init failed: {message}")]

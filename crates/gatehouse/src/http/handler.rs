@@ -4,7 +4,6 @@
 //! Errors the daemon answers itself (400, 403, 404, 413, 500, 503) are short `text/plain`
 //! bodies saying what was wrong; the detail an operator needs goes to the error log.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::future::Future;
@@ -15,19 +14,18 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::Either;
 use gatehouse_config::{Alias, AliasKind, Dispatch};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::environ::{self, PairBuf, RouteVars};
-use crate::ffi::{self, BodySource, Call, Reply};
+use crate::call::{self, BodySource, Call, Reply};
+use crate::host::Live;
 use crate::host::{Host, Unavailable};
-use crate::input::{self, BodyError, BodyKind, Input, Limits};
-use crate::mounts::{self, GroupMiss, Route};
-use crate::reload::Live;
-use crate::response::{self, plain};
+use crate::http::response::{self, plain};
+use crate::request::environ::{self, PairBuf, RouteVars};
+use crate::request::input::{self, BodyError, BodyKind, Input, Limits};
+use crate::request::route::{self, GroupMiss, Route};
 
 /// Chunks of a streamed request body that may wait between the client and the app.
 const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
@@ -54,7 +52,7 @@ fn target(host: &Host, raw_path: &str) -> Result<Target, Answer> {
 
 /// [`target`], with the routing answers; an alias's own answers come as `Ok(Err(..))`.
 fn target_of(host: &Host, raw_path: &str) -> Result<Result<Target, Answer>, (u16, &'static str)> {
-    let path = mounts::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
+    let path = route::normalize(raw_path.as_bytes()).map_err(|e| (e.status(), e.reason()))?;
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
         Route::Group { mount, name, script_name, .. } => (mount, script_name.len(), Some(name)),
@@ -217,7 +215,7 @@ async fn respond(
     };
     *mount = Some(t.mount);
     let alias = &host.mounts[t.mount].alias;
-    crate::access_log::note_app(&req, &alias.url, t.group_name.as_deref()); // access log
+    crate::http::access::note_app(&req, &alias.url, t.group_name.as_deref()); // access log
     if let Err((status, message)) = check_request(&req, &alias.limits) {
         return plain(status, &message);
     }
@@ -238,7 +236,7 @@ async fn respond(
         &host.config.trusted_proxies,
     );
     let request_id = host.request_id();
-    crate::access_log::note(&req, request_id); // access log
+    crate::http::access::note(&req, request_id); // access log
     let is_head = req.method() == actix_web::http::Method::HEAD;
     // Inline dispatch: call the app right here, on the HTTP worker, when it is loaded and
     // there is no body to stream (reading one would wait).
@@ -247,7 +245,7 @@ async fn respond(
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
         let call = Call::new(&loaded, &vars, &input, alias.develop_mode, request_id);
-        return response::from_reply(ffi::invoke_inline(&loaded.plugin, &call), is_head, None);
+        return response::from_reply(call::invoke_inline(&loaded.plugin, &call), is_head, None);
     }
     on_pool(Arc::clone(&host), Prepared { t, vars, input, body, request_id }, pump, is_head).await
 }
@@ -283,7 +281,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 .as_deref()
                 .unwrap_or_else(|| crate::host::alias_app_name(&m.alias.url));
             let debug = task_host.debug_log(app);
-            let relay = crate::worker::relay::Relay {
+            let relay = crate::isolation::relay::Relay {
                 group: workers,
                 kind: m.alias.kind,
                 app,
@@ -297,7 +295,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 deadline,
                 timeout: m.alias.limits.timeout,
             };
-            crate::worker::relay::relay(&relay, body, tx, &job_pid, &job_overdue).await;
+            crate::isolation::relay::relay(&relay, body, tx, &job_pid, &job_overdue).await;
         });
     } else {
         let job = Box::new(move || {
@@ -322,7 +320,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
                 Ok(loaded) => {
                     let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
-                    ffi::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
+                    call::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
                     if job_overdue.swap(true, Ordering::AcqRel) {
                         m.pool.overdue_done();
                         log::warn!(
@@ -391,7 +389,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                         alias.url
                     );
                 }
-                return plain(504, ffi::TIMED_OUT);
+                return plain(504, call::TIMED_OUT);
             }
             let busy = if first { pool.overdue_started() } else { pool.overdue() };
             log::warn!(
@@ -400,7 +398,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 alias.url,
                 alias.threads
             );
-            plain(504, ffi::TIMED_OUT)
+            plain(504, call::TIMED_OUT)
         }
     };
     let Some(pump) = pump else {
@@ -430,275 +428,4 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
         }
         Either::Right((Err(_), _)) => failed(None),
     }
-}
-
-/// A listen address and whether it serves HTTPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The address.
-    pub addr: SocketAddr,
-    /// Whether it serves HTTPS (its certificate is in [`Live::certs`]).
-    pub tls: bool,
-}
-
-impl Endpoint {
-    /// `http://ADDR` or `https://ADDR`.
-    pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
-    }
-}
-
-/// The listen addresses of `config`, each marked HTTPS or not.
-pub fn endpoints(config: &gatehouse_config::Config) -> Vec<Endpoint> {
-    config
-        .listen
-        .iter()
-        .map(|&addr| Endpoint { addr, tls: config.tls_for(addr).is_some() })
-        .collect()
-}
-
-/// Asks the listener loop to change what it listens on.
-#[derive(Debug)]
-pub enum Control {
-    /// Listen on exactly these addresses now: keep those already bound (as they are:
-    /// HTTP or HTTPS), bind the new ones, stop the others (gracefully).
-    Listen(Vec<Endpoint>),
-}
-
-/// The signals the daemon acts on, installed before anything slow happens so that an early
-/// SIGHUP is queued, not fatal.
-#[derive(Debug)]
-pub struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-    usr1: Signal,
-}
-
-impl Signals {
-    /// Installs the handlers (call inside the actix system).
-    pub fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-            usr1: signal(SignalKind::user_defined1())?,
-        })
-    }
-}
-
-/// One bound listen address, served by its own actix server.
-struct Listener {
-    /// The address as configured (port 0 stays 0), or the passed socket's address, and
-    /// whether it serves HTTPS.
-    configured: Endpoint,
-    /// Where it really listens.
-    bound: Vec<Endpoint>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-/// What a listener serves on: an address to bind, or a socket systemd passed.
-enum Bind {
-    Addr(Endpoint),
-    Socket(std::net::TcpListener),
-}
-
-fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listener> {
-    let data = live.clone();
-    // Slow-header clients (slowloris) get 408 after `header_timeout`; idle keep-alive
-    // connections close after `keep_alive`; each worker serves at most `max_connections`;
-    // a reload's new values apply to listeners bound after it. A stop waits
-    // `shutdown_timeout` for requests in flight.
-    let host = live.host();
-    let config = &host.config;
-    let (header_timeout, shutdown_timeout) = (config.header_timeout, config.shutdown_timeout);
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(crate::access_log::AccessLog) // access log
-            .app_data(data.clone())
-            .default_service(web::to(handle))
-    })
-    .disable_signals()
-    .client_request_timeout(header_timeout)
-    .keep_alive(config.keep_alive)
-    .max_connections(config.max_connections)
-    .shutdown_timeout(shutdown_timeout.as_secs().max(1));
-    let (server, configured) = match bind {
-        Bind::Addr(endpoint) => {
-            let addr = endpoint.addr;
-            let bound = if endpoint.tls {
-                let tls = live.certs().server_config(addr)?;
-                server.bind_rustls_0_23(addr, tls)
-            } else {
-                server.bind(addr)
-            };
-            let server = bound.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", endpoint.url()))
-            })?;
-            (server, endpoint)
-        }
-        Bind::Socket(socket) => {
-            let addr = socket.local_addr()?;
-            // A passed socket serves HTTPS if the configuration gives its address a certificate.
-            let endpoint = Endpoint { addr, tls: config.tls_for(addr).is_some() };
-            let served = if endpoint.tls {
-                let tls = live.certs().server_config(addr)?;
-                server.listen_rustls_0_23(socket, tls)
-            } else {
-                server.listen(socket)
-            };
-            let server = served.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot serve the passed socket {addr}: {e}"))
-            })?;
-            (server, endpoint)
-        }
-    };
-    let bound =
-        server.addrs().into_iter().map(|addr| Endpoint { addr, tls: configured.tls }).collect();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    Ok(Listener { configured, bound, handle })
-}
-
-/// What the serving loop is given.
-#[derive(Debug)]
-pub struct Hooks<B, H, R> {
-    /// Called with the addresses bound, at start and whenever a reload binds more.
-    pub on_bound: B,
-    /// Called on SIGHUP.
-    pub on_hangup: H,
-    /// Called on SIGUSR1 (reopen the log files, for logrotate).
-    pub on_reopen: R,
-}
-
-/// Binds every listen address (or serves the sockets systemd passed, `activated`, instead),
-/// reports the bound addresses, and serves until SIGINT or SIGTERM (graceful: requests in
-/// flight finish, up to `shutdown_timeout`). SIGHUP calls `on_hangup`, SIGUSR1 `on_reopen`;
-/// [`Control`] messages change the listen addresses while serving (not for passed sockets,
-/// which the socket unit owns). With systemd's watchdog on, it is pinged while a request
-/// to the daemon itself is answered.
-pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
-    live: Arc<Live>,
-    listen: &[Endpoint],
-    activated: Vec<std::net::TcpListener>,
-    mut signals: Signals,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    mut hooks: Hooks<B, H, R>,
-) -> std::io::Result<()> {
-    let live = web::Data::from(live);
-    let mut listeners: Vec<Listener> = Vec::new();
-    let socket_activated = !activated.is_empty();
-    let binds: Vec<Bind> = if socket_activated {
-        activated.into_iter().map(Bind::Socket).collect()
-    } else {
-        listen.iter().copied().map(Bind::Addr).collect()
-    };
-    for bind in binds {
-        match start_listener(&live, bind) {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                for l in &listeners {
-                    l.handle.stop(false).await;
-                }
-                return Err(e);
-            }
-        }
-    }
-    let bound: Vec<Endpoint> = listeners.iter().flat_map(|l| l.bound.clone()).collect();
-    (hooks.on_bound)(&bound);
-    let watchdog = crate::systemd::watchdog();
-    // Pinged at half the interval, as sd_watchdog_enabled(3) advises.
-    let mut ticks = actix_web::rt::time::interval(
-        watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(50))),
-    );
-    loop {
-        tokio::select! {
-            _ = signals.term.recv() => {
-                log::info!("SIGTERM: stopping (requests in flight finish first)");
-                break;
-            }
-            _ = signals.int.recv() => {
-                log::info!("SIGINT: stopping (requests in flight finish first)");
-                break;
-            }
-            _ = signals.hup.recv() => (hooks.on_hangup)(),
-            _ = signals.usr1.recv() => (hooks.on_reopen)(),
-            _ = ticks.tick(), if watchdog.is_some() => {
-                let probe = listeners
-                    .iter()
-                    .filter(|l| !l.configured.tls)
-                    .flat_map(|l| l.bound.first().map(|e| e.addr))
-                    .next();
-                match probe {
-                    Some(addr) => match self_check(addr).await {
-                        Ok(()) => crate::systemd::notify("WATCHDOG=1"),
-                        Err(e) => log::warn!("watchdog: the daemon does not answer itself ({e}); not pinging systemd"),
-                    },
-                    // Only HTTPS listeners: the loop itself is alive, which is what can be told.
-                    None => crate::systemd::notify("WATCHDOG=1"),
-                }
-            }
-            Some(Control::Listen(want)) = control.recv() => {
-                if socket_activated {
-                    log::warn!("`listen` changed, but the sockets come from systemd's socket unit: edit gatehouse.socket instead");
-                    continue;
-                }
-                let (keep, gone): (Vec<Listener>, Vec<Listener>) =
-                    listeners.into_iter().partition(|l| want.contains(&l.configured));
-                listeners = keep;
-                for l in gone {
-                    log::info!("no longer listening on {} (its requests in flight finish)", l.configured.url());
-                    actix_web::rt::spawn(async move { l.handle.stop(true).await });
-                }
-                let mut added = Vec::new();
-                for endpoint in want {
-                    if listeners.iter().any(|l| l.configured == endpoint) {
-                        continue;
-                    }
-                    match start_listener(&live, Bind::Addr(endpoint)) {
-                        Ok(l) => {
-                            added.extend(l.bound.iter().copied());
-                            listeners.push(l);
-                        }
-                        Err(e) => log::error!("{e}; the other addresses keep serving"),
-                    }
-                }
-                if !added.is_empty() {
-                    (hooks.on_bound)(&added);
-                }
-            }
-        }
-    }
-    crate::systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
-    live.host().no_successors();
-    let stops = listeners.iter().map(|l| l.handle.stop(true));
-    futures_util::future::join_all(stops).await;
-    Ok(())
-}
-
-/// The watchdog's proof that the daemon serves: `OPTIONS *` to its own listener, answered
-/// by the request handler on an HTTP worker within two seconds.
-async fn self_check(addr: SocketAddr) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let check = async move {
-        let mut s = actix_web::rt::net::TcpStream::connect((ip, addr.port())).await?;
-        s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: gatehouse-watchdog\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await?;
-        if &head == b"HTTP/1.1 200" {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!("answered {:?}", String::from_utf8_lossy(&head))))
-        }
-    };
-    actix_web::rt::time::timeout(Duration::from_secs(2), check)
-        .await
-        .map_err(|_| std::io::Error::other("no answer within 2 s"))?
 }

@@ -1,0 +1,11 @@
+//! One app call, the same in and out of process: the reply state machine ([`reply`]), the
+//! ABI callbacks and the call across the boundary ([`abi`]), and the per-alias thread pool
+//! ([`pool`]).
+
+pub mod abi;
+pub mod pool;
+pub mod reply;
+
+pub(crate) use abi::{bytes, guard, pairs};
+pub use abi::{head, invoke, invoke_inline};
+pub use reply::*;

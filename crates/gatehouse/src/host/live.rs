@@ -1,0 +1,36 @@
+//! [`Live`]: the host serving requests now, behind one atomic pointer, and the certificates
+//! of its HTTPS listeners. The reloader replaces both; a request loads the host once.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Host;
+
+/// The host serving requests now, and the certificates of its HTTPS listeners.
+#[derive(Debug)]
+pub struct Live {
+    host: ArcSwap<Host>,
+    certs: Arc<crate::tls::Certs>,
+}
+
+impl Live {
+    /// Starts with `host` (and no certificates: see [`Live::certs`]).
+    pub fn new(host: Arc<Host>) -> Live {
+        Live { host: ArcSwap::new(host), certs: Arc::default() }
+    }
+
+    /// The certificates HTTPS listeners serve; the reloader replaces them with the host.
+    pub fn certs(&self) -> &Arc<crate::tls::Certs> {
+        &self.certs
+    }
+
+    /// The current host (a request keeps it until it is answered).
+    pub fn host(&self) -> Arc<Host> {
+        self.host.load_full()
+    }
+
+    pub(crate) fn store(&self, host: Arc<Host>) {
+        self.host.store(host);
+    }
+}

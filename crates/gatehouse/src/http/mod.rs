@@ -1,0 +1,11 @@
+//! The HTTP edge: the one request handler ([`handler`]), an app's reply as an HTTP
+//! response ([`response`]), the access-log middleware ([`access`]) and the listeners
+//! ([`listen`]).
+
+pub mod access;
+pub mod handler;
+pub mod listen;
+pub mod response;
+
+pub use handler::handle;
+pub use listen::{Control, Endpoint, Hooks, Signals, endpoints, run};

@@ -1,0 +1,8 @@
+//! One request as data, with no shared state: its route ([`route`]), its input
+//! ([`input`]), its CGI/WSGI variables ([`environ`]) and trusted-proxy headers
+//! ([`forwarded`]).
+
+pub mod environ;
+pub mod forwarded;
+pub mod input;
+pub mod route;
