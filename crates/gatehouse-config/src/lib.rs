@@ -135,6 +135,7 @@ mod validate;
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use isolation::{DEFAULT_PROCESSES, MAX_PROCESSES};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
+pub use logs::{ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
 pub use size::parse_size;
 pub use url::url_covers;
@@ -263,81 +264,6 @@ pub struct Config {
     pub python_home: Option<PathBuf>,
     /// The aliases, in declared order: the first one whose url matches serves.
     pub aliases: Vec<Alias>,
-}
-
-/// The `logs` mapping beyond `dir`: the daemon's own log, the access log, rotation and
-/// the modes of created folders and files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logs {
-    /// The error log's level spec in `RUST_LOG` syntax, lower-cased (`logs.level`,
-    /// default `info`). A `RUST_LOG` variable in the daemon's environment wins over it.
-    pub level: String,
-    /// Where the daemon's own log goes (`logs.error_log`, default stderr).
-    pub error_log: ErrorLog,
-    /// The access log file, absolute, or `None` for `access_log: off` (default
-    /// `LOGS_DIR/access.log`).
-    pub access_log: Option<PathBuf>,
-    /// How every log file (debug, access, error) is rotated; `None` for `rotate: off`
-    /// (default: at 10 MiB, 7 kept).
-    pub rotate: Option<Rotate>,
-    /// The mode of log folders the daemon creates (`logs.dir_mode`, default 0750).
-    pub dir_mode: u32,
-    /// The mode of log files the daemon creates (`logs.file_mode`, default 0640). Existing
-    /// files that others may read are refused unless this mode lets others read.
-    pub file_mode: u32,
-}
-
-impl Logs {
-    /// The values used for keys that are not written, with the logs folder `logs_dir`.
-    #[must_use]
-    pub fn defaults(logs_dir: &Path) -> Logs {
-        Logs {
-            level: "info".to_owned(),
-            error_log: ErrorLog::Stderr,
-            access_log: Some(logs_dir.join("access.log")),
-            rotate: Some(Rotate {
-                size: Some(DEFAULT_ROTATE_SIZE),
-                age: None,
-                keep: Some(DEFAULT_KEEP),
-                compress: false,
-            }),
-            dir_mode: DEFAULT_DIR_MODE,
-            file_mode: DEFAULT_FILE_MODE,
-        }
-    }
-}
-
-/// Where the daemon's own log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorLog {
-    /// Standard error (under systemd: the journal). The default.
-    Stderr,
-    /// A file, absolute (rotated like the other logs).
-    File(PathBuf),
-}
-
-/// When a log file is rotated, and what is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rotate {
-    /// Rotate once the file is larger than this many bytes.
-    pub size: Option<u64>,
-    /// Rotate once the local clock has started a new period since the file was started.
-    pub age: Option<RotateAge>,
-    /// How many rotated files are kept per log; `None` keeps all.
-    pub keep: Option<usize>,
-    /// Whether rotated files are gzipped (`FILE_rTIMESTAMP.log.gz`).
-    pub compress: bool,
-}
-
-/// The period of age-based rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RotateAge {
-    /// A new local day.
-    Day,
-    /// A new local hour.
-    Hour,
-    /// A new local minute (for tests and very busy logs).
-    Minute,
 }
 
 impl Config {
@@ -588,75 +514,7 @@ fn single(path: &Path, pos: Option<Pos>, message: String, hint: Option<&str>) ->
 }
 
 #[cfg(test)]
-pub(crate) mod testutil {
-    //! Helpers for the table-driven tests of every module.
-
-    use super::*;
-
-    /// A temporary folder with a `hosting.yaml` path in it (not written), an app file
-    /// `lib/app.so` and an empty folder `apps/`.
-    pub(crate) struct Fixture {
-        pub(crate) tmp: tempfile::TempDir,
-        pub(crate) file: PathBuf,
-    }
-
-    pub(crate) fn fixture() -> Fixture {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("lib")).expect("mkdir lib");
-        std::fs::write(tmp.path().join("lib/app.so"), b"not really").expect("write app");
-        std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir apps");
-        let file = tmp.path().join("hosting.yaml");
-        Fixture { tmp, file }
-    }
-
-    impl Fixture {
-        /// Parses `text` with the test database of users and groups
-        /// ([`crate::accounts::table`]), not the machine's.
-        pub(crate) fn parse(&self, text: &str) -> Result<Loaded, ConfigError> {
-            parse_with(text, &self.file, &crate::accounts::table::Table)
-        }
-
-        pub(crate) fn ok(&self, text: &str) -> Loaded {
-            self.parse(text).unwrap_or_else(|e| panic!("unexpected errors for\n{text}\n{e}"))
-        }
-
-        pub(crate) fn errors(&self, text: &str) -> Vec<Diagnostic> {
-            match self.parse(text) {
-                Ok(l) => panic!("expected errors for\n{text}\ngot {:#?}", l.config),
-                Err(e) => e.errors().cloned().collect(),
-            }
-        }
-    }
-
-    /// Expected diagnostics of a table row: (line, column, part of the message).
-    pub(crate) type Expected = &'static [(usize, usize, &'static str)];
-
-    /// Checks an errors table: each text has exactly the expected errors (all of them: several
-    /// per text check that the pass goes on after the first).
-    #[track_caller]
-    pub(crate) fn check_errors_table<T: AsRef<str>>(cases: &[(T, Expected)]) {
-        let fx = fixture();
-        for (text, expected) in cases {
-            let text = text.as_ref();
-            let errors = fx.errors(text);
-            for &(line, column, needle) in *expected {
-                assert_has(&errors, line, column, needle);
-            }
-            assert_eq!(errors.len(), expected.len(), "for {text:?}: {errors:#?}");
-        }
-    }
-
-    /// Asserts that `diags` has one entry at (line, column) whose message contains
-    /// `needle`.
-    pub(crate) fn assert_has(diags: &[Diagnostic], line: usize, column: usize, needle: &str) {
-        let pos = Some(Pos::new(line, column));
-        assert!(
-            diags.iter().any(|d| d.pos == pos && d.message.contains(needle)),
-            "no diagnostic at {line}:{column} containing {needle:?} in:\n{}",
-            diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-        );
-    }
-}
+pub(crate) mod testutil;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,82 @@ use std::path::{Path, PathBuf};
 use crate::diagnostic::Diags;
 use crate::node::{Node, Value};
 use crate::validate::{fields, found, path_value, resolve, size_value, text_value};
-use crate::{ErrorLog, Logs, Rotate, RotateAge};
+use crate::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_KEEP, DEFAULT_ROTATE_SIZE};
+
+/// The `logs` mapping beyond `dir`: the daemon's own log, the access log, rotation and
+/// the modes of created folders and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logs {
+    /// The error log's level spec in `RUST_LOG` syntax, lower-cased (`logs.level`,
+    /// default `info`). A `RUST_LOG` variable in the daemon's environment wins over it.
+    pub level: String,
+    /// Where the daemon's own log goes (`logs.error_log`, default stderr).
+    pub error_log: ErrorLog,
+    /// The access log file, absolute, or `None` for `access_log: off` (default
+    /// `LOGS_DIR/access.log`).
+    pub access_log: Option<PathBuf>,
+    /// How every log file (debug, access, error) is rotated; `None` for `rotate: off`
+    /// (default: at 10 MiB, 7 kept).
+    pub rotate: Option<Rotate>,
+    /// The mode of log folders the daemon creates (`logs.dir_mode`, default 0750).
+    pub dir_mode: u32,
+    /// The mode of log files the daemon creates (`logs.file_mode`, default 0640). Existing
+    /// files that others may read are refused unless this mode lets others read.
+    pub file_mode: u32,
+}
+
+impl Logs {
+    /// The values used for keys that are not written, with the logs folder `logs_dir`.
+    #[must_use]
+    pub fn defaults(logs_dir: &Path) -> Logs {
+        Logs {
+            level: "info".to_owned(),
+            error_log: ErrorLog::Stderr,
+            access_log: Some(logs_dir.join("access.log")),
+            rotate: Some(Rotate {
+                size: Some(DEFAULT_ROTATE_SIZE),
+                age: None,
+                keep: Some(DEFAULT_KEEP),
+                compress: false,
+            }),
+            dir_mode: DEFAULT_DIR_MODE,
+            file_mode: DEFAULT_FILE_MODE,
+        }
+    }
+}
+
+/// Where the daemon's own log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorLog {
+    /// Standard error (under systemd: the journal). The default.
+    Stderr,
+    /// A file, absolute (rotated like the other logs).
+    File(PathBuf),
+}
+
+/// When a log file is rotated, and what is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotate {
+    /// Rotate once the file is larger than this many bytes.
+    pub size: Option<u64>,
+    /// Rotate once the local clock has started a new period since the file was started.
+    pub age: Option<RotateAge>,
+    /// How many rotated files are kept per log; `None` keeps all.
+    pub keep: Option<usize>,
+    /// Whether rotated files are gzipped (`FILE_rTIMESTAMP.log.gz`).
+    pub compress: bool,
+}
+
+/// The period of age-based rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RotateAge {
+    /// A new local day.
+    Day,
+    /// A new local hour.
+    Hour,
+    /// A new local minute (for tests and very busy logs).
+    Minute,
+}
 
 /// The keys of `logs`.
 const LOGS_KEYS: &[&str] =

@@ -46,7 +46,9 @@ impl Collector for Daemon {
         let mut rows: Vec<(&str, &str, &RequestStats)> = vec![("-", "-", &UNROUTED)];
         for m in &host.mounts {
             let app = match m.alias.kind {
-                gatehouse_config::AliasKind::App => crate::host::alias_app_name(&m.alias.url),
+                gatehouse_config::AliasKind::App => {
+                    crate::request::route::alias_app_name(&m.alias.url)
+                }
                 gatehouse_config::AliasKind::Group => "*",
             };
             rows.push((m.alias.url.as_str(), app, &m.stats));

@@ -17,9 +17,8 @@ use actix_web::web::Bytes;
 use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
 use tokio::sync::oneshot;
 
-use super::reply::{
-    BodySource, Call, CallError, Head, Reply, ReplySink, body_error_code, log_app_error,
-};
+use super::body::{BodySource, body_error_code};
+use super::reply::{Call, CallError, Head, Reply, ReplySink, log_app_error};
 use crate::plugin::load::Plugin;
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {

@@ -3,9 +3,11 @@
 //! ([`pool`]).
 
 pub mod abi;
+pub mod body;
 pub mod pool;
 pub mod reply;
 
 pub(crate) use abi::{bytes, guard, pairs};
 pub use abi::{head, invoke, invoke_inline};
+pub use body::{BodySource, body_error_code};
 pub use reply::*;

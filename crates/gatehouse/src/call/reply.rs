@@ -18,7 +18,6 @@ use actix_web::web::Bytes;
 use gatehouse_abi::Status;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::host::Loaded;
 use crate::logs::debug::DebugLog;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
@@ -41,31 +40,6 @@ pub struct Call<'a> {
     pub app: &'a str,
     /// The request's id, for the error log.
     pub request_id: u64,
-}
-
-impl<'a> Call<'a> {
-    /// The call of `loaded`'s app for one request.
-    pub fn new(
-        loaded: &'a Loaded,
-        vars: &'a PairBuf,
-        input: &'a Input,
-        develop_mode: bool,
-        request_id: u64,
-    ) -> Self {
-        loaded.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Call { vars, input, debug: &loaded.debug, develop_mode, app: &loaded.app, request_id }
-    }
-}
-
-/// Where the request body comes from.
-#[derive(Debug)]
-pub enum BodySource {
-    /// No body (or a form body, already parsed into parameters).
-    Empty,
-    /// Chunks pumped from the client by the HTTP side, ending with an empty chunk (the whole
-    /// body arrived) or an error. A channel closed without either means the HTTP side gave
-    /// up on the request: the app reads an error, never a silently short body.
-    Stream(mpsc::Receiver<Result<Bytes, BodyError>>),
 }
 
 /// A response head, validated: hop-by-hop headers and Content-Length removed (the length
@@ -658,7 +632,10 @@ impl std::task::Wake for Unpark {
 
 /// Runs `fut` on this thread (not a runtime's) until it is ready, or `None` after `limit`
 /// (the future is then dropped, which cancels it).
-fn block_on_within<F: std::future::Future>(fut: F, limit: Duration) -> Option<F::Output> {
+pub(super) fn block_on_within<F: std::future::Future>(
+    fut: F,
+    limit: Duration,
+) -> Option<F::Output> {
     let deadline = Instant::now() + limit;
     let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = std::task::Context::from_waker(&waker);
@@ -672,75 +649,6 @@ fn block_on_within<F: std::future::Future>(fut: F, limit: Duration) -> Option<F:
             return None;
         }
         std::thread::park_timeout(deadline - now);
-    }
-}
-
-impl BodySource {
-    /// The next chunk of the body if the HTTP side has it now (as [`Self::next_chunk`]
-    /// says); `None` when it has not arrived yet.
-    pub fn try_next_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
-        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
-        match rx.try_recv() {
-            Ok(got) => Some(self.took(Some(got))),
-            Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.took(None)),
-        }
-    }
-
-    /// The next chunk of the body, waiting for it; `None` once the whole body was read.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
-        let BodySource::Stream(rx) = self else { return Ok(None) };
-        let got = rx.blocking_recv();
-        self.took(got)
-    }
-
-    /// [`BodySource::next_chunk`] waiting at most `limit`: `None` past it.
-    pub fn next_chunk_within(
-        &mut self,
-        limit: Duration,
-    ) -> Option<Result<Option<Bytes>, BodyError>> {
-        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
-        let got = block_on_within(rx.recv(), limit)?;
-        Some(self.took(got))
-    }
-
-    /// [`BodySource::next_chunk`] for a caller on the async side, waiting at most `limit`
-    /// when there is one: `None` past it.
-    pub async fn next_chunk_async(
-        &mut self,
-        limit: Option<Duration>,
-    ) -> Option<Result<Option<Bytes>, BodyError>> {
-        let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
-        let got = match limit {
-            None => rx.recv().await,
-            Some(limit) => tokio::time::timeout(limit, rx.recv()).await.ok()?,
-        };
-        Some(self.took(got))
-    }
-
-    /// What the channel gave: an empty chunk ends the body, a closed channel without it
-    /// means the HTTP side gave up.
-    fn took(&mut self, got: Option<Result<Bytes, BodyError>>) -> Result<Option<Bytes>, BodyError> {
-        match got {
-            Some(Ok(chunk)) if chunk.is_empty() => {
-                *self = BodySource::Empty;
-                Ok(None)
-            }
-            Some(Ok(chunk)) => Ok(Some(chunk)),
-            Some(Err(e)) => Err(e),
-            None => Err(BodyError::Disconnected),
-        }
-    }
-}
-
-/// The ABI status a body reader returns (negated) for a body that failed.
-pub fn body_error_code(e: BodyError) -> Status {
-    match e {
-        BodyError::TooLarge => Status::TOO_LARGE,
-        BodyError::Disconnected | BodyError::TimedOut | BodyError::AppStalled => {
-            Status::DISCONNECTED
-        }
-        BodyError::Malformed => Status::ERROR,
     }
 }
 
@@ -762,6 +670,7 @@ pub fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::call::body::BodySource;
 
     #[test]
     fn a_body_read_waits_without_limit_until_the_reply_streams_then_at_most_the_stall_limit() {

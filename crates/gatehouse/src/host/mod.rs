@@ -26,7 +26,10 @@
 //! reaper thread.
 
 mod live;
+mod next;
 pub use live::Live;
+pub use next::init_env;
+use next::{AppsKey, WorkersKey};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,13 +37,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler, Isolation};
+use gatehouse_config::{Alias, AliasKind, Config};
 
+use crate::call::Call;
 use crate::call::pool::Pool;
 use crate::logs::debug::{DebugLog, DebugLogs};
 use crate::plugin::load::{InitArgs, LoadError, Plugin};
 use crate::plugin::staging::{Cache, Check, Digest256, FileId, Policy, StageError};
-use crate::request::route::{GroupMiss, resolve_group_file};
+use crate::request::environ::PairBuf;
+use crate::request::input::Input;
+use crate::request::route::{GroupMiss, alias_app_name, resolve_group_file};
 use gatehouse_trust::Owners;
 
 /// How often a single app whose file is missing logs about it while requests arrive.
@@ -62,6 +68,20 @@ pub struct Loaded {
     pub loaded_at: std::time::SystemTime,
     /// Requests this instance was called for (the status page's per-plugin count).
     pub requests: Arc<AtomicU64>,
+}
+
+impl Loaded {
+    /// The call of this app for one request (counted in [`Loaded::requests`]).
+    pub fn call<'a>(
+        &'a self,
+        vars: &'a PairBuf,
+        input: &'a Input,
+        develop_mode: bool,
+        request_id: u64,
+    ) -> Call<'a> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Call { vars, input, debug: &self.debug, develop_mode, app: &self.app, request_id }
+    }
 }
 
 #[derive(Debug)]
@@ -91,115 +111,6 @@ pub enum Unavailable {
     Missing(String),
     /// The file exists but does not load (a group answers 404, a single app 500).
     Broken(Arc<LoadError>),
-}
-
-/// What makes two aliases (in two generations of the configuration) run the same plugin
-/// instances: the same URL, kind, file or folder, `env` and folders given to `init`, and
-/// the same handlers (suffix, plugin, `init` settings) for the files it may serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AppsKey {
-    url: String,
-    kind: AliasKind,
-    path: PathBuf,
-    env: Vec<(String, String)>,
-    config_dir: PathBuf,
-    logs_dir: PathBuf,
-    handlers: Vec<HandlerKey>,
-}
-
-/// What makes two aliases (in two generations of the configuration) run on the same worker
-/// processes: their plugins' identity, and every setting a worker reads from its alias.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct WorkersKey {
-    apps: AppsKey,
-    isolation: Isolation,
-    threads: usize,
-    check_plugins: bool,
-    sha256: Option<String>,
-    reloading: bool,
-}
-
-impl WorkersKey {
-    fn of(alias: &Alias, apps: &AppsKey) -> Option<WorkersKey> {
-        matches!(alias.isolation, Isolation::Process(_)).then(|| WorkersKey {
-            apps: apps.clone(),
-            isolation: alias.isolation.clone(),
-            threads: alias.threads,
-            check_plugins: alias.check_plugins,
-            sha256: alias.sha256.clone(),
-            reloading: alias.reloading,
-        })
-    }
-}
-
-/// A handler as it matters to the instances it makes: suffix, plugin, `init` settings.
-type HandlerKey = (String, PathBuf, Vec<(String, String)>);
-
-impl AppsKey {
-    fn of(alias: &Alias, config: &Config) -> AppsKey {
-        let handlers: Vec<&Handler> = match alias.kind {
-            AliasKind::App => config.handler_for(&alias.path).into_iter().collect(),
-            AliasKind::Group => config.handlers.iter().collect(),
-        };
-        AppsKey {
-            url: alias.url.clone(),
-            kind: alias.kind,
-            path: alias.path.clone(),
-            env: alias.env.clone(),
-            config_dir: config.dir.clone(),
-            logs_dir: config.logs_dir.clone(),
-            handlers: handlers
-                .into_iter()
-                .map(|h: &Handler| (h.suffix.clone(), h.plugin.clone(), init_env(h, alias, config)))
-                .collect(),
-        }
-    }
-}
-
-/// The settings a handler plugin's `init` gets for a file of `alias`: the handler's `env`,
-/// then the alias's (an alias entry replaces the handler's of the same name), then what the
-/// daemon knows and the plugin cannot: `python_home` (the process's one), `python_path`
-/// (the handler's folders, then the alias's, joined with `:`), `gatehouse.threads` (how many
-/// requests may call it at once: the pool's size, or 0 for `dispatch: inline`, where any
-/// HTTP worker may), `gatehouse.processes` (how many processes run it: `processes` with
-/// `isolation: process`, else 1), `gatehouse.reloading` (`on`/`off`: the alias's `reloading`, which
-/// for a script means mod_wsgi's WSGIScriptReloading) and `gatehouse.check_plugins` (`on`/`off`:
-/// whether the plugin refuses a script that fails the trust rules, as the daemon refuses a
-/// plugin).
-pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
-    let mut env = handler.env.clone();
-    let mut set = |name: &str, value: String| match env.iter_mut().find(|(k, _)| k == name) {
-        Some(entry) => entry.1 = value,
-        None => env.push((name.to_owned(), value)),
-    };
-    for (name, value) in &alias.env {
-        set(name, value.clone());
-    }
-    if let Some(home) = &config.python_home {
-        set("python_home", home.display().to_string());
-    }
-    let path: Vec<String> = handler
-        .python_path
-        .iter()
-        .chain(&alias.python_path)
-        .map(|p| p.display().to_string())
-        .collect();
-    if !path.is_empty() {
-        set("python_path", path.join(":"));
-    }
-    let threads = match alias.dispatch {
-        Dispatch::Pool => alias.threads,
-        Dispatch::Inline => 0,
-    };
-    set("gatehouse.threads", threads.to_string());
-    let processes = match &alias.isolation {
-        Isolation::Process(p) => p.processes,
-        Isolation::InProcess => 1,
-    };
-    set("gatehouse.processes", processes.to_string());
-    set("gatehouse.reloading", if alias.reloading { "on" } else { "off" }.to_owned());
-    set("gatehouse.check_plugins", if alias.check_plugins { "on" } else { "off" }.to_owned());
-    env
 }
 
 /// What serves a file: the file itself (a plugin), or the plugin of the handler for its
@@ -315,15 +226,6 @@ struct Previous {
     threads: usize,
     queue: Option<usize>,
     workers: Option<(Arc<crate::isolation::group::Group>, WorkersKey)>,
-}
-
-/// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
-/// `root` for `/`.
-pub fn alias_app_name(url: &str) -> &str {
-    match url.rsplit('/').next() {
-        Some(s) if !s.is_empty() => s,
-        _ => "root",
-    }
 }
 
 /// The result of opening a plugin file.
@@ -880,16 +782,4 @@ fn instance_alias(m: &Mount, group_name: Option<&str>) -> String {
 
 fn describe(p: &Plugin) -> String {
     format!("app {} {}", p.name(), p.version())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::alias_app_name;
-
-    #[test]
-    fn app_names_from_alias_urls() {
-        for (url, name) in [("/myapp", "myapp"), ("/a/b/sample", "sample"), ("/", "root")] {
-            assert_eq!(alias_app_name(url), name);
-        }
-    }
 }

@@ -19,7 +19,7 @@ use futures_util::future::Either;
 use gatehouse_config::{Alias, AliasKind, Dispatch};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::call::{self, BodySource, Call, Reply};
+use crate::call::{self, BodySource, Reply};
 use crate::host::Live;
 use crate::host::{Host, Unavailable};
 use crate::http::response::{self, plain};
@@ -244,7 +244,7 @@ async fn respond(
         && pump.is_none()
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
-        let call = Call::new(&loaded, &vars, &input, alias.develop_mode, request_id);
+        let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
         return response::from_reply(call::invoke_inline(&loaded.plugin, &call), is_head, None);
     }
     on_pool(Arc::clone(&host), Prepared { t, vars, input, body, request_id }, pump, is_head).await
@@ -279,7 +279,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             let app = t
                 .group_name
                 .as_deref()
-                .unwrap_or_else(|| crate::host::alias_app_name(&m.alias.url));
+                .unwrap_or_else(|| crate::request::route::alias_app_name(&m.alias.url));
             let debug = task_host.debug_log(app);
             let relay = crate::isolation::relay::Relay {
                 group: workers,
@@ -319,7 +319,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             }
             match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
                 Ok(loaded) => {
-                    let call = Call::new(&loaded, &vars, &input, m.alias.develop_mode, request_id);
+                    let call = loaded.call(&vars, &input, m.alias.develop_mode, request_id);
                     call::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
                     if job_overdue.swap(true, Ordering::AcqRel) {
                         m.pool.overdue_done();

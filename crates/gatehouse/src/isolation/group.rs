@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -23,10 +22,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt as _, FdMapping};
-use gatehouse_config::ProcessSettings;
 
-use super::messages::{Init, decode_log};
+use super::messages::decode_log;
 use super::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind};
+use super::sockets::{Conn, NoConn, Outcome, Sock, Worker, WorkerStatus};
+use super::spec::{Spec, describe_exit, pick, resident_bytes, spec};
 use crate::logs::capture;
 
 /// How often a slot thread looks at its worker's memory.
@@ -41,28 +41,6 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// may keep the pipe open).
 const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
-/// Who the workers run as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ids {
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-/// What every worker of a group is started with.
-#[derive(Debug)]
-struct Spec {
-    exe: PathBuf,
-    init: Init,
-    ids: Ids,
-    threads: usize,
-    settings: ProcessSettings,
-    /// Requests that may wait for a socket (the alias's `queue`).
-    queue: usize,
-    /// The CPUs the daemon may run on: requests in flight are spread over no more workers
-    /// than that (see [`Group::try_acquire`]).
-    spread: usize,
-}
-
 /// Decrements the count of waiting requests when dropped.
 struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -70,83 +48,6 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// One running worker process.
-#[derive(Debug)]
-pub struct Worker {
-    /// Its process id.
-    pub pid: u32,
-    started: Instant,
-    /// Writes to its control socket (Init, Refresh, Stop).
-    control: Mutex<UnixStream>,
-    /// The daemon's ends of its request sockets, shut down when it dies so that no
-    /// relay waits on a dead worker (even if a stray descriptor keeps the socket open).
-    streams: Vec<UnixStream>,
-    /// Requests it has been given.
-    served: AtomicU64,
-    /// Requests it is serving now, by id (for the report when it dies).
-    in_flight: Mutex<Vec<u64>>,
-    /// It gets no new requests and stops when the last one is done.
-    retiring: AtomicBool,
-    /// Reaped or about to be: never signal its pid again.
-    dead: AtomicBool,
-    /// Why the daemon killed it, if it did.
-    killed: Mutex<Option<String>>,
-    /// Sockets handed to requests now (changed under the group's lock).
-    busy: std::sync::atomic::AtomicUsize,
-    /// The plugins it last reported it has loaded (status page).
-    plugins: Mutex<Vec<serde_json::Value>>,
-}
-
-/// A worker as the status page shows it.
-#[derive(Debug, Clone)]
-pub struct WorkerStatus {
-    /// Its process id.
-    pub pid: u32,
-    /// Requests it has been given.
-    pub requests: u64,
-    /// The plugins it has loaded, as it last reported them.
-    pub plugins: Vec<serde_json::Value>,
-}
-
-impl Worker {
-    /// The ids of the requests it serves now.
-    pub fn in_flight_ids(&self) -> MutexGuard<'_, Vec<u64>> {
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn send_control(&self, kind: Kind) {
-        use std::io::Write as _;
-        let frame = [0, 0, 0, 0, kind as u8];
-        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = control.write_all(&frame);
-    }
-
-    /// Kills it with SIGKILL, unless it is already dead; `why` goes into the report.
-    fn kill(&self, why: String) {
-        if self.dead.load(Ordering::Acquire) {
-            return;
-        }
-        *self.killed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
-        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// A request socket of a worker, lent to one request at a time.
-#[derive(Debug)]
-pub struct Conn {
-    /// The worker it leads to.
-    pub worker: Arc<Worker>,
-    /// The socket (non-blocking; registered with the event loop of the HTTP worker that
-    /// used it last). `None` once a request lost it.
-    pub stream: Option<super::relay::Sock>,
-    /// The read buffer, kept across requests.
-    pub rbuf: Vec<u8>,
-    /// The frames being written, kept across requests.
-    pub out: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -181,22 +82,6 @@ struct Inner {
     /// start only to be stopped, or killed before its apps' `shutdown` if it is still
     /// starting when `shutdown_timeout` runs out).
     no_successors: AtomicBool,
-}
-
-/// Why no socket could be had.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoConn {
-    /// No worker runs and none is starting: every slot waits after a failure (the reason).
-    Down(String),
-    /// None became free before the deadline.
-    Timeout,
-    /// Too many requests wait already (the alias's `queue`).
-    Busy {
-        /// How many.
-        waiting: usize,
-    },
-    /// The group is stopping.
-    Stopping,
 }
 
 /// The worker processes of one isolated alias. Dropping it (the last host that used it is
@@ -314,24 +199,24 @@ impl Group {
 
     /// Gives a socket back after a request that ended with `outcome` (a broken socket is
     /// dropped, and its worker recycled).
-    pub fn release(&self, conn: Conn, outcome: super::relay::Outcome) {
+    pub fn release(&self, conn: Conn, outcome: Outcome) {
         let inner = &self.inner;
         let worker = Arc::clone(&conn.worker);
         let max = inner.spec.as_ref().ok().and_then(|s| s.settings.maximum_requests);
         let mut state = inner.lock();
         worker.busy.fetch_sub(1, Ordering::AcqRel);
-        if outcome == super::relay::Outcome::Died && !worker.dead.load(Ordering::Acquire) {
+        if outcome == Outcome::Died && !worker.dead.load(Ordering::Acquire) {
             // Its socket ended and its slot has not seen it die (yet: it may be dying now).
             // Either way it gets no new request; if it lives on, it is stopped when idle.
             worker.retiring.store(true, Ordering::Release);
         }
-        if outcome == super::relay::Outcome::Abandoned && !worker.dead.load(Ordering::Acquire) {
+        if outcome == Outcome::Abandoned && !worker.dead.load(Ordering::Acquire) {
             worker.retiring.store(true, Ordering::Release);
             worker.kill(
                 "a request it was serving was abandoned midway (its HTTP worker stopped)".into(),
             );
         }
-        if outcome == super::relay::Outcome::Broken && !worker.dead.load(Ordering::Acquire) {
+        if outcome == Outcome::Broken && !worker.dead.load(Ordering::Acquire) {
             log::error!("{}: worker {} broke the framing; recycling it", inner.label, worker.pid);
             worker.retiring.store(true, Ordering::Release);
         }
@@ -346,8 +231,7 @@ impl Group {
             );
         }
         let retiring = worker.retiring.load(Ordering::Acquire);
-        if retiring || outcome != super::relay::Outcome::Done || worker.dead.load(Ordering::Acquire)
-        {
+        if retiring || outcome != Outcome::Done || worker.dead.load(Ordering::Acquire) {
             drop(conn);
             state.idle.retain(|c| !Arc::ptr_eq(&c.worker, &worker));
             if retiring && worker.busy.load(Ordering::Acquire) == 0 {
@@ -638,7 +522,7 @@ impl Inner {
             stream.set_nonblocking(true).map_err(|e| io("socket", e))?;
             conns.push(Conn {
                 worker: Arc::clone(&worker),
-                stream: Some(super::relay::Sock::Plain(stream)),
+                stream: Some(Sock::Plain(stream)),
                 rbuf: Vec::new(),
                 out: Vec::new(),
             });
@@ -835,227 +719,5 @@ impl Inner {
             state.failing_start = true;
         }
         log::error!("{message}");
-    }
-}
-
-/// How a process ended, in words: `died of signal 11 (SIGSEGV)`, `exited with status 3`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt as _;
-    if let Some(sig) = status.signal() {
-        let name = signal_name(sig);
-        let core = if status.core_dumped() { ", core dumped" } else { "" };
-        format!("died of signal {sig} ({name}{core})")
-    } else {
-        format!("exited with status {}", status.code().unwrap_or(-1))
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => "signal",
-    }
-}
-
-/// A process's resident memory, from `/proc/PID/statm`.
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * rustix::param::page_size() as u64)
-}
-
-/// Which idle socket a request gets. `idle` gives, for each idle socket in the order they
-/// were given back, its worker's rank (in start order) and that worker's requests in
-/// flight. Of the first `spread` workers (by rank) that have an idle socket (all of them
-/// when `None`), the least busy; of its sockets, the one given back last.
-fn pick(
-    idle: impl Iterator<Item = (usize, usize)> + Clone,
-    spread: Option<usize>,
-) -> Option<usize> {
-    // The rank of the `spread`-th worker that has an idle socket: those after it wait.
-    let mut last: Option<usize> = None;
-    for _ in 0..spread.unwrap_or(0) {
-        let next = idle.clone().map(|(r, _)| r).filter(|&r| last.is_none_or(|l| r > l)).min();
-        match next {
-            Some(r) => last = Some(r),
-            None => break,
-        }
-    }
-    let mut best: Option<(usize, usize)> = None;
-    for (i, (rank, busy)) in idle.enumerate() {
-        if last.is_some_and(|l| rank > l) {
-            continue;
-        }
-        if best.is_none_or(|(_, b)| busy <= b) {
-            best = Some((i, busy));
-        }
-    }
-    best.map(|(i, _)| i)
-}
-
-/// Over how many workers requests are spread: the CPUs this process may run on (its
-/// affinity and its cgroup's CPU quota, as the standard library reads them), and at
-/// least one. Workers inherit the daemon's affinity.
-fn spread_over() -> usize {
-    std::thread::available_parallelism().map_or(usize::MAX, std::num::NonZero::get)
-}
-
-/// What to start the workers of alias `index` with; `Err` says why they cannot start.
-fn spec(
-    config: &gatehouse_config::Config,
-    index: usize,
-    threads: usize,
-    settings: &ProcessSettings,
-) -> Result<Spec, String> {
-    let exe = std::env::current_exe()
-        .ok()
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-    let ids = resolve_ids(settings)?;
-    let cache_dir = match ids.uid {
-        Some(uid) if uid != rustix::process::geteuid().as_raw() => {
-            worker_cache(&config.cache_dir, uid, ids.gid)?
-        }
-        _ => config.cache_dir.clone(),
-    };
-    let level = match log::max_level() {
-        log::LevelFilter::Off => 0,
-        l => l.to_level().map_or(0, super::proto::level_byte),
-    };
-    let config_file = config.dir.join(config.file.file_name().unwrap_or_default());
-    Ok(Spec {
-        exe,
-        init: Init {
-            config_file,
-            text: config.text.to_string(),
-            alias: u32::try_from(index).unwrap_or(u32::MAX),
-            cache_dir,
-            level,
-        },
-        ids,
-        threads,
-        settings: settings.clone(),
-        queue: config.aliases[index]
-            .limits
-            .queue
-            .unwrap_or(threads * settings.processes * crate::call::pool::QUEUE_PER_THREAD),
-        spread: spread_over(),
-    })
-}
-
-/// `user` and `group` as ids; an error says what to fix.
-fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
-    // Resolved (and refused when unknown) where the configuration is read.
-    let (uid, gid) = (settings.uid, settings.gid);
-    let me = rustix::process::geteuid().as_raw();
-    let my_gid = rustix::process::getegid().as_raw();
-    let changes = uid.is_some_and(|u| u != me) || gid.is_some_and(|g| g != my_gid);
-    if changes && me != 0 {
-        return Err(format!(
-            "`user`/`group` ask for uid {} gid {}, and the daemon runs as uid {me}, not root \
-             (hint: start the daemon as root, or remove `user` and `group`)",
-            uid.map_or_else(|| "-".to_owned(), |u| u.to_string()),
-            gid.map_or_else(|| "-".to_owned(), |g| g.to_string()),
-        ));
-    }
-    Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
-}
-
-/// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
-fn worker_cache(base: &std::path::Path, uid: u32, gid: Option<u32>) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    // The workers must pass through the daemon's cache folder (not list it).
-    if let Ok(meta) = std::fs::metadata(base)
-        && meta.permissions().mode() & 0o001 == 0
-    {
-        let mode = meta.permissions().mode() | 0o001;
-        std::fs::set_permissions(base, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot let the workers through {}: {e}", base.display()))?;
-    }
-    // ... nor through the folders above it, which are the operator's: say what to change.
-    use std::os::unix::fs::MetadataExt as _;
-    for dir in base.ancestors().skip(1) {
-        let Ok(meta) = std::fs::metadata(dir) else { continue };
-        let mode = meta.mode();
-        let passes = mode & 0o001 != 0
-            || (meta.uid() == uid && mode & 0o100 != 0)
-            || (gid == Some(meta.gid()) && mode & 0o010 != 0);
-        if !passes {
-            return Err(format!(
-                "the workers' user (uid {uid}) cannot pass through {} to reach cache_dir \
-                 (hint: `chmod o+x {}`, or set `cache_dir` to a folder it can reach)",
-                dir.display(),
-                dir.display()
-            ));
-        }
-    }
-    let dir = base.join(format!("uid-{uid}"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), gid))
-        .map_err(|e| format!("cannot prepare {} for the workers: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::process::ExitStatusExt as _;
-
-    #[test]
-    fn exits_in_words() {
-        let table = [
-            (ExitStatus::from_raw(11), "died of signal 11 (SIGSEGV)"),
-            (ExitStatus::from_raw(6 | 0x80), "died of signal 6 (SIGABRT, core dumped)"),
-            (ExitStatus::from_raw(3 << 8), "exited with status 3"),
-            (ExitStatus::from_raw(9), "died of signal 9 (SIGKILL)"),
-        ];
-        for (status, words) in table {
-            assert_eq!(describe_exit(status), words);
-        }
-    }
-
-    #[test]
-    fn which_idle_socket_a_request_gets() {
-        // (idle sockets as (worker rank, its requests in flight), in the order given back;
-        // spread; the socket picked)
-        type Idle = &'static [(usize, usize)];
-        let table: &[(Idle, Option<usize>, Option<usize>)] = &[
-            (&[], None, None),
-            (&[], Some(1), None),
-            // Spread over all: the least busy worker, its socket given back last.
-            (&[(0, 1), (1, 0), (0, 1), (1, 0)], None, Some(3)),
-            (&[(0, 0), (1, 2), (0, 0)], None, Some(2)),
-            // Packed on one: the first worker that has a socket, however busy.
-            (&[(0, 3), (1, 0), (0, 3), (1, 0)], Some(1), Some(2)),
-            // ...and the next one only when the first has none left.
-            (&[(1, 0), (2, 0), (1, 0)], Some(1), Some(2)),
-            (&[(2, 0), (1, 5)], Some(1), Some(1)),
-            // Packed on two of three: the less busy of the first two.
-            (&[(2, 0), (0, 4), (1, 2), (2, 0)], Some(2), Some(2)),
-            (&[(2, 0), (0, 1), (1, 2), (2, 0)], Some(2), Some(1)),
-            // A spread wider than the workers with a socket: all of them.
-            (&[(3, 1), (5, 0)], Some(4), Some(1)),
-        ];
-        for &(idle, spread, want) in table {
-            assert_eq!(pick(idle.iter().copied(), spread), want, "{idle:?} spread {spread:?}");
-        }
     }
 }

@@ -7,6 +7,8 @@ pub mod group;
 pub mod messages;
 pub mod proto;
 pub mod relay;
+pub mod sockets;
+mod spec;
 
 /// The time slice of the daemon's threads (set by `gatehouse serve` before it starts any;
 /// its workers take the kernel's default back, 0.7-2.8 ms). Longer than a worker's, so a

@@ -21,7 +21,6 @@ use actix_web::web::Bytes;
 use gatehouse_abi::Status;
 use gatehouse_config::AliasKind;
 use std::io::Write as _;
-use std::thread::ThreadId;
 
 use std::io::Read as _;
 use tokio::io::Interest;
@@ -29,9 +28,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 use super::boundary::register;
-use super::group::{Conn, Group, NoConn};
+use super::group::Group;
 use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
+use super::sockets::{Conn, NoConn, Outcome, Sock};
 use crate::call::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
 use crate::logs::debug::DebugLog;
 use crate::request::environ::PairBuf;
@@ -65,21 +65,6 @@ pub struct Relay<'a> {
     /// The alias's timeout (for the logs, and how long a streamed reply or a body read
     /// waits on a client that takes or sends nothing).
     pub timeout: Duration,
-}
-
-/// How a relayed request ended, for the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// By the framing's rules: the socket serves the next request.
-    Done,
-    /// The socket ended: the worker died or was killed.
-    Died,
-    /// The worker sent what the framing does not allow: it is recycled.
-    Broken,
-    /// The relay was dropped midway (its HTTP worker stopped): the worker may still be
-    /// running the request, so it is killed, not stopped (a stop would run its apps'
-    /// `shutdown` beside that request).
-    Abandoned,
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
@@ -242,25 +227,6 @@ impl Drop for Borrowed<'_> {
             self.group.release(conn, self.outcome);
         }
     }
-}
-
-/// A worker's request socket as a `Conn` keeps it between requests.
-///
-/// It stays registered with the event loop of the HTTP worker thread that used it last, so
-/// a request on the same thread (every request, with one HTTP worker) adds and removes
-/// nothing from an epoll set; a request on another thread moves it.
-///
-/// It is registered for reading only. A Unix stream socket signals "writable" to its
-/// writer each time the reader consumes data, so a registration for writing too would wake
-/// the HTTP worker for nothing on every request (as the worker process reads it), at the
-/// cost of two process switches on a shared core. A write that would block waits on a
-/// second registration of a duplicate of the socket, for that write only.
-#[derive(Debug)]
-pub enum Sock {
-    /// Registered with no event loop (new).
-    Plain(UnixStream),
-    /// Registered (for reading) with the event loop of this thread.
-    Registered(AsyncFd<UnixStream>, ThreadId),
 }
 
 /// A borrowed socket, registered with this thread's event loop, for one request.

@@ -374,10 +374,26 @@ pub fn resolve_group_file(dir: &Path, name: &[u8]) -> Result<PathBuf, GroupMiss>
     Ok(real)
 }
 
+/// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
+/// `root` for `/`.
+pub fn alias_app_name(url: &str) -> &str {
+    match url.rsplit('/').next() {
+        Some(s) if !s.is_empty() => s,
+        _ => "root",
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_names_from_alias_urls() {
+        for (url, name) in [("/myapp", "myapp"), ("/a/b/sample", "sample"), ("/", "root")] {
+            assert_eq!(alias_app_name(url), name);
+        }
+    }
 
     #[test]
     fn normalize_table() {

@@ -1,0 +1,258 @@
+//! What a group's workers are started with ([`Spec`]: the binary, the `Init` message, the
+//! user and group, the cache folder a worker of another user may write), which worker takes
+//! the next request ([`pick`]), and how a worker's end reads in the log ([`describe_exit`]).
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use gatehouse_config::ProcessSettings;
+
+use super::messages::Init;
+
+/// Who the workers run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ids {
+    pub(super) uid: Option<u32>,
+    pub(super) gid: Option<u32>,
+}
+
+/// What every worker of a group is started with.
+#[derive(Debug)]
+pub(super) struct Spec {
+    pub(super) exe: PathBuf,
+    pub(super) init: Init,
+    pub(super) ids: Ids,
+    pub(super) threads: usize,
+    pub(super) settings: ProcessSettings,
+    /// Requests that may wait for a socket (the alias's `queue`).
+    pub(super) queue: usize,
+    /// The CPUs the daemon may run on: requests in flight are spread over no more workers
+    /// than that (see [`Group::try_acquire`]).
+    pub(super) spread: usize,
+}
+
+/// How a process ended, in words: `died of signal 11 (SIGSEGV)`, `exited with status 3`.
+pub(super) fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    if let Some(sig) = status.signal() {
+        let name = signal_name(sig);
+        let core = if status.core_dumped() { ", core dumped" } else { "" };
+        format!("died of signal {sig} ({name}{core})")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}
+
+pub(super) fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// A process's resident memory, from `/proc/PID/statm`.
+pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
+/// Which idle socket a request gets. `idle` gives, for each idle socket in the order they
+/// were given back, its worker's rank (in start order) and that worker's requests in
+/// flight. Of the first `spread` workers (by rank) that have an idle socket (all of them
+/// when `None`), the least busy; of its sockets, the one given back last.
+pub(super) fn pick(
+    idle: impl Iterator<Item = (usize, usize)> + Clone,
+    spread: Option<usize>,
+) -> Option<usize> {
+    // The rank of the `spread`-th worker that has an idle socket: those after it wait.
+    let mut last: Option<usize> = None;
+    for _ in 0..spread.unwrap_or(0) {
+        let next = idle.clone().map(|(r, _)| r).filter(|&r| last.is_none_or(|l| r > l)).min();
+        match next {
+            Some(r) => last = Some(r),
+            None => break,
+        }
+    }
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (rank, busy)) in idle.enumerate() {
+        if last.is_some_and(|l| rank > l) {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| busy <= b) {
+            best = Some((i, busy));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Over how many workers requests are spread: the CPUs this process may run on (its
+/// affinity and its cgroup's CPU quota, as the standard library reads them), and at
+/// least one. Workers inherit the daemon's affinity.
+pub(super) fn spread_over() -> usize {
+    std::thread::available_parallelism().map_or(usize::MAX, std::num::NonZero::get)
+}
+
+/// What to start the workers of alias `index` with; `Err` says why they cannot start.
+pub(super) fn spec(
+    config: &gatehouse_config::Config,
+    index: usize,
+    threads: usize,
+    settings: &ProcessSettings,
+) -> Result<Spec, String> {
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let ids = resolve_ids(settings)?;
+    let cache_dir = match ids.uid {
+        Some(uid) if uid != rustix::process::geteuid().as_raw() => {
+            worker_cache(&config.cache_dir, uid, ids.gid)?
+        }
+        _ => config.cache_dir.clone(),
+    };
+    let level = match log::max_level() {
+        log::LevelFilter::Off => 0,
+        l => l.to_level().map_or(0, super::proto::level_byte),
+    };
+    let config_file = config.dir.join(config.file.file_name().unwrap_or_default());
+    Ok(Spec {
+        exe,
+        init: Init {
+            config_file,
+            text: config.text.to_string(),
+            alias: u32::try_from(index).unwrap_or(u32::MAX),
+            cache_dir,
+            level,
+        },
+        ids,
+        threads,
+        settings: settings.clone(),
+        queue: config.aliases[index]
+            .limits
+            .queue
+            .unwrap_or(threads * settings.processes * crate::call::pool::QUEUE_PER_THREAD),
+        spread: spread_over(),
+    })
+}
+
+/// `user` and `group` as ids; an error says what to fix.
+pub(super) fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
+    // Resolved (and refused when unknown) where the configuration is read.
+    let (uid, gid) = (settings.uid, settings.gid);
+    let me = rustix::process::geteuid().as_raw();
+    let my_gid = rustix::process::getegid().as_raw();
+    let changes = uid.is_some_and(|u| u != me) || gid.is_some_and(|g| g != my_gid);
+    if changes && me != 0 {
+        return Err(format!(
+            "`user`/`group` ask for uid {} gid {}, and the daemon runs as uid {me}, not root \
+             (hint: start the daemon as root, or remove `user` and `group`)",
+            uid.map_or_else(|| "-".to_owned(), |u| u.to_string()),
+            gid.map_or_else(|| "-".to_owned(), |g| g.to_string()),
+        ));
+    }
+    Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
+}
+
+/// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
+pub(super) fn worker_cache(
+    base: &std::path::Path,
+    uid: u32,
+    gid: Option<u32>,
+) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    // The workers must pass through the daemon's cache folder (not list it).
+    if let Ok(meta) = std::fs::metadata(base)
+        && meta.permissions().mode() & 0o001 == 0
+    {
+        let mode = meta.permissions().mode() | 0o001;
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot let the workers through {}: {e}", base.display()))?;
+    }
+    // ... nor through the folders above it, which are the operator's: say what to change.
+    use std::os::unix::fs::MetadataExt as _;
+    for dir in base.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let mode = meta.mode();
+        let passes = mode & 0o001 != 0
+            || (meta.uid() == uid && mode & 0o100 != 0)
+            || (gid == Some(meta.gid()) && mode & 0o010 != 0);
+        if !passes {
+            return Err(format!(
+                "the workers' user (uid {uid}) cannot pass through {} to reach cache_dir \
+                 (hint: `chmod o+x {}`, or set `cache_dir` to a folder it can reach)",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
+    let dir = base.join(format!("uid-{uid}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), gid))
+        .map_err(|e| format!("cannot prepare {} for the workers: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn exits_in_words() {
+        let table = [
+            (ExitStatus::from_raw(11), "died of signal 11 (SIGSEGV)"),
+            (ExitStatus::from_raw(6 | 0x80), "died of signal 6 (SIGABRT, core dumped)"),
+            (ExitStatus::from_raw(3 << 8), "exited with status 3"),
+            (ExitStatus::from_raw(9), "died of signal 9 (SIGKILL)"),
+        ];
+        for (status, words) in table {
+            assert_eq!(describe_exit(status), words);
+        }
+    }
+
+    #[test]
+    fn which_idle_socket_a_request_gets() {
+        // (idle sockets as (worker rank, its requests in flight), in the order given back;
+        // spread; the socket picked)
+        type Idle = &'static [(usize, usize)];
+        let table: &[(Idle, Option<usize>, Option<usize>)] = &[
+            (&[], None, None),
+            (&[], Some(1), None),
+            // Spread over all: the least busy worker, its socket given back last.
+            (&[(0, 1), (1, 0), (0, 1), (1, 0)], None, Some(3)),
+            (&[(0, 0), (1, 2), (0, 0)], None, Some(2)),
+            // Packed on one: the first worker that has a socket, however busy.
+            (&[(0, 3), (1, 0), (0, 3), (1, 0)], Some(1), Some(2)),
+            // ...and the next one only when the first has none left.
+            (&[(1, 0), (2, 0), (1, 0)], Some(1), Some(2)),
+            (&[(2, 0), (1, 5)], Some(1), Some(1)),
+            // Packed on two of three: the less busy of the first two.
+            (&[(2, 0), (0, 4), (1, 2), (2, 0)], Some(2), Some(2)),
+            (&[(2, 0), (0, 1), (1, 2), (2, 0)], Some(2), Some(1)),
+            // A spread wider than the workers with a socket: all of them.
+            (&[(3, 1), (5, 0)], Some(4), Some(1)),
+        ];
+        for &(idle, spread, want) in table {
+            assert_eq!(pick(idle.iter().copied(), spread), want, "{idle:?} spread {spread:?}");
+        }
+    }
+}
