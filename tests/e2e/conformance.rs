@@ -1,5 +1,5 @@
-//! Conformance with a real Apache + mod_wsgi (issue 4, "Exactly what mod_wsgi gives a WSGI
-//! app"): every request of `fixtures/modwsgi-environ.json` is replayed byte for byte against
+//! Conformance with a real Apache + mod_wsgi (a plugin gets exactly what mod_wsgi gives a
+//! WSGI app): every request of `fixtures/modwsgi-environ.json` is replayed byte for byte against
 //! Gatehouse, and what the `apps/environ` plugin sees is compared with what the seed's
 //! `environ.py` saw under Apache.
 //!
@@ -18,10 +18,10 @@
 //! What is compared, per case:
 //! - the status, always;
 //! - when the app ran and replied a body: every environ key, classified by [`class`]: the
-//!   keys issue 4 names (and every `HTTP_*` key, and the alias's `env`) exactly, present or
-//!   absent alike; host-dependent keys only for presence ([`PRESENCE`]); Apache-only keys not
-//!   at all ([`IGNORED`]); any other key mod_wsgi gives exactly, and any other key Gatehouse
-//!   adds (but `gatehouse.*`) is reported as extra;
+//!   request's CGI/WSGI keys ([`EXACT`], every `HTTP_*` key, and the alias's `env`) exactly,
+//!   present or absent alike; host-dependent keys only for presence ([`PRESENCE`]);
+//!   Apache-only keys not at all ([`IGNORED`]); any other key mod_wsgi gives exactly, and any
+//!   other key Gatehouse adds (but `gatehouse.*`) is reported as extra;
 //! - for HEAD, whose reply has no body: the reply has no body, and has the Content-Type and a
 //!   Content-Length, as the app set them.
 //!
@@ -87,7 +87,8 @@ const DEVIATIONS: &[(&str, u16, u16, &str)] = &[
 const X_ENVIRON: &[&str] =
     &["X-Environ-Method", "X-Environ-Script-Name", "X-Environ-Path-Info", "X-Environ-Query-String"];
 
-/// Keys compared exactly, present or absent alike: issue 4's list, and the alias's `env`.
+/// Keys compared exactly, present or absent alike: the request's CGI/WSGI keys, and the
+/// alias's `env`.
 /// Every `HTTP_*` key is compared the same way (same set of keys, same values).
 const EXACT: &[&str] = &[
     "REQUEST_METHOD",
@@ -115,7 +116,7 @@ const PRESENCE: &[(&str, &str)] = &[
     ("SCRIPT_FILENAME", "the app's file: `$TMP/wsgi/environ.py` there, the plugin here"),
 ];
 
-/// Keys mod_wsgi gives that Gatehouse need not: Apache's own concepts, not named by issue 4.
+/// Keys mod_wsgi gives that Gatehouse need not: Apache's own concepts, with no equivalent here.
 /// A trailing `.` makes the entry a prefix.
 const IGNORED: &[(&str, &str)] = &[
     ("DOCUMENT_ROOT", "Apache's DocumentRoot; Gatehouse serves no document tree"),
@@ -306,7 +307,7 @@ fn check_case(d: &Daemon, case: &Value, capture_port: &str, probe: Probe, out: &
         }
     };
     // What the body reader yielded. A form body is parsed by the daemon into parameters
-    // before a plugin is called (issue 4), so there the reader is empty by design.
+    // before a plugin is called, so there the reader is empty by design.
     let form = ["application/x-www-form-urlencoded", "multipart/form-data"].iter().any(|t| {
         apache.get("CONTENT_TYPE").and_then(Value::as_str).is_some_and(|ct| ct.starts_with(t))
     });
@@ -430,7 +431,7 @@ fn conformance_fixture_is_well_formed() {
     let (fixture, cases) = load();
     assert!(
         cases.len() >= 30,
-        "issue 4 asks for at least 30 requests, the fixture has {}",
+        "the conformance suite wants at least 30 requests, the fixture has {}",
         cases.len()
     );
     assert!(fixture["note"]["apache"].as_str().is_some_and(|v| v.starts_with("Apache/2.4")));

@@ -1,4 +1,4 @@
-//! Hostile input and untrusted files (issue 9): plugin trust checks with real files and
+//! Hostile input and untrusted files: plugin trust checks with real files and
 //! modes, digest pins, and the limits on every request (header count, slow headers, slow
 //! bodies, app timeouts, the queue), each answered with a clear status while the daemon
 //! keeps serving. `scripts/hostile-client` sends many more cases against a running daemon.

@@ -1,4 +1,4 @@
-//! Process isolation (issue 10): aliases with `isolation: process` run their apps in worker
+//! Process isolation: aliases with `isolation: process` run their apps in worker
 //! processes. `apps/crashy` segfaults, aborts, exits, hangs and leaks on request; every other
 //! request (on the alias's other workers, on other aliases, in-process or isolated) keeps
 //! succeeding meanwhile, and the same plugins answer the same in both modes.

@@ -1,4 +1,4 @@
-//! Logs (issue 6): the per-app debug logs (develop mode × `must`, request ids, forged
+//! Logs: the per-app debug logs (develop mode × `must`, request ids, forged
 //! newlines, modes), rotation under concurrent load with an exact line count, compression
 //! and the kept count, a log folder deleted or made unwritable while running, the
 //! permission checks of `check` and `serve` (a world-writable folder, a world-readable log,

@@ -13,8 +13,10 @@
 //! - Requests are written byte for byte over a `TcpStream` (no URL-normalising client), so the
 //!   traversal, encoding and malformed-body cases reach the daemon exactly as written.
 //!
-//! One module per topic of issue 3 (and `logs` for issue 6): the seed's two apps, routing, forms and limits, the
-//! environ, plugin loading and failures, and the `check` / `routes` commands.
+//! One module per topic: the seed's two apps, routing, forms and limits, the environ and its
+//! conformance with mod_wsgi, plugin loading and failures, dispatch, streaming, uploads, logs,
+//! live reload, hostile input, process isolation, the WSGI bridge, TLS, metrics, systemd, and
+//! the `check` / `routes` commands.
 #![allow(clippy::unwrap_used)]
 
 mod cli;

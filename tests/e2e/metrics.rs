@@ -1,4 +1,4 @@
-//! Issue 11: the metrics listener (the Prometheus exposition, read with a real parser,
+//! The metrics listener (the Prometheus exposition, read with a real parser,
 //! counted after a known number of requests) and the status page (JSON and HTML).
 
 use std::net::SocketAddr;

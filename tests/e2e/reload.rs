@@ -1,4 +1,4 @@
-//! Live reload (issue 5): plugins replaced, added and removed while serving, and
+//! Live reload: plugins replaced, added and removed while serving, and
 //! `hosting.yaml` edits, SIGHUP and `gatehouse reload`, with no request dropped.
 //!
 //! Two plugins tell versions apart: `hello` answers `Hello World!` and `panicky` answers

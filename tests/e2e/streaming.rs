@@ -1,4 +1,4 @@
-//! Streamed bodies, both ways (issue 4): a reply written in pieces reaches the client piece by
+//! Streamed bodies, both ways: a reply written in pieces reaches the client piece by
 //! piece (chunked without a Content-Length, sized with one), a one-piece reply keeps its exact
 //! length, a declared Content-Length is enforced by cutting the connection, HEAD gets the
 //! declared length and no body, and a request body that is not a form streams to the app while

@@ -1,4 +1,4 @@
-//! Running as a systemd service (issue 7), over the real protocols: a unix datagram socket as
+//! Running as a systemd service, over the real protocols: a unix datagram socket as
 //! `NOTIFY_SOCKET` receives the notifications in order, a socket passed by
 //! `systemd-socket-activate` (LISTEN_FDS) serves requests, SIGTERM during a slow request lets
 //! it finish and the process exit 0, `systemd-analyze verify` accepts both units, and the

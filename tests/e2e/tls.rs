@@ -1,4 +1,4 @@
-//! Issue 11: HTTPS listeners (a real rustls handshake against certificates made here with
+//! HTTPS listeners (a real rustls handshake against certificates made here with
 //! rcgen, TLS 1.3 and 1.2, ALPN), HTTP/2, the HTTPS environ, a certificate renewed by a
 //! reload (new connections get it, open ones keep being served) and a bad one refused, and
 //! trusted proxies.

@@ -1,4 +1,4 @@
-//! Uploads (issue 4, "Parameters, forms and uploads"): files of a multipart form are spooled
+//! Uploads: files of a multipart form are spooled
 //! to `upload_dir` and shown to the app with field, filename, content type, size and path,
 //! then removed after the request; a file past `max_upload`, a text field past 1 MiB and a
 //! malformed or truncated body are refused (413 / 400) before the app runs, and leave nothing

@@ -1,4 +1,4 @@
-//! The WSGI bridge (issue 12): the seed's own Python files, unchanged, served through a
+//! The WSGI bridge: the seed's own Python files, unchanged, served through a
 //! `.py` handler by `libwsgi.so`, both alias kinds; PEP 3333 behaviour (input reading modes,
 //! streaming, `write`, `exc_info`, `wsgi.file_wrapper`, `close()`), errors as mod_wsgi
 //! reports them, script re-import, script trust checks, `callable`, extension modules, a
