@@ -172,7 +172,7 @@ impl Group {
         // Requests then go to the first `spread` workers (in start order) that have a free
         // socket; the others take what those cannot (every thread busy). On one CPU, the
         // seed's multipart POST through two Python workers at 64 connections measured
-        // 9.45k req/s spread against 10.25k packed (docs/benchmarks.md, session 7).
+        // 9.45k req/s spread against 10.25k packed (docs/benchmarks.md, "Two Python workers on one core").
         let spread = inner.spec.as_ref().map_or(usize::MAX, |s| s.spread);
         let spread = (spread < state.workers.len()).then_some(spread);
         let rank = |c: &Conn| match spread {

@@ -16,6 +16,7 @@ mod spec;
 /// request instead of preempting it and being preempted back: on one CPU, a relayed
 /// request then costs 4 context switches instead of 5: by hand the bridge in worker
 /// processes served 2-20% more, and in `bench/run` 0-4% more against mod_wsgi at one
-/// connection, the same at 64 (docs/benchmarks.md, session 7). The CPU share is the same
-/// (that is the nice value's business); the daemon only waits its turn more patiently.
+/// connection, the same at 64 (docs/benchmarks.md, "Where a relayed request's time
+/// goes"). The CPU share is the same (that is the nice value's business); the daemon only
+/// waits its turn more patiently.
 pub const DAEMON_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
