@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The latency histogram's upper bounds, in seconds.
-pub const BUCKETS: [f64; 12] =
+pub(crate) const BUCKETS: [f64; 12] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// The status classes counted: 1xx to 5xx.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// One alias's request counters and latency histogram.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl Default for RequestStats {
 
 impl RequestStats {
     /// All zero.
-    pub const fn new() -> RequestStats {
+    pub(crate) const fn new() -> RequestStats {
         RequestStats {
             by_class: [const { AtomicU64::new(0) }; 5],
             buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
@@ -47,7 +47,7 @@ impl RequestStats {
     }
 
     /// Counts one answered request: three relaxed atomic additions.
-    pub fn record(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn record(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
@@ -58,12 +58,12 @@ impl RequestStats {
     }
 
     /// Requests answered, by status class (1xx..5xx).
-    pub fn by_class(&self) -> [u64; 5] {
+    pub(crate) fn by_class(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed))
     }
 
     /// Requests answered.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.by_class().iter().sum()
     }
 
@@ -82,7 +82,7 @@ impl RequestStats {
 
 /// The counters that are not per alias.
 #[derive(Debug)]
-pub struct Globals {
+pub(crate) struct Globals {
     /// Requests being answered now.
     pub in_flight: AtomicI64,
     /// Plugins loaded (instances initialised), at start, on demand and by swaps.
@@ -98,7 +98,7 @@ pub struct Globals {
 }
 
 /// The daemon's counters.
-pub static GLOBAL: Globals = Globals {
+pub(crate) static GLOBAL: Globals = Globals {
     in_flight: AtomicI64::new(0),
     plugin_loads: AtomicU64::new(0),
     plugin_load_failures: AtomicU64::new(0),
@@ -108,20 +108,20 @@ pub static GLOBAL: Globals = Globals {
 };
 
 /// Requests no alias answered (400, 404, 414 before routing): alias `-`.
-pub static UNROUTED: RequestStats = RequestStats::new();
+pub(crate) static UNROUTED: RequestStats = RequestStats::new();
 
 /// Adds one to `counter`.
-pub fn inc(counter: &AtomicU64) {
+pub(crate) fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts a request in flight while it lives.
 #[derive(Debug)]
-pub struct InFlight(());
+pub(crate) struct InFlight(());
 
 impl InFlight {
     /// One more request in flight.
-    pub fn start() -> InFlight {
+    pub(crate) fn start() -> InFlight {
         GLOBAL.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(())
     }
@@ -140,7 +140,7 @@ pub fn started() -> Instant {
 }
 
 /// Resident set size in bytes, from `VmRSS` in `/proc/self/status`.
-pub fn rss_bytes() -> Option<u64> {
+pub(crate) fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -148,7 +148,7 @@ pub fn rss_bytes() -> Option<u64> {
 }
 
 /// Open file descriptors, from `/proc/self/fd`.
-pub fn open_fds() -> Option<u64> {
+pub(crate) fn open_fds() -> Option<u64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
 

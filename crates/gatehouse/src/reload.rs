@@ -31,11 +31,11 @@ use crate::http::Endpoint;
 use crate::plugin::staging::FileId;
 
 /// How long the watched files must be quiet before a burst of events is acted on.
-pub const QUIET: Duration = Duration::from_millis(100);
+pub(crate) const QUIET: Duration = Duration::from_millis(100);
 /// The longest a burst of events can postpone acting on it.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 /// How often the files are looked at without an event.
-pub const POLL: Duration = Duration::from_secs(1);
+pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 /// What the reloader is asked to do.
 #[derive(Debug)]

@@ -54,14 +54,9 @@ pub fn notify(state: &str) {
     }
 }
 
-/// Whether systemd listens to notifications.
-pub fn enabled() -> bool {
-    notifier().is_some()
-}
-
 /// `RELOADING=1` with the monotonic time, as `Type=notify-reload` expects (and `notify`
 /// accepts).
-pub fn reloading() {
+pub(crate) fn reloading() {
     notify(&reloading_message());
 }
 
@@ -74,7 +69,7 @@ fn reloading_message() -> String {
 
 /// The watchdog interval systemd expects pings within (`WatchdogSec=`), if it is on for
 /// this process.
-pub fn watchdog() -> Option<Duration> {
+pub(crate) fn watchdog() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())

@@ -63,7 +63,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads one address's certificate chain and key, checking that they belong together.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let read = |file: &Path, what, why: rustls::pki_types::pem::Error| TlsError::Read {
         file: file.to_owned(),
         what,
@@ -86,7 +86,7 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 }
 
 /// Every HTTPS address's certificate, by configured address.
-pub type CertMap = HashMap<SocketAddr, Arc<CertifiedKey>>;
+pub(crate) type CertMap = HashMap<SocketAddr, Arc<CertifiedKey>>;
 
 /// Reads the certificates of every HTTPS address of `config`; all problems, or all keys.
 pub fn load(config: &Config) -> Result<CertMap, Vec<TlsError>> {
@@ -116,7 +116,7 @@ impl Certs {
     }
 
     /// The rustls configuration of the HTTPS listener configured as `addr`.
-    pub fn server_config(
+    pub(crate) fn server_config(
         self: &Arc<Self>,
         addr: SocketAddr,
     ) -> std::io::Result<rustls::ServerConfig> {

@@ -250,8 +250,8 @@ fn answer(host: &Host, io: &mut FrameIo, req: &RequestIn<'_>) {
                 }
             }
             let code = match u {
-                Unavailable::Missing(_) => 0,
-                Unavailable::Broken(_) => 1,
+                Unavailable::Missing => 0,
+                Unavailable::Broken => 1,
             };
             io.frame(Kind::Refused, |out| out.put_u8(code));
         }

@@ -155,14 +155,14 @@ impl Collector for Daemon {
 }
 
 /// The registry served at `/metrics`.
-pub fn registry(live: Arc<Live>) -> Registry {
+pub(crate) fn registry(live: Arc<Live>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Daemon { live }));
     registry
 }
 
 /// The exposition (OpenMetrics text, which Prometheus reads).
-pub fn render(registry: &Registry) -> String {
+pub(crate) fn render(registry: &Registry) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);

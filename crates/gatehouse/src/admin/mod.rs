@@ -7,7 +7,7 @@
 //! It is a separate actix server with one worker, outside the request path: nothing it does
 //! costs the apps' requests more than the atomics they bump.
 
-pub mod collector;
+pub(crate) mod collector;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ fn when(t: SystemTime) -> (u64, String) {
 }
 
 /// The status as JSON: what both pages show.
-pub fn report(live: &Live) -> Value {
+pub(crate) fn report(live: &Live) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let host = live.host();
     let uptime = crate::metrics::started().elapsed();
@@ -142,7 +142,7 @@ pub fn report(live: &Live) -> Value {
 
 /// One loaded plugin as the status shows it (also what a worker process reports of its
 /// own, see `worker::child`).
-pub fn plugin_json(file: &std::path::Path, l: &crate::host::Loaded) -> Value {
+pub(crate) fn plugin_json(file: &std::path::Path, l: &crate::host::Loaded) -> Value {
     let (secs, text) = when(l.loaded_at);
     json!({
         "file": file.display().to_string(),

@@ -25,7 +25,7 @@ pub enum BodySource {
 impl BodySource {
     /// The next chunk of the body if the HTTP side has it now (as [`Self::next_chunk`]
     /// says); `None` when it has not arrived yet.
-    pub fn try_next_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
+    pub(crate) fn try_next_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyError>> {
         let BodySource::Stream(rx) = self else { return Some(Ok(None)) };
         match rx.try_recv() {
             Ok(got) => Some(self.took(Some(got))),
@@ -35,14 +35,14 @@ impl BodySource {
     }
 
     /// The next chunk of the body, waiting for it; `None` once the whole body was read.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+    pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let BodySource::Stream(rx) = self else { return Ok(None) };
         let got = rx.blocking_recv();
         self.took(got)
     }
 
     /// [`BodySource::next_chunk`] waiting at most `limit`: `None` past it.
-    pub fn next_chunk_within(
+    pub(crate) fn next_chunk_within(
         &mut self,
         limit: Duration,
     ) -> Option<Result<Option<Bytes>, BodyError>> {
@@ -53,7 +53,7 @@ impl BodySource {
 
     /// [`BodySource::next_chunk`] for a caller on the async side, waiting at most `limit`
     /// when there is one: `None` past it.
-    pub async fn next_chunk_async(
+    pub(crate) async fn next_chunk_async(
         &mut self,
         limit: Option<Duration>,
     ) -> Option<Result<Option<Bytes>, BodyError>> {

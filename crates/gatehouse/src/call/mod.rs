@@ -2,12 +2,13 @@
 //! ABI callbacks and the call across the boundary ([`abi`]), and the per-alias thread pool
 //! ([`pool`]).
 
-pub mod abi;
-pub mod body;
+pub(crate) mod abi;
+pub(crate) mod body;
 pub mod pool;
-pub mod reply;
+pub(crate) mod reply;
 
 pub(crate) use abi::{bytes, guard, pairs};
 pub use abi::{head, invoke, invoke_inline};
 pub use body::{BodySource, body_error_code};
-pub use reply::*;
+pub use reply::{Call, Reply};
+pub(crate) use reply::{Chunk, Head, ReplySink, TIMED_OUT, log_app_error};

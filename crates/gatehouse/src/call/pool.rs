@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 /// A unit of work: load the plugin if needed, call it, send the reply.
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Jobs that may wait per thread before the pool refuses more.
-pub const QUEUE_PER_THREAD: usize = 128;
+pub(crate) const QUEUE_PER_THREAD: usize = 128;
 
 /// The pool is saturated: every thread is busy and the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,17 +67,17 @@ impl Pool {
     /// Counts a call whose client got 504 while its thread still runs it; returns how many
     /// there are now. Pair each with one [`Pool::overdue_done`], in either order: claim the
     /// call first (see `server::on_pool`), so that only one side decides it was overdue.
-    pub fn overdue_started(&self) -> usize {
+    pub(crate) fn overdue_started(&self) -> usize {
         usize::try_from(self.overdue.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0)
     }
 
     /// An overdue call has returned (or was dropped before it ran).
-    pub fn overdue_done(&self) {
+    pub(crate) fn overdue_done(&self) {
         self.overdue.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Threads still running a call whose client already got 504.
-    pub fn overdue(&self) -> usize {
+    pub(crate) fn overdue(&self) -> usize {
         usize::try_from(self.overdue.load(Ordering::Acquire)).unwrap_or(0)
     }
 
@@ -112,7 +112,8 @@ impl Pool {
     }
 
     /// Threads started so far.
-    pub fn threads(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn threads(&self) -> usize {
         self.spawned.load(Ordering::Acquire)
     }
 }

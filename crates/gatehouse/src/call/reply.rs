@@ -56,11 +56,11 @@ pub struct Head {
 
 /// A chunk of a streamed response; an error aborts the response (the client sees a cut
 /// connection, never a truncated body that looks whole).
-pub type Chunk = Result<Bytes, std::io::Error>;
+pub(crate) type Chunk = Result<Bytes, std::io::Error>;
 
 /// The client's 504 body when an app (or a worker process for it) did not answer within
 /// the alias's `timeout`, whichever side noticed first.
-pub const TIMED_OUT: &str = "the app did not answer in time";
+pub(crate) const TIMED_OUT: &str = "the app did not answer in time";
 
 /// What an app call produced, sent to the HTTP side as soon as it is known.
 #[derive(Debug)]
@@ -147,7 +147,7 @@ enum ReplyState {
 /// The reply side of one app call: the head and first write held back, then a stream.
 /// The in-process callbacks drive it, and so does the relay of a worker process's frames
 /// (`worker::relay`), so a reply means the same in both modes.
-pub struct ReplySink<'a> {
+pub(crate) struct ReplySink<'a> {
     app: &'a str,
     request_id: u64,
     /// The request is HEAD: a streamed reply short of its declared length is not cut.
@@ -168,7 +168,7 @@ impl std::fmt::Debug for ReplySink<'_> {
 impl<'a> ReplySink<'a> {
     /// A reply sent to `tx` as soon as it is known (for app `app`, request `request_id`,
     /// named in the error log).
-    pub fn channel(app: &'a str, request_id: u64, tx: oneshot::Sender<Reply>) -> Self {
+    pub(crate) fn channel(app: &'a str, request_id: u64, tx: oneshot::Sender<Reply>) -> Self {
         ReplySink {
             app,
             request_id,
@@ -191,7 +191,7 @@ impl<'a> ReplySink<'a> {
     }
 
     /// Marks the reply as one to a HEAD request when `vars` say so.
-    pub fn for_request(mut self, vars: &PairBuf) -> Self {
+    pub(crate) fn for_request(mut self, vars: &PairBuf) -> Self {
         self.head_request = vars.get(b"REQUEST_METHOD") == Some(&b"HEAD"[..]);
         self
     }
@@ -199,13 +199,13 @@ impl<'a> ReplySink<'a> {
     /// How long a streamed write may wait for a client that takes nothing (the alias's
     /// `timeout`); past it the write fails as if the client had left, and the connection is
     /// cut. Without a limit, a client that stops reading holds the app's thread for ever.
-    pub fn stall_limit(mut self, limit: Duration) -> Self {
+    pub(crate) fn stall_limit(mut self, limit: Duration) -> Self {
         self.stall_limit = limit;
         self
     }
 
     /// `start_response`: `head` is validated only if no response was started.
-    pub fn start(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
+    pub(crate) fn start(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
         match &self.reply {
             ReplyState::NotStarted(_) => {}
             ReplyState::Done => return Status::DISCONNECTED,
@@ -226,7 +226,7 @@ impl<'a> ReplySink<'a> {
     /// While the reply has not been handed over (not started, or its head held back):
     /// whether the side waiting for it is gone (the client left and its request was
     /// dropped). `None` once it has been handed over.
-    pub fn waiter_gone(&self) -> Option<bool> {
+    pub(crate) fn waiter_gone(&self) -> Option<bool> {
         match &self.reply {
             ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => Some(match tx {
                 Tx::Channel(tx) => tx.is_closed(),
@@ -240,13 +240,13 @@ impl<'a> ReplySink<'a> {
     /// handler) drives the body pump, and a client that reads nothing stops both; so a read
     /// then waits at most the stall limit. `None` before: the handler drives the pump,
     /// which keeps its own deadlines.
-    pub fn body_wait(&self) -> Option<Duration> {
+    pub(crate) fn body_wait(&self) -> Option<Duration> {
         matches!(self.reply, ReplyState::Streaming { .. }).then_some(self.stall_limit)
     }
 
     /// What a body read that waited out [`Self::body_wait`] returns (and logs): the client
     /// neither sends nor reads.
-    pub fn body_stalled<T>(&self) -> Result<T, BodyError> {
+    pub(crate) fn body_stalled<T>(&self) -> Result<T, BodyError> {
         log::warn!(
             "app {} (request {}): the reply streams, and the client sent none of the rest of \
              the body (nor read the reply) for {:?}: the app's body read failed",
@@ -258,12 +258,12 @@ impl<'a> ReplySink<'a> {
     }
 
     /// Whether a response was started (by `start_response`).
-    pub fn started(&self) -> bool {
+    pub(crate) fn started(&self) -> bool {
         !matches!(self.reply, ReplyState::NotStarted(_))
     }
 
     /// `write`.
-    pub fn write(&mut self, data: &[u8]) -> Status {
+    pub(crate) fn write(&mut self, data: &[u8]) -> Status {
         match &mut self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
             ReplyState::Done => Status::DISCONNECTED,
@@ -284,7 +284,7 @@ impl<'a> ReplySink<'a> {
     }
 
     /// `flush`: the held head (and first write) go now, and later writes stream.
-    pub fn flush(&mut self) -> Status {
+    pub(crate) fn flush(&mut self) -> Status {
         match &self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
             ReplyState::Done => Status::DISCONNECTED,
@@ -402,7 +402,7 @@ impl<'a> ReplySink<'a> {
 
     /// [`ReplySink::write`] for a caller on the async side (the relay of a worker's frames):
     /// it waits for the client asynchronously instead of blocking its thread.
-    pub async fn write_async(&mut self, data: &[u8]) -> Status {
+    pub(crate) async fn write_async(&mut self, data: &[u8]) -> Status {
         match &self.reply {
             ReplyState::Streaming { .. } => {}
             ReplyState::Holding { body: Some(_), tx: Tx::Channel(_), .. } => {
@@ -431,7 +431,7 @@ impl<'a> ReplySink<'a> {
     }
 
     /// [`ReplySink::abort`] for a caller on the async side.
-    pub async fn abort_async(mut self, status: u16, message: &'static str) {
+    pub(crate) async fn abort_async(mut self, status: u16, message: &'static str) {
         match &self.reply {
             ReplyState::Streaming { chunks, .. } => {
                 let cut = Err(std::io::Error::other(message));
@@ -444,7 +444,7 @@ impl<'a> ReplySink<'a> {
     }
 
     /// [`ReplySink::finish`] for a caller on the async side (never a direct reply).
-    pub async fn finish_async(mut self, status: Status) {
+    pub(crate) async fn finish_async(mut self, status: Status) {
         if let ReplyState::Streaming { chunks, left, .. } = &self.reply {
             let cut = if status != Status::OK {
                 log::error!(
@@ -480,7 +480,7 @@ impl<'a> ReplySink<'a> {
 
     /// The call ended without `handle` returning: its worker process died or was killed.
     /// A reply not started yet becomes `status` with `message`; a streaming one is cut.
-    pub fn abort(mut self, status: u16, message: &'static str) {
+    pub(crate) fn abort(mut self, status: u16, message: &'static str) {
         let mut direct = None;
         match std::mem::replace(&mut self.reply, ReplyState::Done) {
             ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => {
@@ -507,7 +507,7 @@ impl<'a> ReplySink<'a> {
 
     /// Sends what `handle` left behind once it returned with `status`; returns a direct
     /// reply.
-    pub fn finish(mut self, status: Status) -> Option<Reply> {
+    pub(crate) fn finish(mut self, status: Status) -> Option<Reply> {
         let (app, request_id, head_request) = (self.app, self.request_id, self.head_request);
         let mut direct = self.direct.take();
         let failed = |error: CallError| {
@@ -656,7 +656,7 @@ pub(super) fn block_on_within<F: std::future::Future>(
 /// is one line; quotes are left alone, so a Python traceback reads as Python printed it),
 /// target `gatehouse::app::NAME` (rate-limited per app, see `logs::error_log`, and
 /// filterable with `logs.level` / RUST_LOG).
-pub fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
+pub(crate) fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
     let mut escaped = Vec::with_capacity(message.len());
     crate::logs::debug::escape_into(message, &mut escaped);
     log::error!(

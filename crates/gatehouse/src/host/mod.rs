@@ -28,7 +28,7 @@
 mod live;
 mod next;
 pub use live::Live;
-pub use next::init_env;
+pub(crate) use next::init_env;
 use next::{AppsKey, WorkersKey};
 
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
 /// A plugin ready to serve, with the debug log of its app.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The plugin.
     pub plugin: Arc<Plugin>,
     /// Its app's debug log.
@@ -72,7 +72,7 @@ pub struct Loaded {
 
 impl Loaded {
     /// The call of this app for one request (counted in [`Loaded::requests`]).
-    pub fn call<'a>(
+    pub(crate) fn call<'a>(
         &'a self,
         vars: &'a PairBuf,
         input: &'a Input,
@@ -106,11 +106,12 @@ enum Slot {
 
 /// Why an alias could not produce a plugin for a request.
 #[derive(Debug, Clone)]
-pub enum Unavailable {
-    /// The file does not exist (404).
-    Missing(String),
-    /// The file exists but does not load (a group answers 404, a single app 500).
-    Broken(Arc<LoadError>),
+pub(crate) enum Unavailable {
+    /// The file does not exist (404); the error log says which.
+    Missing,
+    /// The file exists but does not load (a group answers 404, a single app 500); the
+    /// error log says why.
+    Broken,
 }
 
 /// What serves a file: the file itself (a plugin), or the plugin of the handler for its
@@ -198,7 +199,7 @@ struct GroupCache {
 }
 
 /// What a directory-group name resolves to.
-pub type GroupFile = Result<(Arc<Path>, Arc<str>), GroupMiss>;
+pub(crate) type GroupFile = Result<(Arc<Path>, Arc<str>), GroupMiss>;
 
 /// Most names a group remembers; past it the cache starts over (names are client input).
 const GROUP_CACHE_MAX: usize = 4096;
@@ -249,14 +250,14 @@ impl Host {
 
     /// The host of a worker process: like [`Host::new`], but every alias runs in this
     /// process, whatever its `isolation` says.
-    pub fn in_worker(config: Config, cache: Option<Arc<Cache>>) -> Host {
+    pub(crate) fn in_worker(config: Config, cache: Option<Arc<Cache>>) -> Host {
         let logs = Arc::new(DebugLogs::new(config.logs_dir.clone()));
         Host::build(config, logs, cache, false, |_| None)
     }
 
     /// Builds the host for the next configuration: aliases whose plugin identity is
     /// unchanged keep their loaded plugins (and pools, when `threads` is unchanged).
-    pub fn next(&self, config: Config) -> Host {
+    pub(crate) fn next(&self, config: Config) -> Host {
         let logs = if self.config.logs_dir == config.logs_dir {
             Arc::clone(&self.logs)
         } else {
@@ -323,12 +324,12 @@ impl Host {
 
     /// Whether alias `mount` of this host runs the same plugin instances as alias `other`
     /// of `previous` (so a reload did not touch it).
-    pub fn shares_apps(&self, mount: usize, previous: &Host, other: usize) -> bool {
+    pub(crate) fn shares_apps(&self, mount: usize, previous: &Host, other: usize) -> bool {
         Arc::ptr_eq(&self.mounts[mount].apps, &previous.mounts[other].apps)
     }
 
     /// A fresh request id.
-    pub fn request_id(&self) -> u64 {
+    pub(crate) fn request_id(&self) -> u64 {
         NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -348,16 +349,16 @@ impl Host {
             match self.plugin(i, &m.alias.path, None) {
                 Ok(_) => {}
                 // `plugin` has already warned (rate-limited) about a missing file.
-                Err(Unavailable::Missing(_)) => {}
+                Err(Unavailable::Missing) => {}
                 // ... and about a refused one.
-                Err(Unavailable::Broken(_)) => failed += 1,
+                Err(Unavailable::Broken) => failed += 1,
             }
         }
         failed
     }
 
     /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
-    pub fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
+    pub(crate) fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
         let apps = &self.mounts[mount].apps;
         if apps.key.kind == AliasKind::App {
             return apps.single.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -369,7 +370,7 @@ impl Host {
     }
 
     /// The plugins alias `mount` serves now: (file, plugin), sorted by file.
-    pub fn loaded_plugins(&self, mount: usize) -> Vec<(PathBuf, Loaded)> {
+    pub(crate) fn loaded_plugins(&self, mount: usize) -> Vec<(PathBuf, Loaded)> {
         let mut out: Vec<(PathBuf, Loaded)> = self.mounts[mount]
             .apps
             .slots()
@@ -385,7 +386,7 @@ impl Host {
 
     /// The plugin file serving `name` in directory group `mount` (see
     /// [`resolve_group_file`]), remembered while the group's folder is unchanged.
-    pub fn group_file(&self, mount: usize, name: &[u8]) -> GroupFile {
+    pub(crate) fn group_file(&self, mount: usize, name: &[u8]) -> GroupFile {
         use std::os::unix::fs::MetadataExt;
         let m = &self.mounts[mount];
         let Some(dir) = &m.group_dir else {
@@ -419,7 +420,7 @@ impl Host {
 
     /// The loaded plugin for `file` on alias `mount`, loading it if needed. `group_name` is
     /// the plugin NAME for a directory group. Call from a pool thread: loading runs app code.
-    pub fn plugin(
+    pub(crate) fn plugin(
         &self,
         mount: usize,
         file: &Path,
@@ -438,7 +439,7 @@ impl Host {
                 Slot::Failed { id: failed_id, error }
                     if failed_id.is_some() && *failed_id == id =>
                 {
-                    return Err(Unavailable::Broken(Arc::clone(error)));
+                    return Err(Unavailable::Broken);
                 }
                 Slot::Failed { .. } => {}
             }
@@ -460,7 +461,7 @@ impl Host {
             if group_name.is_none() {
                 self.warn_missing(m, &why);
             }
-            return Err(Unavailable::Missing(why));
+            return Err(Unavailable::Missing);
         }
         let app: Arc<str> = Arc::from(group_name.unwrap_or_else(|| alias_app_name(&m.alias.url)));
         let (slot, result) = match self.open(m, file, &app, None) {
@@ -484,11 +485,11 @@ impl Host {
                     );
                 }
                 let error = Arc::new(error);
-                (Slot::Failed { id, error: Arc::clone(&error) }, Err(Unavailable::Broken(error)))
+                (Slot::Failed { id, error: Arc::clone(&error) }, Err(Unavailable::Broken))
             }
             // Not reachable without a digest to compare with; treat as missing to be safe.
             Opened::Same(_) => {
-                return Err(Unavailable::Missing(format!("{} is unchanged", file.display())));
+                return Err(Unavailable::Missing);
             }
         };
         m.apps.slots_mut().insert(file.to_owned(), slot);
@@ -586,7 +587,7 @@ impl Host {
     /// file is loaded and swapped in (requests in flight finish on the old version, whose
     /// `shutdown` then runs), a removed one stops being served. A replacement that fails
     /// to load leaves the old version serving. Returns how many plugins changed.
-    pub fn refresh(&self) -> usize {
+    pub(crate) fn refresh(&self) -> usize {
         let mut changed = 0;
         let mut told = Vec::new();
         for m in self.mounts.iter().filter(|m| m.alias.reloading) {
@@ -688,7 +689,7 @@ impl Host {
 
     /// The folders whose changes can matter to this host's plugins: each group's folder,
     /// each single app's parent folder and, when any alias reloads, each handler plugin's.
-    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn watched_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let reloading = self.mounts.iter().filter(|m| m.alias.reloading);
         let handlers =
@@ -708,7 +709,7 @@ impl Host {
     }
 
     /// How many plugin instances this host serves from.
-    pub fn loaded_count(&self) -> usize {
+    pub(crate) fn loaded_count(&self) -> usize {
         let mut seen: Vec<*const Apps> = Vec::new();
         let mut n = 0;
         for m in &self.mounts {
@@ -730,12 +731,12 @@ impl Host {
     }
 
     /// The debug log of app `app`.
-    pub fn debug_log(&self, app: &str) -> Arc<DebugLog> {
+    pub(crate) fn debug_log(&self, app: &str) -> Arc<DebugLog> {
         self.logs.for_app(app)
     }
 
     /// The daemon is stopping: worker processes that end are not replaced from now on.
-    pub fn no_successors(&self) {
+    pub(crate) fn no_successors(&self) {
         for m in &self.mounts {
             if let Some(workers) = &m.workers {
                 workers.no_successors();
@@ -755,7 +756,7 @@ impl Host {
     }
 
     /// Runs every loaded app's `shutdown` (at daemon stop).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         for m in &self.mounts {
             for slot in m.apps.slots().values() {
                 if let Slot::Ready { loaded, .. } = slot {

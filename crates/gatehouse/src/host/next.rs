@@ -79,7 +79,7 @@ impl AppsKey {
 /// for a script means mod_wsgi's WSGIScriptReloading) and `gatehouse.check_plugins` (`on`/`off`:
 /// whether the plugin refuses a script that fails the trust rules, as the daemon refuses a
 /// plugin).
-pub fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
+pub(crate) fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec<(String, String)> {
     let mut env = handler.env.clone();
     let mut set = |name: &str, value: String| match env.iter_mut().find(|(k, _)| k == name) {
         Some(entry) => entry.1 = value,

@@ -48,7 +48,7 @@ struct Served {
 }
 
 /// Records, for the access log, the app that serves `req` (see [`app_name`]).
-pub fn note_app(req: &HttpRequest, alias_url: &str, group_name: Option<&str>) {
+pub(crate) fn note_app(req: &HttpRequest, alias_url: &str, group_name: Option<&str>) {
     let app: Arc<str> = Arc::from(app_name(alias_url, group_name));
     let mut ext = req.extensions_mut();
     match ext.get_mut::<Served>() {
@@ -60,7 +60,7 @@ pub fn note_app(req: &HttpRequest, alias_url: &str, group_name: Option<&str>) {
 }
 
 /// Records, for the access log, the id given to `req`.
-pub fn note(req: &HttpRequest, request_id: u64) {
+pub(crate) fn note(req: &HttpRequest, request_id: u64) {
     let mut ext = req.extensions_mut();
     match ext.get_mut::<Served>() {
         Some(s) => s.request_id = Some(request_id),
@@ -73,7 +73,7 @@ pub fn note(req: &HttpRequest, request_id: u64) {
 /// The app name of an alias, as its debug log is named: a group's plugin NAME, else the
 /// alias URL's last segment (`/myapp` gives `myapp`), `root` for `/`. (The same rule as
 /// `host`'s.)
-pub fn app_name<'a>(alias_url: &'a str, group_name: Option<&'a str>) -> &'a str {
+pub(crate) fn app_name<'a>(alias_url: &'a str, group_name: Option<&'a str>) -> &'a str {
     if let Some(name) = group_name {
         return name;
     }
@@ -85,7 +85,7 @@ pub fn app_name<'a>(alias_url: &'a str, group_name: Option<&'a str>) -> &'a str 
 
 /// The middleware: `App::new().wrap(AccessLog)`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AccessLog;
+pub(crate) struct AccessLog;
 
 impl<S, B> Transform<S, ServiceRequest> for AccessLog
 where
@@ -105,7 +105,7 @@ where
 
 /// The service [`AccessLog`] wraps around the App.
 #[derive(Debug)]
-pub struct AccessLogService<S> {
+pub(crate) struct AccessLogService<S> {
     service: S,
 }
 
@@ -320,7 +320,7 @@ fn escape_into(bytes: &[u8], out: &mut String) {
 /// A response body that counts its bytes and writes the access-log line when it ends or
 /// is dropped.
 #[derive(Debug)]
-pub struct LoggedBody {
+pub(crate) struct LoggedBody {
     inner: BoxBody,
     entry: Option<Box<Entry>>,
     bytes: u64,

@@ -334,12 +334,12 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 }
                 Err(u) => {
                     let (status, message) = match u {
-                        Unavailable::Missing(_) => (404, "no such app"),
+                        Unavailable::Missing => (404, "no such app"),
                         // A directory group answers for a broken file as for a missing one.
-                        Unavailable::Broken(_) if m.alias.kind == AliasKind::Group => {
+                        Unavailable::Broken if m.alias.kind == AliasKind::Group => {
                             (404, "no such app")
                         }
-                        Unavailable::Broken(_) => {
+                        Unavailable::Broken => {
                             (500, "the app could not be loaded; the error log says why")
                         }
                     };

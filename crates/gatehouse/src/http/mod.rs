@@ -2,9 +2,9 @@
 //! response ([`response`]), the access-log middleware ([`access`]) and the listeners
 //! ([`listen`]).
 
-pub mod access;
-pub mod handler;
-pub mod listen;
+pub(crate) mod access;
+pub(crate) mod handler;
+pub(crate) mod listen;
 pub mod response;
 
 pub use handler::handle;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::call::{Chunk, Head, Reply};
 
 /// A plain-text reply from the daemon itself: `STATUS REASON: message`.
-pub fn plain(status: u16, message: &str) -> HttpResponse {
+pub(crate) fn plain(status: u16, message: &str) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .insert_header((

@@ -29,7 +29,7 @@ use crate::call::{bytes, guard, pairs};
 use crate::plugin::load::Plugin;
 
 /// Registers `sock` with this thread's event loop for `interest` only.
-pub fn register(
+pub(crate) fn register(
     sock: UnixStream,
     interest: tokio::io::Interest,
 ) -> std::io::Result<tokio::io::unix::AsyncFd<UnixStream>> {
@@ -87,7 +87,7 @@ pub fn set_time_slice(slice: Option<std::time::Duration>) -> std::io::Result<()>
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
 /// (see `worker::spawn`), marking them close-on-exec so an app's own children do not
 /// inherit them.
-pub fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixStream>> {
+pub(crate) fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixStream>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let fd = first + RawFd::try_from(i).map_err(std::io::Error::other)?;
@@ -340,7 +340,7 @@ static WORKER_API: HostApi = HostApi {
 
 /// Calls `plugin` for `req`; its reply goes out on `io` as frames, ending with `End`
 /// (sent by the caller's next flush).
-pub fn call(plugin: &Plugin, io: &mut FrameIo, req: &RequestIn<'_>) {
+pub(crate) fn call(plugin: &Plugin, io: &mut FrameIo, req: &RequestIn<'_>) {
     let mut state = Remote {
         io,
         develop_mode: req.develop_mode,

@@ -30,11 +30,11 @@ use super::spec::{Spec, describe_exit, pick, resident_bytes, spec};
 use crate::logs::capture;
 
 /// How often a slot thread looks at its worker's memory.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// The first pause before restarting a worker that crashed soon after the previous one.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest pause between restarts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A worker that lived this long resets the backoff when it dies.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// How long a dead worker's end waits for its output to be logged (a child it left behind
@@ -99,7 +99,7 @@ impl Drop for Group {
 
 impl Group {
     /// The group of alias number `index` of `config` (not started: see [`Group::start`]).
-    pub fn new(config: &gatehouse_config::Config, index: usize) -> Group {
+    pub(crate) fn new(config: &gatehouse_config::Config, index: usize) -> Group {
         let alias = &config.aliases[index];
         let spec = match &alias.isolation {
             gatehouse_config::Isolation::Process(settings) => {
@@ -122,12 +122,12 @@ impl Group {
     }
 
     /// Starts the slot threads (once).
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         Inner::start(&self.inner);
     }
 
     /// An idle socket, waiting (asynchronously) for one until `deadline`.
-    pub async fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
+    pub(crate) async fn acquire(&self, deadline: Instant) -> Result<Conn, NoConn> {
         if !self.inner.started.load(Ordering::Acquire) {
             Inner::start(&self.inner);
         }
@@ -199,7 +199,7 @@ impl Group {
 
     /// Gives a socket back after a request that ended with `outcome` (a broken socket is
     /// dropped, and its worker recycled).
-    pub fn release(&self, conn: Conn, outcome: Outcome) {
+    pub(crate) fn release(&self, conn: Conn, outcome: Outcome) {
         let inner = &self.inner;
         let worker = Arc::clone(&conn.worker);
         let max = inner.spec.as_ref().ok().and_then(|s| s.settings.maximum_requests);
@@ -246,13 +246,13 @@ impl Group {
 
     /// The daemon is stopping: workers that end from now on are not replaced; the running
     /// ones serve on until [`Group::stop_and_wait`].
-    pub fn no_successors(&self) {
+    pub(crate) fn no_successors(&self) {
         self.inner.no_successors.store(true, Ordering::Release);
     }
 
     /// Kills the worker with pid `pid` (serving request `request_id`, past its timeout);
     /// its slot starts a new one at once.
-    pub fn kill_overdue(&self, pid: u32, request_id: u64, timeout: Duration) {
+    pub(crate) fn kill_overdue(&self, pid: u32, request_id: u64, timeout: Duration) {
         let state = self.inner.lock();
         if let Some(w) = state.workers.iter().find(|w| w.pid == pid) {
             w.kill(format!("request {request_id} ran past its timeout of {timeout:?}"));
@@ -260,7 +260,7 @@ impl Group {
     }
 
     /// Asks every worker to look for replaced plugin files (a reload's refresh).
-    pub fn refresh(&self) {
+    pub(crate) fn refresh(&self) {
         let state = self.inner.lock();
         for w in &state.workers {
             w.send_control(Kind::Refresh);
@@ -269,7 +269,7 @@ impl Group {
 
     /// Stops every worker (each after its requests in flight) and waits until they are
     /// gone or `timeout` passed; the ones left are killed.
-    pub fn stop_and_wait(&self, timeout: Duration) {
+    pub(crate) fn stop_and_wait(&self, timeout: Duration) {
         self.inner.stop();
         let deadline = Instant::now() + timeout;
         let mut state = self.inner.lock();
@@ -291,12 +291,12 @@ impl Group {
     }
 
     /// The user the workers run as, when it is not the daemon's.
-    pub fn uid(&self) -> Option<u32> {
+    pub(crate) fn uid(&self) -> Option<u32> {
         self.inner.spec.as_ref().ok().and_then(|s| s.ids.uid)
     }
 
     /// The running workers: pid, the requests each was given and its plugins (status page).
-    pub fn workers(&self) -> Vec<WorkerStatus> {
+    pub(crate) fn workers(&self) -> Vec<WorkerStatus> {
         let state = self.inner.lock();
         state
             .workers

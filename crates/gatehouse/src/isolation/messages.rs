@@ -14,7 +14,7 @@ use crate::request::environ::PairBuf;
 
 /// What a worker is told first, on its control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Init {
+pub(crate) struct Init {
     /// The configuration file (relative paths in it resolve against its folder).
     pub config_file: PathBuf,
     /// The configuration's text, as the daemon validated it.
@@ -29,7 +29,7 @@ pub struct Init {
 
 impl Init {
     /// Appends the payload.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         use std::os::unix::ffi::OsStrExt;
         out.put_bytes(self.config_file.as_os_str().as_bytes());
         out.put_bytes(self.text.as_bytes());
@@ -39,7 +39,7 @@ impl Init {
     }
 
     /// Reads a payload.
-    pub fn decode(payload: &[u8]) -> Result<Init, ProtoError> {
+    pub(crate) fn decode(payload: &[u8]) -> Result<Init, ProtoError> {
         use std::os::unix::ffi::OsStrExt;
         let mut g = Get::new(payload, "Init");
         let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
@@ -55,7 +55,7 @@ impl Init {
 
 /// One request, as the daemon sends it.
 #[derive(Debug)]
-pub struct RequestOut<'a> {
+pub(crate) struct RequestOut<'a> {
     /// The request id.
     pub id: u64,
     /// Whether develop mode is on for the alias.
@@ -78,14 +78,14 @@ pub struct RequestOut<'a> {
 impl RequestOut<'_> {
     /// The length of the payload [`encode`](Self::encode) appends, without encoding it (to
     /// refuse a request whose frame would pass [`super::proto::MAX_FRAME`]).
-    pub fn encoded_len(&self) -> usize {
+    pub(crate) fn encoded_len(&self) -> usize {
         let mut count = super::proto::Count::default();
         self.encode(&mut count);
         count.0
     }
 
     /// Appends the payload.
-    pub fn encode(&self, out: &mut impl Put) {
+    pub(crate) fn encode(&self, out: &mut impl Put) {
         use std::os::unix::ffi::OsStrExt;
         out.put_u64(self.id);
         out.put_u8(u8::from(self.develop_mode));
@@ -113,7 +113,7 @@ impl RequestOut<'_> {
 
 /// One request, as the worker reads it: the ABI's arrays pointing into the payload.
 #[derive(Debug)]
-pub struct RequestIn<'a> {
+pub(crate) struct RequestIn<'a> {
     /// The request id.
     pub id: u64,
     /// Whether develop mode is on for the alias.
@@ -134,7 +134,7 @@ pub struct RequestIn<'a> {
 
 impl<'a> RequestIn<'a> {
     /// Reads a payload (the arrays borrow from it).
-    pub fn decode(payload: &'a [u8]) -> Result<RequestIn<'a>, ProtoError> {
+    pub(crate) fn decode(payload: &'a [u8]) -> Result<RequestIn<'a>, ProtoError> {
         let mut g = Get::new(payload, "Request");
         let id = g.u64()?;
         let develop_mode = g.u8()? != 0;
@@ -177,7 +177,7 @@ impl<'a> RequestIn<'a> {
 }
 
 /// Appends a validated response head.
-pub fn encode_head(head: &Head, out: &mut Vec<u8>) {
+pub(crate) fn encode_head(head: &Head, out: &mut Vec<u8>) {
     out.put_u16(head.status.as_u16());
     out.put_u8(u8::from(head.declared_len.is_some()));
     out.put_u64(head.declared_len.unwrap_or(0));
@@ -190,7 +190,7 @@ pub fn encode_head(head: &Head, out: &mut Vec<u8>) {
 
 /// Reads a response head, validating it again (a worker is not trusted with the daemon's
 /// HTTP side).
-pub fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
+pub(crate) fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
     let bad = ProtoError::Short("Head");
     let mut g = Get::new(payload, "Head");
     let status = StatusCode::from_u16(g.u16()?)
@@ -210,7 +210,7 @@ pub fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
 }
 
 /// Appends a log record.
-pub fn encode_log(record: &log::Record<'_>, out: &mut Vec<u8>) {
+pub(crate) fn encode_log(record: &log::Record<'_>, out: &mut Vec<u8>) {
     use std::io::Write as _;
     out.put_u8(super::proto::level_byte(record.level()));
     out.put_bytes(record.target().as_bytes());
@@ -222,7 +222,7 @@ pub fn encode_log(record: &log::Record<'_>, out: &mut Vec<u8>) {
 }
 
 /// Reads a log record: (level, target, message).
-pub fn decode_log(payload: &[u8]) -> Result<(log::Level, &str, String), ProtoError> {
+pub(crate) fn decode_log(payload: &[u8]) -> Result<(log::Level, &str, String), ProtoError> {
     let mut g = Get::new(payload, "Log");
     let level = super::proto::byte_level(g.u8()?);
     let target = std::str::from_utf8(g.bytes()?).unwrap_or("gatehouse::worker");

@@ -3,11 +3,11 @@
 //!
 //! - [`proto`]: the framing over the Unix sockets between the daemon and a worker.
 pub mod boundary;
-pub mod group;
-pub mod messages;
-pub mod proto;
-pub mod relay;
-pub mod sockets;
+pub(crate) mod group;
+pub(crate) mod messages;
+pub(crate) mod proto;
+pub(crate) mod relay;
+pub(crate) mod sockets;
 mod spec;
 
 /// The time slice of the daemon's threads (set by `gatehouse serve` before it starts any;

@@ -24,18 +24,18 @@ use std::os::unix::net::UnixStream;
 
 /// The environment variable that tells a worker how many request sockets (app threads)
 /// it has.
-pub const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
+pub(crate) const CONNS_ENV: &str = "GATEHOUSE_WORKER_CONNS";
 /// The descriptor of the control socket; request sockets follow it.
-pub const CONTROL_FD: i32 = 3;
+pub(crate) const CONTROL_FD: i32 = 3;
 
 /// The largest payload accepted: a larger length means a broken or hostile peer.
-pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// The largest `Data` frame a worker writes (a bigger write is split).
-pub const MAX_DATA: usize = 1024 * 1024;
+pub(crate) const MAX_DATA: usize = 1024 * 1024;
 
 /// Buffered output past which a writer flushes on its own.
-pub const FLUSH_AT: usize = 256 * 1024;
+pub(crate) const FLUSH_AT: usize = 256 * 1024;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl From<ProtoError> for io::Error {
 }
 
 /// Appends fields to a frame's payload.
-pub trait Put {
+pub(crate) trait Put {
     /// One byte.
     fn put_u8(&mut self, v: u8);
     /// A u16.
@@ -147,7 +147,7 @@ pub trait Put {
 
 /// Counts the bytes a payload would take, without writing them.
 #[derive(Debug, Default)]
-pub struct Count(pub usize);
+pub(crate) struct Count(pub usize);
 
 impl Put for Count {
     fn put_u8(&mut self, _: u8) {
@@ -189,14 +189,14 @@ impl Put for Vec<u8> {
 
 /// Reads fields from a payload, in order.
 #[derive(Debug)]
-pub struct Get<'a> {
+pub(crate) struct Get<'a> {
     buf: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Get<'a> {
     /// Reads `buf`, the payload of a `what` frame (named in errors).
-    pub fn new(buf: &'a [u8], what: &'static str) -> Self {
+    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
         Get { buf, what }
     }
 
@@ -216,29 +216,29 @@ impl<'a> Get<'a> {
     }
 
     /// One byte.
-    pub fn u8(&mut self) -> Result<u8, ProtoError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, ProtoError> {
         Ok(self.array::<1>()?[0])
     }
     /// A u16.
-    pub fn u16(&mut self) -> Result<u16, ProtoError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, ProtoError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
     /// A u32.
-    pub fn u32(&mut self) -> Result<u32, ProtoError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, ProtoError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
     /// A u64.
-    pub fn u64(&mut self) -> Result<u64, ProtoError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, ProtoError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
     /// A byte string.
-    pub fn bytes(&mut self) -> Result<&'a [u8], ProtoError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], ProtoError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
     /// A count of items that each take at least `min` bytes: refused when the payload
     /// cannot hold them (so a hostile count cannot make the reader reserve memory).
-    pub fn count(&mut self, min: usize) -> Result<usize, ProtoError> {
+    pub(crate) fn count(&mut self, min: usize) -> Result<usize, ProtoError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min.max(1)) > self.buf.len() {
             return Err(ProtoError::Short(self.what));
@@ -248,7 +248,7 @@ impl<'a> Get<'a> {
 }
 
 /// Appends a frame of `kind` whose payload `fill` writes to `out`.
-pub fn push_frame(out: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn push_frame(out: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
     let at = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
     fill(out);
@@ -258,7 +258,9 @@ pub fn push_frame(out: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)
 
 /// Looks for a whole frame at the start of `buf`: its kind, and where its payload is, and
 /// how many bytes it takes; `Ok(None)` when more bytes are needed.
-pub fn parse_frame(buf: &[u8]) -> Result<Option<(Kind, std::ops::Range<usize>)>, ProtoError> {
+pub(crate) fn parse_frame(
+    buf: &[u8],
+) -> Result<Option<(Kind, std::ops::Range<usize>)>, ProtoError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -272,7 +274,7 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Kind, std::ops::Range<usize>)>,
 
 /// One end of a framed socket: buffered reads, and frames gathered until [`FrameIo::flush`].
 #[derive(Debug)]
-pub struct FrameIo {
+pub(crate) struct FrameIo {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     out: Vec<u8>,
@@ -281,7 +283,7 @@ pub struct FrameIo {
 
 impl FrameIo {
     /// Frames over `stream`.
-    pub fn new(stream: UnixStream) -> io::Result<FrameIo> {
+    pub(crate) fn new(stream: UnixStream) -> io::Result<FrameIo> {
         let writer = stream.try_clone()?;
         Ok(FrameIo {
             reader: BufReader::with_capacity(64 * 1024, stream),
@@ -292,7 +294,7 @@ impl FrameIo {
     }
 
     /// Ends the socket (its peer closed it, or broke the framing): the peer sees its end.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         let _ = self.writer.shutdown(std::net::Shutdown::Both);
     }
 
@@ -300,14 +302,14 @@ impl FrameIo {
     /// blocking read would also be woken whenever the peer reads what this side wrote (the
     /// kernel wakes a socket's sleepers when its send buffer drains); measured, that cost
     /// about 0.2 more context switches per request.
-    pub fn wait_readable(&self) {
+    pub(crate) fn wait_readable(&self) {
         if self.reader.buffer().is_empty() {
             while self.poll_in(None) == Err(rustix::io::Errno::INTR) {}
         }
     }
 
     /// Whether a frame can be read without waiting longer than `wait` for its first byte.
-    pub fn readable(&self, wait: std::time::Duration) -> bool {
+    pub(crate) fn readable(&self, wait: std::time::Duration) -> bool {
         if !self.reader.buffer().is_empty() {
             return true;
         }
@@ -325,22 +327,22 @@ impl FrameIo {
     }
 
     /// Adds a frame of `kind` whose payload `fill` writes.
-    pub fn frame(&mut self, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn frame(&mut self, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) {
         push_frame(&mut self.out, kind, fill);
     }
 
     /// Adds a frame whose payload is `bytes`.
-    pub fn frame_bytes(&mut self, kind: Kind, bytes: &[u8]) {
+    pub(crate) fn frame_bytes(&mut self, kind: Kind, bytes: &[u8]) {
         self.frame(kind, |b| b.extend_from_slice(bytes));
     }
 
     /// Bytes gathered and not sent yet.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.out.len()
     }
 
     /// Sends every gathered frame.
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             let r = self.writer.write_all(&self.out);
             self.out.clear();
@@ -350,7 +352,7 @@ impl FrameIo {
     }
 
     /// Reads the next frame: its kind; the payload is [`FrameIo::payload`] until the next read.
-    pub fn read(&mut self) -> io::Result<Kind> {
+    pub(crate) fn read(&mut self) -> io::Result<Kind> {
         let mut head = [0u8; 5];
         self.reader.read_exact(&mut head)?;
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -365,17 +367,17 @@ impl FrameIo {
     }
 
     /// The payload of the frame last read.
-    pub fn payload(&self) -> &[u8] {
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.payload
     }
 
     /// Takes the payload of the frame last read (to keep it while reading others).
-    pub fn take_payload(&mut self) -> Vec<u8> {
+    pub(crate) fn take_payload(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.payload)
     }
 
     /// Gives a taken payload's buffer back for reuse.
-    pub fn give_back(&mut self, buf: Vec<u8>) {
+    pub(crate) fn give_back(&mut self, buf: Vec<u8>) {
         if buf.capacity() > self.payload.capacity() {
             self.payload = buf;
         }
@@ -383,12 +385,12 @@ impl FrameIo {
 }
 
 /// A log level as one byte.
-pub fn level_byte(level: log::Level) -> u8 {
+pub(crate) fn level_byte(level: log::Level) -> u8 {
     level as u8
 }
 
 /// A byte as a log level (unknown values are errors).
-pub fn byte_level(b: u8) -> log::Level {
+pub(crate) fn byte_level(b: u8) -> log::Level {
     match b {
         1 => log::Level::Error,
         2 => log::Level::Warn,

@@ -39,7 +39,7 @@ use crate::request::input::{BodyError, Input};
 
 /// What one relayed request needs.
 #[derive(Debug)]
-pub struct Relay<'a> {
+pub(crate) struct Relay<'a> {
     /// The alias's workers.
     pub group: &'a Group,
     /// The alias's kind (a group answers 404 for a plugin that does not load).
@@ -74,7 +74,7 @@ const TOO_MANY_FIELDS: &str = "the request has too many or too large form fields
 /// Relays the request; the reply goes to `tx`. `pid` is set to the worker's pid while it
 /// serves the request (the HTTP side kills it past the timeout); `overdue` is set by the
 /// HTTP side when the client already got 504.
-pub async fn relay(
+pub(crate) async fn relay(
     r: &Relay<'_>,
     mut body: BodySource,
     tx: oneshot::Sender<Reply>,

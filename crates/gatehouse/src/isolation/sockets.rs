@@ -14,7 +14,7 @@ use super::proto::Kind;
 
 /// One running worker process.
 #[derive(Debug)]
-pub struct Worker {
+pub(crate) struct Worker {
     /// Its process id.
     pub pid: u32,
     pub(super) started: Instant,
@@ -41,7 +41,7 @@ pub struct Worker {
 
 /// A worker as the status page shows it.
 #[derive(Debug, Clone)]
-pub struct WorkerStatus {
+pub(crate) struct WorkerStatus {
     /// Its process id.
     pub pid: u32,
     /// Requests it has been given.
@@ -52,7 +52,7 @@ pub struct WorkerStatus {
 
 impl Worker {
     /// The ids of the requests it serves now.
-    pub fn in_flight_ids(&self) -> MutexGuard<'_, Vec<u64>> {
+    pub(crate) fn in_flight_ids(&self) -> MutexGuard<'_, Vec<u64>> {
         self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -77,7 +77,7 @@ impl Worker {
 
 /// A request socket of a worker, lent to one request at a time.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The worker it leads to.
     pub worker: Arc<Worker>,
     /// The socket (non-blocking; registered with the event loop of the HTTP worker that
@@ -91,7 +91,7 @@ pub struct Conn {
 
 /// Why no socket could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoConn {
+pub(crate) enum NoConn {
     /// No worker runs and none is starting: every slot waits after a failure (the reason).
     Down(String),
     /// None became free before the deadline.
@@ -107,7 +107,7 @@ pub enum NoConn {
 
 /// How a relayed request ended, for the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// By the framing's rules: the socket serves the next request.
     Done,
     /// The socket ended: the worker died or was killed.
@@ -132,7 +132,7 @@ pub enum Outcome {
 /// cost of two process switches on a shared core. A write that would block waits on a
 /// second registration of a duplicate of the socket, for that write only.
 #[derive(Debug)]
-pub enum Sock {
+pub(crate) enum Sock {
     /// Registered with no event loop (new).
     Plain(UnixStream),
     /// Registered (for reading) with the event loop of this thread.

@@ -33,7 +33,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 /// The longest line logged as one.
-pub const MAX_LINE: usize = 8 * 1024;
+pub(crate) const MAX_LINE: usize = 8 * 1024;
 
 /// The daemon's stderr as it was before [`install`].
 static ORIGINAL: OnceLock<OwnedFd> = OnceLock::new();

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::logs::{self, Sink, sink::Reports};
@@ -33,14 +33,15 @@ pub struct DebugLog {
 
 impl DebugLog {
     /// The file this log writes to.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &std::path::Path {
         self.sink.path()
     }
 
     /// Appends one line for request `request_id`: local time, the request id, the message
     /// with control characters escaped. `Err` when the line was dropped (the disk does not
     /// keep up) or the file cannot be written at the moment.
-    pub fn write(&self, request_id: u64, message: &[u8]) -> io::Result<()> {
+    pub(crate) fn write(&self, request_id: u64, message: &[u8]) -> io::Result<()> {
         logs::submit(&self.sink, line(chrono::Local::now(), request_id, message))
     }
 }

@@ -74,13 +74,13 @@ thread_local! {
 /// Marks the current thread as running `app`'s call for request `request_id` until
 /// dropped, so that a panic on it names both.
 #[derive(Debug)]
-pub struct RequestScope {
+pub(crate) struct RequestScope {
     previous: Option<(String, u64)>,
 }
 
 impl RequestScope {
     /// Enters the scope of one app call.
-    pub fn enter(app: &str, request_id: u64) -> RequestScope {
+    pub(crate) fn enter(app: &str, request_id: u64) -> RequestScope {
         let previous = CURRENT.with(|c| c.replace(Some((app.to_owned(), request_id))));
         RequestScope { previous }
     }
@@ -96,7 +96,7 @@ impl Drop for RequestScope {
 /// Logs every panic of the daemon's threads to the error log, with the app and request id
 /// when it happens during an app call, and the backtrace when `RUST_BACKTRACE` asks for
 /// one. (An app's own panics are caught and reported by its SDK with the same details.)
-pub fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
@@ -248,7 +248,7 @@ pub(crate) fn point_stderr() {
 
 /// The writer flexi_logger's `Logger` writes the daemon's log with.
 #[derive(Debug, Default)]
-pub struct ErrorLogWriter;
+pub(crate) struct ErrorLogWriter;
 
 impl LogWriter for ErrorLogWriter {
     fn write(&self, now: &mut DeferredNow, record: &log::Record<'_>) -> io::Result<()> {

@@ -30,9 +30,9 @@
 pub mod capture;
 pub mod debug;
 mod error_log;
-pub mod perms;
+pub(crate) mod perms;
 mod queue;
-pub mod sink;
+pub(crate) mod sink;
 
 use std::collections::HashMap;
 use std::io;
@@ -42,9 +42,9 @@ use std::time::Duration;
 
 use gatehouse_config::{Config, ErrorLog, Rotate};
 
-pub use error_log::{ErrorLogWriter, RequestScope, install_panic_hook};
+pub(crate) use error_log::{ErrorLogWriter, RequestScope, install_panic_hook};
 pub use perms::{Problem, check_log_dirs};
-pub use sink::Sink;
+pub(crate) use sink::Sink;
 
 use error_log::Destination;
 use sink::Reports;
@@ -123,7 +123,7 @@ pub(crate) fn submit(sink: &Arc<Sink>, line: Vec<u8>) -> io::Result<()> {
 
 /// Waits until every line queued so far is written (at most 5 s). Returns false if the
 /// writer did not catch up in time (a stalled disk).
-pub fn flush() -> bool {
+pub(crate) fn flush() -> bool {
     queue::global().flush(FLUSH_TIMEOUT)
 }
 

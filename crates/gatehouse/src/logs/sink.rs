@@ -52,7 +52,7 @@ pub(crate) enum Reports {
 
 /// One log file and its writer.
 #[derive(Debug)]
-pub struct Sink {
+pub(crate) struct Sink {
     path: PathBuf,
     what: String,
     reports: Reports,
@@ -124,7 +124,7 @@ impl Sink {
     }
 
     /// The current file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

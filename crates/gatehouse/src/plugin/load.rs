@@ -181,30 +181,25 @@ impl Plugin {
         image.instantiate(path, args)
     }
 
-    /// The file this plugin was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The app's name from its descriptor.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The app's version from its descriptor.
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         &self.version
     }
 
     /// Calls the app's `handle` with a fully built environ.
-    pub fn call(&self, environ: &Environ) -> Status {
+    pub(crate) fn call(&self, environ: &Environ) -> Status {
         // SAFETY: `instance` came from this plugin's `init`; `environ` and everything it
         // points to are valid for the call (built by `ffi`); handle is thread-safe by ABI.
         unsafe { (self.handle)(self.instance, environ) }
     }
 
     /// Runs the app's `shutdown` once; later calls do nothing.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -232,11 +227,6 @@ unsafe impl Send for Image {}
 
 /// Builds mapped so far, by the SHA-256 of their bytes.
 static IMAGES: Mutex<Option<HashMap<[u8; 32], Image>>> = Mutex::new(None);
-
-/// How many distinct plugin builds (by SHA-256) are mapped: what reloading retains.
-pub fn images_mapped() -> usize {
-    IMAGES.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, HashMap::len)
-}
 
 impl Image {
     /// Maps the library at `open` and reads its descriptor.

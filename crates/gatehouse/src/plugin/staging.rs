@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 /// changes with the link count, and hard links to a plugin file come and go (cargo makes
 /// them, and so do installers) without changing a byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
@@ -38,7 +38,7 @@ pub struct FileId {
 
 impl FileId {
     /// The identity of `path` (following symlinks), or None if it cannot be looked at.
-    pub fn of(path: &Path) -> Option<FileId> {
+    pub(crate) fn of(path: &Path) -> Option<FileId> {
         fs::metadata(path).ok().map(|m| FileId::from_metadata(&m))
     }
 
@@ -122,7 +122,7 @@ pub enum StageError {
 
 /// A plugin file copied into the cache, ready to load.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     /// The private copy (removed when this value is dropped).
     pub copy: PathBuf,
     /// The original file's identity when it was read.
@@ -140,7 +140,7 @@ impl Drop for Staged {
 
 /// What the trust checks do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Refuse a file that fails them (`check_plugins: true`).
     Enforce,
     /// Log a warning and load it (`check_plugins: false`).
@@ -151,19 +151,13 @@ pub enum Check {
 
 /// What a plugin file must satisfy before it is staged.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy<'a> {
+pub(crate) struct Policy<'a> {
     /// The trust checks.
     pub check: Check,
     /// Whose files are trusted.
     pub owners: gatehouse_trust::Owners,
     /// The digest the file must have (lower-case hex), if the alias pins one.
     pub sha256: Option<&'a str>,
-}
-
-impl Policy<'_> {
-    /// No checks at all (benchmarks, tests of other things).
-    pub const NONE: Policy<'static> =
-        Policy { check: Check::Skip, owners: gatehouse_trust::Owners { euid: 0 }, sha256: None };
 }
 
 /// The daemon's folder of private copies: `CACHE_DIR/run-PID`.
@@ -174,6 +168,12 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// The folder copies are written to.
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Creates `base/run-PID` (mode 0700), removing folders left there by daemons that are
     /// no longer running.
     pub fn create(base: &Path) -> io::Result<Cache> {
@@ -196,16 +196,11 @@ impl Cache {
         Ok(Cache { dir, next: AtomicU64::new(1) })
     }
 
-    /// The folder copies are written to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Reads `file`, checks it, and writes its private copy. An error comes with the
     /// identity of the file as read, when it was read whole.
     /// A trust failure comes without an identity: fixing it (`chmod`, `chown`) does not
     /// change the file's identity, so it is looked at again next time.
-    pub fn stage(
+    pub(crate) fn stage(
         &self,
         file: &Path,
         policy: &Policy<'_>,
@@ -349,6 +344,13 @@ pub fn check_elf(bytes: &[u8]) -> Result<(), StageError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+impl Policy<'_> {
+    /// No checks at all (tests of other things).
+    pub(crate) const NONE: Policy<'static> =
+        Policy { check: Check::Skip, owners: gatehouse_trust::Owners { euid: 0 }, sha256: None };
 }
 
 #[cfg(test)]

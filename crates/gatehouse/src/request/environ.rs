@@ -18,7 +18,7 @@ pub struct PairBuf {
 
 impl PairBuf {
     /// An empty buffer with room for about `pairs` entries of `bytes` total.
-    pub fn with_capacity(pairs: usize, bytes: usize) -> Self {
+    pub(crate) fn with_capacity(pairs: usize, bytes: usize) -> Self {
         PairBuf { bytes: Vec::with_capacity(bytes), spans: Vec::with_capacity(pairs) }
     }
 
@@ -32,7 +32,7 @@ impl PairBuf {
     }
 
     /// Appends a pair whose value is `value` formatted, without an intermediate string.
-    pub fn push_display(&mut self, name: &[u8], value: impl std::fmt::Display) {
+    pub(crate) fn push_display(&mut self, name: &[u8], value: impl std::fmt::Display) {
         use std::io::Write as _;
         // Writing into a Vec cannot fail.
         self.push_with(
@@ -53,7 +53,7 @@ impl PairBuf {
     }
 
     /// The pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.spans.iter().map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
     }
 
@@ -92,7 +92,7 @@ pub struct RouteVars<'a> {
 }
 
 /// The software name and version in SERVER_SOFTWARE.
-pub const SERVER_SOFTWARE: &str = concat!("Gatehouse/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER_SOFTWARE: &str = concat!("Gatehouse/", env!("CARGO_PKG_VERSION"));
 
 /// Whether a header name may become an `HTTP_*` variable. As Apache 2.4 does, names with
 /// anything but letters, digits and `-` are dropped, so `X_Forwarded_For` cannot pose as

@@ -16,7 +16,7 @@ use gatehouse_config::ProxyNet;
 
 /// What the request's origin is, after trusted proxies are believed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The client's address (the peer's own when nothing is believed).
     pub ip: IpAddr,
     /// `Some(true)` for `https`, `Some(false)` for `http`, as a trusted proxy said; `None`:
@@ -25,13 +25,13 @@ pub struct Origin {
 }
 
 /// Whether `ip` is one of the trusted proxies.
-pub fn trusted(ip: IpAddr, nets: &[ProxyNet]) -> bool {
+pub(crate) fn trusted(ip: IpAddr, nets: &[ProxyNet]) -> bool {
     nets.iter().any(|n| n.contains(ip))
 }
 
 /// A node of a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`, quoted or
 /// not. `unknown`, obfuscated (`_x`) and malformed nodes give `None`.
-pub fn parse_node(text: &str) -> Option<IpAddr> {
+pub(crate) fn parse_node(text: &str) -> Option<IpAddr> {
     let t = text.trim().trim_matches('"');
     if let Some(rest) = t.strip_prefix('[') {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
@@ -90,7 +90,13 @@ fn element(text: &str) -> (Option<&str>, Option<&str>) {
 
 /// The origin of a request from `peer`, given the values of its `Forwarded`,
 /// `X-Forwarded-For` and `X-Forwarded-Proto` header lines in the order received.
-pub fn origin<'a, F, X, P>(peer: IpAddr, nets: &[ProxyNet], forwarded: F, xff: X, xfp: P) -> Origin
+pub(crate) fn origin<'a, F, X, P>(
+    peer: IpAddr,
+    nets: &[ProxyNet],
+    forwarded: F,
+    xff: X,
+    xfp: P,
+) -> Origin
 where
     F: DoubleEndedIterator<Item = &'a str>,
     X: DoubleEndedIterator<Item = &'a str>,
@@ -119,7 +125,7 @@ where
 }
 
 /// [`origin`] for an actix request's headers.
-pub fn origin_of(
+pub(crate) fn origin_of(
     peer: IpAddr,
     nets: &[ProxyNet],
     headers: &actix_web::http::header::HeaderMap,

@@ -27,14 +27,14 @@ use tokio::sync::mpsc;
 use crate::request::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
-pub const MAX_FIELD: usize = 1024 * 1024;
+pub(crate) const MAX_FIELD: usize = 1024 * 1024;
 
 /// The most parameters (query and form fields together) one request may have, like PHP's
 /// `max_input_vars`: each costs memory many times its few bytes of body.
 pub const MAX_FIELDS: usize = 10_000;
 
 /// The most files one request may upload.
-pub const MAX_FILES: usize = 1_000;
+pub(crate) const MAX_FILES: usize = 1_000;
 
 /// A request refused while reading its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +73,7 @@ pub enum BodyError {
 
 impl BodyError {
     /// The reply when this happens before the app answered.
-    pub fn refusal(self, max_body: u64) -> InputError {
+    pub(crate) fn refusal(self, max_body: u64) -> InputError {
         match self {
             BodyError::TooLarge => InputError::too_large(format!(
                 "the request body is larger than this alias's max_body of {max_body} bytes"
@@ -114,7 +114,7 @@ pub struct Upload {
 
 impl Upload {
     /// Where the file is.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.file
     }
 }
@@ -143,7 +143,7 @@ pub enum BodyKind {
 
 /// The limits of reading one request body: size and time.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
+pub(crate) struct BodyLimits {
     /// The whole body.
     pub max_body: u64,
     /// How long the body may take, before `min_rate` extends it.
@@ -169,7 +169,7 @@ pub struct Limits<'a> {
 
 impl Limits<'_> {
     /// The body's size and time limits.
-    pub fn body(&self) -> BodyLimits {
+    pub(crate) fn body(&self) -> BodyLimits {
         BodyLimits { max_body: self.max_body, timeout: self.body_timeout, min_rate: self.min_rate }
     }
 }
@@ -431,7 +431,7 @@ async fn multipart(
 /// reads why its body stopped, not just that it did). An app that takes no chunk for
 /// `stall` is stuck: the pump gives up with [`BodyError::AppStalled`]. Call it on an actix
 /// (or tokio `LocalSet`) thread: an error may leave a local task behind to deliver it.
-pub async fn pump<P>(
+pub(crate) async fn pump<P>(
     payload: P,
     tx: mpsc::Sender<Result<Bytes, BodyError>>,
     limits: BodyLimits,

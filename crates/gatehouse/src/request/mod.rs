@@ -3,6 +3,6 @@
 //! ([`forwarded`]).
 
 pub mod environ;
-pub mod forwarded;
+pub(crate) mod forwarded;
 pub mod input;
 pub mod route;

@@ -34,7 +34,7 @@ pub enum PathError {
 
 impl PathError {
     /// The HTTP status this refusal answers with.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             PathError::NotAbsolute | PathError::BadEscape | PathError::AboveRoot => 400,
             PathError::EncodedSlash | PathError::Nul => 404,
@@ -42,7 +42,7 @@ impl PathError {
     }
 
     /// What was wrong, for the client and the log.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             PathError::NotAbsolute => "the request path must start with /",
             PathError::BadEscape => "the request path has a % not followed by two hex digits",
@@ -223,7 +223,7 @@ impl Table {
     }
 
     /// Builds the table from a validated configuration.
-    pub fn from_config(config: &Config) -> Table {
+    pub(crate) fn from_config(config: &Config) -> Table {
         Table::new(
             config
                 .aliases
@@ -376,7 +376,7 @@ pub fn resolve_group_file(dir: &Path, name: &[u8]) -> Result<PathBuf, GroupMiss>
 
 /// The app name of a single-app alias: its URL's last segment (`/myapp` gives `myapp`),
 /// `root` for `/`.
-pub fn alias_app_name(url: &str) -> &str {
+pub(crate) fn alias_app_name(url: &str) -> &str {
     match url.rsplit('/').next() {
         Some(s) if !s.is_empty() => s,
         _ => "root",
