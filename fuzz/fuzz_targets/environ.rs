@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use actix_web::test::TestRequest;
 use gatehouse::request::environ::{RouteVars, cgi_vars};
+use gatehouse::request::forwarded::Origin;
 use gatehouse_config::Alias;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         &req,
         RouteVars { script_name: &path[..split], path_info: &path[split..], script_filename: b"/x/app.so" },
         alias(),
-        &[],
+        Origin::direct(&req),
     );
     let names: Vec<&[u8]> = vars.iter().map(|(n, _)| n).collect();
     for must in [&b"REQUEST_METHOD"[..], b"SCRIPT_NAME", b"PATH_INFO", b"QUERY_STRING", b"SERVER_NAME", b"SERVER_PORT"] {

@@ -11,6 +11,7 @@ use std::path::Path;
 use actix_web::HttpRequest;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::request::environ::{self, RouteVars};
+use gatehouse::request::forwarded::Origin;
 use gatehouse_config::Alias;
 
 mod common;
@@ -62,10 +63,10 @@ fn cgi_vars(c: &mut Criterion) {
             path_info: path_info.as_bytes(),
             script_filename: file,
         };
-        let vars = environ::cgi_vars(req, route, alias, &[]);
+        let vars = environ::cgi_vars(req, route, alias, Origin::direct(req));
         assert!(vars.get(b"REQUEST_METHOD").is_some());
         g.bench_function(*name, |b| {
-            b.iter(|| environ::cgi_vars(black_box(req), route, alias, &[]))
+            b.iter(|| environ::cgi_vars(black_box(req), route, alias, Origin::direct(req)))
         });
     }
     g.finish();
@@ -76,7 +77,7 @@ fn cgi_vars(c: &mut Criterion) {
         path_info: b"",
         script_filename: alias.path.as_os_str().as_encoded_bytes(),
     };
-    let vars = environ::cgi_vars(req, route, alias, &[]);
+    let vars = environ::cgi_vars(req, route, alias, Origin::direct(req));
     let mut g = c.benchmark_group("environ/fill_abi");
     g.bench_function(format!("POST /myapp (browser multipart), {} vars", vars.len()), |b| {
         let mut abi = Vec::new();

@@ -25,6 +25,7 @@ use gatehouse::http::response;
 use gatehouse::logs::debug::DebugLogs;
 use gatehouse::plugin::load::{InitArgs, Plugin};
 use gatehouse::request::environ::{self, PairBuf, RouteVars};
+use gatehouse::request::forwarded::Origin;
 use gatehouse::request::input::Input;
 use tokio::sync::oneshot;
 
@@ -115,7 +116,10 @@ fn invoke(c: &mut Criterion) {
             path_info: b"",
             script_filename: alias.path.as_os_str().as_encoded_bytes(),
         };
-        environ::cgi_vars(&wrk_get(uri), route, alias, &[])
+        {
+            let req = wrk_get(uri);
+            environ::cgi_vars(&req, route, alias, Origin::direct(&req))
+        }
     };
     let sample_vars = vars_of("/sample", &aliases[0], "/sample");
     let myapp_vars = vars_of("/myapp?id=A001", &aliases[1], "/myapp");

@@ -19,8 +19,8 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::host::Live;
-use crate::http::response::plain;
 use crate::metrics::{CLASSES, GLOBAL};
+use crate::request::answer::Answer;
 
 /// Binds `addr` and serves the metrics and status pages on it; returns where it listens.
 pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAddr>> {
@@ -34,7 +34,7 @@ pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAdd
             .route("/status", web::get().to(status))
             .route("/status.json", web::get().to(status_json))
             .default_service(web::to(|| async {
-                plain(404, "not found: try /metrics, /status or /status.json")
+                Answer::new(404, "not found: try /metrics, /status or /status.json").response()
             }))
     })
     .disable_signals()

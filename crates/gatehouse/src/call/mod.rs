@@ -4,6 +4,7 @@
 
 pub(crate) mod abi;
 pub(crate) mod body;
+pub(crate) mod deadline;
 pub mod pool;
 pub(crate) mod reply;
 
@@ -11,4 +12,4 @@ pub(crate) use abi::{bytes, guard, pairs};
 pub use abi::{head, invoke, invoke_inline};
 pub use body::{BodySource, body_error_code};
 pub use reply::{Call, Reply};
-pub(crate) use reply::{Chunk, Head, ReplySink, TIMED_OUT, log_app_error};
+pub(crate) use reply::{Chunk, Head, ReplySink, log_app_error};

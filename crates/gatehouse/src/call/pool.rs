@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::deadline::{Deadline, Runner};
+
 /// A unit of work: load the plugin if needed, call it, send the reply.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -66,7 +68,7 @@ impl Pool {
 
     /// Counts a call whose client got 504 while its thread still runs it; returns how many
     /// there are now. Pair each with one [`Pool::overdue_done`], in either order: claim the
-    /// call first (see `server::on_pool`), so that only one side decides it was overdue.
+    /// call first (see [`Deadline`]), so that only one side decides it was overdue.
     pub(crate) fn overdue_started(&self) -> usize {
         usize::try_from(self.overdue.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0)
     }
@@ -77,6 +79,7 @@ impl Pool {
     }
 
     /// Threads still running a call whose client already got 504.
+    #[cfg(test)]
     pub(crate) fn overdue(&self) -> usize {
         usize::try_from(self.overdue.load(Ordering::Acquire)).unwrap_or(0)
     }
@@ -115,6 +118,17 @@ impl Pool {
     #[cfg(test)]
     pub(crate) fn threads(&self) -> usize {
         self.spawned.load(Ordering::Acquire)
+    }
+}
+
+impl Runner for Pool {
+    fn overdue(&self, _: &Deadline, _: u64) -> String {
+        let busy = self.overdue_started();
+        format!(" ({busy} of its {} threads busy past their timeout)", self.max)
+    }
+
+    fn overdue_done(&self) {
+        Pool::overdue_done(self);
     }
 }
 

@@ -19,6 +19,7 @@ use gatehouse_abi::Status;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::debug::DebugLog;
+use crate::request::answer::Answer;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
 
@@ -58,10 +59,6 @@ pub struct Head {
 /// connection, never a truncated body that looks whole).
 pub(crate) type Chunk = Result<Bytes, std::io::Error>;
 
-/// The client's 504 body when an app (or a worker process for it) did not answer within
-/// the alias's `timeout`, whichever side noticed first.
-pub(crate) const TIMED_OUT: &str = "the app did not answer in time";
-
 /// What an app call produced, sent to the HTTP side as soon as it is known.
 #[derive(Debug)]
 pub enum Reply {
@@ -87,13 +84,9 @@ pub enum Reply {
     },
     /// The app failed before starting a response (the client gets 500).
     Failed(CallError),
-    /// The daemon answers without the app (a plugin that is missing or does not load).
-    Refused {
-        /// The status.
-        status: u16,
-        /// The message for the client.
-        message: &'static str,
-    },
+    /// The daemon answers without the app (a plugin that is missing or does not load, a
+    /// worker process that died or is not running).
+    Refused(Answer),
 }
 
 /// Why a call produced no usable reply (the client gets 500).
@@ -431,15 +424,15 @@ impl<'a> ReplySink<'a> {
     }
 
     /// [`ReplySink::abort`] for a caller on the async side.
-    pub(crate) async fn abort_async(mut self, status: u16, message: &'static str) {
+    pub(crate) async fn abort_async(mut self, answer: Answer) {
         match &self.reply {
             ReplyState::Streaming { chunks, .. } => {
-                let cut = Err(std::io::Error::other(message));
+                let cut = Err(std::io::Error::other(answer.message.into_owned()));
                 if send_async_within(chunks, cut, self.stall_limit).await == Sent::Stalled {
                     self.give_up();
                 }
             }
-            _ => self.abort(status, message),
+            _ => self.abort(answer),
         }
     }
 
@@ -479,16 +472,16 @@ impl<'a> ReplySink<'a> {
     }
 
     /// The call ended without `handle` returning: its worker process died or was killed.
-    /// A reply not started yet becomes `status` with `message`; a streaming one is cut.
-    pub(crate) fn abort(mut self, status: u16, message: &'static str) {
+    /// A reply not started yet becomes `answer`; a streaming one is cut.
+    pub(crate) fn abort(mut self, answer: Answer) {
         let mut direct = None;
         match std::mem::replace(&mut self.reply, ReplyState::Done) {
             ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => {
-                let _ = tx.send(Reply::Refused { status, message }, &mut direct);
+                let _ = tx.send(Reply::Refused(answer), &mut direct);
             }
             streaming @ ReplyState::Streaming { .. } => {
                 self.reply = streaming;
-                self.cut(std::io::Error::other(message));
+                self.cut(std::io::Error::other(answer.message.into_owned()));
             }
             ReplyState::Done => {}
         }

@@ -21,12 +21,13 @@
 //! [`AccessLog`] is an actix middleware wrapping the whole App: every response counts,
 //! the daemon's own 4xx/5xx answers included. A streamed body is counted as it goes out
 //! and the line is written when it ends, or when it is dropped (the client went away: the
-//! bytes sent so far). The handler tells the middleware the app and request id with
-//! [`note`]. Requests that never become a request (a malformed request line, which actix
+//! bytes sent so far). The handler tells the middleware the client, the app and the
+//! request id with [`note`]. Requests that never become a request (a malformed request line, which actix
 //! answers itself) are not in the access log. Lines are queued like debug-log lines
 //! ([`crate::logs`]): writing never waits for the disk.
 
 use std::future::{Future, Ready, ready};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -40,47 +41,27 @@ use actix_web::{HttpMessage as _, HttpRequest};
 
 use crate::logs::{self, Sink};
 
-/// What the handler learned about a request: recorded in its extensions by [`note`].
+/// What the handler learned about a request, handed to the access log in one request
+/// extension by [`note`]: the client (behind a trusted proxy, the client it names), the
+/// alias it was routed to (for the handler's metrics), the app and the request id.
 #[derive(Debug, Clone)]
-struct Served {
-    app: Option<Arc<str>>,
-    request_id: Option<u64>,
+pub(crate) struct Served {
+    pub(crate) client: IpAddr,
+    pub(crate) mount: Option<usize>,
+    pub(crate) app: Option<Arc<str>>,
+    pub(crate) request_id: Option<u64>,
 }
 
-/// Records, for the access log, the app that serves `req` (see [`app_name`]).
-pub(crate) fn note_app(req: &HttpRequest, alias_url: &str, group_name: Option<&str>) {
-    let app: Arc<str> = Arc::from(app_name(alias_url, group_name));
-    let mut ext = req.extensions_mut();
-    match ext.get_mut::<Served>() {
-        Some(s) => s.app = Some(app),
-        None => {
-            ext.insert(Served { app: Some(app), request_id: None });
-        }
+impl Served {
+    /// A request from `client`, not routed yet.
+    pub(crate) fn new(client: IpAddr) -> Served {
+        Served { client, mount: None, app: None, request_id: None }
     }
 }
 
-/// Records, for the access log, the id given to `req`.
-pub(crate) fn note(req: &HttpRequest, request_id: u64) {
-    let mut ext = req.extensions_mut();
-    match ext.get_mut::<Served>() {
-        Some(s) => s.request_id = Some(request_id),
-        None => {
-            ext.insert(Served { app: None, request_id: Some(request_id) });
-        }
-    }
-}
-
-/// The app name of an alias, as its debug log is named: a group's plugin NAME, else the
-/// alias URL's last segment (`/myapp` gives `myapp`), `root` for `/`. (The same rule as
-/// `host`'s.)
-pub(crate) fn app_name<'a>(alias_url: &'a str, group_name: Option<&'a str>) -> &'a str {
-    if let Some(name) = group_name {
-        return name;
-    }
-    match alias_url.rsplit('/').next() {
-        Some(s) if !s.is_empty() => s,
-        _ => "root",
-    }
+/// Records, for the access log, what the handler learned about `req`.
+pub(crate) fn note(req: &HttpRequest, served: Served) {
+    req.extensions_mut().insert(served);
 }
 
 /// The middleware: `App::new().wrap(AccessLog)`.
@@ -123,7 +104,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink, client(&req)));
+        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink, peer(&req)));
         let fut = self.service.call(req);
         Box::pin(async move {
             let res = match fut.await {
@@ -139,6 +120,7 @@ where
             let entry = entry.map(|mut entry| {
                 entry.status = res.status().as_u16();
                 if let Some(s) = res.request().extensions().get::<Served>() {
+                    entry.client = s.client.to_string();
                     entry.app = s.app.clone();
                     entry.request_id = s.request_id;
                 }
@@ -149,22 +131,11 @@ where
     }
 }
 
-/// The client's address for `%h`: the peer's, or, when the peer is one of
-/// `trusted_proxies`, the client it names (as `REMOTE_ADDR` and mod_remoteip's `%a`), so a
-/// log reader such as fail2ban sees clients, not the proxy.
-fn client(req: &ServiceRequest) -> String {
-    let Some(peer) = req.peer_addr() else { return "-".to_owned() };
-    let host = req.app_data::<actix_web::web::Data<crate::host::Live>>().map(|l| l.host());
-    match host {
-        Some(h) if !h.config.trusted_proxies.is_empty() => crate::request::forwarded::origin_of(
-            peer.ip(),
-            &h.config.trusted_proxies,
-            req.headers(),
-        )
-        .ip
-        .to_string(),
-        _ => peer.ip().to_string(),
-    }
+/// The peer's address for `%h`, until the handler names the client (behind one of
+/// `trusted_proxies`, the client it names, as `REMOTE_ADDR` and mod_remoteip's `%a`, so a
+/// log reader such as fail2ban sees clients, not the proxy).
+fn peer(req: &ServiceRequest) -> String {
+    req.peer_addr().map_or_else(|| "-".to_owned(), |p| p.ip().to_string())
 }
 
 /// One access-log line in the making.
@@ -384,18 +355,6 @@ mod tests {
     }
 
     #[test]
-    fn app_names_follow_the_debug_log_rule() {
-        for (url, group, want) in [
-            ("/myapp", None, "myapp"),
-            ("/a/b/sample", None, "sample"),
-            ("/", None, "root"),
-            ("/wsgi", Some("hello"), "hello"),
-        ] {
-            assert_eq!(app_name(url, group), want);
-        }
-    }
-
-    #[test]
     fn the_line_is_combined_log_format_plus_three_fields() {
         let sink = crate::logs::sink(
             std::path::Path::new("/nonexistent/access-test.log"),
@@ -452,7 +411,7 @@ mod tests {
         const N: u32 = 200_000;
         let started = Instant::now();
         for i in 0..N {
-            let mut e = Entry::begin(&req, Arc::clone(&sink), client(&req));
+            let mut e = Entry::begin(&req, Arc::clone(&sink), peer(&req));
             e.status = 200;
             e.app = Some(Arc::from("myapp"));
             e.request_id = Some(u64::from(i));

@@ -11,27 +11,12 @@ use std::task::{Context, Poll};
 use actix_web::HttpResponse;
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use crate::call::{Chunk, Head, Reply};
-
-/// A plain-text reply from the daemon itself: `STATUS REASON: message`.
-pub(crate) fn plain(status: u16, message: &str) -> HttpResponse {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status)
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        ))
-        .body(format!(
-            "{} {}: {message}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        ))
-}
+use crate::request::answer::Answer;
 
 /// The body of a streamed reply: the first chunk, then the channel. It also drives the
 /// request-body pump, when the app answers before reading the whole body, so the app can
@@ -147,7 +132,9 @@ pub fn from_reply(
                 None => resp.streaming(body),
             }
         }
-        Reply::Failed(_) => plain(500, "the app failed; the error log has the details"),
-        Reply::Refused { status, message } => plain(status, message),
+        Reply::Failed(_) => {
+            Answer::new(500, "the app failed; the error log has the details").response()
+        }
+        Reply::Refused(answer) => answer.response(),
     }
 }

@@ -27,6 +27,7 @@ use super::messages::decode_log;
 use super::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind};
 use super::sockets::{Conn, NoConn, Outcome, Sock, Worker, WorkerStatus};
 use super::spec::{Spec, describe_exit, pick, resident_bytes, spec};
+use crate::call::deadline::{Deadline, Runner};
 use crate::logs::capture;
 
 /// How often a slot thread looks at its worker's memory.
@@ -720,4 +721,20 @@ impl Inner {
         }
         log::error!("{message}");
     }
+}
+
+impl Runner for Group {
+    /// Kills the worker serving the overdue request, if one took it.
+    fn overdue(&self, deadline: &Deadline, request_id: u64) -> String {
+        match deadline.worker() {
+            Some(pid) => {
+                self.kill_overdue(pid, request_id, deadline.timeout());
+                format!(" and killed its worker process {pid} (a new one starts)")
+            }
+            None => " (no worker process had taken it)".to_owned(),
+        }
+    }
+
+    /// Nothing to count: a worker's threads are the worker's business.
+    fn overdue_done(&self) {}
 }

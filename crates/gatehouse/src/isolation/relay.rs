@@ -14,7 +14,6 @@
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -32,8 +31,10 @@ use super::group::Group;
 use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
 use super::sockets::{Conn, NoConn, Outcome, Sock};
-use crate::call::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
+use crate::call::deadline::Deadline;
+use crate::call::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
 use crate::logs::debug::DebugLog;
+use crate::request::answer::Answer;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
 
@@ -60,31 +61,23 @@ pub(crate) struct Relay<'a> {
     pub vars: &'a PairBuf,
     /// Parameters and uploads.
     pub input: &'a Input,
-    /// When the client gets 504 if no reply has started.
-    pub deadline: Instant,
-    /// The alias's timeout (for the logs, and how long a streamed reply or a body read
-    /// waits on a client that takes or sends nothing).
-    pub timeout: Duration,
+    /// The request's deadline (its timeout is also how long a streamed reply or a body
+    /// read waits on a client that takes or sends nothing).
+    pub deadline: &'a Deadline,
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
 const TOO_MANY_FIELDS: &str = "the request has too many or too large form fields for the app's \
                                worker process; send fewer";
 
-/// Relays the request; the reply goes to `tx`. `pid` is set to the worker's pid while it
-/// serves the request (the HTTP side kills it past the timeout); `overdue` is set by the
-/// HTTP side when the client already got 504.
-pub(crate) async fn relay(
-    r: &Relay<'_>,
-    mut body: BodySource,
-    tx: oneshot::Sender<Reply>,
-    pid: &AtomicU32,
-    overdue: &AtomicBool,
-) {
-    let refuse = |tx: oneshot::Sender<Reply>, message: &'static str| {
-        let _ = tx.send(Reply::Refused { status: 503, message });
+/// Relays the request; the reply goes to `tx`. The deadline names the worker serving the
+/// request while it does (the HTTP side kills it past the timeout) and says when the client
+/// already got 504.
+pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Sender<Reply>) {
+    let refuse = |tx: oneshot::Sender<Reply>, answer: Answer| {
+        let _ = tx.send(Reply::Refused(answer));
     };
-    let conn = match r.group.acquire(r.deadline).await {
+    let conn = match r.group.acquire(r.deadline.at()).await {
         Ok(conn) => conn,
         Err(NoConn::Down(why)) => {
             log::warn!(
@@ -94,10 +87,13 @@ pub(crate) async fn relay(
             );
             return refuse(
                 tx,
-                "the app's worker processes are not running; the error log says why",
+                Answer::new(
+                    503,
+                    "the app's worker processes are not running; the error log says why",
+                ),
             );
         }
-        Err(NoConn::Stopping) => return refuse(tx, "the app is stopping"),
+        Err(NoConn::Stopping) => return refuse(tx, Answer::new(503, "the app is stopping")),
         Err(NoConn::Busy { waiting }) => {
             log::warn!(
                 "{} (request {}): {waiting} requests already wait for a worker process; \
@@ -105,30 +101,29 @@ pub(crate) async fn relay(
                 r.app,
                 r.request_id
             );
-            return refuse(tx, "the app is busy; retry shortly");
+            return refuse(tx, Answer::busy());
         }
         // Every worker stayed busy until the deadline: 504, as when the HTTP side's own
         // timer for the same deadline fires first (then this is dropped), so the client's
         // answer does not depend on which of the two wins.
         Err(NoConn::Timeout) => {
-            if !overdue.load(Ordering::Acquire) {
+            if !r.deadline.expired() {
                 log::warn!(
                     "{} (request {}): no worker process took the request within {:?}; \
                      answered 504",
                     r.app,
                     r.request_id,
-                    r.timeout
+                    r.deadline.timeout()
                 );
             }
-            let _ = tx.send(Reply::Refused { status: 504, message: TIMED_OUT });
-            return;
+            return refuse(tx, Answer::timed_out());
         }
     };
     // Given back however this ends: if the task is dropped midway (its HTTP worker
     // stopped), as `Abandoned`: the worker's state is then unknown, so it is killed.
     let mut borrowed = Borrowed { group: r.group, conn: Some(conn), outcome: Outcome::Abandoned };
     let Some(conn) = borrowed.conn.as_mut() else { return };
-    if overdue.load(Ordering::Acquire) {
+    if r.deadline.expired() {
         borrowed.outcome = Outcome::Done;
         return;
     }
@@ -165,11 +160,11 @@ pub(crate) async fn relay(
             r.request_id
         );
         borrowed.outcome = Outcome::Done;
-        let _ = tx.send(Reply::Refused { status: 413, message: TOO_MANY_FIELDS });
+        let _ = tx.send(Reply::Refused(Answer::too_large(TOO_MANY_FIELDS)));
         return;
     }
     let worker = std::sync::Arc::clone(&conn.worker);
-    pid.store(worker.pid, Ordering::Release);
+    r.deadline.serving(worker.pid);
     worker.in_flight_ids().push(r.request_id);
     // The body the HTTP side already has goes with the request (up to PRELOAD bytes).
     let mut preload = Vec::new();
@@ -194,7 +189,7 @@ pub(crate) async fn relay(
     };
     let outcome = match Attached::attach(conn, request) {
         Ok(mut io) => {
-            let outcome = exchange(r, &mut io, &mut body, tx, overdue, worker.pid).await;
+            let outcome = exchange(r, &mut io, &mut body, tx, worker.pid).await;
             match io.detach() {
                 Ok(()) => outcome,
                 Err(_) => Outcome::Broken,
@@ -202,7 +197,7 @@ pub(crate) async fn relay(
         }
         Err(e) => {
             log::error!("{} (request {}): worker socket: {e}", r.app, r.request_id);
-            let _ = tx.send(Reply::Refused { status: 502, message: DIED });
+            let _ = tx.send(Reply::Refused(Answer::new(502, DIED)));
             Outcome::Died
         }
     };
@@ -210,7 +205,7 @@ pub(crate) async fn relay(
         // A dead worker's ids stay for its report (its slot thread takes them).
         worker.in_flight_ids().retain(|&i| i != r.request_id);
     }
-    pid.store(0, Ordering::Release);
+    r.deadline.serving(0);
     borrowed.outcome = outcome;
 }
 
@@ -378,25 +373,25 @@ async fn exchange(
     io: &mut Attached<'_>,
     body: &mut BodySource,
     tx: oneshot::Sender<Reply>,
-    overdue: &AtomicBool,
     pid: u32,
 ) -> Outcome {
-    let mut sink =
-        ReplySink::channel(r.app, r.request_id, tx).for_request(r.vars).stall_limit(r.timeout);
+    let mut sink = ReplySink::channel(r.app, r.request_id, tx)
+        .for_request(r.vars)
+        .stall_limit(r.deadline.timeout());
     let mut gone = false;
     if io.flush().await.is_err() {
-        sink.abort(502, DIED);
+        sink.abort(Answer::new(502, DIED));
         return Outcome::Died;
     }
     loop {
-        let (kind, payload) = match next_frame(r, io, &sink, overdue, pid).await {
+        let (kind, payload) = match next_frame(r, io, &sink, pid).await {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return protocol(r, sink, &e.to_string()).await;
             }
             Err(e) => {
                 log::debug!("{} (request {}): worker socket: {e}", r.app, r.request_id);
-                sink.abort_async(502, DIED).await;
+                sink.abort_async(Answer::new(502, DIED)).await;
                 return Outcome::Died;
             }
         };
@@ -414,7 +409,7 @@ async fn exchange(
                     .unwrap_or_else(|| sink.body_stalled());
                 push_body(&mut io.conn.out, &chunk);
                 if io.flush().await.is_err() {
-                    sink.abort_async(502, DIED).await;
+                    sink.abort_async(Answer::new(502, DIED)).await;
                     return Outcome::Died;
                 }
                 Status::OK
@@ -441,13 +436,8 @@ async fn exchange(
             }
             Kind::Refused => {
                 let missing = io.payload(payload).first() == Some(&0);
-                let (status, message) = match (missing, r.kind) {
-                    (true, _) | (false, AliasKind::Group) => (404, "no such app"),
-                    (false, AliasKind::App) => {
-                        (500, "the app could not be loaded; the error log says why")
-                    }
-                };
-                sink.abort_async(status, message).await;
+                let answer = Answer::unavailable(missing, r.kind == AliasKind::Group);
+                sink.abort_async(answer).await;
                 return Outcome::Done;
             }
             other => return protocol(r, sink, &format!("unexpected {other:?}")).await,
@@ -472,29 +462,28 @@ async fn next_frame(
     r: &Relay<'_>,
     io: &mut Attached<'_>,
     sink: &ReplySink<'_>,
-    overdue: &AtomicBool,
     pid: u32,
 ) -> std::io::Result<(Kind, std::ops::Range<usize>)> {
+    let deadline = r.deadline.at();
     loop {
         let Some(gone) = sink.waiter_gone() else { return io.read().await };
-        if overdue.load(Ordering::Acquire) {
+        if r.deadline.expired() {
             // The client got 504 and the worker was killed: its socket ends.
             return io.read().await;
         }
         let now = Instant::now();
-        if now >= r.deadline && gone {
-            overdue.store(true, Ordering::Release);
+        if now >= deadline && gone && r.deadline.claim() {
             log::warn!(
                 "{} (request {}): the client left and the app did not answer within {:?}; \
                  killed its worker process {pid} (a new one starts)",
                 r.app,
                 r.request_id,
-                r.timeout
+                r.deadline.timeout()
             );
-            r.group.kill_overdue(pid, r.request_id, r.timeout);
+            r.group.kill_overdue(pid, r.request_id, r.deadline.timeout());
             return io.read().await;
         }
-        let until = if now < r.deadline { r.deadline } else { now + WAITER_CHECK };
+        let until = if now < deadline { deadline } else { now + WAITER_CHECK };
         // (Reading is cancel-safe: what was read stays in the buffer.)
         if let Ok(frame) = tokio::time::timeout_at(until.into(), io.read()).await {
             return frame;
@@ -504,6 +493,7 @@ async fn next_frame(
 
 async fn protocol(r: &Relay<'_>, sink: ReplySink<'_>, what: &str) -> Outcome {
     log::error!("{} (request {}): the worker broke the framing: {what}", r.app, r.request_id);
-    sink.abort_async(502, "the app's worker process failed; the error log says why").await;
+    sink.abort_async(Answer::new(502, "the app's worker process failed; the error log says why"))
+        .await;
     Outcome::Broken
 }

@@ -8,6 +8,8 @@ use actix_web::HttpRequest;
 use gatehouse_abi::{Pair, Str};
 use gatehouse_config::Alias;
 
+use crate::request::forwarded::Origin;
+
 /// Name/value byte-string pairs stored in one buffer, in insertion order.
 #[derive(Debug, Default, Clone)]
 pub struct PairBuf {
@@ -114,25 +116,14 @@ fn passes(name: &str, alias: &Alias) -> bool {
 
 /// Builds the CGI/WSGI variables of a request as mod_wsgi does, then adds the alias's `env`
 /// settings whose names the request did not already set. An HTTPS connection gives
-/// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); a peer among `proxies`
-/// (`trusted_proxies`) may say who the client is and which scheme it used (see
-/// [`crate::request::forwarded`]).
-pub fn cgi_vars(
-    req: &HttpRequest,
-    route: RouteVars<'_>,
-    alias: &Alias,
-    proxies: &[gatehouse_config::ProxyNet],
-) -> PairBuf {
+/// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); `origin` is the client as
+/// the handler worked it out once (a peer among `trusted_proxies` may say who the client is
+/// and which scheme it used: see [`crate::request::forwarded`]).
+pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias, origin: Origin) -> PairBuf {
     let env = &alias.env;
     let headers = req.headers();
     let peer = req.peer_addr();
-    let origin = match peer {
-        Some(p) if !proxies.is_empty() => {
-            Some(crate::request::forwarded::origin_of(p.ip(), proxies, headers))
-        }
-        _ => None,
-    };
-    let https = origin.and_then(|o| o.https).unwrap_or_else(|| req.app_config().secure());
+    let https = origin.https.unwrap_or_else(|| req.app_config().secure());
     let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 768);
     let uri = req.uri();
     vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
@@ -176,7 +167,7 @@ pub fn cgi_vars(
     vars.push(b"GATEWAY_INTERFACE", b"CGI/1.1");
     if let Some(peer) = peer {
         // The client a trusted proxy named, on the peer's port.
-        let ip = origin.map_or(peer.ip(), |o| o.ip);
+        let ip = origin.ip;
         push_peer(&mut vars, SocketAddr::new(ip, peer.port()));
     }
     let scheme: &[u8] = if https { b"https" } else { b"http" };

@@ -16,12 +16,21 @@ use gatehouse_config::ProxyNet;
 
 /// What the request's origin is, after trusted proxies are believed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Origin {
+pub struct Origin {
     /// The client's address (the peer's own when nothing is believed).
     pub ip: IpAddr,
     /// `Some(true)` for `https`, `Some(false)` for `http`, as a trusted proxy said; `None`:
     /// the connection's own scheme stands.
     pub https: Option<bool>,
+}
+
+impl Origin {
+    /// The connection's own peer, believed as it is (no trusted proxy in between); the
+    /// unspecified address when there is no peer (a request made in a test).
+    pub fn direct(req: &actix_web::HttpRequest) -> Origin {
+        let ip = req.peer_addr().map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| p.ip());
+        Origin { ip, https: None }
+    }
 }
 
 /// Whether `ip` is one of the trusted proxies.
@@ -125,7 +134,7 @@ where
 }
 
 /// [`origin`] for an actix request's headers.
-pub(crate) fn origin_of(
+pub fn origin_of(
     peer: IpAddr,
     nets: &[ProxyNet],
     headers: &actix_web::http::header::HeaderMap,

@@ -24,6 +24,7 @@ use futures_util::{Stream, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use super::answer::Answer;
 use crate::request::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
@@ -35,26 +36,6 @@ pub const MAX_FIELDS: usize = 10_000;
 
 /// The most files one request may upload.
 pub(crate) const MAX_FILES: usize = 1_000;
-
-/// A request refused while reading its input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct InputError {
-    /// The HTTP status to answer with (400, 413, 500).
-    pub status: u16,
-    /// What was wrong, for the client.
-    pub message: String,
-}
-
-impl InputError {
-    fn bad(message: impl Into<String>) -> Self {
-        InputError { status: 400, message: message.into() }
-    }
-
-    fn too_large(message: impl Into<String>) -> Self {
-        InputError { status: 413, message: message.into() }
-    }
-}
 
 /// Why a streamed body stopped early, as the app's body reader reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,31 +50,6 @@ pub enum BodyError {
     TimedOut,
     /// The app took no chunk for its alias's `timeout`: it is stuck (504).
     AppStalled,
-}
-
-impl BodyError {
-    /// The reply when this happens before the app answered.
-    pub(crate) fn refusal(self, max_body: u64) -> InputError {
-        match self {
-            BodyError::TooLarge => InputError::too_large(format!(
-                "the request body is larger than this alias's max_body of {max_body} bytes"
-            )),
-            BodyError::Malformed => InputError::bad(
-                "the request body is shorter than its Content-Length or badly chunked",
-            ),
-            BodyError::Disconnected => {
-                InputError::bad("the client went away while sending the body")
-            }
-            BodyError::TimedOut => InputError {
-                status: 408,
-                message: "the request body was not received in time".into(),
-            },
-            BodyError::AppStalled => InputError {
-                status: 504,
-                message: "the app did not read the request body in time".into(),
-            },
-        }
-    }
 }
 
 /// An uploaded file spooled to disk for the duration of the request.
@@ -176,21 +132,21 @@ impl Limits<'_> {
 
 /// Decides how to read a request's body from its headers; a Content-Length past
 /// `max_body` is refused here, before anything is read.
-pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, InputError> {
+pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, Answer> {
     let headers = req.headers();
     let length = match headers.get(header::CONTENT_LENGTH) {
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| InputError::bad("the Content-Length header is not a number"))?,
+                .ok_or_else(|| Answer::bad("the Content-Length header is not a number"))?,
         ),
         None => None,
     };
     if let Some(len) = length
         && len > max_body
     {
-        return Err(InputError::too_large(format!(
+        return Err(Answer::too_large(format!(
             "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
         )));
     }
@@ -228,14 +184,14 @@ fn form_component(raw: &[u8]) -> Result<String, std::str::Utf8Error> {
 }
 
 /// Parses an urlencoded form body into `params`, refusing text that is not UTF-8.
-pub fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputError> {
+pub fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), Answer> {
     for (i, field) in body.split(|&b| b == b'&').filter(|f| !f.is_empty()).enumerate() {
         let (name, value) = match field.iter().position(|&b| b == b'=') {
             Some(eq) => (&field[..eq], &field[eq + 1..]),
             None => (field, &b""[..]),
         };
         let bad_utf8 =
-            || InputError::bad(format!("form field #{} is not valid UTF-8 after decoding", i + 1));
+            || Answer::bad(format!("form field #{} is not valid UTF-8 after decoding", i + 1));
         let name = form_component(name).map_err(|_| bad_utf8())?;
         let value = form_component(value).map_err(|_| bad_utf8())?;
         params.push(name.as_bytes(), value.as_bytes());
@@ -246,8 +202,8 @@ pub fn urlencoded_params(body: &[u8], params: &mut PairBuf) -> Result<(), InputE
     Ok(())
 }
 
-fn too_many_fields() -> InputError {
-    InputError::too_large(format!(
+fn too_many_fields() -> Answer {
+    Answer::too_large(format!(
         "the request has more than {MAX_FIELDS} parameters (query and form fields); send fewer"
     ))
 }
@@ -330,14 +286,14 @@ pub async fn read_form(
     kind: BodyKind,
     limits: Limits<'_>,
     input: &mut Input,
-) -> Result<(), InputError> {
+) -> Result<(), Answer> {
     let body = limited(payload, limits.body());
     match kind {
         BodyKind::Urlencoded => {
             let mut buf = BytesMut::new();
             let mut body = std::pin::pin!(body);
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| payload_error(&e).refusal(limits.max_body))?;
+                let chunk = chunk.map_err(|e| Answer::body(payload_error(&e), limits.max_body))?;
                 buf.extend_from_slice(&chunk);
             }
             urlencoded_params(&buf, &mut input.params)
@@ -348,13 +304,13 @@ pub async fn read_form(
 }
 
 /// The reply for a multipart parse failure.
-fn multipart_error(e: MultipartError, max_body: u64) -> InputError {
+fn multipart_error(e: MultipartError, max_body: u64) -> Answer {
     match e {
-        MultipartError::Payload(p) => payload_error(&p).refusal(max_body),
+        MultipartError::Payload(p) => Answer::body(payload_error(&p), max_body),
         e => {
             let detail =
                 std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default();
-            InputError::bad(format!("malformed multipart/form-data body: {e}{detail}"))
+            Answer::bad(format!("malformed multipart/form-data body: {e}{detail}"))
         }
     }
 }
@@ -366,7 +322,7 @@ async fn multipart(
     body: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
     limits: Limits<'_>,
     input: &mut Input,
-) -> Result<(), InputError> {
+) -> Result<(), Answer> {
     let mut form = Multipart::new(req.headers(), body);
     let malformed = |e| multipart_error(e, limits.max_body);
     while let Some(field) = form.next().await {
@@ -379,13 +335,13 @@ async fn multipart(
             while let Some(chunk) = field.next().await {
                 value.extend_from_slice(&chunk.map_err(malformed)?);
                 if value.len() > MAX_FIELD {
-                    return Err(InputError::too_large(format!(
+                    return Err(Answer::too_large(format!(
                         "form field {name:?} is larger than {MAX_FIELD} bytes; send large values as a file"
                     )));
                 }
             }
             let value = String::from_utf8(value)
-                .map_err(|_| InputError::bad(format!("form field {name:?} is not valid UTF-8")))?;
+                .map_err(|_| Answer::bad(format!("form field {name:?} is not valid UTF-8")))?;
             input.params.push(name.as_bytes(), value.as_bytes());
             if input.params.len() > MAX_FIELDS {
                 return Err(too_many_fields());
@@ -393,14 +349,14 @@ async fn multipart(
             continue;
         };
         if input.uploads.len() >= MAX_FILES {
-            return Err(InputError::too_large(format!(
+            return Err(Answer::too_large(format!(
                 "the request uploads more than {MAX_FILES} files; send fewer at a time"
             )));
         }
         let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
         let spool_error = |e: std::io::Error| {
             log::error!("cannot spool an upload to {}: {e}", limits.upload_dir.display());
-            InputError { status: 500, message: "the upload could not be stored".to_owned() }
+            Answer::new(500, "the upload could not be stored")
         };
         let mut file = tempfile::Builder::new()
             .prefix("gatehouse-upload-")
@@ -411,7 +367,7 @@ async fn multipart(
             let chunk = chunk.map_err(malformed)?;
             size += chunk.len() as u64;
             if size > limits.max_upload {
-                return Err(InputError::too_large(format!(
+                return Err(Answer::too_large(format!(
                     "uploaded file {filename:?} (field {name:?}) is larger than this alias's max_upload of {} bytes",
                     limits.max_upload
                 )));
@@ -610,14 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn body_errors_map_to_statuses() {
-        for (e, status) in [
-            (BodyError::TooLarge, 413),
-            (BodyError::Malformed, 400),
-            (BodyError::Disconnected, 400),
-        ] {
-            assert_eq!(e.refusal(10).status, status);
-        }
+    fn payload_errors_map_to_body_errors() {
         assert_eq!(payload_error(&PayloadError::Overflow), BodyError::TooLarge);
         assert_eq!(payload_error(&PayloadError::Incomplete(None)), BodyError::Malformed);
     }

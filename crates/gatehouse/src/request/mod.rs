@@ -2,7 +2,8 @@
 //! ([`input`]), its CGI/WSGI variables ([`environ`]) and trusted-proxy headers
 //! ([`forwarded`]).
 
+pub mod answer;
 pub mod environ;
-pub(crate) mod forwarded;
+pub mod forwarded;
 pub mod input;
 pub mod route;
