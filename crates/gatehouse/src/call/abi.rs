@@ -26,28 +26,194 @@ struct RequestState<'a> {
     body: BodySource,
     /// The rest of the body chunk being read.
     pending: Bytes,
+    /// The bytes of the last read, until they are copied to the app.
+    taken: Bytes,
     sink: ReplySink<'a>,
+}
+
+impl Backend for RequestState<'_> {
+    fn read_body(&mut self, cap: usize) -> Result<&[u8], Status> {
+        while self.pending.is_empty() {
+            let next = match self.sink.body_wait() {
+                None => self.body.next_chunk(),
+                Some(limit) => {
+                    self.body.next_chunk_within(limit).unwrap_or_else(|| self.sink.body_stalled())
+                }
+            };
+            match next {
+                Ok(Some(chunk)) => self.pending = chunk,
+                Ok(None) => return Ok(&[]),
+                Err(e) => return Err(body_error_code(e)),
+            }
+        }
+        let n = cap.min(self.pending.len());
+        self.taken = self.pending.split_to(n);
+        Ok(&self.taken)
+    }
+
+    fn debug_log(&mut self, message: &[u8], must: bool) -> Status {
+        if !self.call.develop_mode && !must {
+            return Status::OK;
+        }
+        match self.call.debug.write(self.call.request_id, message) {
+            Ok(()) => Status::OK,
+            Err(_) => Status::ERROR,
+        }
+    }
+
+    fn log_error(&mut self, message: &[u8]) {
+        log_app_error(self.call.app, self.call.request_id, message);
+    }
+
+    fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
+        self.sink.start(head)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Status {
+        self.sink.write(data)
+    }
+
+    fn flush(&mut self) -> Status {
+        self.sink.flush()
+    }
+}
+
+/// The callbacks of an in-process call.
+static HOST_API: HostApi = host_api::<RequestState<'static>>();
+
+/// Where an app call runs, seen from its callbacks: what each [`HostApi`] callback does, in
+/// safe Rust. The in-process call (`RequestState`, below) and a worker process's call
+/// (`isolation::boundary`) implement it; the `extern "C"` shims are written once, generic
+/// over it ([`host_api`]).
+pub(crate) trait Backend {
+    /// At most `cap` (> 0) bytes of the request body, consumed: empty at its end, or the
+    /// status of a failed body.
+    fn read_body(&mut self, cap: usize) -> Result<&[u8], Status>;
+    /// A `debug_log` line (`must`: written even without develop mode).
+    fn debug_log(&mut self, message: &[u8], must: bool) -> Status;
+    /// A `log_error` line.
+    fn log_error(&mut self, message: &[u8]);
+    /// `start_response`: `head` validates the app's status and headers when called.
+    fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status;
+    /// A `write` of body bytes.
+    fn write(&mut self, data: &[u8]) -> Status;
+    /// A `flush`.
+    fn flush(&mut self) -> Status;
+}
+
+/// The callbacks of a call whose `request` handle points to a `B`.
+pub(crate) const fn host_api<B: Backend>() -> HostApi {
+    HostApi {
+        struct_size: std::mem::size_of::<HostApi>() as u32,
+        read_body: Some(read_body::<B>),
+        debug_log: Some(debug_log::<B>),
+        log_error: Some(log_error::<B>),
+        start_response: Some(start_response::<B>),
+        write: Some(write::<B>),
+        flush: Some(flush::<B>),
+    }
+}
+
+/// # Safety
+/// `request` must be the `B` pointer its caller passed in the environ, during the app's
+/// `handle` call, with no other reference to it alive. (A `B` is named with `'static`
+/// lifetimes in its `HostApi`; the object lives for the call, and no callback keeps a
+/// reference past its return.)
+unsafe fn backend<'s, B>(request: *mut c_void) -> Option<&'s mut B> {
+    // SAFETY: guaranteed by the caller; null is checked by `as_mut`.
+    unsafe { request.cast::<B>().as_mut() }
+}
+
+fn negative(s: Status) -> isize {
+    -(s.0 as isize)
+}
+
+unsafe extern "C" fn read_body<B: Backend>(
+    request: *mut c_void,
+    buf: *mut u8,
+    cap: usize,
+) -> isize {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return negative(Status::INVALID) };
+    if buf.is_null() && cap > 0 {
+        return negative(Status::INVALID);
+    }
+    guard(negative(Status::ERROR), || {
+        if cap == 0 {
+            return 0;
+        }
+        match b.read_body(cap) {
+            Ok(data) => {
+                let n = data.len().min(cap).min(isize::MAX as usize);
+                // SAFETY: the app guarantees `buf` has room for `cap >= n` bytes; the source
+                // is `n` bytes of the backend's buffer.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf, n) };
+                n as isize
+            }
+            Err(status) => negative(status),
+        }
+    })
+}
+
+unsafe extern "C" fn debug_log<B: Backend>(
+    request: *mut c_void,
+    message: Str,
+    must: u32,
+) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return Status::INVALID };
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let message = unsafe { bytes(&message) };
+    guard(Status::ERROR, || b.debug_log(message, must != 0))
+}
+
+unsafe extern "C" fn log_error<B: Backend>(request: *mut c_void, message: Str) {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return };
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let message = unsafe { bytes(&message) };
+    guard((), || b.log_error(message));
+}
+
+unsafe extern "C" fn start_response<B: Backend>(
+    request: *mut c_void,
+    status: u32,
+    headers: *const Pair,
+    headers_len: usize,
+) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return Status::INVALID };
+    // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
+    let Some(headers) = (unsafe { pairs(headers, headers_len) }) else { return Status::INVALID };
+    // SAFETY: the app's pairs are valid for this call, which `head` runs in.
+    guard(Status::ERROR, || b.start_response(|| unsafe { head(status, headers) }))
+}
+
+unsafe extern "C" fn write<B: Backend>(request: *mut c_void, data: Str) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return Status::INVALID };
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let data = unsafe { bytes(&data) };
+    guard(Status::ERROR, || b.write(data))
+}
+
+unsafe extern "C" fn flush<B: Backend>(request: *mut c_void) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return Status::INVALID };
+    guard(Status::ERROR, || b.flush())
 }
 
 /// Runs a callback body, turning a panic (a bug of ours) into `fallback` instead of an abort
 /// at the `extern "C"` boundary.
-pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
-}
-
-/// # Safety
-/// `request` must be the `RequestState` pointer `invoke` passed in the environ, during the
-/// app's `handle` call, with no other reference to it alive.
-unsafe fn state<'s>(request: *mut c_void) -> Option<&'s mut RequestState<'s>> {
-    // SAFETY: guaranteed by the caller; null is checked by `as_mut`.
-    unsafe { request.cast::<RequestState<'s>>().as_mut() }
 }
 
 /// The `len` pairs at `ptr` (none when `len` is 0); `None` for a null pointer with a length.
 ///
 /// # Safety
 /// `ptr` must point to `len` valid pairs for the returned lifetime (or `len` be 0).
-pub(crate) unsafe fn pairs<'a>(ptr: *const Pair, len: usize) -> Option<&'a [Pair]> {
+unsafe fn pairs<'a>(ptr: *const Pair, len: usize) -> Option<&'a [Pair]> {
     if len == 0 {
         return Some(&[]);
     }
@@ -60,68 +226,12 @@ pub(crate) unsafe fn pairs<'a>(ptr: *const Pair, len: usize) -> Option<&'a [Pair
 
 /// # Safety
 /// `s` must describe a readable byte range (or be null/empty) for the returned lifetime.
-pub(crate) unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
+unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
     if s.ptr.is_null() || s.len == 0 {
         return &[];
     }
     // SAFETY: guaranteed by the caller.
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
-}
-
-unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -> isize {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return -(Status::INVALID.0 as isize) };
-    if buf.is_null() && cap > 0 {
-        return -(Status::INVALID.0 as isize);
-    }
-    guard(-(Status::ERROR.0 as isize), || {
-        if cap == 0 {
-            return 0;
-        }
-        while st.pending.is_empty() {
-            let next = match st.sink.body_wait() {
-                None => st.body.next_chunk(),
-                Some(limit) => {
-                    st.body.next_chunk_within(limit).unwrap_or_else(|| st.sink.body_stalled())
-                }
-            };
-            match next {
-                Ok(Some(chunk)) => st.pending = chunk,
-                Ok(None) => return 0,
-                Err(e) => return -(body_error_code(e).0 as isize),
-            }
-        }
-        let n = cap.min(st.pending.len()).min(isize::MAX as usize);
-        // SAFETY: the app guarantees `buf` has room for `cap >= n` bytes; the source is
-        // `n` bytes of `pending`.
-        unsafe { std::ptr::copy_nonoverlapping(st.pending.as_ptr(), buf, n) };
-        let _ = st.pending.split_to(n);
-        n as isize
-    })
-}
-
-unsafe extern "C" fn debug_log(request: *mut c_void, message: Str, must: u32) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let message = unsafe { bytes(&message) };
-    guard(Status::ERROR, || {
-        if !st.call.develop_mode && must == 0 {
-            return Status::OK;
-        }
-        match st.call.debug.write(st.call.request_id, message) {
-            Ok(()) => Status::OK,
-            Err(_) => Status::ERROR,
-        }
-    })
-}
-
-unsafe extern "C" fn log_error(request: *mut c_void, message: Str) {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let message = unsafe { bytes(&message) };
-    guard((), || log_app_error(st.call.app, st.call.request_id, message));
 }
 
 /// Headers an app may not set: the connection is the daemon's business.
@@ -168,45 +278,6 @@ pub unsafe fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
     }
     Ok(Head { status, headers: out, declared_len })
 }
-
-unsafe extern "C" fn start_response(
-    request: *mut c_void,
-    status: u32,
-    headers: *const Pair,
-    headers_len: usize,
-) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
-    let Some(headers) = (unsafe { pairs(headers, headers_len) }) else { return Status::INVALID };
-    // SAFETY: the app's pairs are valid for this call, which `head` runs in.
-    guard(Status::ERROR, || st.sink.start(|| unsafe { head(status, headers) }))
-}
-
-unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let data = unsafe { bytes(&data) };
-    guard(Status::ERROR, || st.sink.write(data))
-}
-
-unsafe extern "C" fn flush(request: *mut c_void) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    guard(Status::ERROR, || st.sink.flush())
-}
-
-/// The callbacks every request gets.
-static HOST_API: HostApi = HostApi {
-    struct_size: std::mem::size_of::<HostApi>() as u32,
-    read_body: Some(read_body),
-    debug_log: Some(debug_log),
-    log_error: Some(log_error),
-    start_response: Some(start_response),
-    write: Some(write),
-    flush: Some(flush),
-};
 
 /// Calls the app once on a pool thread; its reply goes to `reply` as soon as it is known (at
 /// the latest when `handle` returns), streaming when the app writes in pieces.
@@ -282,7 +353,7 @@ fn call_with(
             size: u.size,
         })
         .collect();
-    let mut state = RequestState { call, body, pending: Bytes::new(), sink };
+    let mut state = RequestState { call, body, pending: Bytes::new(), taken: Bytes::new(), sink };
     let environ = Environ {
         struct_size: std::mem::size_of::<Environ>() as u32,
         vars: vars.as_ptr(),

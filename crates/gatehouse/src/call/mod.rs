@@ -8,7 +8,6 @@ pub(crate) mod deadline;
 pub mod pool;
 pub(crate) mod reply;
 
-pub(crate) use abi::{bytes, guard, pairs};
 pub use abi::{head, invoke, invoke_inline};
 pub use body::{BodySource, body_error_code};
 pub use reply::{Call, Reply};

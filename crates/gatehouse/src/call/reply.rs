@@ -139,7 +139,7 @@ enum ReplyState {
 
 /// The reply side of one app call: the head and first write held back, then a stream.
 /// The in-process callbacks drive it, and so does the relay of a worker process's frames
-/// (`worker::relay`), so a reply means the same in both modes.
+/// (`isolation::relay`), so a reply means the same in both modes.
 pub(crate) struct ReplySink<'a> {
     app: &'a str,
     request_id: u64,

@@ -1,6 +1,7 @@
 //! The worker process's side of its two boundaries: the sockets it inherits from the
-//! daemon (adopted once, at start), and the [`HostApi`] callbacks an app calls, which turn
-//! into frames on the request's socket instead of the daemon's channels.
+//! daemon (adopted once, at start), and what the [`HostApi`] callbacks an app calls do
+//! there ([`Backend`] for `Remote`: frames on the request's socket instead of the daemon's
+//! channels; the `extern "C"` shims are `call::abi`'s, the same as in process).
 //!
 //! Like `ffi` in the daemon, the head and the writes are gathered, not sent one by one:
 //! a reply of one piece leaves as one `write` (Head, Data, End). A `flush`, reading the
@@ -14,18 +15,19 @@
 //! And one boundary the two sides share with the kernel's scheduler: the time slice of the
 //! daemon's threads and of its workers ([`set_time_slice`]).
 //!
-//! This is an ABI boundary module: `unsafe` is allowed here (and in `ffi` and `plugins`).
+//! This is an OS boundary module: `unsafe` is allowed here (and in `call::abi` and
+//! `plugin::load`).
 #![allow(unsafe_code)]
 
-use std::ffi::c_void;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use gatehouse_abi::{Environ, HostApi, Pair, Status, Str};
+use gatehouse_abi::{Environ, HostApi, Status};
 
 use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
-use crate::call::{bytes, guard, pairs};
+use crate::call::Head;
+use crate::call::abi::{Backend, host_api};
 use crate::plugin::load::Plugin;
 
 /// Registers `sock` with this thread's event loop for `interest` only.
@@ -154,189 +156,125 @@ impl Remote<'_> {
     }
 }
 
-/// # Safety
-/// `request` must be the `Remote` pointer [`call`] passed in the environ, during the app's
-/// `handle` call, with no other reference to it alive.
-unsafe fn state<'s>(request: *mut c_void) -> Option<&'s mut Remote<'s>> {
-    // SAFETY: guaranteed by the caller; null is checked by `as_mut`.
-    unsafe { request.cast::<Remote<'s>>().as_mut() }
-}
-
-fn negative(s: Status) -> isize {
-    -(s.0 as isize)
-}
-
-unsafe extern "C" fn read_body(request: *mut c_void, buf: *mut u8, cap: usize) -> isize {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return negative(Status::INVALID) };
-    if buf.is_null() && cap > 0 {
-        return negative(Status::INVALID);
-    }
-    guard(negative(Status::ERROR), || {
-        if cap == 0 {
-            return 0;
-        }
-        while st.at >= st.pending.len() {
-            if st.body_done {
+impl Backend for Remote<'_> {
+    fn read_body(&mut self, cap: usize) -> Result<&[u8], Status> {
+        while self.at >= self.pending.len() {
+            if self.body_done {
                 // After an error every read fails, as in-process: first with its code, then
                 // as DISCONNECTED (there, the reader's channel has closed).
-                let Some(code) = st.body_error else { return 0 };
-                st.body_error = Some(Status::DISCONNECTED.0);
-                return -(code as isize);
+                let Some(code) = self.body_error else { return Ok(&[]) };
+                self.body_error = Some(Status::DISCONNECTED.0);
+                return Err(Status(code));
             }
-            st.io.frame(Kind::ReadBody, |_| {});
-            if st.send() != Status::OK {
-                return negative(Status::DISCONNECTED);
+            self.io.frame(Kind::ReadBody, |_| {});
+            if self.send() != Status::OK {
+                return Err(Status::DISCONNECTED);
             }
             // The daemon answers every ReadBody, also after a Gone.
             loop {
-                match st.io.read() {
-                    Ok(Kind::Body) if st.io.payload().is_empty() => {
-                        st.body_done = true;
-                        return 0;
+                match self.io.read() {
+                    Ok(Kind::Body) if self.io.payload().is_empty() => {
+                        self.body_done = true;
+                        return Ok(&[]);
                     }
                     Ok(Kind::Body) => {
-                        st.pending.clear();
-                        st.pending.extend_from_slice(st.io.payload());
-                        st.at = 0;
+                        self.pending.clear();
+                        self.pending.extend_from_slice(self.io.payload());
+                        self.at = 0;
                         break;
                     }
                     Ok(Kind::BodyError) => {
-                        let code = super::proto::Get::new(st.io.payload(), "BodyError")
+                        let code = super::proto::Get::new(self.io.payload(), "BodyError")
                             .u32()
                             .unwrap_or(Status::ERROR.0);
-                        st.body_done = true;
-                        st.body_error = Some(Status::DISCONNECTED.0);
-                        return -(code as isize);
+                        self.body_done = true;
+                        self.body_error = Some(Status::DISCONNECTED.0);
+                        return Err(Status(code));
                     }
-                    Ok(Kind::Gone) => st.gone = true,
+                    Ok(Kind::Gone) => self.gone = true,
                     Ok(_) | Err(_) => {
-                        st.gone = true;
-                        st.body_done = true;
-                        st.body_error = Some(Status::DISCONNECTED.0);
-                        return negative(Status::DISCONNECTED);
+                        self.gone = true;
+                        self.body_done = true;
+                        self.body_error = Some(Status::DISCONNECTED.0);
+                        return Err(Status::DISCONNECTED);
                     }
                 }
             }
         }
-        let n = cap.min(st.pending.len() - st.at).min(isize::MAX as usize);
-        // SAFETY: the app guarantees `buf` has room for `cap >= n` bytes; the source is `n`
-        // bytes of `pending` from `at`.
-        unsafe { std::ptr::copy_nonoverlapping(st.pending[st.at..].as_ptr(), buf, n) };
-        st.at += n;
-        n as isize
-    })
-}
+        let start = self.at;
+        let n = cap.min(self.pending.len() - start);
+        self.at += n;
+        Ok(&self.pending[start..start + n])
+    }
 
-unsafe extern "C" fn debug_log(request: *mut c_void, message: Str, must: u32) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let message = unsafe { bytes(&message) };
-    guard(Status::ERROR, || {
-        if !st.develop_mode && must == 0 {
+    fn debug_log(&mut self, message: &[u8], must: bool) -> Status {
+        if !self.develop_mode && !must {
             return Status::OK;
         }
         // Sent at once: a line written before a crash must reach the log.
-        st.io.frame_bytes(Kind::Debug, message);
-        match st.io.flush() {
+        self.io.frame_bytes(Kind::Debug, message);
+        match self.io.flush() {
             Ok(()) => Status::OK,
             Err(_) => Status::ERROR,
         }
-    })
-}
+    }
 
-unsafe extern "C" fn log_error(request: *mut c_void, message: Str) {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let message = unsafe { bytes(&message) };
-    guard((), || {
-        st.io.frame_bytes(Kind::LogError, message);
-        let _ = st.io.flush();
-    });
-}
+    fn log_error(&mut self, message: &[u8]) {
+        self.io.frame_bytes(Kind::LogError, message);
+        let _ = self.io.flush();
+    }
 
-unsafe extern "C" fn start_response(
-    request: *mut c_void,
-    status: u32,
-    headers: *const Pair,
-    headers_len: usize,
-) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes `headers_len` valid pairs for the duration of this call.
-    let Some(headers) = (unsafe { pairs(headers, headers_len) }) else { return Status::INVALID };
-    guard(Status::ERROR, || {
-        if st.started {
-            return if st.gone { Status::DISCONNECTED } else { Status::BAD_STATE };
+    fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
+        if self.started {
+            return if self.gone { Status::DISCONNECTED } else { Status::BAD_STATE };
         }
-        // SAFETY: the pairs' strings are valid for this call, which `head` runs in.
-        let head = match unsafe { crate::call::head(status, headers) } {
+        let head = match head() {
             Ok(h) => h,
             Err(e) => return e,
         };
-        st.io.frame(Kind::Head, |out| encode_head(&head, out));
-        st.started = true;
+        self.io.frame(Kind::Head, |out| encode_head(&head, out));
+        self.started = true;
         Status::OK
-    })
-}
+    }
 
-unsafe extern "C" fn write(request: *mut c_void, data: Str) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    // SAFETY: the app passes a valid byte range for the duration of this call.
-    let data = unsafe { bytes(&data) };
-    guard(Status::ERROR, || {
-        if !st.started {
+    fn write(&mut self, data: &[u8]) -> Status {
+        if !self.started {
             return Status::BAD_STATE;
         }
-        if st.streaming && st.client_gone() || st.gone {
+        if self.streaming && self.client_gone() || self.gone {
             return Status::DISCONNECTED;
         }
         if data.is_empty() {
             // An empty write still counts as one (the daemon holds the first).
-            st.io.frame_bytes(Kind::Data, &[]);
+            self.io.frame_bytes(Kind::Data, &[]);
         }
         for piece in data.chunks(MAX_DATA) {
-            st.io.frame_bytes(Kind::Data, piece);
-            if st.io.pending() >= FLUSH_AT {
-                st.streaming = true;
-                if st.send() != Status::OK {
+            self.io.frame_bytes(Kind::Data, piece);
+            if self.io.pending() >= FLUSH_AT {
+                self.streaming = true;
+                if self.send() != Status::OK {
                     return Status::DISCONNECTED;
                 }
             }
         }
         Status::OK
-    })
-}
+    }
 
-unsafe extern "C" fn flush(request: *mut c_void) -> Status {
-    // SAFETY: the app passes back the handle it was given, during the call.
-    let Some(st) = (unsafe { state(request) }) else { return Status::INVALID };
-    guard(Status::ERROR, || {
-        if !st.started {
+    fn flush(&mut self) -> Status {
+        if !self.started {
             return Status::BAD_STATE;
         }
-        if st.gone {
+        if self.gone {
             return Status::DISCONNECTED;
         }
-        st.io.frame(Kind::Flush, |_| {});
-        st.streaming = true;
-        st.send()
-    })
+        self.io.frame(Kind::Flush, |_| {});
+        self.streaming = true;
+        self.send()
+    }
 }
 
 /// The callbacks of a call in a worker process.
-static WORKER_API: HostApi = HostApi {
-    struct_size: std::mem::size_of::<HostApi>() as u32,
-    read_body: Some(read_body),
-    debug_log: Some(debug_log),
-    log_error: Some(log_error),
-    start_response: Some(start_response),
-    write: Some(write),
-    flush: Some(flush),
-};
+static WORKER_API: HostApi = host_api::<Remote<'static>>();
 
 /// Calls `plugin` for `req`; its reply goes out on `io` as frames, ending with `End`
 /// (sent by the caller's next flush).
