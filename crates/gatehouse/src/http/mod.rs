@@ -4,6 +4,8 @@
 
 pub mod access;
 pub mod handler;
+#[cfg(test)]
+mod handler_tests;
 pub mod listen;
 pub mod response;
 
