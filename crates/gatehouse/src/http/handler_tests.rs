@@ -10,7 +10,7 @@
 //! `libhello.so` (`cargo build -p hello`, into the same target folder as this test binary,
 //! or a folder named by `GATEHOUSE_TEST_PLUGINS`) and is skipped with a message without it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::http::{Method, header};
@@ -19,6 +19,7 @@ use actix_web::{App, web};
 
 use super::handle;
 use crate::host::{Host, Live};
+use crate::plugin::test_plugins::hello_dir;
 
 /// What a row expects as the body.
 #[derive(Debug, Clone, Copy)]
@@ -99,26 +100,6 @@ aliases:
     // As the daemon does at start: /broken fails, /missing is only warned about.
     assert_eq!(host.load_single_apps(), 1, "only /broken should fail to load");
     Fixture { _tmp: tmp, host }
-}
-
-/// The folder holding `libhello.so`: `GATEHOUSE_TEST_PLUGINS`, else the profile folder of
-/// this test binary (`target/debug`, where `cargo build -p hello` puts it).
-fn hello_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("GATEHOUSE_TEST_PLUGINS") {
-        Some(dir) => PathBuf::from(dir),
-        // target/debug/deps/gatehouse-HASH → target/debug
-        None => std::env::current_exe().ok()?.parent()?.parent()?.to_path_buf(),
-    };
-    if dir.join("libhello.so").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no libhello.so in {} (run `cargo build -p hello` with the same target \
-             folder, or set GATEHOUSE_TEST_PLUGINS to the folder holding it)",
-            dir.display()
-        );
-        None
-    }
 }
 
 /// Sends every row through [`handle`] on `host` and checks its answer; fails with every
