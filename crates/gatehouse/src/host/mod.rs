@@ -27,6 +27,8 @@
 
 mod live;
 mod next;
+#[cfg(test)]
+mod next_tests;
 pub use live::Live;
 pub(crate) use next::init_env;
 use next::{AppsKey, WorkersKey};

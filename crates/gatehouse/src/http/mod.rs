@@ -4,6 +4,8 @@
 
 pub(crate) mod access;
 pub(crate) mod handler;
+#[cfg(test)]
+mod handler_tests;
 pub(crate) mod listen;
 pub mod response;
 

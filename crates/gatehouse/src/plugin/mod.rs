@@ -3,3 +3,5 @@
 
 pub mod load;
 pub mod staging;
+#[cfg(test)]
+pub(crate) mod test_plugins;
