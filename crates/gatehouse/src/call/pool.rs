@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::logs::per_request;
+
 /// A unit of work: load the plugin if needed, call it, send the reply.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -107,7 +109,7 @@ impl Pool {
             .spawn(move || worker(&shared));
         if let Err(e) = spawned {
             self.spawned.fetch_sub(1, Ordering::AcqRel);
-            log::error!("cannot start an app thread for {}: {e}", self.name);
+            per_request!(Error, self.name, None; "cannot start an app thread: {e}");
         }
     }
 
@@ -126,7 +128,8 @@ fn worker(shared: &Shared) {
         // A job that panics (a bug of ours, not the app's: the SDK catches those) drops its
         // reply sender, so its request answers 500; the thread lives on.
         if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            log::error!("an app job panicked in the daemon; its request got a 500");
+            per_request!(Error, "an app job", None;
+                "panicked in the daemon; its request got a 500");
         }
     }
 }

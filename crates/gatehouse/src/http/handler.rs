@@ -23,6 +23,7 @@ use crate::call::{self, BodySource, Reply};
 use crate::host::Live;
 use crate::host::{Host, Unavailable};
 use crate::http::response::{self, plain};
+use crate::logs::per_request;
 use crate::request::environ::{self, PairBuf, RouteVars};
 use crate::request::input::{self, BodyError, BodyKind, Input, Limits};
 use crate::request::route::{self, GroupMiss, Route};
@@ -65,11 +66,11 @@ fn target_of(host: &Host, raw_path: &str) -> Result<Result<Target, Answer>, (u16
         Some(name) => match host.group_file(mount, name) {
             Ok((file, name)) => (file, Some(name)),
             Err(GroupMiss::Forbidden(why)) => {
-                log::info!("{}: 403: {why}", m.alias.url);
+                per_request!(Info, m.alias.url, None; "403: {why}");
                 return Ok(Err((403, "not an app", Some(mount))));
             }
             Err(GroupMiss::NotFound(why)) => {
-                log::info!("{}: 404: {why}", m.alias.url);
+                per_request!(Info, m.alias.url, None; "404: {why}");
                 return Ok(Err((404, "no such app", Some(mount))));
             }
         },
@@ -245,7 +246,12 @@ async fn respond(
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
         let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
-        return response::from_reply(call::invoke_inline(&loaded.plugin, &call), is_head, None);
+        return response::from_reply(
+            call::invoke_inline(&loaded.plugin, &call),
+            request_id,
+            is_head,
+            None,
+        );
     }
     on_pool(Arc::clone(&host), Prepared { t, vars, input, body, request_id }, pump, is_head).await
 }
@@ -310,11 +316,8 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                 if overdue_now {
                     m.pool.overdue_done();
                 }
-                log::info!(
-                    "{} (request {request_id}): not run: its client got 504 or left while it \
-                     waited for a thread",
-                    m.alias.url
-                );
+                per_request!(Info, m.alias.url, request_id;
+                    "not run: its client got 504 or left while it waited for a thread");
                 return;
             }
             match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
@@ -323,13 +326,11 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
                     call::invoke(&loaded.plugin, &call, body, tx, m.alias.limits.timeout);
                     if job_overdue.swap(true, Ordering::AcqRel) {
                         m.pool.overdue_done();
-                        log::warn!(
-                            "app {} (request {request_id}) returned after {:.1} s, past its timeout \
-                             of {:?}; its thread is free again",
-                            loaded.app,
+                        per_request!(Warn, format_args!("app {}", loaded.app), request_id;
+                            "returned after {:.1} s, past its timeout of {:?}; its thread is \
+                             free again",
                             started.elapsed().as_secs_f64(),
-                            m.alias.limits.timeout
-                        );
+                            m.alias.limits.timeout);
                     }
                 }
                 Err(u) => {
@@ -352,7 +353,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             }
         });
         if let Err(busy) = pool.submit(job) {
-            log::warn!("{}: {busy}; answered 503", alias.url);
+            per_request!(Warn, alias.url, request_id; "{busy}; answered 503");
             let mut resp = plain(503, "the app is busy; retry shortly");
             resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             return resp;
@@ -376,34 +377,27 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             if let Some(workers) = &host.mounts[mount].workers {
                 let pid = worker_pid.load(Ordering::Acquire);
                 if pid != 0 {
-                    log::warn!(
-                        "{} (request {request_id}): the app did not answer within {timeout:?}; \
-                         answered 504 and killed its worker process {pid} (a new one starts)",
-                        alias.url
-                    );
+                    per_request!(Warn, alias.url, request_id;
+                        "the app did not answer within {timeout:?}; answered 504 and killed its \
+                         worker process {pid} (a new one starts)");
                     workers.kill_overdue(pid, request_id, timeout);
                 } else {
-                    log::warn!(
-                        "{} (request {request_id}): no worker process took the request within \
-                         {timeout:?}; answered 504",
-                        alias.url
-                    );
+                    per_request!(Warn, alias.url, request_id;
+                        "no worker process took the request within {timeout:?}; answered 504");
                 }
                 return plain(504, call::TIMED_OUT);
             }
             let busy = if first { pool.overdue_started() } else { pool.overdue() };
-            log::warn!(
-                "{} (request {request_id}): the app did not answer within {timeout:?}; answered \
-                 504 ({busy} of its {} threads busy past their timeout)",
-                alias.url,
-                alias.threads
-            );
+            per_request!(Warn, alias.url, request_id;
+                "the app did not answer within {timeout:?}; answered 504 ({busy} of its {} \
+                 threads busy past their timeout)",
+                alias.threads);
             plain(504, call::TIMED_OUT)
         }
     };
     let Some(pump) = pump else {
         return match answer(rx).await {
-            Ok(reply) => response::from_reply(reply, is_head, None),
+            Ok(reply) => response::from_reply(reply, request_id, is_head, None),
             Err(why) => failed(why),
         };
     };
@@ -411,7 +405,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
     // large or malformed before the app answered is refused here.
     match futures_util::future::select(pump, rx).await {
         Either::Left((Ok(()), rx)) => match answer(rx).await {
-            Ok(reply) => response::from_reply(reply, is_head, None),
+            Ok(reply) => response::from_reply(reply, request_id, is_head, None),
             Err(why) => failed(why),
         },
         Either::Left((Err(BodyError::AppStalled), _)) => failed(Some(timeout)),
@@ -424,7 +418,7 @@ async fn on_pool(host: Arc<Host>, p: Prepared, pump: Option<Pump>, is_head: bool
             let pump: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
                 let _ = pump.await;
             });
-            response::from_reply(reply, is_head, Some(pump))
+            response::from_reply(reply, request_id, is_head, Some(pump))
         }
         Either::Right((Err(_), _)) => failed(None),
     }

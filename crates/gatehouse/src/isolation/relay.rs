@@ -34,6 +34,7 @@ use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_fram
 use super::sockets::{Conn, NoConn, Outcome, Sock};
 use crate::call::{BodySource, Reply, ReplySink, TIMED_OUT, body_error_code, log_app_error};
 use crate::logs::debug::DebugLog;
+use crate::logs::per_request;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
 
@@ -87,11 +88,8 @@ pub async fn relay(
     let conn = match r.group.acquire(r.deadline).await {
         Ok(conn) => conn,
         Err(NoConn::Down(why)) => {
-            log::warn!(
-                "{} (request {}): no worker process is running ({why}); answered 503",
-                r.app,
-                r.request_id
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "no worker process is running ({why}); answered 503");
             return refuse(
                 tx,
                 "the app's worker processes are not running; the error log says why",
@@ -99,12 +97,8 @@ pub async fn relay(
         }
         Err(NoConn::Stopping) => return refuse(tx, "the app is stopping"),
         Err(NoConn::Busy { waiting }) => {
-            log::warn!(
-                "{} (request {}): {waiting} requests already wait for a worker process; \
-                 answered 503",
-                r.app,
-                r.request_id
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "{waiting} requests already wait for a worker process; answered 503");
             return refuse(tx, "the app is busy; retry shortly");
         }
         // Every worker stayed busy until the deadline: 504, as when the HTTP side's own
@@ -112,13 +106,8 @@ pub async fn relay(
         // answer does not depend on which of the two wins.
         Err(NoConn::Timeout) => {
             if !overdue.load(Ordering::Acquire) {
-                log::warn!(
-                    "{} (request {}): no worker process took the request within {:?}; \
-                     answered 504",
-                    r.app,
-                    r.request_id,
-                    r.timeout
-                );
+                per_request!(Warn, r.app, r.request_id;
+                    "no worker process took the request within {:?}; answered 504", r.timeout);
             }
             let _ = tx.send(Reply::Refused { status: 504, message: TIMED_OUT });
             return;
@@ -136,11 +125,7 @@ pub async fn relay(
         // The spooled uploads are the daemon's (0600): the worker's user gets them.
         for u in &r.input.uploads {
             if let Err(e) = std::os::unix::fs::chown(u.path(), Some(uid), None) {
-                log::warn!(
-                    "{} (request {}): cannot hand an upload to uid {uid}: {e}",
-                    r.app,
-                    r.request_id
-                );
+                per_request!(Warn, r.app, r.request_id; "cannot hand an upload to uid {uid}: {e}");
             }
         }
     }
@@ -158,12 +143,9 @@ pub async fn relay(
     if len > MAX_FRAME {
         // (A 10 MiB urlencoded body of `a&a&...` is millions of fields, 8 bytes of lengths
         // each.) Refused before anything is sent: the socket serves on.
-        log::warn!(
-            "{} (request {}): its variables and form fields take {len} bytes to hand to a \
-             worker process, past {MAX_FRAME}; answered 413",
-            r.app,
-            r.request_id
-        );
+        per_request!(Warn, r.app, r.request_id;
+            "its variables and form fields take {len} bytes to hand to a worker process, past \
+             {MAX_FRAME}; answered 413");
         borrowed.outcome = Outcome::Done;
         let _ = tx.send(Reply::Refused { status: 413, message: TOO_MANY_FIELDS });
         return;
@@ -201,7 +183,7 @@ pub async fn relay(
             }
         }
         Err(e) => {
-            log::error!("{} (request {}): worker socket: {e}", r.app, r.request_id);
+            per_request!(Error, r.app, r.request_id; "worker socket: {e}");
             let _ = tx.send(Reply::Refused { status: 502, message: DIED });
             Outcome::Died
         }
@@ -484,13 +466,9 @@ async fn next_frame(
         let now = Instant::now();
         if now >= r.deadline && gone {
             overdue.store(true, Ordering::Release);
-            log::warn!(
-                "{} (request {}): the client left and the app did not answer within {:?}; \
-                 killed its worker process {pid} (a new one starts)",
-                r.app,
-                r.request_id,
-                r.timeout
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "the client left and the app did not answer within {:?}; killed its worker \
+                 process {pid} (a new one starts)", r.timeout);
             r.group.kill_overdue(pid, r.request_id, r.timeout);
             return io.read().await;
         }
@@ -503,7 +481,7 @@ async fn next_frame(
 }
 
 async fn protocol(r: &Relay<'_>, sink: ReplySink<'_>, what: &str) -> Outcome {
-    log::error!("{} (request {}): the worker broke the framing: {what}", r.app, r.request_id);
+    per_request!(Error, r.app, r.request_id; "the worker broke the framing: {what}");
     sink.abort_async(502, "the app's worker process failed; the error log says why").await;
     Outcome::Broken
 }

@@ -24,6 +24,7 @@ use futures_util::{Stream, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use crate::logs::per_request;
 use crate::request::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
@@ -399,7 +400,8 @@ async fn multipart(
         }
         let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
         let spool_error = |e: std::io::Error| {
-            log::error!("cannot spool an upload to {}: {e}", limits.upload_dir.display());
+            let to = limits.upload_dir.display();
+            per_request!(Error, format_args!("cannot spool an upload to {to}"), None; "{e}");
             InputError { status: 500, message: "the upload could not be stored".to_owned() }
         };
         let mut file = tempfile::Builder::new()
