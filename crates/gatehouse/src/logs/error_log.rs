@@ -5,16 +5,17 @@
 //! error log is low-volume and must not lose what it says).
 //!
 //! Floods: a line logged per request can be caused by any client (a group's 403/404, a
-//! 503 or 504, a body that stalls) or by a broken app (an app error, a Content-Length it
-//! does not keep, its stderr). Such lines say so: they are logged with [`per_request!`],
-//! never with `log::warn!` and the like, and carry the request's id (`(request N)`) when it
-//! has one. Each of them is limited where it is written, here: [`BURST`] lines per
-//! [`WINDOW`] from one call site (a source line; an app's own lines: [`APP_BURST`] per
-//! app), the rest counted, and one line says how many were suppressed once the window
-//! ends. The mark travels with the record (a `log` key-value), so it is the same for a
-//! line a worker process logs: the worker sends it with the record, and the daemon limits
-//! it like its own. Start-up, reload and life-cycle lines are never limited, whatever
-//! module logs them.
+//! 503 or 504, a body that stalls, a client that leaves) or by a broken app (an app error,
+//! a Content-Length it does not keep, its stderr). Every such line of ours is logged with
+//! [`per_request!`], never with `log::warn!` and the like: the macro writes the request's
+//! id (`SUBJECT (request N): ...`) and marks the record (a `log` key-value). The writer
+//! limits marked records, whatever module logs them: [`BURST`] lines per [`WINDOW`] from
+//! one call site (an app's own lines: [`APP_BURST`] per app), the rest counted, and one
+//! line says how many were suppressed once the window ends. A worker process sends the
+//! mark, file and line with its records, so the daemon limits its lines with the same call
+//! site's in the daemon. Lines without the mark are never limited: start-up, reload,
+//! signals, log files, and worker life cycles (a worker's start, recycling and end, paced
+//! by its restarts and their backoff rather than by requests).
 //!
 //! The budget is the call site's, not the kind's: a call site is one kind of event already
 //! (503 busy, 504 of an isolated alias, an app's short body…), keying on it needs no list
@@ -32,7 +33,8 @@
 //! process's stderr comes through a pipe and is limited like its app's `log_error` lines.
 //!
 //! Panics: [`install_panic_hook`] logs every panic of a daemon thread here, with the app
-//! and request id of the call it happened in ([`RequestScope`]).
+//! and request id of the call it happened in ([`RequestScope`]); one in an app call is a
+//! per-request line (the request that caused it can be sent again).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
