@@ -14,6 +14,8 @@ use crate::harness::{Daemon, artifacts, install, read_lossy, wait_for};
 
 /// Long enough for a worker to start, short enough to fail fast on a real miss.
 const RESTART: Duration = Duration::from_secs(10);
+/// Lines one call site may log per window (`logs::error_log::BURST`).
+const BURST: usize = 20;
 
 /// Requests `targets` in a loop on background threads until stopped; returns the
 /// failures (anything but 200) and how many requests were made.
@@ -713,11 +715,15 @@ aliases:
     assert_eq!(refused.status, 503, "{refused}");
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     assert!(refused.text().contains("busy"), "{refused}");
-    assert!(
-        d.log().contains("requests already wait for a worker process; answered 503"),
-        "{}",
-        d.log()
-    );
+    let busy = "requests already wait for a worker process; answered 503";
+    assert!(d.log().contains(busy), "{}", d.log());
+    // Every refused request is logged, up to the error log's per-request limit (BURST lines
+    // per call site in 10 s, `logs::error_log`): a client cannot flood the log with them.
+    for _ in 0..2 * BURST {
+        assert_eq!(d.get("/crashy/ok").status, 503);
+    }
+    let lines = d.log().lines().filter(|l| l.contains(busy)).count();
+    assert_eq!(lines, BURST, "{}", d.log());
     // The hung one gets 504 and its worker is replaced; the queued one then gets the new
     // worker's answer, or 504 if its own timeout passed while it waited.
     let status = hung.join().unwrap();

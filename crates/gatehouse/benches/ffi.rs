@@ -161,7 +161,7 @@ fn invoke(c: &mut Criterion) {
     g.bench_function("invoke hello + from_reply", |b| {
         b.iter(|| {
             let reply = call_once(&hello, black_box(&hello_call), Delivery::Buffer);
-            response::from_reply(reply, false, None)
+            response::from_reply(reply, 1, false, None)
         });
     });
     g.bench_function("invoke products GET id=A001 (SQLite lookup)", |b| {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::logs::per_request;
 use crate::request::answer::Answer;
 
 /// What runs a request's call: the alias's thread pool, or its worker processes.
@@ -96,11 +97,8 @@ impl Deadline {
     pub(crate) fn expire(&self, runner: &dyn Runner, who: &str, request_id: u64) -> Answer {
         if self.claim() {
             let done = runner.overdue(self, request_id);
-            log::warn!(
-                "{who} (request {request_id}): the app did not answer within {:?}; answered \
-                 504{done}",
-                self.0.timeout
-            );
+            per_request!(Warn, who, request_id;
+                "the app did not answer within {:?}; answered 504{done}", self.0.timeout);
         }
         Answer::timed_out()
     }

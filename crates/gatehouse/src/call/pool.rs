@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::deadline::{Deadline, Runner};
+use crate::logs::per_request;
 
 /// A unit of work: load the plugin if needed, call it, send the reply.
 pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -110,7 +111,7 @@ impl Pool {
             .spawn(move || worker(&shared));
         if let Err(e) = spawned {
             self.spawned.fetch_sub(1, Ordering::AcqRel);
-            log::error!("cannot start an app thread for {}: {e}", self.name);
+            per_request!(Error, self.name, None; "cannot start an app thread: {e}");
         }
     }
 
@@ -141,7 +142,8 @@ fn worker(shared: &Shared) {
         // A job that panics (a bug of ours, not the app's: the SDK catches those) drops its
         // reply sender, so its request answers 500; the thread lives on.
         if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            log::error!("an app job panicked in the daemon; its request got a 500");
+            per_request!(Error, "an app job", None;
+                "panicked in the daemon; its request got a 500");
         }
     }
 }

@@ -19,6 +19,7 @@ use gatehouse_abi::Status;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::debug::DebugLog;
+use crate::logs::per_request;
 use crate::request::answer::Answer;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
@@ -240,13 +241,10 @@ impl<'a> ReplySink<'a> {
     /// What a body read that waited out [`Self::body_wait`] returns (and logs): the client
     /// neither sends nor reads.
     pub(crate) fn body_stalled<T>(&self) -> Result<T, BodyError> {
-        log::warn!(
-            "app {} (request {}): the reply streams, and the client sent none of the rest of \
-             the body (nor read the reply) for {:?}: the app's body read failed",
-            self.app,
-            self.request_id,
-            self.stall_limit
-        );
+        per_request!(Warn, format_args!("app {}", self.app), self.request_id;
+            "the reply streams, and the client sent none of the rest of the body (nor read the \
+             reply) for {:?}: the app's body read failed",
+            self.stall_limit);
         Err(BodyError::TimedOut)
     }
 
@@ -305,11 +303,8 @@ impl<'a> ReplySink<'a> {
         {
             // As for later writes: never past the declared length (over HTTP/2 the client
             // would fail the stream).
-            log::error!(
-                "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
-                self.app,
-                self.request_id
-            );
+            per_request!(Error, format_args!("app {}", self.app), self.request_id;
+                "wrote more than its Content-Length; the excess was dropped");
             first.truncate(usize::try_from(n).unwrap_or(first.len()));
         }
         let left = head.declared_len.map(|n| n.saturating_sub(first.len() as u64));
@@ -330,11 +325,8 @@ impl<'a> ReplySink<'a> {
         let mut data = data;
         let mut status = Status::OK;
         if data.len() as u64 > *left {
-            log::error!(
-                "app {} (request {}): wrote more than its Content-Length; the excess was dropped",
-                self.app,
-                self.request_id
-            );
+            per_request!(Error, format_args!("app {}", self.app), self.request_id;
+                "wrote more than its Content-Length; the excess was dropped");
             data = &data[..usize::try_from(*left).unwrap_or(data.len())];
             status = Status::INVALID;
         }
@@ -382,13 +374,10 @@ impl<'a> ReplySink<'a> {
     fn give_up(&mut self) {
         if let ReplyState::Streaming { stalled, .. } = &self.reply {
             stalled.store(true, Ordering::Release);
-            log::warn!(
-                "app {} (request {}): the client took none of the reply for {:?}; the app's \
-                 write failed as if the client had left, and the connection is cut",
-                self.app,
-                self.request_id,
-                self.stall_limit
-            );
+            per_request!(Warn, format_args!("app {}", self.app), self.request_id;
+                "the client took none of the reply for {:?}; the app's write failed as if the \
+                 client had left, and the connection is cut",
+                self.stall_limit);
         }
         self.reply = ReplyState::Done;
     }
@@ -440,22 +429,15 @@ impl<'a> ReplySink<'a> {
     pub(crate) async fn finish_async(mut self, status: Status) {
         if let ReplyState::Streaming { chunks, left, .. } = &self.reply {
             let cut = if status != Status::OK {
-                log::error!(
-                    "app {} (request {}): {} after the response started: the connection is cut",
-                    self.app,
-                    self.request_id,
-                    CallError::Failed(status.0)
-                );
+                per_request!(Error, format_args!("app {}", self.app), self.request_id;
+                    "{} after the response started: the connection is cut",
+                    CallError::Failed(status.0));
                 Some("the app failed after the response started".to_owned())
             } else {
                 // (A HEAD's body is not sent: it may declare a length it does not write.)
                 left.filter(|&n| n > 0 && !self.head_request).map(|n| {
-                    log::error!(
-                        "app {} (request {}): ended {n} bytes short of its Content-Length: the \
-                         connection is cut",
-                        self.app,
-                        self.request_id
-                    );
+                    per_request!(Error, format_args!("app {}", self.app), self.request_id;
+                        "ended {n} bytes short of its Content-Length: the connection is cut");
                     format!("the app ended {n} bytes short of its Content-Length")
                 })
             };
@@ -504,7 +486,7 @@ impl<'a> ReplySink<'a> {
         let (app, request_id, head_request) = (self.app, self.request_id, self.head_request);
         let mut direct = self.direct.take();
         let failed = |error: CallError| {
-            log::error!("app {app} (request {request_id}): {error}");
+            per_request!(Error, format_args!("app {app}"), request_id; "{error}");
             error
         };
         match std::mem::replace(&mut self.reply, ReplyState::Done) {
@@ -525,11 +507,10 @@ impl<'a> ReplySink<'a> {
                     && n != body.len() as u64
                     && !body.is_empty()
                 {
-                    log::warn!(
-                        "app {app} (request {request_id}): Content-Length {n} does not match the \
-                         {} body bytes it wrote; sent the real length",
-                        body.len()
-                    );
+                    per_request!(Warn, format_args!("app {app}"), request_id;
+                        "Content-Length {n} does not match the {} body bytes it wrote; sent the \
+                         real length",
+                        body.len());
                 }
                 let _ = tx.send(Reply::Complete { head, body }, &mut direct);
             }
@@ -543,10 +524,8 @@ impl<'a> ReplySink<'a> {
                     // (A HEAD's body is not sent: it may declare a length it does not
                     // write.)
                     left.filter(|&n| n > 0 && !head_request).map(|n| {
-                        log::error!(
-                            "app {app} (request {request_id}): ended {n} bytes short of its \
-                             Content-Length: the connection is cut"
-                        );
+                        per_request!(Error, format_args!("app {app}"), request_id;
+                            "ended {n} bytes short of its Content-Length: the connection is cut");
                         format!("the app ended {n} bytes short of its Content-Length")
                     })
                 };
@@ -647,16 +626,13 @@ pub(super) fn block_on_within<F: std::future::Future>(
 
 /// Writes an app's `log_error` line to the error log: control characters escaped (one call
 /// is one line; quotes are left alone, so a Python traceback reads as Python printed it),
-/// target `gatehouse::app::NAME` (rate-limited per app, see `logs::error_log`, and
-/// filterable with `logs.level` / RUST_LOG).
+/// target `gatehouse::app::NAME` (filterable with `logs.level` / RUST_LOG), rate-limited
+/// per app (`APP_BURST`, see `logs::per_request!`).
 pub(crate) fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
     let mut escaped = Vec::with_capacity(message.len());
     crate::logs::debug::escape_into(message, &mut escaped);
-    log::error!(
-        target: &format!("gatehouse::app::{app}"),
-        "app {app} (request {request_id}): {}",
-        String::from_utf8_lossy(&escaped)
-    );
+    per_request!(app: app, target: &format!("gatehouse::app::{app}"), Error,
+        format_args!("app {app}"), request_id; "{}", String::from_utf8_lossy(&escaped));
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::call::{self, BodySource, Reply};
 use crate::host::{Host, Live, Mount, Unavailable};
 use crate::http::access::{self, Served};
 use crate::http::response;
+use crate::logs::per_request;
 use crate::request::answer::Answer;
 use crate::request::environ::{self, PairBuf, RouteVars};
 use crate::request::forwarded::Origin;
@@ -119,7 +120,12 @@ async fn serve(
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
         let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
-        return Ok(response::from_reply(call::invoke_inline(&loaded.plugin, &call), is_head, None));
+        return Ok(response::from_reply(
+            call::invoke_inline(&loaded.plugin, &call),
+            request_id,
+            is_head,
+            None,
+        ));
     }
     let deadline = Deadline::start(alias.limits.timeout);
     let call = Prepared { t, vars, input, body, request_id, deadline: deadline.clone() };
@@ -132,12 +138,12 @@ async fn serve(
     let who = alias.url.as_str();
     let Some(pump) = pump else {
         let reply = deadline.wait(reply, runner, who, request_id).await?;
-        return Ok(response::from_reply(reply, is_head, None));
+        return Ok(response::from_reply(reply, request_id, is_head, None));
     };
     match futures_util::future::select(pump, reply).await {
         Either::Left((Ok(()), reply)) => {
             let reply = deadline.wait(reply, runner, who, request_id).await?;
-            Ok(response::from_reply(reply, is_head, None))
+            Ok(response::from_reply(reply, request_id, is_head, None))
         }
         Either::Left((Err(BodyError::AppStalled), _)) => {
             Err(deadline.expire(runner, who, request_id))
@@ -149,7 +155,7 @@ async fn serve(
             let pump: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
                 let _ = pump.await;
             });
-            Ok(response::from_reply(reply, is_head, Some(pump)))
+            Ok(response::from_reply(reply, request_id, is_head, Some(pump)))
         }
         Either::Right((Err(_), _)) => Err(Answer::call_lost()),
     }
@@ -192,11 +198,11 @@ fn target(host: &Host, raw_path: &str, served: &mut Served) -> Result<Target, An
         Some(name) => match host.group_file(mount, name) {
             Ok((file, name)) => (file, Some(name)),
             Err(GroupMiss::Forbidden(why)) => {
-                log::info!("{}: 403: {why}", m.alias.url);
+                per_request!(Info, &m.alias.url, None; "403: {why}");
                 return Err(Answer::new(403, "not an app"));
             }
             Err(GroupMiss::NotFound(why)) => {
-                log::info!("{}: 404: {why}", m.alias.url);
+                per_request!(Info, &m.alias.url, None; "404: {why}");
                 return Err(Answer::new(404, "no such app"));
             }
         },
@@ -331,7 +337,7 @@ fn relay(host: Arc<Host>, p: Prepared) -> oneshot::Receiver<Reply> {
 /// answers 503 at once.
 fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Answer> {
     let (tx, rx) = oneshot::channel();
-    let mount = p.t.mount;
+    let (mount, p_request_id) = (p.t.mount, p.request_id);
     let job_host = Arc::clone(&host);
     let job = Box::new(move || {
         let started = Instant::now();
@@ -341,11 +347,8 @@ fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Ans
         // the app's time goes to the requests behind it.
         if deadline.expired() || tx.is_closed() {
             deadline.ended(&*m.pool);
-            log::info!(
-                "{} (request {request_id}): not run: its client got 504 or left while it \
-                 waited for a thread",
-                m.alias.url
-            );
+            per_request!(Info, &m.alias.url, request_id;
+                "not run: its client got 504 or left while it waited for a thread");
             return;
         }
         match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
@@ -353,13 +356,11 @@ fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Ans
                 let call = loaded.call(&vars, &input, m.alias.develop_mode, request_id);
                 call::invoke(&loaded.plugin, &call, body, tx, deadline.timeout());
                 if deadline.ended(&*m.pool) {
-                    log::warn!(
-                        "app {} (request {request_id}) returned after {:.1} s, past its timeout \
-                         of {:?}; its thread is free again",
-                        loaded.app,
+                    per_request!(Warn, format_args!("app {}", loaded.app), request_id;
+                        "returned after {:.1} s, past its timeout of {:?}; its thread is free \
+                         again",
                         started.elapsed().as_secs_f64(),
-                        deadline.timeout()
-                    );
+                        deadline.timeout());
                 }
             }
             Err(u) => {
@@ -373,7 +374,7 @@ fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Ans
     });
     let m = &host.mounts[mount];
     if let Err(busy) = m.pool.submit(job) {
-        log::warn!("{}: {busy}; answered 503", m.alias.url);
+        per_request!(Warn, &m.alias.url, p_request_id; "{busy}; answered 503");
         return Err(Answer::busy());
     }
     Ok(rx)

@@ -16,6 +16,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use crate::call::{Chunk, Head, Reply};
+use crate::logs::per_request;
 use crate::request::answer::Answer;
 
 /// The body of a streamed reply: the first chunk, then the channel. It also drives the
@@ -93,26 +94,29 @@ fn has_no_body(head: &Head) -> bool {
 }
 
 /// `head` alone; the `dropped` body bytes the app sent with it are logged.
-fn without_body(head: &Head, dropped: usize) -> HttpResponse {
+fn without_body(head: &Head, dropped: usize, request_id: u64) -> HttpResponse {
     if dropped > 0 {
-        log::warn!(
-            "an app's {} reply came with a body; its {dropped} bytes were dropped",
-            head.status
-        );
+        per_request!(Warn, "an app", request_id;
+            "its {} reply came with a body; its {dropped} bytes were dropped", head.status);
     }
     builder(head).finish()
 }
 
-/// Turns an app's reply into the HTTP response. `is_head` is whether the request was HEAD;
-/// `pump` is the request-body pump still running, if any.
+/// Turns an app's reply to request `request_id` into the HTTP response. `is_head` is
+/// whether the request was HEAD; `pump` is the request-body pump still running, if any.
 pub fn from_reply(
     reply: Reply,
+    request_id: u64,
     is_head: bool,
     pump: Option<Pin<Box<dyn Future<Output = ()>>>>,
 ) -> HttpResponse {
     match reply {
-        Reply::Complete { head, body } if has_no_body(&head) => without_body(&head, body.len()),
-        Reply::Stream { head, first, .. } if has_no_body(&head) => without_body(&head, first.len()),
+        Reply::Complete { head, body } if has_no_body(&head) => {
+            without_body(&head, body.len(), request_id)
+        }
+        Reply::Stream { head, first, .. } if has_no_body(&head) => {
+            without_body(&head, first.len(), request_id)
+        }
         Reply::Complete { head, body } => {
             let mut resp = builder(&head);
             match head.declared_len {

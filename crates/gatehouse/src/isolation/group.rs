@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt as _, FdMapping};
 
-use super::messages::decode_log;
+use super::messages::{LogIn, decode_log};
 use super::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind};
 use super::sockets::{Conn, NoConn, Outcome, Sock, Worker, WorkerStatus};
 use super::spec::{Spec, describe_exit, pick, resident_bytes, spec};
@@ -565,13 +565,7 @@ impl Inner {
                         }
                     }
                     Ok(Kind::Log) => match decode_log(control.payload()) {
-                        Ok((level, target, message)) => log::log!(
-                            target: target,
-                            level,
-                            "{} (worker {}): {message}",
-                            self.label,
-                            worker.pid
-                        ),
+                        Ok(record) => self.relog(worker.pid, &record),
                         Err(e) => log::warn!("{}: worker {}: {e}", self.label, worker.pid),
                     },
                     Ok(Kind::Plugins) => {
@@ -604,6 +598,28 @@ impl Inner {
                 self.check_memory(spec, worker);
             }
         }
+    }
+
+    /// Logs a worker's record as if the daemon had: its target and level (filtered by
+    /// `logs.level` as the daemon's own), its file and line, and its per-request mark (so
+    /// the error log limits it with the same call site's lines in the daemon and in every
+    /// worker).
+    fn relog(&self, pid: u32, record: &LogIn<'_>) {
+        if record.level > log::max_level() {
+            return;
+        }
+        let mark = record.per_request.map(|owner| [(crate::logs::PER_REQUEST_KEY, owner)]);
+        let kvs: &[(&str, &str)] = mark.as_ref().map_or(&[], |m| &m[..]);
+        log::logger().log(
+            &log::Record::builder()
+                .level(record.level)
+                .target(record.target)
+                .file(record.file)
+                .line(record.line)
+                .key_values(&kvs)
+                .args(format_args!("{} (worker {pid}): {}", self.label, record.message))
+                .build(),
+        );
     }
 
     fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {

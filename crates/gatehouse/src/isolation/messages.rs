@@ -209,7 +209,22 @@ pub(crate) fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
     Ok(Head { status, headers, declared_len: has_len.then_some(len) })
 }
 
-/// Appends a log record.
+/// A worker's log record, as the daemon reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogIn<'a> {
+    pub(crate) level: log::Level,
+    pub(crate) target: &'a str,
+    pub(crate) message: String,
+    /// Where the worker logged it.
+    pub(crate) file: Option<&'a str>,
+    pub(crate) line: Option<u32>,
+    /// A per-request line's mark: the owner of its budget (see `logs::per_request!`), so
+    /// the daemon's error log limits it as one of its own.
+    pub(crate) per_request: Option<&'a str>,
+}
+
+/// Appends a log record: level, target, message, then its file and line, and its
+/// per-request mark (a flag, then the budget's owner).
 pub(crate) fn encode_log(record: &log::Record<'_>, out: &mut Vec<u8>) {
     use std::io::Write as _;
     out.put_u8(super::proto::level_byte(record.level()));
@@ -219,15 +234,32 @@ pub(crate) fn encode_log(record: &log::Record<'_>, out: &mut Vec<u8>) {
     let _ = write!(out, "{}", record.args());
     let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    out.put_bytes(record.file().unwrap_or_default().as_bytes());
+    out.put_u32(record.line().unwrap_or(0));
+    match crate::logs::per_request_mark(record) {
+        Some(owner) => {
+            out.put_u8(1);
+            out.put_bytes(owner.as_bytes());
+        }
+        None => out.put_u8(0),
+    }
 }
 
-/// Reads a log record: (level, target, message).
-pub(crate) fn decode_log(payload: &[u8]) -> Result<(log::Level, &str, String), ProtoError> {
+/// Reads a log record. (A record that ends after its message, as an older worker binary
+/// sends it, has no place and no mark.)
+pub(crate) fn decode_log(payload: &[u8]) -> Result<LogIn<'_>, ProtoError> {
     let mut g = Get::new(payload, "Log");
     let level = super::proto::byte_level(g.u8()?);
     let target = std::str::from_utf8(g.bytes()?).unwrap_or("gatehouse::worker");
     let message = String::from_utf8_lossy(g.bytes()?).into_owned();
-    Ok((level, target, message))
+    let mut record = LogIn { level, target, message, file: None, line: None, per_request: None };
+    let Ok(file) = g.bytes() else { return Ok(record) };
+    record.file = std::str::from_utf8(file).ok().filter(|f| !f.is_empty());
+    record.line = Some(g.u32()?).filter(|&l| l != 0);
+    if g.u8()? != 0 {
+        record.per_request = Some(std::str::from_utf8(g.bytes()?).unwrap_or_default());
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -323,5 +355,52 @@ mod tests {
             buf.put_bytes(value);
             assert!(decode_head(&buf).is_err(), "{status} {name:?} {value:?}");
         }
+    }
+
+    #[test]
+    fn log_records_carry_their_place_and_per_request_mark() {
+        let mut buf = Vec::new();
+        let marked = [(crate::logs::PER_REQUEST_KEY, "")];
+        encode_log(
+            &log::Record::builder()
+                .level(log::Level::Warn)
+                .target("gatehouse::call::reply")
+                .file(Some("crates/gatehouse/src/call/reply.rs"))
+                .line(Some(315))
+                .key_values(&marked)
+                .args(format_args!("app a (request 3): short"))
+                .build(),
+            &mut buf,
+        );
+        let back = decode_log(&buf).unwrap();
+        assert_eq!(
+            back,
+            LogIn {
+                level: log::Level::Warn,
+                target: "gatehouse::call::reply",
+                message: "app a (request 3): short".to_owned(),
+                file: Some("crates/gatehouse/src/call/reply.rs"),
+                line: Some(315),
+                per_request: Some(""),
+            }
+        );
+        // A start-up line has no mark.
+        let mut plain = Vec::new();
+        encode_log(
+            &log::Record::builder().target("gatehouse::host").args(format_args!("loaded")).build(),
+            &mut plain,
+        );
+        let back = decode_log(&plain).unwrap();
+        assert_eq!((back.message.as_str(), back.per_request), ("loaded", None));
+        // An older worker's record: no place, no mark.
+        let old = &buf[..1 + 4 + "gatehouse::call::reply".len() + 4 + back_len(&buf)];
+        let back = decode_log(old).unwrap();
+        assert_eq!((back.file, back.line, back.per_request), (None, None, None));
+    }
+
+    /// The length of the message of the encoded record `buf`.
+    fn back_len(buf: &[u8]) -> usize {
+        let at = 1 + 4 + u32::from_le_bytes(buf[1..5].try_into().unwrap()) as usize;
+        u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize
     }
 }

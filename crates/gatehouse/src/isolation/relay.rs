@@ -34,6 +34,7 @@ use super::sockets::{Conn, NoConn, Outcome, Sock};
 use crate::call::deadline::Deadline;
 use crate::call::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
 use crate::logs::debug::DebugLog;
+use crate::logs::per_request;
 use crate::request::answer::Answer;
 use crate::request::environ::PairBuf;
 use crate::request::input::{BodyError, Input};
@@ -80,11 +81,8 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
     let conn = match r.group.acquire(r.deadline.at()).await {
         Ok(conn) => conn,
         Err(NoConn::Down(why)) => {
-            log::warn!(
-                "{} (request {}): no worker process is running ({why}); answered 503",
-                r.app,
-                r.request_id
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "no worker process is running ({why}); answered 503");
             return refuse(
                 tx,
                 Answer::new(
@@ -95,12 +93,8 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
         }
         Err(NoConn::Stopping) => return refuse(tx, Answer::new(503, "the app is stopping")),
         Err(NoConn::Busy { waiting }) => {
-            log::warn!(
-                "{} (request {}): {waiting} requests already wait for a worker process; \
-                 answered 503",
-                r.app,
-                r.request_id
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "{waiting} requests already wait for a worker process; answered 503");
             return refuse(tx, Answer::busy());
         }
         // Every worker stayed busy until the deadline: 504, as when the HTTP side's own
@@ -108,13 +102,9 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
         // answer does not depend on which of the two wins.
         Err(NoConn::Timeout) => {
             if !r.deadline.expired() {
-                log::warn!(
-                    "{} (request {}): no worker process took the request within {:?}; \
-                     answered 504",
-                    r.app,
-                    r.request_id,
-                    r.deadline.timeout()
-                );
+                per_request!(Warn, r.app, r.request_id;
+                    "no worker process took the request within {:?}; answered 504",
+                    r.deadline.timeout());
             }
             return refuse(tx, Answer::timed_out());
         }
@@ -131,11 +121,7 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
         // The spooled uploads are the daemon's (0600): the worker's user gets them.
         for u in &r.input.uploads {
             if let Err(e) = std::os::unix::fs::chown(u.path(), Some(uid), None) {
-                log::warn!(
-                    "{} (request {}): cannot hand an upload to uid {uid}: {e}",
-                    r.app,
-                    r.request_id
-                );
+                per_request!(Warn, r.app, r.request_id; "cannot hand an upload to uid {uid}: {e}");
             }
         }
     }
@@ -153,12 +139,9 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
     if len > MAX_FRAME {
         // (A 10 MiB urlencoded body of `a&a&...` is millions of fields, 8 bytes of lengths
         // each.) Refused before anything is sent: the socket serves on.
-        log::warn!(
-            "{} (request {}): its variables and form fields take {len} bytes to hand to a \
-             worker process, past {MAX_FRAME}; answered 413",
-            r.app,
-            r.request_id
-        );
+        per_request!(Warn, r.app, r.request_id;
+            "its variables and form fields take {len} bytes to hand to a worker process, past \
+             {MAX_FRAME}; answered 413");
         borrowed.outcome = Outcome::Done;
         let _ = tx.send(Reply::Refused(Answer::too_large(TOO_MANY_FIELDS)));
         return;
@@ -196,7 +179,7 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
             }
         }
         Err(e) => {
-            log::error!("{} (request {}): worker socket: {e}", r.app, r.request_id);
+            per_request!(Error, r.app, r.request_id; "worker socket: {e}");
             let _ = tx.send(Reply::Refused(Answer::new(502, DIED)));
             Outcome::Died
         }
@@ -473,13 +456,9 @@ async fn next_frame(
         }
         let now = Instant::now();
         if now >= deadline && gone && r.deadline.claim() {
-            log::warn!(
-                "{} (request {}): the client left and the app did not answer within {:?}; \
-                 killed its worker process {pid} (a new one starts)",
-                r.app,
-                r.request_id,
-                r.deadline.timeout()
-            );
+            per_request!(Warn, r.app, r.request_id;
+                "the client left and the app did not answer within {:?}; killed its worker \
+                 process {pid} (a new one starts)", r.deadline.timeout());
             r.group.kill_overdue(pid, r.request_id, r.deadline.timeout());
             return io.read().await;
         }
@@ -492,7 +471,7 @@ async fn next_frame(
 }
 
 async fn protocol(r: &Relay<'_>, sink: ReplySink<'_>, what: &str) -> Outcome {
-    log::error!("{} (request {}): the worker broke the framing: {what}", r.app, r.request_id);
+    per_request!(Error, r.app, r.request_id; "the worker broke the framing: {what}");
     sink.abort_async(Answer::new(502, "the app's worker process failed; the error log says why"))
         .await;
     Outcome::Broken

@@ -143,7 +143,10 @@ pub(crate) fn read_worker(read: OwnedFd, label: &str, pid: u32) -> io::Result<Jo
     std::thread::Builder::new().name(format!("gatehouse-out-{pid}")).stack_size(128 * 1024).spawn(
         move || {
             forward(read, &mut |line| {
-                log::error!(target: "gatehouse::stderr", "{label} (worker {pid}): stderr: {line}");
+                // An app's own lines, as its `log_error` ones: its alias's budget. (No
+                // request id: the pipe is the process's, whatever request it serves.)
+                super::per_request!(app: &label, target: "gatehouse::stderr", Error,
+                    format_args!("{label} (worker {pid})"), None; "stderr: {line}");
             });
         },
     )

@@ -7,8 +7,9 @@
 //!   its folder is deleted or the disk is full (reported once, and again when it works).
 //! - [`queue`]: debug and access lines go to disk on one writer thread behind a bounded
 //!   queue, so a request never waits for the disk.
-//! - [`error_log`]: the daemon's log (stderr or a file), its level spec, rate limits for
-//!   per-request messages, and the panic hook.
+//! - [`error_log`]: the daemon's log (stderr or a file), its level spec, the panic hook,
+//!   and the rate limits of per-request lines: every line a client or an app can cause
+//!   once per request is logged with [`per_request!`], which marks it for them.
 //! - [`perms`]: the permission checks of every log folder and file, with fixing commands.
 //! - [`capture`]: what plugins and worker processes write to stderr, into the error log
 //!   (fd 2 following the error log file; a pipe per worker process).
@@ -43,6 +44,7 @@ use std::time::Duration;
 use gatehouse_config::{Config, ErrorLog, Rotate};
 
 pub(crate) use error_log::{ErrorLogWriter, RequestScope, install_panic_hook};
+pub(crate) use error_log::{PER_REQUEST_KEY, RequestTag, per_request, per_request_mark};
 pub use perms::{Problem, check_log_dirs};
 pub(crate) use sink::Sink;
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::answer::Answer;
+use crate::logs::per_request;
 use crate::request::environ::PairBuf;
 
 /// The largest text field of a multipart form, in bytes.
@@ -355,7 +356,8 @@ async fn multipart(
         }
         let content_type = field.content_type().map(|m| m.to_string()).unwrap_or_default();
         let spool_error = |e: std::io::Error| {
-            log::error!("cannot spool an upload to {}: {e}", limits.upload_dir.display());
+            let to = limits.upload_dir.display();
+            per_request!(Error, format_args!("cannot spool an upload to {to}"), None; "{e}");
             Answer::new(500, "the upload could not be stored")
         };
         let mut file = tempfile::Builder::new()
