@@ -86,7 +86,7 @@ fn check_accepts_a_good_config_and_prints_the_route_table() {
 
 #[test]
 fn check_reports_errors_at_their_line_and_column_and_exits_1() {
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 7] = [
         (
             "aliases:\n  - url: /sample\n    path: {hello}\n    colour: blue\n",
             "hosting.yaml:4:5: error: unknown key `colour`",
@@ -101,6 +101,15 @@ fn check_reports_errors_at_their_line_and_column_and_exits_1() {
         ),
         ("max-body: 1MiB\naliases: []\n", "hosting.yaml:1:1: error: unknown key `max-body`"),
         ("aliases:\n  - url: [\n", "hosting.yaml:2:"),
+        // Worker users and groups are looked up when the file is read, not when workers start.
+        (
+            "aliases:\n  - url: /a\n    path: {hello}\n    isolation: process\n    user: gatehouse-no-such-user\n",
+            "hosting.yaml:5:11: error: user `gatehouse-no-such-user` does not exist",
+        ),
+        (
+            "aliases:\n  - url: /a\n    path: {hello}\n    isolation: process\n    group: gatehouse-no-such-group\n",
+            "hosting.yaml:5:12: error: group `gatehouse-no-such-group` does not exist",
+        ),
     ];
     for (yaml, expected) in cases {
         let (_tmp, root) = config(yaml);
