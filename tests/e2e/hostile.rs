@@ -153,6 +153,19 @@ fn a_pinned_digest_refuses_any_other_file() {
 }
 
 #[test]
+fn a_url_cannot_forge_an_error_log_entry() {
+    // A group's missing app is logged with its name, which the client chose: a `%0A` in it
+    // must not start a line that reads as the daemon's own.
+    let d = Daemon::start("aliases:\n  - url: /apps/\n    path: apps/\n");
+    let forged = "2026-01-01 00:00:00.000 ERROR forged by a client";
+    let target = format!("/apps/x%0A{}", forged.replace(' ', "%20"));
+    d.get(&target).expect_status(404);
+    crate::harness::wait_until("the 404 in the log", || d.log().contains("forged by a client"));
+    let log = d.log();
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "a forged entry:\n{log}");
+}
+
+#[test]
 fn too_many_headers_are_400_and_never_reach_the_app() {
     let d = Daemon::start("max_headers: 10\naliases:\n  - url: /e\n    path: {environ}\n");
     let many: Vec<String> = (0..12).map(|i| format!("X-H{i}: {i}")).collect();

@@ -332,8 +332,27 @@ pub(crate) fn tick() {
     }
 }
 
+/// One entry of the error log: `TIME LEVEL message`. No message can forge an entry, whatever
+/// a client put in it (a URL's `%0A`, an app's output): control characters are escaped
+/// (`\r` as `\\r`, the others but tab as `\xHH`), and a message's own line breaks start
+/// indented continuation lines, which never begin with a time.
 fn format_line(time: &str, level: log::Level, message: &str) -> String {
-    format!("{time} {level:<5} {message}\n")
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(time.len() + message.len() + 8);
+    let _ = write!(line, "{time} {level:<5} ");
+    for c in message.trim_end_matches('\n').chars() {
+        match c {
+            '\n' => line.push_str("\n  "),
+            '\t' => line.push('\t'),
+            '\r' => line.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\x{:02x}", u32::from(c));
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 fn write_line(line: &str) {
@@ -411,6 +430,24 @@ impl LogWriter for ErrorLogWriter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_message_forges_an_entry() {
+        let table = [
+            ("plain", "T INFO  plain\n"),
+            (
+                "a\n2026-01-01 00:00:00.000 ERROR forged",
+                "T INFO  a\n  2026-01-01 00:00:00.000 ERROR forged\n",
+            ),
+            ("cr\rhere", "T INFO  cr\\rhere\n"),
+            ("esc\u{1b}[31m", "T INFO  esc\\x1b[31m\n"),
+            ("tab\tok", "T INFO  tab\tok\n"),
+            ("trailing\n\n", "T INFO  trailing\n"),
+        ];
+        for (message, want) in table {
+            assert_eq!(format_line("T", log::Level::Info, message), want, "{message:?}");
+        }
+    }
 
     /// A record as a call site logs it: `per_request` marks it with its budget's owner.
     fn logged(limits: &mut Limits, target: &str, line: u32, per_request: Option<&str>) -> bool {
