@@ -234,20 +234,6 @@ unsafe fn bytes<'a>(s: &Str) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
-/// Headers an app may not set: the connection is the daemon's business.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-    )
-}
-
 /// Validates a status and headers from the app into a [`Head`].
 /// # Safety
 /// Every pair's strings must be readable byte ranges (or null/empty) during the call.
@@ -272,7 +258,7 @@ pub unsafe fn head(status: u32, headers: &[Pair]) -> Result<Head, Status> {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .ok_or(Status::INVALID)?;
             declared_len = Some(n);
-        } else if !hop_by_hop(&name) {
+        } else if !super::reply::hop_by_hop(&name) {
             out.push((name, value));
         }
     }

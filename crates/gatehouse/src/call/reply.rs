@@ -56,6 +56,26 @@ pub struct Head {
     pub declared_len: Option<u64>,
 }
 
+/// Headers an app may not set: the connection is the daemon's business.
+pub(crate) fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+    )
+}
+
+/// Whether a response header from an app (or a worker process) may reach the client: not
+/// hop-by-hop, and not the body's framing (`Content-Length` is the head's `declared_len`).
+pub(crate) fn app_may_set(name: &HeaderName) -> bool {
+    !hop_by_hop(name) && name != actix_web::http::header::CONTENT_LENGTH
+}
+
 /// A chunk of a streamed response; an error aborts the response (the client sees a cut
 /// connection, never a truncated body that looks whole).
 pub(crate) type Chunk = Result<Bytes, std::io::Error>;

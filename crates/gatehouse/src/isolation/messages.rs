@@ -9,7 +9,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use gatehouse_abi::{Pair, Str, Upload};
 
 use super::proto::{Get, ProtoError, Put};
-use crate::call::Head;
+use crate::call::{Head, app_may_set};
 use crate::request::environ::PairBuf;
 
 /// What a worker is told first, on its control socket.
@@ -204,7 +204,10 @@ pub(crate) fn decode_head(payload: &[u8]) -> Result<Head, ProtoError> {
     for _ in 0..n {
         let name = HeaderName::from_bytes(g.bytes()?).map_err(|_| bad.clone())?;
         let value = HeaderValue::from_bytes(g.bytes()?).map_err(|_| bad.clone())?;
-        headers.push((name, value));
+        // Filtered again as in process: a worker does not decide the connection or framing.
+        if app_may_set(&name) {
+            headers.push((name, value));
+        }
     }
     Ok(Head { status, headers, declared_len: has_len.then_some(len) })
 }
@@ -282,6 +285,29 @@ mod tests {
         for cut in 0..out.len() {
             assert!(Init::decode(&out[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_worker_head_loses_framing_and_hop_by_hop_headers() {
+        use actix_web::http::header;
+        // What a worker that skipped its own filter could send.
+        let sent = Head {
+            status: StatusCode::OK,
+            headers: vec![
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+                (header::TRANSFER_ENCODING, HeaderValue::from_static("chunked")),
+                (header::CONNECTION, HeaderValue::from_static("close")),
+                (header::CONTENT_LENGTH, HeaderValue::from_static("5")),
+                (header::UPGRADE, HeaderValue::from_static("h2c")),
+            ],
+            declared_len: Some(3),
+        };
+        let mut out = Vec::new();
+        encode_head(&sent, &mut out);
+        let Ok(back) = decode_head(&out) else { panic!("decodes") };
+        let names: Vec<&str> = back.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+        assert_eq!(back.declared_len, Some(3));
     }
 
     #[test]
