@@ -177,6 +177,40 @@ fn too_many_headers_are_400_and_never_reach_the_app() {
 }
 
 #[test]
+fn stopping_never_runs_an_app_shutdown_beside_its_handle() {
+    // A request still inside `handle` past shutdown_timeout: the app's `shutdown` must not
+    // run beside it (the instance it uses could be freed under it). It runs after the call
+    // returns, or not at all when the call outlasts the stop's wait too.
+    let yaml = "\
+shutdown_timeout: 1s
+aliases:
+  - url: /p
+    path: {panicky}
+    timeout: 30s
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let mut d = Daemon::start_with(yaml, |root| std::fs::create_dir_all(root.join("var")).unwrap());
+    let marks = d.path("var/marks.txt");
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/p/sleep/4000"));
+    crate::harness::wait_until("the slow request in the app", || {
+        crate::harness::read_lossy(&marks).contains("sleep /p")
+    });
+    let status = d.terminate();
+    assert!(status.success(), "{status}\n{}", d.log());
+    let _ = slow.join();
+    let m = crate::harness::read_lossy(&marks);
+    let lines: Vec<&str> = m.lines().collect();
+    assert!(
+        lines == ["init /p", "sleep /p"]
+            || lines == ["init /p", "sleep /p", "woke /p", "shutdown /p"],
+        "shutdown ran beside the request:\n{m}\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("its shutdown is not run"), "{}", d.log());
+}
+
+#[test]
 fn an_app_past_its_timeout_gets_504_and_its_thread_is_accounted_for() {
     let yaml = "\
 aliases:

@@ -139,7 +139,7 @@ fn sigterm_lets_a_slow_request_finish_then_runs_shutdown_and_exits_0() {
     let status = d.terminate();
     assert_eq!(slow.join().unwrap(), (200, "slept".to_owned()), "the request in flight was cut");
     assert!(status.success(), "exit {status}:\n{}", d.log());
-    assert_eq!(read_lossy(&marks), "init /p\nsleep /p\nshutdown /p\n");
+    assert_eq!(read_lossy(&marks), "init /p\nsleep /p\nwoke /p\nshutdown /p\n");
     assert!(d.log().contains("SIGTERM: stopping"), "{}", d.log());
 }
 

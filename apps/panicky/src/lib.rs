@@ -11,8 +11,8 @@
 //! With `env: {PANICKY_MARKS: FILE}` on its alias, `init` and `shutdown` each append a line
 //! (`init ALIAS`, `shutdown ALIAS`) to FILE (relative to the configuration's folder), so a
 //! test can see that each runs exactly once and with the alias's `env`; `/sleep/MS` appends
-//! `sleep ALIAS` before it sleeps, so a test knows the slow request is in the app (rather
-//! than guessing with a pause).
+//! `sleep ALIAS` before it sleeps (and `woke ALIAS` after), so a test knows the slow request
+//! is in the app (rather than guessing with a pause).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,6 +62,9 @@ impl App for Panicky {
                 return text(500, &e);
             }
             std::thread::sleep(Duration::from_millis(ms));
+            if let Err(e) = self.mark("woke") {
+                return text(500, &e);
+            }
             return text(200, "slept");
         }
         if path_info == "/echo" {

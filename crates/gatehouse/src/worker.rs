@@ -137,8 +137,9 @@ pub fn run() -> anyhow::Result<()> {
                 host.refresh();
             }
             Ok(Kind::Stop) => {
-                // Nothing is in flight (the daemon waited): shut the apps down, then exit.
-                host.shutdown();
+                // Nothing should be in flight (the daemon waited): shut the apps down, each
+                // after its last call, then exit.
+                host.shutdown(std::time::Instant::now() + host.config.shutdown_timeout);
                 crate::plugin::load::stop_reaper();
                 return Ok(());
             }

@@ -754,15 +754,25 @@ impl Host {
                 workers.stop_and_wait(timeout);
             }
         }
-        self.shutdown();
+        self.shutdown(Instant::now() + timeout);
     }
 
-    /// Runs every loaded app's `shutdown` (at daemon stop).
-    pub(crate) fn shutdown(&self) {
+    /// Runs every loaded app's `shutdown` (at daemon stop), each once its calls in flight
+    /// have returned; an app still inside `handle` at `deadline` is not shut down (its
+    /// instance must outlive that call), and the log says so.
+    pub(crate) fn shutdown(&self, deadline: Instant) {
         for m in &self.mounts {
             for slot in m.apps.slots().values() {
-                if let Slot::Ready { loaded, .. } = slot {
-                    loaded.plugin.shutdown();
+                if let Slot::Ready { loaded, .. } = slot
+                    && !loaded.plugin.shutdown_when_idle(deadline)
+                {
+                    log::warn!(
+                        "{}: app {} still has {} call(s) inside handle past shutdown_timeout; \
+                         its shutdown is not run (it would run beside them)",
+                        m.alias.url,
+                        loaded.app,
+                        loaded.plugin.calls()
+                    );
                 }
             }
         }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -111,12 +111,16 @@ pub struct Plugin {
     handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
     shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
     shut_down: AtomicBool,
+    /// Calls inside `handle` now.
+    calls: AtomicUsize,
+    /// Set at daemon stop: no new call starts, so `shutdown` can wait for the last one.
+    closing: AtomicBool,
 }
 
 // SAFETY: the ABI requires `handle` to be callable from several threads at once and the
 // instance pointer to be shareable between them (the SDK requires `App: Send + Sync`).
 unsafe impl Send for Plugin {}
-// SAFETY: as above; the only mutable state is the atomic `shut_down` flag.
+// SAFETY: as above; the only mutable state is atomics.
 unsafe impl Sync for Plugin {}
 
 /// The `report_error` callback given to `init`: appends the message to a `Mutex<String>`.
@@ -191,22 +195,57 @@ impl Plugin {
         &self.version
     }
 
-    /// Calls the app's `handle` with a fully built environ.
+    /// Calls the app's `handle` with a fully built environ; once the daemon is stopping
+    /// (see [`Plugin::shutdown_when_idle`]), answers `Status::ERROR` without calling it.
     pub(crate) fn call(&self, environ: &Environ) -> Status {
-        // SAFETY: `instance` came from this plugin's `init`; `environ` and everything it
-        // points to are valid for the call (built by `ffi`); handle is thread-safe by ABI.
+        // Counted before `closing` is read, and `shutdown_when_idle` sets `closing` before
+        // it reads the count (both SeqCst): either this call sees `closing`, or the shutdown
+        // sees this call and waits for it.
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let _done = CallDone(&self.calls);
+        if self.closing.load(Ordering::SeqCst) {
+            return Status::ERROR;
+        }
+        // SAFETY: `instance` came from this plugin's `init` and its `shutdown` has not run
+        // (it waits for this call, see above); `environ` and everything it points to are
+        // valid for the call (built by `call::abi`); handle is thread-safe by ABI.
         unsafe { (self.handle)(self.instance, environ) }
     }
 
-    /// Runs the app's `shutdown` once; later calls do nothing.
-    pub(crate) fn shutdown(&self) {
-        if self.shut_down.swap(true, Ordering::AcqRel) {
-            return;
+    /// At daemon stop: refuses new calls, waits until the calls inside `handle` have
+    /// returned, at most until `deadline`, then runs the app's `shutdown` once. False, and
+    /// `shutdown` not run, when a call is still inside `handle` then: running it beside that
+    /// call would break the ABI's contract (the instance may be freed under it).
+    pub(crate) fn shutdown_when_idle(&self, deadline: std::time::Instant) -> bool {
+        self.closing.store(true, Ordering::SeqCst);
+        while self.calls.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        if let Some(shutdown) = self.shutdown {
-            // SAFETY: called once, with the instance from `init`.
+        if !self.shut_down.swap(true, Ordering::AcqRel)
+            && let Some(shutdown) = self.shutdown
+        {
+            // SAFETY: called once, with the instance from `init`, after the last call into
+            // it has returned and with no new one able to start.
             unsafe { shutdown(self.instance) }
         }
+        true
+    }
+
+    /// Calls inside `handle` now.
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a call out when it returns.
+struct CallDone<'a>(&'a AtomicUsize);
+
+impl Drop for CallDone<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -336,6 +375,8 @@ impl Image {
             handle: self.handle,
             shutdown: self.shutdown,
             shut_down: AtomicBool::new(false),
+            calls: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
         })
     }
 }
