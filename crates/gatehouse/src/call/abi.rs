@@ -114,14 +114,51 @@ pub(crate) const fn host_api<B: Backend>() -> HostApi {
     }
 }
 
+thread_local! {
+    /// The call running on this thread: the handle its app was given, and its state.
+    static CURRENT: std::cell::Cell<(usize, *mut c_void)> =
+        const { std::cell::Cell::new((0, std::ptr::null_mut())) };
+}
+
+/// Handles given to apps: unique for the process's life, never 0.
+static NEXT_HANDLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Puts the previous call back as this thread's current one (none, outside nested calls).
+struct Restore((usize, *mut c_void));
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// Runs `f` (which calls the app) with `state` as this thread's current call; `f` gets the
+/// `request` handle to put in the environ. The handle is a token, not the state's address:
+/// a callback from another thread, or after `handle` returned (a C plugin that kept the
+/// handle), matches no call and is refused with `INVALID`, instead of acting on whatever
+/// request runs next on that thread (its state would be at the same stack address).
+pub(crate) fn with_call<S, R>(state: &mut S, f: impl FnOnce(*mut c_void) -> R) -> R {
+    let handle = NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed).max(1);
+    let this = (handle, std::ptr::from_mut(state).cast::<c_void>());
+    let _restore = Restore(CURRENT.with(|c| c.replace(this)));
+    f(std::ptr::without_provenance_mut(handle))
+}
+
+/// The state of the call `request` names, if it is this thread's current call.
+///
 /// # Safety
-/// `request` must be the `B` pointer its caller passed in the environ, during the app's
-/// `handle` call, with no other reference to it alive. (A `B` is named with `'static`
-/// lifetimes in its `HostApi`; the object lives for the call, and no callback keeps a
-/// reference past its return.)
+/// The current call's state must be a `B` (every `HostApi` made by [`host_api::<B>`] is
+/// only given with a `B` to [`with_call`]), and no other reference to it may be alive
+/// (callbacks do not nest). (A `B` is named with `'static` lifetimes in its `HostApi`; the
+/// object lives for the call, and no callback keeps a reference past its return.)
 unsafe fn backend<'s, B>(request: *mut c_void) -> Option<&'s mut B> {
-    // SAFETY: guaranteed by the caller; null is checked by `as_mut`.
-    unsafe { request.cast::<B>().as_mut() }
+    let (handle, state) = CURRENT.with(std::cell::Cell::get);
+    if handle == 0 || request.addr() != handle {
+        return None;
+    }
+    // SAFETY: the current call's state, alive until `with_call` returns (the app is inside
+    // `handle`, on this thread); a `B` as guaranteed by the caller.
+    unsafe { state.cast::<B>().as_mut() }
 }
 
 fn negative(s: Status) -> isize {
@@ -340,17 +377,81 @@ fn call_with(
         })
         .collect();
     let mut state = RequestState { call, body, pending: Bytes::new(), taken: Bytes::new(), sink };
-    let environ = Environ {
-        struct_size: std::mem::size_of::<Environ>() as u32,
-        vars: vars.as_ptr(),
-        vars_len: vars.len(),
-        params: params.as_ptr(),
-        params_len: params.len(),
-        uploads: uploads.as_ptr(),
-        uploads_len: uploads.len(),
-        request: std::ptr::from_mut(&mut state).cast(),
-        host: &HOST_API,
-    };
-    let status = plugin.call(&environ);
+    let status = with_call(&mut state, |request| {
+        plugin.call(&Environ {
+            struct_size: std::mem::size_of::<Environ>() as u32,
+            vars: vars.as_ptr(),
+            vars_len: vars.len(),
+            params: params.as_ptr(),
+            params_len: params.len(),
+            uploads: uploads.as_ptr(),
+            uploads_len: uploads.len(),
+            request,
+            host: &HOST_API,
+        })
+    });
     state.sink.finish(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the writes it is given.
+    #[derive(Default)]
+    struct Counter(usize);
+
+    impl Backend for Counter {
+        fn read_body(&mut self, _: usize) -> Result<&[u8], Status> {
+            Ok(b"")
+        }
+        fn debug_log(&mut self, _: &[u8], _: bool) -> Status {
+            Status::OK
+        }
+        fn log_error(&mut self, _: &[u8]) {}
+        fn start_response(&mut self, _: impl FnOnce() -> Result<Head, Status>) -> Status {
+            Status::OK
+        }
+        fn write(&mut self, _: &[u8]) -> Status {
+            self.0 += 1;
+            Status::OK
+        }
+        fn flush(&mut self) -> Status {
+            Status::OK
+        }
+    }
+
+    static COUNTER_API: HostApi = host_api::<Counter>();
+
+    /// What a write through `request` answers on this thread.
+    fn write_via(request: *mut c_void) -> Status {
+        let Some(write) = COUNTER_API.write else { panic!("no write") };
+        // SAFETY: a valid byte range; the handle is checked by the shim.
+        unsafe { write(request, Str::new(b"x")) }
+    }
+
+    #[test]
+    fn only_the_running_call_on_its_own_thread_reaches_its_state() {
+        let mut first = Counter::default();
+        let kept = with_call(&mut first, |request| {
+            assert_eq!(write_via(request), Status::OK, "the call itself");
+            // From another thread, during the call: refused.
+            let addr = request.addr();
+            let other = std::thread::spawn(move || {
+                write_via(std::ptr::without_provenance_mut(addr)) == Status::INVALID
+            });
+            assert!(other.join().unwrap_or(false), "another thread's callback");
+            assert_eq!(write_via(std::ptr::null_mut()), Status::INVALID, "a null handle");
+            request.addr()
+        });
+        assert_eq!(first.0, 1);
+        // After `handle` returned: refused, also while the next call runs on this thread.
+        let mut second = Counter::default();
+        with_call(&mut second, |request| {
+            assert_ne!(request.addr(), kept);
+            assert_eq!(write_via(std::ptr::without_provenance_mut(kept)), Status::INVALID);
+        });
+        assert_eq!(write_via(std::ptr::without_provenance_mut(kept)), Status::INVALID);
+        assert_eq!((first.0, second.0), (1, 0), "a late write reached a call");
+    }
 }

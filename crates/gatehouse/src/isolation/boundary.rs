@@ -27,7 +27,7 @@ use gatehouse_abi::{Environ, HostApi, Status};
 use super::messages::{RequestIn, encode_head};
 use super::proto::{FLUSH_AT, FrameIo, Kind, MAX_DATA, Put};
 use crate::call::Head;
-use crate::call::abi::{Backend, host_api};
+use crate::call::abi::{Backend, host_api, with_call};
 use crate::plugin::load::Plugin;
 
 /// Registers `sock` with this thread's event loop for `interest` only.
@@ -310,17 +310,18 @@ pub(crate) fn call(plugin: &Plugin, io: &mut FrameIo, req: &RequestIn<'_>) {
             }
         }
     }
-    let environ = Environ {
-        struct_size: std::mem::size_of::<Environ>() as u32,
-        vars: req.vars.as_ptr(),
-        vars_len: req.vars.len(),
-        params: req.params.as_ptr(),
-        params_len: req.params.len(),
-        uploads: req.uploads.as_ptr(),
-        uploads_len: req.uploads.len(),
-        request: std::ptr::from_mut(&mut state).cast(),
-        host: &WORKER_API,
-    };
-    let status = plugin.call(&environ);
+    let status = with_call(&mut state, |request| {
+        plugin.call(&Environ {
+            struct_size: std::mem::size_of::<Environ>() as u32,
+            vars: req.vars.as_ptr(),
+            vars_len: req.vars.len(),
+            params: req.params.as_ptr(),
+            params_len: req.params.len(),
+            uploads: req.uploads.as_ptr(),
+            uploads_len: req.uploads.len(),
+            request,
+            host: &WORKER_API,
+        })
+    });
     state.io.frame(Kind::End, |out| out.put_u32(status.0));
 }
