@@ -3,18 +3,28 @@
 //! table, or how one URL is answered) — and that `routes` says what the server does.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::harness::{Daemon, artifacts, expand, install};
 
-/// Runs `gatehouse ARGS` in `cwd`.
+/// Runs `gatehouse ARGS` in `cwd`; kills it if it still runs after 20 s (a `serve` that
+/// should have been refused).
 fn gatehouse(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(&artifacts().gatehouse)
+    let mut child = Command::new(&artifacts().gatehouse)
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
-        .output()
-        .expect("run gatehouse")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gatehouse");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }
 
 fn out(o: &Output) -> String {
@@ -302,4 +312,43 @@ aliases:
             "`gatehouse routes {url}` predicts {predicted}, the server says: {r}"
         );
     }
+}
+
+#[test]
+fn a_second_serve_of_a_running_configuration_is_refused_before_any_init() {
+    let yaml =
+        "aliases:\n  - url: /p\n    path: {panicky}\n    env: {PANICKY_MARKS: var/marks.txt}\n";
+    let d = Daemon::start_with(yaml, |root| std::fs::create_dir_all(root.join("var")).unwrap());
+    let root = d.path("");
+    let pid_file = root.join("var/run/gatehouse.pid");
+    crate::harness::wait_until("the pid file", || pid_file.exists());
+    let pid = d.pid().to_string();
+    // The same configuration again: refused, and the first daemon keeps its pid file.
+    let o = gatehouse(
+        &root.join("cwd"),
+        &["serve", "--config", "../hosting.yaml", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(
+        err(&o).contains(&format!("a gatehouse daemon (pid {pid}) already serves")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid);
+    // Another pid file, the first daemon's address: refused, naming the holder.
+    std::fs::write(
+        root.join("second.yaml"),
+        expand(&format!("pid_file: var/run/second.pid\n{yaml}"), &root),
+    )
+    .unwrap();
+    let addr = d.addr.to_string();
+    let o = gatehouse(&root, &["serve", "--config", "second.yaml", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let held =
+        format!("cannot listen on {addr}: the address is in use by process {pid} (gatehouse)");
+    assert!(err(&o).contains(&held), "{}", err(&o));
+    // Neither refused start ran an app's `init`.
+    let marks = crate::harness::read_lossy(&root.join("var/marks.txt"));
+    assert_eq!(marks.matches("init").count(), 1, "{marks}");
+    d.get("/p/ok").expect_status(200);
 }

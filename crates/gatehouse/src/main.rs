@@ -138,6 +138,18 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         }
     };
     start_logs(&config)?;
+    // Before any app's `init` (which may open shared files) or worker: this configuration's
+    // daemon must not be running already, and every address must be free.
+    if let Some(pid) = gatehouse::pidfile::running_daemon(&config.pid_file) {
+        anyhow::bail!(
+            "a gatehouse daemon (pid {pid}) already serves this configuration: its pid file is \
+             {} (hint: stop it first, `kill {pid}`, or give this one another `pid_file`)",
+            config.pid_file.display()
+        );
+    }
+    if activated.is_empty() {
+        gatehouse::http::probe(&gatehouse::http::endpoints(&config)).map_err(anyhow::Error::msg)?;
+    }
     let cache = Cache::create(&config.cache_dir).with_context(|| {
         format!(
             "cannot create the plugin cache folder in {} (hint: set `cache_dir` to a folder \
@@ -198,7 +210,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
                     }
                 }
                 if first {
-                    write_pid_file(&pid_file);
+                    gatehouse::pidfile::write(&pid_file);
                     let host = live.host();
                     log::info!("serving {} aliases", host.mounts.len());
                     let on: Vec<String> = bound.iter().map(|e| e.addr.to_string()).collect();
@@ -228,7 +240,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
         )
         .await;
         reloader.stop();
-        let _ = std::fs::remove_file(&pid_file);
+        gatehouse::pidfile::remove(&pid_file);
         served.context("the server stopped with an error")?;
         log::info!("stopping: running every app's shutdown");
         let host = live.host();
@@ -238,22 +250,6 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     gatehouse::plugin::load::stop_reaper();
     result?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the daemon's pid for `gatehouse reload`; a failure is logged, not fatal.
-fn write_pid_file(path: &Path) {
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(path, format!("{}\n", std::process::id())));
-    if let Err(e) = written {
-        log::warn!(
-            "cannot write the pid file {}: {e}; `gatehouse reload` will not find this daemon \
-             (use `kill -HUP {}`)",
-            path.display(),
-            std::process::id()
-        );
-    }
 }
 
 /// `gatehouse reload`: checks the configuration, then sends SIGHUP to the daemon in its

@@ -283,3 +283,66 @@ async fn self_check(addr: SocketAddr) -> std::io::Result<()> {
         .await
         .map_err(|_| std::io::Error::other("no answer within 2 s"))?
 }
+
+/// Checks, before any app's `init` runs, that every address can be listened on: each is
+/// bound as the listeners bind it (`SO_REUSEADDR`) and released at once. An address in use
+/// is an error naming the process that holds it, when this user may see it.
+pub fn probe(listen: &[Endpoint]) -> Result<(), String> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    for e in listen {
+        let family = if e.addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let bound = rustix::net::socket(family, SocketType::STREAM, None).and_then(|fd| {
+            sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::bind(&fd, &e.addr)
+        });
+        match bound {
+            Ok(()) => {}
+            Err(rustix::io::Errno::ADDRINUSE) => {
+                let who = holder(e.addr.port()).map_or_else(
+                    || "another process".to_owned(),
+                    |(pid, name)| format!("process {pid} ({name})"),
+                );
+                return Err(format!(
+                    "cannot listen on {}: the address is in use by {who} (hint: stop it, or \
+                     change `listen`; a second daemon of this configuration is refused)",
+                    e.addr
+                ));
+            }
+            Err(err) => return Err(format!("cannot listen on {}: {err}", e.addr)),
+        }
+    }
+    Ok(())
+}
+
+/// The process listening on TCP `port`, from `/proc/net/tcp{,6}` and the processes' fds.
+fn holder(port: u16) -> Option<(u32, String)> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = f.get(3) == Some(&"0A");
+            (listening && u16::from_str_radix(local_port, 16).ok() == Some(port))
+                .then(|| format!("socket:[{}]", f.get(9).unwrap_or(&"")))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                let name = std::fs::read_to_string(proc.path().join("comm")).unwrap_or_default();
+                return Some((pid, name.trim().to_owned()));
+            }
+        }
+    }
+    None
+}

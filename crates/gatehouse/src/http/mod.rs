@@ -10,4 +10,4 @@ pub(crate) mod listen;
 pub mod response;
 
 pub use handler::handle;
-pub use listen::{Control, Endpoint, Hooks, Signals, endpoints, run};
+pub use listen::{Control, Endpoint, Hooks, Signals, endpoints, probe, run};
