@@ -61,7 +61,7 @@ impl Background {
     }
 }
 
-fn pid_of(d: &Daemon, target: &str) -> u32 {
+pub(crate) fn pid_of(d: &Daemon, target: &str) -> u32 {
     let r = d.get(target);
     assert_eq!(r.status, 200, "{target}: {r}");
     r.header("x-pid").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{target}: no X-Pid"))

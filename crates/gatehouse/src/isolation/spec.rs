@@ -130,15 +130,13 @@ pub(super) fn spec(
         l => l.to_level().map_or(0, super::proto::level_byte),
     };
     let config_file = config.dir.join(config.file.file_name().unwrap_or_default());
+    // Only the globals and this alias: other aliases' settings (their `env` may hold
+    // secrets) never reach this alias's workers.
+    let text = gatehouse_config::worker_text(config, index)
+        .map_err(|e| format!("cannot write the configuration for its workers: {e}"))?;
     Ok(Spec {
         exe,
-        init: Init {
-            config_file,
-            text: config.text.to_string(),
-            alias: u32::try_from(index).unwrap_or(u32::MAX),
-            cache_dir,
-            level,
-        },
+        init: Init { config_file, text, alias: 0, cache_dir, level },
         ids,
         threads,
         settings: settings.clone(),
@@ -215,6 +213,50 @@ pub(super) fn worker_cache(
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn a_worker_is_sent_its_own_alias_and_no_other() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let file = tmp.path().join("hosting.yaml");
+        let text = "\
+max_body: 1MiB
+aliases:
+  - url: /a
+    path: a.so
+    env: {A_SETTING: a-value}
+    isolation: process
+  - url: /b
+    path: b.so
+    env: {B_SECRET: hunter2-of-b}
+  - url: /c
+    path: c.so
+    env: {C_SECRET: hunter2-of-c}
+    isolation: process
+";
+        let config = gatehouse_config::parse(text, &file).expect("valid").config;
+        for (index, own, others) in [
+            (0, "a-value", ["hunter2-of-b", "hunter2-of-c"]),
+            (2, "hunter2-of-c", ["hunter2-of-b", "a-value"]),
+        ] {
+            let gatehouse_config::Isolation::Process(settings) = &config.aliases[index].isolation
+            else {
+                panic!("alias {index} is isolated")
+            };
+            let init = spec(&config, index, 1, settings).expect("a spec").init;
+            for secret in others {
+                assert!(!init.text.contains(secret), "{secret} in\n{}", init.text);
+            }
+            // What the worker reads: that one alias, with the daemon's values.
+            let worker =
+                gatehouse_config::parse(&init.text, &init.config_file).expect("valid").config;
+            assert_eq!(worker.aliases.len(), 1, "{}", init.text);
+            let alias = &worker.aliases[init.alias as usize];
+            assert_eq!(alias.url, config.aliases[index].url);
+            assert_eq!(alias.env, config.aliases[index].env);
+            assert!(init.text.contains(own));
+            assert_eq!(worker.max_body, 1024 * 1024);
+        }
+    }
 
     #[test]
     fn exits_in_words() {
