@@ -3,10 +3,13 @@
 //! user), and files the daemon writes as root that others could have swapped for links: an
 //! upload handed to a worker's user, a log file.
 
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::time::Duration;
 
-use crate::harness::{Daemon, read_lossy};
-use crate::isolation::pid_of;
+use crate::harness::{Daemon, artifacts, multipart, read_lossy, wait_until};
+use crate::isolation::{is_root, pid_of};
 
 /// Whether the readable memory of process `pid` holds `needle`.
 fn memory_holds(pid: u32, needle: &[u8]) -> bool {
@@ -68,4 +71,94 @@ aliases:
         !memory_holds(pid, SECRET.as_bytes()),
         "the worker of /crashy ({pid}) holds /b's env value"
     );
+}
+
+/// A public daemon whose `plugins/` holds crashy and probe, readable by every user.
+fn start_public_with_plugins(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
+    Daemon::start_public(yaml, |root| {
+        std::fs::create_dir_all(root.join("plugins")).unwrap();
+        for (from, name) in
+            [(&artifacts().crashy, "libcrashy.so"), (&artifacts().probe, "libprobe.so")]
+        {
+            std::fs::copy(from, root.join("plugins").join(name)).unwrap();
+            std::fs::set_permissions(
+                root.join("plugins").join(name),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        prepare(root);
+    })
+}
+
+#[test]
+fn an_upload_swapped_for_a_link_does_not_give_the_target_away() {
+    if !is_root() {
+        eprintln!("skipped: handing uploads to another user needs a daemon started as root");
+        return;
+    }
+    // The workers' user may write upload_dir: it may swap a spooled file for a link to
+    // a file of root's while the body still arrives.
+    let yaml = "\
+cache_dir: cache
+upload_dir: spool
+aliases:
+  - url: /probe
+    path: plugins/libprobe.so
+    isolation: process
+    processes: 1
+    user: nobody
+";
+    let d = start_public_with_plugins(yaml, |root| {
+        std::fs::create_dir(root.join("spool")).unwrap();
+        std::os::unix::fs::chown(root.join("spool"), Some(65534), Some(65534)).unwrap();
+        std::fs::write(root.join("victim"), "root's secret\n").unwrap();
+        std::fs::set_permissions(root.join("victim"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    });
+    let victim = d.path("victim");
+    let spool = d.path("spool");
+    // A worker to hand the upload to, before the body starts.
+    assert_eq!(d.get("/probe/debug-log?msg=x").status, 200);
+
+    let body = multipart(
+        "b0undary",
+        &[(
+            "Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"",
+            b"first half|second half",
+        )],
+    );
+    let cut = body.windows(11).position(|w| w == b"first half|").unwrap() + 11;
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /probe/uploads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..cut]).unwrap();
+    let spooled =
+        || {
+            std::fs::read_dir(&spool).unwrap().flatten().map(|e| e.path()).find(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("gatehouse-"))
+            })
+        };
+    wait_until("the upload's spool file", || spooled().is_some());
+    let file = spooled().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    s.write_all(&body[cut..]).unwrap();
+    let mut reply = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    let meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "the link's target was given away");
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's secret\n");
+    assert!(!reply.contains("root's secret"), "{reply}");
 }

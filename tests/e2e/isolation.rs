@@ -528,7 +528,7 @@ aliases:
     assert!(d.log().contains("stopped after"), "{}", d.log());
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     read_lossy(Path::new("/proc/self/status"))
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
