@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{Daemon, artifacts, multipart, read_lossy, wait_until};
-use crate::isolation::{is_root, pid_of};
+use crate::isolation::{is_root, pid_of, uid_of};
 
 /// Whether the readable memory of process `pid` holds `needle`.
 fn memory_holds(pid: u32, needle: &[u8]) -> bool {
@@ -73,6 +73,16 @@ aliases:
     );
 }
 
+/// The supplementary groups of process `pid` (`Groups:` in its status).
+fn groups_of(pid: u32) -> Vec<u32> {
+    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
+    let line = status.lines().find(|l| l.starts_with("Groups:")).expect("Groups: line");
+    let mut groups: Vec<u32> =
+        line["Groups:".len()..].split_whitespace().map(|g| g.parse().unwrap()).collect();
+    groups.sort_unstable();
+    groups
+}
+
 /// A public daemon whose `plugins/` holds crashy and probe, readable by every user.
 fn start_public_with_plugins(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
     Daemon::start_public(yaml, |root| {
@@ -91,6 +101,36 @@ fn start_public_with_plugins(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon 
             .unwrap();
         prepare(root);
     })
+}
+
+#[test]
+fn a_worker_has_the_supplementary_groups_of_its_user() {
+    if !is_root() {
+        eprintln!("skipped: switching users needs a daemon started as root");
+        return;
+    }
+    let yaml = "\
+cache_dir: cache
+aliases:
+  - url: /crashy
+    path: plugins/libcrashy.so
+    isolation: process
+    processes: 1
+    user: nobody
+";
+    let d = start_public_with_plugins(yaml, |_| {});
+    let pid = pid_of(&d, "/crashy/ok");
+    assert_eq!(uid_of(pid), Some(65534));
+    // What initgroups gives `nobody`: its groups in the group database, and its primary one.
+    let id = std::process::Command::new("id").args(["-G", "nobody"]).output().unwrap();
+    let mut want: Vec<u32> = String::from_utf8_lossy(&id.stdout)
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    want.sort_unstable();
+    let groups = groups_of(pid);
+    assert!(!groups.contains(&0), "worker {pid} is in group 0: {groups:?}");
+    assert_eq!(groups, want, "worker {pid}: not the groups of nobody");
 }
 
 #[test]

@@ -534,7 +534,7 @@ pub(crate) fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
-fn uid_of(pid: u32) -> Option<u32> {
+pub(crate) fn uid_of(pid: u32) -> Option<u32> {
     read_lossy(Path::new(&format!("/proc/{pid}/status")))
         .lines()
         .find(|l| l.starts_with("Uid:"))

@@ -13,7 +13,8 @@
 //! as `unsafe`.
 //!
 //! And one boundary the two sides share with the kernel's scheduler: the time slice of the
-//! daemon's threads and of its workers ([`set_time_slice`]).
+//! daemon's threads and of its workers ([`set_time_slice`]); and the one a worker crosses
+//! before it runs, between fork and exec: its user, group and groups ([`drop_privileges`]).
 //!
 //! This is an OS boundary module: `unsafe` is allowed here (and in `call::abi` and
 //! `plugin::load`).
@@ -40,6 +41,38 @@ pub(crate) fn register(
     // hands the socket back.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(sock, interest) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// Makes the child of `cmd` switch, before it execs, to exactly `groups` as its
+/// supplementary groups, then to group `gid`, then to user `uid` (when given): that order,
+/// as only root may set groups, and each call checked, so that a worker whose switch fails
+/// does not start (spawning fails with the call's error). Used instead of `Command::uid`
+/// and `gid`, which clear the supplementary groups only along with a uid, ignoring a
+/// failure, and cannot set them (`Command::groups` is unstable).
+pub(super) fn drop_privileges(
+    cmd: &mut std::process::Command,
+    uid: Option<u32>,
+    gid: u32,
+    groups: Vec<u32>,
+) {
+    use std::os::unix::process::CommandExt as _;
+    let groups: Vec<libc::gid_t> = groups;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: it makes the `setgroups`, `setgid` and
+    // `setuid` system calls (async-signal-safe), reads only `groups` (allocated before the
+    // fork, a valid array of `groups.len()` ids) and allocates nothing (an OS error is a
+    // code, no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || uid.is_some_and(|uid| libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `struct sched_attr` of `linux/sched/types.h`, its first version (48 bytes).

@@ -474,11 +474,9 @@ impl Inner {
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if let Some(uid) = spec.ids.uid {
-            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-        }
-        if let Some(gid) = spec.ids.gid {
-            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        if let Some(groups) = &spec.groups {
+            let gid = spec.ids.gid.unwrap_or_else(|| rustix::process::getegid().as_raw());
+            super::boundary::drop_privileges(&mut cmd, spec.ids.uid, gid, groups.clone());
         }
         cmd.fd_mappings(mappings).map_err(|e| e.to_string())?;
         let child = cmd.spawn().map_err(|e| io(&format!("{}", spec.exe.display()), e))?;

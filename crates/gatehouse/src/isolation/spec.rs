@@ -22,6 +22,9 @@ pub(super) struct Spec {
     pub(super) exe: PathBuf,
     pub(super) init: Init,
     pub(super) ids: Ids,
+    /// The supplementary groups the workers get when `ids` change anything (see
+    /// [`worker_groups`]).
+    pub(super) groups: Option<Vec<u32>>,
     pub(super) threads: usize,
     pub(super) settings: ProcessSettings,
     /// Requests that may wait for a socket (the alias's `queue`).
@@ -119,6 +122,7 @@ pub(super) fn spec(
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let ids = resolve_ids(settings)?;
+    let groups = worker_groups(ids)?;
     let cache_dir = match ids.uid {
         Some(uid) if uid != rustix::process::geteuid().as_raw() => {
             worker_cache(&config.cache_dir, uid, ids.gid)?
@@ -138,6 +142,7 @@ pub(super) fn spec(
         exe,
         init: Init { config_file, text, alias: 0, cache_dir, level },
         ids,
+        groups,
         threads,
         settings: settings.clone(),
         queue: config.aliases[index]
@@ -164,6 +169,33 @@ pub(super) fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
         ));
     }
     Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
+}
+
+/// The supplementary groups of workers that run as `ids`, as initgroups(3) would make them
+/// (Apache's and mod_wsgi's daemon processes get those): for a user with an entry in the
+/// user database, its groups in the group database and the workers' group; for a user
+/// without one, or a change of group only, the workers' group alone (never the daemon's
+/// groups). `None` when `ids` change nothing. Looked up here, not in the child between fork
+/// and exec, where NSS may not be called.
+pub(super) fn worker_groups(ids: Ids) -> Result<Option<Vec<u32>>, String> {
+    let gid = match (ids.uid, ids.gid) {
+        (None, None) => return Ok(None),
+        (_, Some(gid)) => gid,
+        (Some(_), None) => rustix::process::getegid().as_raw(),
+    };
+    let Some(uid) = ids.uid else { return Ok(Some(vec![gid])) };
+    let user = nix::unistd::User::from_uid(uid.into())
+        .map_err(|e| format!("cannot look up uid {uid} in the user database: {e}"))?;
+    let Some(user) = user else { return Ok(Some(vec![gid])) };
+    let name = std::ffi::CString::new(user.name.as_bytes())
+        .map_err(|_| format!("the name of uid {uid} holds a NUL byte"))?;
+    let groups = nix::unistd::getgrouplist(&name, gid.into())
+        .map_err(|e| format!("cannot list the groups of user {} (uid {uid}): {e}", user.name))?;
+    let mut groups: Vec<u32> = groups.into_iter().map(nix::unistd::Gid::as_raw).collect();
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    Ok(Some(groups))
 }
 
 /// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
@@ -256,6 +288,20 @@ aliases:
             assert!(init.text.contains(own));
             assert_eq!(worker.max_body, 1024 * 1024);
         }
+    }
+
+    #[test]
+    fn workers_get_their_users_groups_or_only_their_group() {
+        let ids = |uid, gid| Ids { uid, gid };
+        assert_eq!(worker_groups(ids(None, None)), Ok(None));
+        // Only the group changes: that group alone, not the daemon's groups.
+        assert_eq!(worker_groups(ids(None, Some(4242))), Ok(Some(vec![4242])));
+        // A uid without an entry: its group alone.
+        assert_eq!(worker_groups(ids(Some(3_999_999_999), Some(4242))), Ok(Some(vec![4242])));
+        // root (uid 0) is in the user database everywhere: the groups that list it as a
+        // member (often none), and the one given.
+        let root = worker_groups(ids(Some(0), Some(4242))).expect("lookup").expect("groups");
+        assert!(root.contains(&4242), "{root:?}");
     }
 
     #[test]
