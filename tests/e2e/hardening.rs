@@ -73,6 +73,38 @@ aliases:
     );
 }
 
+#[test]
+fn a_worker_gets_a_minimal_environment_and_no_descriptor_of_the_daemon() {
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+";
+    let d = Daemon::start_env(
+        yaml,
+        |_| {},
+        true,
+        &[("E2E_DAEMON_SECRET", "s3cret-in-the-daemon-env"), ("LANG", "C.UTF-8"), ("TZ", "UTC")],
+    );
+    let pid = pid_of(&d, "/crashy/ok");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<String> =
+        environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    let has = |prefix: &str| vars.iter().any(|v| v.starts_with(prefix));
+    assert!(!has("E2E_DAEMON_SECRET="), "the daemon's environment reached the worker: {vars:?}");
+    for wanted in ["PATH=", "LANG=C.UTF-8", "TZ=UTC", "GATEHOUSE_WORKER_CONNS="] {
+        assert!(has(wanted), "no {wanted} in {vars:?}");
+    }
+    // The daemon's stderr (kept aside by the daemon) is not open in the worker.
+    let log = d.path("daemon.log");
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert_ne!(target, log, "worker fd {:?} is the daemon's stderr", fd.file_name());
+    }
+}
+
 /// The supplementary groups of process `pid` (`Groups:` in its status).
 fn groups_of(pid: u32) -> Vec<u32> {
     let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));

@@ -455,22 +455,15 @@ impl Inner {
         let (output, output_child) = capture::worker_pipe().map_err(|e| io("pipe", e))?;
         let stdout = output_child.try_clone().map_err(|e| io("dup", e))?;
         let mut cmd = Command::new(&spec.exe);
+        // Not the daemon's environment: `spec::worker_env`'s few variables.
         cmd.arg("worker")
             .arg(&self.label)
+            .env_clear()
+            .envs(spec.env.iter().map(|(name, value)| (name, value)))
             .env(CONNS_ENV, conns.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(output_child));
-        for var in [
-            "NOTIFY_SOCKET",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-        ] {
-            cmd.env_remove(var);
-        }
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

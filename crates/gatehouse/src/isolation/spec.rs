@@ -2,6 +2,7 @@
 //! user and group, the cache folder a worker of another user may write), which worker takes
 //! the next request ([`pick`]), and how a worker's end reads in the log ([`describe_exit`]).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
@@ -25,6 +26,8 @@ pub(super) struct Spec {
     /// The supplementary groups the workers get when `ids` change anything (see
     /// [`worker_groups`]).
     pub(super) groups: Option<Vec<u32>>,
+    /// The workers' environment ([`worker_env`]), besides the daemon's own variables.
+    pub(super) env: Vec<(OsString, OsString)>,
     pub(super) threads: usize,
     pub(super) settings: ProcessSettings,
     /// Requests that may wait for a socket (the alias's `queue`).
@@ -123,6 +126,7 @@ pub(super) fn spec(
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let ids = resolve_ids(settings)?;
     let groups = worker_groups(ids)?;
+    let env = worker_env(std::env::vars_os(), ids.uid)?;
     let cache_dir = match ids.uid {
         Some(uid) if uid != rustix::process::geteuid().as_raw() => {
             worker_cache(&config.cache_dir, uid, ids.gid)?
@@ -143,6 +147,7 @@ pub(super) fn spec(
         init: Init { config_file, text, alias: 0, cache_dir, level },
         ids,
         groups,
+        env,
         threads,
         settings: settings.clone(),
         queue: config.aliases[index]
@@ -196,6 +201,59 @@ pub(super) fn worker_groups(ids: Ids) -> Result<Option<Vec<u32>>, String> {
         groups.push(gid);
     }
     Ok(Some(groups))
+}
+
+/// The variables of the daemon's environment its workers get (the rest, secrets an
+/// operator or a service manager gave the daemon, and systemd's `NOTIFY_SOCKET` or
+/// `LISTEN_FDS`, stay in the daemon): what sets up a process's runtime, read by the
+/// worker's libraries as by the daemon's.
+const PASSED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+];
+
+/// ... and the variables starting with these: the locale's categories, and Python's
+/// settings (the WSGI bridge's interpreter reads them, in a worker as in the daemon).
+const PASSED_PREFIXES: &[&str] = &["LC_", "PYTHON"];
+
+/// Who the process is (`HOME`, `USER`, `LOGNAME`): the daemon's values for workers of its own
+/// user, else those of the workers' user's entry in the user database.
+const IDENTITY: &[&str] = &["HOME", "USER", "LOGNAME"];
+
+/// A worker's environment, from the daemon's `vars`: the variables of [`PASSED`] and
+/// [`PASSED_PREFIXES`], and [`IDENTITY`] for its user `uid` (when it is not the daemon's).
+/// An app's own settings go in its alias's `env` (handed to `init` and in the environ).
+pub(super) fn worker_env(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    uid: Option<u32>,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let passed = |name: &OsString| {
+        let name = name.as_bytes();
+        PASSED.iter().any(|p| name == p.as_bytes())
+            || PASSED_PREFIXES.iter().any(|p| name.starts_with(p.as_bytes()))
+            || (uid.is_none() && IDENTITY.iter().any(|p| name == p.as_bytes()))
+    };
+    let mut env: Vec<(OsString, OsString)> = vars.filter(|(name, _)| passed(name)).collect();
+    if let Some(uid) = uid {
+        let user = nix::unistd::User::from_uid(uid.into())
+            .map_err(|e| format!("cannot look up uid {uid} in the user database: {e}"))?;
+        if let Some(user) = user {
+            env.push(("HOME".into(), user.dir.into_os_string()));
+            env.push(("USER".into(), user.name.clone().into()));
+            env.push(("LOGNAME".into(), user.name.into()));
+        }
+    }
+    Ok(env)
 }
 
 /// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
@@ -302,6 +360,58 @@ aliases:
         // member (often none), and the one given.
         let root = worker_groups(ids(Some(0), Some(4242))).expect("lookup").expect("groups");
         assert!(root.contains(&4242), "{root:?}");
+    }
+
+    #[test]
+    fn workers_get_the_runtimes_variables_and_no_others() {
+        let daemon = [
+            ("PATH", "/usr/bin:/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "en_GB.UTF-8"),
+            ("TZ", "Europe/Paris"),
+            ("PYTHONPATH", "/srv/lib"),
+            ("RUST_LOG", "debug"),
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("DATABASE_PASSWORD", "hunter2"),
+            ("AWS_SECRET_ACCESS_KEY", "xyz"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("LISTEN_FDS", "1"),
+            ("WATCHDOG_USEC", "30000000"),
+            ("XPATH", "no"),
+            ("PYTHON", "yes: a prefix"),
+        ];
+        let vars = || daemon.iter().map(|(n, v)| (OsString::from(n), OsString::from(v)));
+        let names = |env: Vec<(OsString, OsString)>| -> Vec<String> {
+            env.into_iter().map(|(n, _)| n.to_string_lossy().into_owned()).collect()
+        };
+        let own = names(worker_env(vars(), None).expect("env"));
+        assert_eq!(
+            own,
+            ["PATH", "LANG", "LC_TIME", "TZ", "PYTHONPATH", "RUST_LOG", "HOME", "USER", "PYTHON"]
+        );
+        // Another user (root's entry, uid 0, exists everywhere): its own HOME, USER, LOGNAME.
+        let other = worker_env(vars(), Some(0)).expect("env");
+        let home = other.iter().find(|(n, _)| n == "HOME").map(|(_, v)| v.clone());
+        assert!(home.is_some(), "{other:?}");
+        assert_eq!(
+            names(other),
+            [
+                "PATH",
+                "LANG",
+                "LC_TIME",
+                "TZ",
+                "PYTHONPATH",
+                "RUST_LOG",
+                "PYTHON",
+                "HOME",
+                "USER",
+                "LOGNAME"
+            ]
+        );
+        // A user without an entry: no identity at all.
+        let nobody = names(worker_env(vars(), Some(3_999_999_999)).expect("env"));
+        assert!(!nobody.iter().any(|n| n == "HOME" || n == "USER"), "{nobody:?}");
     }
 
     #[test]
