@@ -81,6 +81,7 @@ aliases:
     path: {crashy}
     isolation: process
     processes: 1
+    threads: 1
 ";
     let d = Daemon::start_env(
         yaml,
@@ -97,12 +98,49 @@ aliases:
     for wanted in ["PATH=", "LANG=C.UTF-8", "TZ=UTC", "GATEHOUSE_WORKER_CONNS="] {
         assert!(has(wanted), "no {wanted} in {vars:?}");
     }
-    // The daemon's stderr (kept aside by the daemon) is not open in the worker.
+    // The daemon's stderr (kept aside by the daemon) is not open in the worker, nor is any
+    // other descriptor it did not open itself (all of those are close-on-exec, its sockets
+    // included once adopted) but its stdin, stdout and stderr.
     let log = d.path("daemon.log");
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let target = std::fs::read_link(fd.path()).unwrap_or_default();
-        assert_ne!(target, log, "worker fd {:?} is the daemon's stderr", fd.file_name());
+    for (n, flags, target) in descriptors(pid) {
+        assert_ne!(target, log, "worker fd {n} is the daemon's stderr");
+        assert!(
+            n <= 2 || flags & O_CLOEXEC != 0,
+            "worker fd {n} ({}) was inherited",
+            target.display()
+        );
     }
+    // Nor can it be in any process the daemon or an app in it starts: every descriptor the
+    // daemon opened is close-on-exec (those it inherited itself, as this test's own, aside).
+    let inherited: Vec<u32> = descriptors(std::process::id())
+        .into_iter()
+        .filter(|&(_, flags, _)| flags & O_CLOEXEC == 0)
+        .map(|(n, _, _)| n)
+        .collect();
+    for (n, flags, target) in descriptors(d.pid()) {
+        assert!(
+            n <= 2 || inherited.contains(&n) || flags & O_CLOEXEC != 0,
+            "the daemon's fd {n} ({}) is inherited by what it starts",
+            target.display()
+        );
+    }
+}
+
+/// `O_CLOEXEC` in `/proc/PID/fdinfo/N`'s `flags` (octal).
+const O_CLOEXEC: u32 = 0o2_000_000;
+
+/// The open descriptors of process `pid`: number, flags, what they are.
+fn descriptors(pid: u32) -> Vec<(u32, u32, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap().flatten() {
+        let Ok(n) = fd.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let info = read_lossy(&fd.path());
+        let Some(flags) = info.lines().find_map(|l| l.strip_prefix("flags:")) else { continue };
+        let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap_or_default();
+        out.push((n, flags, target));
+    }
+    out
 }
 
 /// The supplementary groups of process `pid` (`Groups:` in its status).

@@ -121,8 +121,11 @@ pub fn set_time_slice(slice: Option<std::time::Duration>) -> std::io::Result<()>
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
 /// (see `worker::spawn`), marking them close-on-exec so an app's own children do not
-/// inherit them.
+/// inherit them, and closes any other descriptor this process inherited above them (what
+/// the daemon's own parent left open reaches no app).
 pub(crate) fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixStream>> {
+    let end = first.saturating_add(RawFd::try_from(n).map_err(std::io::Error::other)?);
+    close_inherited(end)?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let fd = first + RawFd::try_from(i).map_err(std::io::Error::other)?;
@@ -141,6 +144,28 @@ pub(crate) fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixS
         out.push(UnixStream::from(owned));
     }
     Ok(out)
+}
+
+/// Closes the descriptors from `from` up that this process inherited: those without
+/// close-on-exec (every descriptor it opens itself has it).
+fn close_inherited(from: RawFd) -> std::io::Result<()> {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= from)
+        .collect();
+    for fd in open {
+        // SAFETY: F_GETFD reads a flag of descriptor `fd`, or fails on one that is not open
+        // (the listing's own, closed since).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: `fd` was open when this program started (it is not close-on-exec) and
+            // nothing owns it: the worker adopts only its sockets, below `from`, and is
+            // still single-threaded, before its logger, host or apps exist.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
 }
 
 /// Per-call state behind the `request` handle.

@@ -87,8 +87,10 @@ pub struct Capture(());
 /// the error log file. Call once, from `serve`, before the configured logs are applied.
 pub fn install() -> io::Result<Capture> {
     io::stdout().flush()?;
-    let out = rustix::io::dup(io::stdout())?;
-    let err = rustix::io::dup(io::stderr())?;
+    // Close-on-exec: no process the daemon starts (a worker, or a program an app runs)
+    // inherits them.
+    let out = rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?;
+    let err = rustix::io::fcntl_dupfd_cloexec(io::stderr(), 3)?;
     ORIGINAL_OUT.set(out).map_err(|_| io::Error::other("stdout is already kept aside"))?;
     ORIGINAL.set(err).map_err(|_| io::Error::other("stderr is already kept aside"))?;
     Ok(Capture(()))
