@@ -272,3 +272,34 @@ aliases:
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's secret\n");
     assert!(!reply.contains("root's secret"), "{reply}");
 }
+
+#[test]
+fn a_log_file_swapped_for_a_link_is_refused_and_its_target_untouched() {
+    let yaml = "\
+develop_mode: true
+logs:
+  dir: LOGS
+aliases:
+  - url: /probe
+    path: {probe}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::write(root.join("victim"), "not a log\n").unwrap();
+    });
+    let victim = d.path("victim");
+    // Planted before the app's first line (the file is opened then).
+    let dir = d.path("LOGS/probe");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("debug.log")).unwrap();
+    assert_eq!(d.get("/probe/debug-log?msg=planted").status, 200);
+    wait_until("the refusal in the error log", || {
+        d.log().contains("debug.log") && d.log().contains("symbolic link")
+    });
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "not a log\n", "{}", d.log());
+    // Once the link is gone, lines go to a file of the daemon's again.
+    std::fs::remove_file(dir.join("debug.log")).unwrap();
+    assert_eq!(d.get("/probe/debug-log?msg=again").status, 200);
+    wait_until("the new debug.log", || read_lossy(&dir.join("debug.log")).contains("again"));
+    assert!(!std::fs::symlink_metadata(dir.join("debug.log")).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "not a log\n");
+}

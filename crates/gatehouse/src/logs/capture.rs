@@ -27,7 +27,7 @@
 
 use std::io::{self, BufRead as _, Read as _, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -114,7 +114,15 @@ pub(crate) fn follow(path: &Path, file: Option<(u64, u64)>) {
     if *following == Some(file) {
         return;
     }
-    let Ok(opened) = std::fs::OpenOptions::new().append(true).open(path) else { return };
+    // Not through a link, nor blocking on a FIFO: a file that is not the sink's is not
+    // followed anyway (below), but opening it must not wait or reach elsewhere.
+    let Ok(opened) = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    else {
+        return;
+    };
     let same = opened.metadata().is_ok_and(|m| (m.dev(), m.ino()) == file);
     if same && rustix::stdio::dup2_stderr(&opened).is_ok() {
         let _ = rustix::stdio::dup2_stdout(&opened);
