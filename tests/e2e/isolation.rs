@@ -61,7 +61,7 @@ impl Background {
     }
 }
 
-fn pid_of(d: &Daemon, target: &str) -> u32 {
+pub(crate) fn pid_of(d: &Daemon, target: &str) -> u32 {
     let r = d.get(target);
     assert_eq!(r.status, 200, "{target}: {r}");
     r.header("x-pid").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{target}: no X-Pid"))
@@ -528,13 +528,13 @@ aliases:
     assert!(d.log().contains("stopped after"), "{}", d.log());
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     read_lossy(Path::new("/proc/self/status"))
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
-fn uid_of(pid: u32) -> Option<u32> {
+pub(crate) fn uid_of(pid: u32) -> Option<u32> {
     read_lossy(Path::new(&format!("/proc/{pid}/status")))
         .lines()
         .find(|l| l.starts_with("Uid:"))

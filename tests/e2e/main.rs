@@ -15,7 +15,8 @@
 //!
 //! One module per topic: the seed's two apps, routing, forms and limits, the environ and its
 //! conformance with mod_wsgi, plugin loading and failures, dispatch, streaming, uploads, logs,
-//! live reload, hostile input, process isolation, the WSGI bridge, TLS, metrics, systemd, and
+//! live reload, hostile input, process isolation and what a worker gets from the daemon
+//! (hardening), the WSGI bridge, TLS, metrics, systemd, and
 //! the `check` / `routes` commands.
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +25,7 @@ mod conformance;
 mod dispatch;
 mod environ;
 mod forms;
+mod hardening;
 mod harness;
 mod hostile;
 mod isolation;

@@ -7,8 +7,9 @@
 //! `listen`, typed scalars), `logs` (the `logs` mapping), `alias` (the aliases, kind
 //! detection on disk, shadowing), `isolation` (an alias's worker processes, `user` and
 //! `group` resolved), `accounts` (the system's user and group database, the only place that
-//! knows nix), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]) and
-//! `diagnostic` ([`Diagnostic`], [`ConfigError`]).
+//! knows nix), `url` (url checks and [`url_covers`]), `size` ([`parse_size`]),
+//! `worker_text` (the text a worker process reads: the globals and its one alias,
+//! [`worker_text`]) and `diagnostic` ([`Diagnostic`], [`ConfigError`]).
 //!
 //! # The file
 //!
@@ -131,6 +132,7 @@ mod node;
 mod size;
 mod url;
 mod validate;
+mod worker_text;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use isolation::{DEFAULT_PROCESSES, MAX_PROCESSES};
@@ -139,6 +141,7 @@ pub use logs::{ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
 pub use size::parse_size;
 pub use url::url_covers;
+pub use worker_text::worker_text;
 
 use diagnostic::Diags;
 
@@ -203,7 +206,7 @@ pub struct Config {
     /// Addresses to listen on (at least one, no duplicates).
     pub listen: Vec<SocketAddr>,
     /// The text the configuration was read from (a worker process reads its alias from
-    /// exactly this text, so it serves the generation that started it).
+    /// this text, cut down by [`worker_text`], so it serves the generation that started it).
     pub text: std::sync::Arc<str>,
     /// The addresses of `listen` that serve HTTPS, with their certificates.
     pub tls: Vec<TlsListen>,

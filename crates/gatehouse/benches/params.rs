@@ -47,6 +47,7 @@ fn forms(c: &mut Criterion) {
         max_body: 10 << 20,
         max_upload: 10 << 20,
         upload_dir: &upload_dir,
+        upload_owner: None,
         body_timeout: std::time::Duration::from_secs(20),
         min_rate: 500,
     };

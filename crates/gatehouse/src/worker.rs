@@ -3,7 +3,7 @@
 //! it alone: the daemon sends a socket a request only when the socket's last one is
 //! answered, so its thread is free), and serves one
 //! alias: it reads the alias from the configuration text the daemon sends (the generation
-//! that started it), loads plugins exactly as the daemon would in-process (private copies,
+//! that started it; the globals and that one alias, never another alias's settings), loads plugins exactly as the daemon would in-process (private copies,
 //! trust checks, handlers, group NAME lookup, swaps on `Refresh`), and answers requests.
 //!
 //! It writes no file of the daemon's: its log records and its apps' debug and error lines
@@ -172,7 +172,8 @@ fn report_plugins(host: &Host, control: &Control) {
     }
 }
 
-/// The host of one alias, from the configuration text the daemon validated.
+/// The host of one alias, from the configuration text the daemon validated (cut down to
+/// that alias).
 fn host_for(init: &Init) -> anyhow::Result<Host> {
     let loaded = gatehouse_config::parse(&init.text, &init.config_file).map_err(|e| {
         anyhow::anyhow!("the configuration no longer reads the same in the worker:\n{e}")

@@ -271,6 +271,7 @@ async fn read_input(
         max_body: alias.max_body,
         max_upload: alias.max_upload,
         upload_dir,
+        upload_owner: m.workers.as_ref().and_then(|w| w.uid()),
         body_timeout: alias.limits.body_timeout,
         min_rate: alias.limits.body_min_rate,
     };

@@ -13,7 +13,8 @@
 //! as `unsafe`.
 //!
 //! And one boundary the two sides share with the kernel's scheduler: the time slice of the
-//! daemon's threads and of its workers ([`set_time_slice`]).
+//! daemon's threads and of its workers ([`set_time_slice`]); and the one a worker crosses
+//! before it runs, between fork and exec: its user, group and groups ([`drop_privileges`]).
 //!
 //! This is an OS boundary module: `unsafe` is allowed here (and in `call::abi` and
 //! `plugin::load`).
@@ -40,6 +41,38 @@ pub(crate) fn register(
     // hands the socket back.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(sock, interest) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// Makes the child of `cmd` switch, before it execs, to exactly `groups` as its
+/// supplementary groups, then to group `gid`, then to user `uid` (when given): that order,
+/// as only root may set groups, and each call checked, so that a worker whose switch fails
+/// does not start (spawning fails with the call's error). Used instead of `Command::uid`
+/// and `gid`, which clear the supplementary groups only along with a uid, ignoring a
+/// failure, and cannot set them (`Command::groups` is unstable).
+pub(super) fn drop_privileges(
+    cmd: &mut std::process::Command,
+    uid: Option<u32>,
+    gid: u32,
+    groups: Vec<u32>,
+) {
+    use std::os::unix::process::CommandExt as _;
+    let groups: Vec<libc::gid_t> = groups;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: it makes the `setgroups`, `setgid` and
+    // `setuid` system calls (async-signal-safe), reads only `groups` (allocated before the
+    // fork, a valid array of `groups.len()` ids) and allocates nothing (an OS error is a
+    // code, no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || uid.is_some_and(|uid| libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `struct sched_attr` of `linux/sched/types.h`, its first version (48 bytes).
@@ -88,8 +121,11 @@ pub fn set_time_slice(slice: Option<std::time::Duration>) -> std::io::Result<()>
 
 /// Takes the sockets the daemon mapped to descriptors `first..first + n` of this process
 /// (see `worker::spawn`), marking them close-on-exec so an app's own children do not
-/// inherit them.
+/// inherit them, and closes any other descriptor this process inherited above them (what
+/// the daemon's own parent left open reaches no app).
 pub(crate) fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixStream>> {
+    let end = first.saturating_add(RawFd::try_from(n).map_err(std::io::Error::other)?);
+    close_inherited(end)?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let fd = first + RawFd::try_from(i).map_err(std::io::Error::other)?;
@@ -108,6 +144,28 @@ pub(crate) fn adopt_sockets(first: RawFd, n: usize) -> std::io::Result<Vec<UnixS
         out.push(UnixStream::from(owned));
     }
     Ok(out)
+}
+
+/// Closes the descriptors from `from` up that this process inherited: those without
+/// close-on-exec (every descriptor it opens itself has it).
+fn close_inherited(from: RawFd) -> std::io::Result<()> {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= from)
+        .collect();
+    for fd in open {
+        // SAFETY: F_GETFD reads a flag of descriptor `fd`, or fails on one that is not open
+        // (the listing's own, closed since).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: `fd` was open when this program started (it is not close-on-exec) and
+            // nothing owns it: the worker adopts only its sockets, below `from`, and is
+            // still single-threaded, before its logger, host or apps exist.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
 }
 
 /// Per-call state behind the `request` handle.

@@ -455,30 +455,21 @@ impl Inner {
         let (output, output_child) = capture::worker_pipe().map_err(|e| io("pipe", e))?;
         let stdout = output_child.try_clone().map_err(|e| io("dup", e))?;
         let mut cmd = Command::new(&spec.exe);
+        // Not the daemon's environment: `spec::worker_env`'s few variables.
         cmd.arg("worker")
             .arg(&self.label)
+            .env_clear()
+            .envs(spec.env.iter().map(|(name, value)| (name, value)))
             .env(CONNS_ENV, conns.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(output_child));
-        for var in [
-            "NOTIFY_SOCKET",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-        ] {
-            cmd.env_remove(var);
-        }
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if let Some(uid) = spec.ids.uid {
-            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-        }
-        if let Some(gid) = spec.ids.gid {
-            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        if let Some(groups) = &spec.groups {
+            let gid = spec.ids.gid.unwrap_or_else(|| rustix::process::getegid().as_raw());
+            super::boundary::drop_privileges(&mut cmd, spec.ids.uid, gid, groups.clone());
         }
         cmd.fd_mappings(mappings).map_err(|e| e.to_string())?;
         let child = cmd.spawn().map_err(|e| io(&format!("{}", spec.exe.display()), e))?;

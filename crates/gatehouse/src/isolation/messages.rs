@@ -17,9 +17,10 @@ use crate::request::environ::PairBuf;
 pub(crate) struct Init {
     /// The configuration file (relative paths in it resolve against its folder).
     pub config_file: PathBuf,
-    /// The configuration's text, as the daemon validated it.
+    /// The configuration's text as the daemon validated it, cut down to the globals and
+    /// the worker's alias ([`gatehouse_config::worker_text`]).
     pub text: String,
-    /// The index of the alias to serve in the configuration's `aliases`.
+    /// The index of the alias to serve in `text`'s `aliases` (0: the only one).
     pub alias: u32,
     /// Where the worker keeps the private copies of the plugins it loads.
     pub cache_dir: PathBuf,

@@ -117,14 +117,7 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
         borrowed.outcome = Outcome::Done;
         return;
     }
-    if let Some(uid) = r.group.uid() {
-        // The spooled uploads are the daemon's (0600): the worker's user gets them.
-        for u in &r.input.uploads {
-            if let Err(e) = std::os::unix::fs::chown(u.path(), Some(uid), None) {
-                per_request!(Warn, r.app, r.request_id; "cannot hand an upload to uid {uid}: {e}");
-            }
-        }
-    }
+    // (Spooled uploads are already the worker's user's: `Limits::upload_owner`.)
     let out = RequestOut {
         id: r.request_id,
         develop_mode: r.develop_mode,

@@ -2,6 +2,7 @@
 //! user and group, the cache folder a worker of another user may write), which worker takes
 //! the next request ([`pick`]), and how a worker's end reads in the log ([`describe_exit`]).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
@@ -22,6 +23,11 @@ pub(super) struct Spec {
     pub(super) exe: PathBuf,
     pub(super) init: Init,
     pub(super) ids: Ids,
+    /// The supplementary groups the workers get when `ids` change anything (see
+    /// [`worker_groups`]).
+    pub(super) groups: Option<Vec<u32>>,
+    /// The workers' environment ([`worker_env`]), besides the daemon's own variables.
+    pub(super) env: Vec<(OsString, OsString)>,
     pub(super) threads: usize,
     pub(super) settings: ProcessSettings,
     /// Requests that may wait for a socket (the alias's `queue`).
@@ -119,6 +125,8 @@ pub(super) fn spec(
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let ids = resolve_ids(settings)?;
+    let groups = worker_groups(ids)?;
+    let env = worker_env(std::env::vars_os(), ids.uid)?;
     let cache_dir = match ids.uid {
         Some(uid) if uid != rustix::process::geteuid().as_raw() => {
             worker_cache(&config.cache_dir, uid, ids.gid)?
@@ -130,16 +138,16 @@ pub(super) fn spec(
         l => l.to_level().map_or(0, super::proto::level_byte),
     };
     let config_file = config.dir.join(config.file.file_name().unwrap_or_default());
+    // Only the globals and this alias: other aliases' settings (their `env` may hold
+    // secrets) never reach this alias's workers.
+    let text = gatehouse_config::worker_text(config, index)
+        .map_err(|e| format!("cannot write the configuration for its workers: {e}"))?;
     Ok(Spec {
         exe,
-        init: Init {
-            config_file,
-            text: config.text.to_string(),
-            alias: u32::try_from(index).unwrap_or(u32::MAX),
-            cache_dir,
-            level,
-        },
+        init: Init { config_file, text, alias: 0, cache_dir, level },
         ids,
+        groups,
+        env,
         threads,
         settings: settings.clone(),
         queue: config.aliases[index]
@@ -166,6 +174,86 @@ pub(super) fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
         ));
     }
     Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
+}
+
+/// The supplementary groups of workers that run as `ids`, as initgroups(3) would make them
+/// (Apache's and mod_wsgi's daemon processes get those): for a user with an entry in the
+/// user database, its groups in the group database and the workers' group; for a user
+/// without one, or a change of group only, the workers' group alone (never the daemon's
+/// groups). `None` when `ids` change nothing. Looked up here, not in the child between fork
+/// and exec, where NSS may not be called.
+pub(super) fn worker_groups(ids: Ids) -> Result<Option<Vec<u32>>, String> {
+    let gid = match (ids.uid, ids.gid) {
+        (None, None) => return Ok(None),
+        (_, Some(gid)) => gid,
+        (Some(_), None) => rustix::process::getegid().as_raw(),
+    };
+    let Some(uid) = ids.uid else { return Ok(Some(vec![gid])) };
+    let user = nix::unistd::User::from_uid(uid.into())
+        .map_err(|e| format!("cannot look up uid {uid} in the user database: {e}"))?;
+    let Some(user) = user else { return Ok(Some(vec![gid])) };
+    let name = std::ffi::CString::new(user.name.as_bytes())
+        .map_err(|_| format!("the name of uid {uid} holds a NUL byte"))?;
+    let groups = nix::unistd::getgrouplist(&name, gid.into())
+        .map_err(|e| format!("cannot list the groups of user {} (uid {uid}): {e}", user.name))?;
+    let mut groups: Vec<u32> = groups.into_iter().map(nix::unistd::Gid::as_raw).collect();
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    Ok(Some(groups))
+}
+
+/// The variables of the daemon's environment its workers get (the rest, secrets an
+/// operator or a service manager gave the daemon, and systemd's `NOTIFY_SOCKET` or
+/// `LISTEN_FDS`, stay in the daemon): what sets up a process's runtime, read by the
+/// worker's libraries as by the daemon's.
+const PASSED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+];
+
+/// ... and the variables starting with these: the locale's categories, and Python's
+/// settings (the WSGI bridge's interpreter reads them, in a worker as in the daemon).
+const PASSED_PREFIXES: &[&str] = &["LC_", "PYTHON"];
+
+/// Who the process is (`HOME`, `USER`, `LOGNAME`): the daemon's values for workers of its own
+/// user, else those of the workers' user's entry in the user database.
+const IDENTITY: &[&str] = &["HOME", "USER", "LOGNAME"];
+
+/// A worker's environment, from the daemon's `vars`: the variables of [`PASSED`] and
+/// [`PASSED_PREFIXES`], and [`IDENTITY`] for its user `uid` (when it is not the daemon's).
+/// An app's own settings go in its alias's `env` (handed to `init` and in the environ).
+pub(super) fn worker_env(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    uid: Option<u32>,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let passed = |name: &OsString| {
+        let name = name.as_bytes();
+        PASSED.iter().any(|p| name == p.as_bytes())
+            || PASSED_PREFIXES.iter().any(|p| name.starts_with(p.as_bytes()))
+            || (uid.is_none() && IDENTITY.iter().any(|p| name == p.as_bytes()))
+    };
+    let mut env: Vec<(OsString, OsString)> = vars.filter(|(name, _)| passed(name)).collect();
+    if let Some(uid) = uid {
+        let user = nix::unistd::User::from_uid(uid.into())
+            .map_err(|e| format!("cannot look up uid {uid} in the user database: {e}"))?;
+        if let Some(user) = user {
+            env.push(("HOME".into(), user.dir.into_os_string()));
+            env.push(("USER".into(), user.name.clone().into()));
+            env.push(("LOGNAME".into(), user.name.into()));
+        }
+    }
+    Ok(env)
 }
 
 /// A cache folder the workers of `uid` may write: `cache_dir/uid-UID`, theirs, 0700.
@@ -215,6 +303,116 @@ pub(super) fn worker_cache(
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt as _;
+
+    #[test]
+    fn a_worker_is_sent_its_own_alias_and_no_other() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let file = tmp.path().join("hosting.yaml");
+        let text = "\
+max_body: 1MiB
+aliases:
+  - url: /a
+    path: a.so
+    env: {A_SETTING: a-value}
+    isolation: process
+  - url: /b
+    path: b.so
+    env: {B_SECRET: hunter2-of-b}
+  - url: /c
+    path: c.so
+    env: {C_SECRET: hunter2-of-c}
+    isolation: process
+";
+        let config = gatehouse_config::parse(text, &file).expect("valid").config;
+        for (index, own, others) in [
+            (0, "a-value", ["hunter2-of-b", "hunter2-of-c"]),
+            (2, "hunter2-of-c", ["hunter2-of-b", "a-value"]),
+        ] {
+            let gatehouse_config::Isolation::Process(settings) = &config.aliases[index].isolation
+            else {
+                panic!("alias {index} is isolated")
+            };
+            let init = spec(&config, index, 1, settings).expect("a spec").init;
+            for secret in others {
+                assert!(!init.text.contains(secret), "{secret} in\n{}", init.text);
+            }
+            // What the worker reads: that one alias, with the daemon's values.
+            let worker =
+                gatehouse_config::parse(&init.text, &init.config_file).expect("valid").config;
+            assert_eq!(worker.aliases.len(), 1, "{}", init.text);
+            let alias = &worker.aliases[init.alias as usize];
+            assert_eq!(alias.url, config.aliases[index].url);
+            assert_eq!(alias.env, config.aliases[index].env);
+            assert!(init.text.contains(own));
+            assert_eq!(worker.max_body, 1024 * 1024);
+        }
+    }
+
+    #[test]
+    fn workers_get_their_users_groups_or_only_their_group() {
+        let ids = |uid, gid| Ids { uid, gid };
+        assert_eq!(worker_groups(ids(None, None)), Ok(None));
+        // Only the group changes: that group alone, not the daemon's groups.
+        assert_eq!(worker_groups(ids(None, Some(4242))), Ok(Some(vec![4242])));
+        // A uid without an entry: its group alone.
+        assert_eq!(worker_groups(ids(Some(3_999_999_999), Some(4242))), Ok(Some(vec![4242])));
+        // root (uid 0) is in the user database everywhere: the groups that list it as a
+        // member (often none), and the one given.
+        let root = worker_groups(ids(Some(0), Some(4242))).expect("lookup").expect("groups");
+        assert!(root.contains(&4242), "{root:?}");
+    }
+
+    #[test]
+    fn workers_get_the_runtimes_variables_and_no_others() {
+        let daemon = [
+            ("PATH", "/usr/bin:/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "en_GB.UTF-8"),
+            ("TZ", "Europe/Paris"),
+            ("PYTHONPATH", "/srv/lib"),
+            ("RUST_LOG", "debug"),
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("DATABASE_PASSWORD", "hunter2"),
+            ("AWS_SECRET_ACCESS_KEY", "xyz"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("LISTEN_FDS", "1"),
+            ("WATCHDOG_USEC", "30000000"),
+            ("XPATH", "no"),
+            ("PYTHON", "yes: a prefix"),
+        ];
+        let vars = || daemon.iter().map(|(n, v)| (OsString::from(n), OsString::from(v)));
+        let names = |env: Vec<(OsString, OsString)>| -> Vec<String> {
+            env.into_iter().map(|(n, _)| n.to_string_lossy().into_owned()).collect()
+        };
+        let own = names(worker_env(vars(), None).expect("env"));
+        assert_eq!(
+            own,
+            ["PATH", "LANG", "LC_TIME", "TZ", "PYTHONPATH", "RUST_LOG", "HOME", "USER", "PYTHON"]
+        );
+        // Another user (root's entry, uid 0, exists everywhere): its own HOME, USER, LOGNAME.
+        let other = worker_env(vars(), Some(0)).expect("env");
+        let home = other.iter().find(|(n, _)| n == "HOME").map(|(_, v)| v.clone());
+        assert!(home.is_some(), "{other:?}");
+        assert_eq!(
+            names(other),
+            [
+                "PATH",
+                "LANG",
+                "LC_TIME",
+                "TZ",
+                "PYTHONPATH",
+                "RUST_LOG",
+                "PYTHON",
+                "HOME",
+                "USER",
+                "LOGNAME"
+            ]
+        );
+        // A user without an entry: no identity at all.
+        let nobody = names(worker_env(vars(), Some(3_999_999_999)).expect("env"));
+        assert!(!nobody.iter().any(|n| n == "HOME" || n == "USER"), "{nobody:?}");
+    }
 
     #[test]
     fn exits_in_words() {

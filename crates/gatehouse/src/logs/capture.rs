@@ -27,7 +27,7 @@
 
 use std::io::{self, BufRead as _, Read as _, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -87,8 +87,10 @@ pub struct Capture(());
 /// the error log file. Call once, from `serve`, before the configured logs are applied.
 pub fn install() -> io::Result<Capture> {
     io::stdout().flush()?;
-    let out = rustix::io::dup(io::stdout())?;
-    let err = rustix::io::dup(io::stderr())?;
+    // Close-on-exec: no process the daemon starts (a worker, or a program an app runs)
+    // inherits them.
+    let out = rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?;
+    let err = rustix::io::fcntl_dupfd_cloexec(io::stderr(), 3)?;
     ORIGINAL_OUT.set(out).map_err(|_| io::Error::other("stdout is already kept aside"))?;
     ORIGINAL.set(err).map_err(|_| io::Error::other("stderr is already kept aside"))?;
     Ok(Capture(()))
@@ -112,7 +114,15 @@ pub(crate) fn follow(path: &Path, file: Option<(u64, u64)>) {
     if *following == Some(file) {
         return;
     }
-    let Ok(opened) = std::fs::OpenOptions::new().append(true).open(path) else { return };
+    // Not through a link, nor blocking on a FIFO: a file that is not the sink's is not
+    // followed anyway (below), but opening it must not wait or reach elsewhere.
+    let Ok(opened) = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    else {
+        return;
+    };
     let same = opened.metadata().is_ok_and(|m| (m.dev(), m.ino()) == file);
     if same && rustix::stdio::dup2_stderr(&opened).is_ok() {
         let _ = rustix::stdio::dup2_stdout(&opened);

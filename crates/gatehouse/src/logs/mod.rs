@@ -1,10 +1,12 @@
 //! The daemon's logs: per-app debug logs ([`crate::logs::debug`]), the access log
-//! ([`crate::http::access`]) and the daemon's own error log, on flexi_logger, rotated,
-//! permission-checked, reopenable.
+//! ([`crate::http::access`]) and the daemon's own error log (its level spec on
+//! flexi_logger), rotated, permission-checked, reopenable.
 //!
-//! - [`sink`]: one log file (a flexi_logger `FileLogWriter`) with rotation by size and/or
-//!   age, a kept count, compression, the configured modes, and recovery when the file or
-//!   its folder is deleted or the disk is full (reported once, and again when it works).
+//! - [`sink`]: one log file with rotation by size and/or age, a kept count, compression,
+//!   the configured modes, and recovery when the file or its folder is deleted or the disk
+//!   is full (reported once, and again when it works).
+//! - [`file`]: the file operations of a sink, none of which follows a link planted in a
+//!   log folder (open, rename at rotation, compress, remove).
 //! - [`queue`]: debug and access lines go to disk on one writer thread behind a bounded
 //!   queue, so a request never waits for the disk.
 //! - [`error_log`]: the daemon's log (stderr or a file), its level spec, the panic hook,
@@ -31,6 +33,7 @@
 pub mod capture;
 pub mod debug;
 mod error_log;
+mod file;
 pub(crate) mod perms;
 mod queue;
 pub(crate) mod sink;

@@ -1,45 +1,34 @@
-//! One log file on disk: a flexi_logger [`FileLogWriter`] plus what flexi_logger does not
-//! do — modes, noticing a deleted or replaced file, honest errors — and rotation decided
-//! here.
+//! One log file on disk: the open file, rotation by size and/or age, the kept count,
+//! compression, the configured modes, noticing a deleted or replaced file, and honest
+//! errors, reported once.
 //!
-//! Why rotation is decided here and not by flexi_logger's `Criterion`: when flexi_logger
-//! rotates on its own, a failure goes to its process-wide error channel, once per line (a
-//! flood), and the new file is created with whatever the umask gives. So the writer is
-//! built with a criterion that never fires (`Size(u64::MAX)`), and [`State::write`] calls
-//! [`FileLogWriter::rotate`] itself when the file passed `rotate.size` or the local clock
-//! started a new `rotate.age` period: the result comes back to us, and the new (still
-//! empty) file is chmodded before the first line goes into it. Naming, renaming, the kept
-//! count and compression stay flexi_logger's.
+//! The file operations themselves are [`super::file`]'s, none of which goes through a link
+//! someone planted in a log folder. [`State::write`] rotates when the file passed
+//! `rotate.size` or the local clock started a new `rotate.age` period: the current file is
+//! renamed away, a new one created (with its mode, before the first line goes in), and the
+//! rotated files compressed and cut to `keep`.
 //!
 //! Files: the current file is always `NAME.EXT` (`debug.log`, `access.log`); rotated files
 //! are `NAME_rYYYY-MM-DD_HH-MM-SS.EXT` (the time the file was started; several in one
 //! second get `.restart-NNNN`), gzipped to `….EXT.gz` with `compress`.
 //!
-//! Writes go through flexi_logger's `ArcFileLogWriter` (its `io::Write`), which returns
-//! the real I/O error, unlike `LogWriter::write`, which reports to stderr and says `Ok`.
-//! Before each write the path is `stat`ed: if the file is gone (deleted, or moved away by
+//! Before each write the path is `lstat`ed: if the file is gone (deleted, or moved away by
 //! logrotate) or replaced, its folder and the file are created again (with the configured
-//! modes) and the writer reopens it, so lines appear again without a restart.
+//! modes) and opened, so lines appear again without a restart; a link in its place is
+//! refused (reported like any failure to write) until it is removed.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{
-    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
-};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Datelike as _, Local, Timelike as _};
-use flexi_logger::writers::{ArcFileLogWriter, FileLogWriter, FileLogWriterHandle};
-use flexi_logger::{Cleanup, Criterion, FileSpec, Naming, WriteMode};
-use gatehouse_config::{Rotate, RotateAge};
+use gatehouse_config::RotateAge;
 
 use super::Settings;
-
-/// The infix format of rotated files (flexi_logger's standard one).
-const ROTATED_INFIX: &str = "r%Y-%m-%d_%H-%M-%S";
+use super::file;
 
 /// Who hears about a sink's failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,22 +57,10 @@ struct Outcome {
     rotate: Option<io::Error>,
 }
 
-struct Writer {
-    w: ArcFileLogWriter,
-    _handle: FileLogWriterHandle,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Writer")
-    }
-}
-
 #[derive(Debug)]
 struct State {
-    writer: Option<Writer>,
-    /// The settings the writer was built with (a change rebuilds it).
-    built_with: Option<Settings>,
+    /// The file open for appending.
+    writer: Option<fs::File>,
     /// (device, inode) of the file the writer has open.
     file: Option<(u64, u64)>,
     /// Its size, as of the last `stat` plus what was written since.
@@ -109,7 +86,6 @@ impl Sink {
             reports,
             state: Mutex::new(State {
                 writer: None,
-                built_with: None,
                 file: None,
                 size: 0,
                 started: Local::now(),
@@ -159,19 +135,7 @@ impl Sink {
     /// reported once per episode, and their end too.
     pub(crate) fn write(&self, buf: &[u8], lines: u64, settings: &Settings) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match catch_unwind(AssertUnwindSafe(|| st.write(&self.path, buf, settings))) {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // flexi_logger panicked (it unwraps a read_dir of a folder that vanished in
-                // between); start over with a fresh writer next time.
-                st.writer = None;
-                st.file = None;
-                Outcome {
-                    write: Some(io::Error::other("the log writer failed; it is rebuilt")),
-                    rotate: None,
-                }
-            }
-        };
+        let outcome = st.write(&self.path, buf, settings);
         if let Some(how) = st.replaced.take() {
             self.report(
                 log::Level::Warn,
@@ -264,14 +228,7 @@ impl Sink {
         if st.writer.is_none() {
             return Ok(());
         }
-        match catch_unwind(AssertUnwindSafe(|| st.open(&self.path, settings, true))) {
-            Ok(result) => result,
-            Err(_) => {
-                st.writer = None;
-                st.file = None;
-                Err(io::Error::other("the log writer failed; it is rebuilt"))
-            }
-        }
+        st.open(&self.path, settings, true)
     }
 
     /// Holds the file's lock until the guard is dropped, as a stalled disk would.
@@ -318,19 +275,9 @@ fn hint_for(path: &Path, e: &io::Error) -> String {
     }
 }
 
-fn flexi_err(e: flexi_logger::FlexiLoggerError) -> io::Error {
-    match e {
-        flexi_logger::FlexiLoggerError::OutputIo(e) => e,
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 impl State {
     fn write(&mut self, path: &Path, buf: &[u8], settings: &Settings) -> Outcome {
         let mut outcome = Outcome::default();
-        if self.built_with.as_ref() != Some(settings) {
-            self.writer = None;
-        }
         if let Err(e) = self.open(path, settings, false) {
             outcome.write = Some(e);
             return outcome;
@@ -342,14 +289,26 @@ impl State {
             .and_then(|r| r.age)
             .is_some_and(|age| age_due(age, self.started, Local::now()));
         let size_due = settings.rotate.and_then(|r| r.size).is_some_and(|max| self.size > max);
-        if age_due || size_due {
-            outcome.rotate = self.rotate(path, settings).err();
+        if let Some(rotate) = settings.rotate.filter(|_| age_due || size_due) {
+            let renamed = file::rotate_away(path, self.started);
+            // The file at `path` is the one written next: a new one, unless the rename failed.
+            if let Err(e) = self.open(path, settings, true) {
+                outcome.rotate = renamed.err();
+                outcome.write = Some(e);
+                return outcome;
+            }
+            self.started = Local::now();
+            outcome.rotate = renamed
+                .and_then(|_| {
+                    file::clean_up(path, rotate.keep, rotate.compress, settings.file_mode)
+                })
+                .err();
         }
         let Some(writer) = &mut self.writer else {
             outcome.write = Some(io::Error::other("log file not open"));
             return outcome;
         };
-        if let Err(e) = writer.w.write_all(buf) {
+        if let Err(e) = writer.write_all(buf) {
             outcome.write = Some(e);
             return outcome;
         }
@@ -357,13 +316,11 @@ impl State {
         outcome
     }
 
-    /// Makes sure the writer has `path` open: builds it, or (after the file vanished or was
-    /// replaced, or when `force`d) recreates the file and reopens it.
+    /// Makes sure the writer has `path` open: opens it, or (after the file vanished or was
+    /// replaced, or when `force`d) opens it again, creating it if it is not there.
     fn open(&mut self, path: &Path, settings: &Settings, force: bool) -> io::Result<()> {
-        let meta = match fs::metadata(path) {
-            Ok(m) if !m.is_file() => {
-                return Err(io::Error::other(format!("{} is not a regular file", path.display())));
-            }
+        // Not following a link: one in the file's place is not the file the writer has.
+        let meta = match fs::symlink_metadata(path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -382,48 +339,20 @@ impl State {
             self.replaced =
                 Some(if meta.is_some() { "was replaced" } else { "was deleted or moved away" });
         }
-        let meta = match meta {
-            Some(m) => m,
-            None => {
-                if let Some(dir) = path.parent() {
-                    create_dir_all_with_mode(dir, settings.dir_mode)?;
-                }
-                create_file_with_mode(path, settings.file_mode)?
-            }
-        };
-        match &self.writer {
-            Some(w) => w.w.reopen_outputfile().map_err(flexi_err)?,
-            None => {
-                let writer = build_writer(path, settings)?;
-                // An empty write opens the file (flexi_logger opens lazily).
-                let mut w = writer.w.clone();
-                let written = w.write(&[])?;
-                debug_assert_eq!(written, 0);
-                self.writer = Some(writer);
-                self.built_with = Some(settings.clone());
-            }
+        // Until a file opens, lines fail (they never go to the one it replaced).
+        self.writer = None;
+        self.file = None;
+        if meta.is_none()
+            && let Some(dir) = path.parent()
+        {
+            create_dir_all_with_mode(dir, settings.dir_mode)?;
         }
-        self.file = Some((meta.dev(), meta.ino()));
-        self.size = meta.len();
-        self.started = started_at(&meta);
+        let opened = file::open_append(path, settings.file_mode)?;
+        self.file = Some((opened.meta.dev(), opened.meta.ino()));
+        self.size = opened.meta.len();
+        self.started = started_at(&opened.meta);
+        self.writer = Some(opened.file);
         Ok(())
-    }
-
-    fn rotate(&mut self, path: &Path, settings: &Settings) -> io::Result<()> {
-        let Some(writer) = &self.writer else { return Ok(()) };
-        let rotated = writer.w.rotate().map_err(flexi_err);
-        // Whatever happened, the file at `path` is the one written next: give it its mode
-        // before the first line goes in, and remember it.
-        if let Ok(m) = fs::metadata(path) {
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(settings.file_mode));
-            self.file = Some((m.dev(), m.ino()));
-            self.size = m.len();
-            self.started = Local::now();
-        }
-        if settings.rotate.is_some_and(|r| r.compress) {
-            chmod_rotated(path, settings.file_mode);
-        }
-        rotated
     }
 }
 
@@ -446,39 +375,6 @@ fn started_at(m: &fs::Metadata) -> DateTime<Local> {
     m.created().or_else(|_| m.modified()).map_or_else(|_| Local::now(), DateTime::<Local>::from)
 }
 
-fn build_writer(path: &Path, settings: &Settings) -> io::Result<Writer> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let spec = FileSpec::default()
-        .directory(dir)
-        .basename(stem)
-        .suppress_timestamp()
-        .o_suffix(path.extension().map(|e| e.to_string_lossy().into_owned()));
-    let mut builder = FileLogWriter::builder(spec)
-        .append()
-        .write_mode(WriteMode::Direct)
-        .cleanup_in_background_thread(false);
-    if let Some(r) = settings.rotate {
-        builder = builder.rotate(
-            // Never by itself: see the module docs.
-            Criterion::Size(u64::MAX),
-            Naming::TimestampsCustomFormat { current_infix: Some(""), format: ROTATED_INFIX },
-            cleanup(r),
-        );
-    }
-    let (w, handle) = builder.try_build_with_handle().map_err(flexi_err)?;
-    Ok(Writer { w, _handle: handle })
-}
-
-fn cleanup(r: Rotate) -> Cleanup {
-    match (r.keep, r.compress) {
-        (None, false) => Cleanup::Never,
-        (None, true) => Cleanup::KeepCompressedFiles(usize::MAX),
-        (Some(k), false) => Cleanup::KeepLogFiles(k),
-        (Some(k), true) => Cleanup::KeepCompressedFiles(k),
-    }
-}
-
 /// Creates `dir` and any missing parents with `mode` (exactly: the umask does not narrow
 /// it).
 pub(crate) fn create_dir_all_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
@@ -495,42 +391,51 @@ pub(crate) fn create_dir_all_with_mode(dir: &Path, mode: u32) -> io::Result<()> 
     }
 }
 
-/// Creates the file at `path` with exactly `mode` if it does not exist; returns its
-/// metadata.
-fn create_file_with_mode(path: &Path, mode: u32) -> io::Result<fs::Metadata> {
-    match OpenOptions::new().append(true).create_new(true).mode(mode).open(path) {
-        Ok(f) => {
-            f.set_permissions(fs::Permissions::from_mode(mode))?;
-            f.metadata()
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::metadata(path),
-        Err(e) => Err(e),
-    }
-}
-
-/// Gives compressed rotated files of `path` (`NAME_r*.gz`, created by flexi_logger with
-/// the umask's mode) the configured mode.
-fn chmod_rotated(path: &Path, mode: u32) {
-    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else { return };
-    let prefix = format!("{}_r", stem.to_string_lossy());
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&prefix)
-            && name.ends_with(".gz")
-            && let Ok(m) = entry.metadata()
-            && m.mode() & 0o777 != mode
-        {
-            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone as _;
+
+    #[test]
+    fn a_link_in_the_files_place_is_refused_and_rotated_files_are_the_sinks_own() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, "not a log\n").expect("write");
+        let dir = tmp.path().join("app");
+        let path = dir.join("debug.log");
+        let rotate =
+            gatehouse_config::Rotate { size: Some(40), age: None, keep: Some(2), compress: true };
+        let settings = Settings { rotate: Some(rotate), dir_mode: 0o750, file_mode: 0o640 };
+        let sink = Sink::new(path.clone(), "debug log of app t".to_owned(), Reports::Stderr);
+        fs::create_dir(&dir).expect("mkdir");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        let e = sink.write(b"refused\n", 1, &settings).expect_err("a link");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(sink.is_failing());
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "not a log\n");
+
+        fs::remove_file(&path).expect("rm");
+        for i in 0..20 {
+            sink.write(format!("line {i:02} of the debug log\n").as_bytes(), 1, &settings)
+                .expect("write");
+        }
+        assert!(!sink.is_failing());
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "debug.log and the 2 kept: {names:?}");
+        assert!(names.iter().filter(|n| n.ends_with(".log.gz")).count() == 2, "{names:?}");
+        for name in names {
+            let meta = fs::symlink_metadata(dir.join(&name)).expect("stat");
+            assert!(meta.is_file(), "{name}");
+            assert_eq!(meta.mode() & 0o777, 0o640, "{name}");
+        }
+        assert!(fs::read_to_string(&path).expect("read").ends_with("line 19 of the debug log\n"));
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "not a log\n");
+    }
 
     #[test]
     fn age_rotation_is_due_when_the_clock_starts_a_new_period() {
@@ -548,14 +453,5 @@ mod tests {
         for (age, started, now, due) in cases {
             assert_eq!(age_due(age, started, now), due, "{age:?} {started} {now}");
         }
-    }
-
-    #[test]
-    fn cleanup_follows_keep_and_compress() {
-        let r = |keep, compress| Rotate { size: Some(1), age: None, keep, compress };
-        assert!(matches!(cleanup(r(None, false)), Cleanup::Never));
-        assert!(matches!(cleanup(r(Some(3), false)), Cleanup::KeepLogFiles(3)));
-        assert!(matches!(cleanup(r(Some(3), true)), Cleanup::KeepCompressedFiles(3)));
-        assert!(matches!(cleanup(r(None, true)), Cleanup::KeepCompressedFiles(usize::MAX)));
     }
 }

@@ -118,6 +118,11 @@ pub struct Limits<'a> {
     pub max_upload: u64,
     /// Where uploads are spooled.
     pub upload_dir: &'a Path,
+    /// The user each spooled upload is given to (the workers' of an alias with `isolation:
+    /// process` and its own `user`), through the file's open descriptor as it is created,
+    /// before anything is written to it: never by path, which whoever may write
+    /// `upload_dir` could have swapped for a link to another file by then.
+    pub upload_owner: Option<u32>,
     /// How long the body may take, before `min_rate` extends it.
     pub body_timeout: Duration,
     /// Bytes per second that extend the deadline by a second (0: a fixed deadline).
@@ -364,6 +369,9 @@ async fn multipart(
             .prefix("gatehouse-upload-")
             .tempfile_in(limits.upload_dir)
             .map_err(spool_error)?;
+        if let Some(uid) = limits.upload_owner {
+            std::os::unix::fs::fchown(file.as_file(), Some(uid), None).map_err(spool_error)?;
+        }
         let mut size = 0u64;
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;
