@@ -294,6 +294,48 @@ aliases:
 }
 
 #[test]
+fn a_body_that_keeps_the_rate_is_cut_at_body_timeout_max() {
+    // One app thread. A client sends 20 bytes every 200 ms (100 B/s, ten times
+    // body_min_rate) of a 10 000-byte body: every window is fast enough, so before
+    // `body_timeout_max` it held the thread for the whole 100 s.
+    let yaml = "\
+aliases:
+  - url: /p
+    path: {panicky}
+    threads: 1
+    body_timeout: 1s
+    body_min_rate: 10
+    body_timeout_max: 2s
+";
+    let d = Daemon::start(yaml);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"POST /p/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000\r\n\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let mut sender = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        while t.elapsed() < Duration::from_secs(8) {
+            if sender.write_all(&[b'x'; 20]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    let took = t.elapsed();
+    assert_eq!(&head, b"HTTP/1.1 408", "after {took:?}");
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(4), "{took:?}");
+    // The app's read failed, and its one thread serves the next request at once.
+    let t = Instant::now();
+    assert_eq!(d.get("/p/x").text(), "ok");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(s);
+    trickle.join().unwrap();
+}
+
+#[test]
 fn an_app_that_never_reads_its_streamed_body_gets_504() {
     let yaml = "\
 aliases:

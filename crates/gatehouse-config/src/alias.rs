@@ -33,6 +33,7 @@ const ALIAS_KEYS: &[&str] = &[
     "timeout",
     "body_timeout",
     "body_min_rate",
+    "body_timeout_max",
     "queue",
     "check_plugins",
     "sha256",
@@ -401,7 +402,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, queue, check_plugins, sha256, python_home, python_path",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),

@@ -39,8 +39,9 @@
 //! max_header_size: 8190        # longest header line, else 400
 //! timeout: 60s                 # for the app to start its reply, else 504; and the longest a
 //!                              # streamed write waits on a client that reads nothing (then cut)
-//! body_timeout: 20s            # for the request body, extended by each body_min_rate bytes, else 408
-//! body_min_rate: 500           # bytes/s
+//! body_timeout: 20s            # the longest a request body may pause, else 408
+//! body_min_rate: 500           # bytes/s the body must keep over every body_timeout window
+//! body_timeout_max: 60s        # the longest a whole request body may take, else 408
 //! queue: 1024                  # requests waiting for a busy pool, else 503 (default 128 per thread)
 //! logs:
 //!   dir: log                   # debug logs go to DIR/APP/debug.log; relative to this file's folder

@@ -36,6 +36,7 @@ const TOP_KEYS: &[&str] = &[
     "timeout",
     "body_timeout",
     "body_min_rate",
+    "body_timeout_max",
     "queue",
     "check_plugins",
     "trusted_proxies",
@@ -660,7 +661,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

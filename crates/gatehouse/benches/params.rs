@@ -50,6 +50,7 @@ fn forms(c: &mut Criterion) {
         upload_owner: None,
         body_timeout: std::time::Duration::from_secs(20),
         min_rate: 500,
+        body_timeout_max: std::time::Duration::from_secs(60),
     };
     let multipart_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let multipart = multipart_body();

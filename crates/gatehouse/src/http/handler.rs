@@ -274,6 +274,7 @@ async fn read_input(
         upload_owner: m.workers.as_ref().and_then(|w| w.uid()),
         body_timeout: alias.limits.body_timeout,
         min_rate: alias.limits.body_min_rate,
+        body_timeout_max: alias.limits.body_timeout_max,
     };
     let kind = match input::body_kind(req, alias.max_body)? {
         BodyKind::Urlencoded | BodyKind::Multipart if raw => BodyKind::Other,

@@ -21,10 +21,11 @@ use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::{Stream, StreamExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::answer::Answer;
+use super::pace::limited;
 use crate::logs::per_request;
 use crate::request::environ::PairBuf;
 
@@ -103,10 +104,13 @@ pub enum BodyKind {
 pub(crate) struct BodyLimits {
     /// The whole body.
     pub max_body: u64,
-    /// How long the body may take, before `min_rate` extends it.
+    /// The longest the client may send nothing, and the window its rate is measured over.
     pub timeout: Duration,
-    /// Bytes per second that extend the deadline by a second (0: a fixed deadline).
+    /// The least bytes per second over every `timeout` window (0: `timeout` is a fixed
+    /// deadline for the whole body).
     pub min_rate: u64,
+    /// The longest the whole body may take, however fast it comes.
+    pub max_time: Duration,
 }
 
 /// Limits for reading one request's input.
@@ -123,16 +127,23 @@ pub struct Limits<'a> {
     /// before anything is written to it: never by path, which whoever may write
     /// `upload_dir` could have swapped for a link to another file by then.
     pub upload_owner: Option<u32>,
-    /// How long the body may take, before `min_rate` extends it.
+    /// The longest the client may send nothing, and the window its rate is measured over.
     pub body_timeout: Duration,
-    /// Bytes per second that extend the deadline by a second (0: a fixed deadline).
+    /// The least bytes per second over every `body_timeout` window (0: a fixed deadline).
     pub min_rate: u64,
+    /// The longest the whole body may take (`body_timeout_max`).
+    pub body_timeout_max: Duration,
 }
 
 impl Limits<'_> {
     /// The body's size and time limits.
     pub(crate) fn body(&self) -> BodyLimits {
-        BodyLimits { max_body: self.max_body, timeout: self.body_timeout, min_rate: self.min_rate }
+        BodyLimits {
+            max_body: self.max_body,
+            timeout: self.body_timeout,
+            min_rate: self.min_rate,
+            max_time: self.body_timeout_max,
+        }
     }
 }
 
@@ -214,7 +225,7 @@ fn too_many_fields() -> Answer {
     ))
 }
 
-fn payload_error(e: &PayloadError) -> BodyError {
+pub(crate) fn payload_error(e: &PayloadError) -> BodyError {
     match e {
         PayloadError::Overflow => BodyError::TooLarge,
         PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => BodyError::TimedOut,
@@ -223,66 +234,6 @@ fn payload_error(e: &PayloadError) -> BodyError {
         }
         _ => BodyError::Malformed,
     }
-}
-
-/// The payload, failing with [`PayloadError::Overflow`] once past `max_body` bytes, and
-/// with a `TimedOut` I/O error when it is not complete by its deadline: `body_timeout` from
-/// now, plus a second per `min_rate` bytes received (mod_reqtimeout's `body=20,MinRate=500`),
-/// so a client trickling a byte at a time cannot hold a connection and a thread for ever.
-fn limited<P>(payload: P, limits: BodyLimits) -> impl Stream<Item = Result<Bytes, PayloadError>>
-where
-    P: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
-    struct State<P> {
-        payload: P,
-        seen: u64,
-        deadline: Instant,
-        done: bool,
-        /// When the last chunk was handed on.
-        handed: Option<Instant>,
-    }
-    let (max_body, min_rate) = (limits.max_body, limits.min_rate);
-    let start = State {
-        payload,
-        seen: 0,
-        deadline: Instant::now() + limits.timeout,
-        done: false,
-        handed: None,
-    };
-    // (`unfold` makes each step's future when the next chunk is asked for.)
-    futures_util::stream::unfold(start, move |mut st| async move {
-        if st.done {
-            return None;
-        }
-        // The time the reader took before asking for more is not the client's: an app that
-        // reads slowly holds the client back (actix stops reading the socket), and the
-        // client must not get 408 for it.
-        let now = Instant::now();
-        if let Some(handed) = st.handed.take() {
-            st.deadline += now.saturating_duration_since(handed);
-        }
-        let left = st.deadline.saturating_duration_since(now);
-        let item = match actix_web::rt::time::timeout(left, st.payload.next()).await {
-            Err(_) => Err(PayloadError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the request body was not received in time",
-            ))),
-            Ok(None) => return None,
-            Ok(Some(Err(e))) => Err(e),
-            Ok(Some(Ok(chunk))) => {
-                st.seen += chunk.len() as u64;
-                if min_rate > 0 {
-                    st.deadline += Duration::from_secs_f64(chunk.len() as f64 / min_rate as f64);
-                }
-                if st.seen > max_body { Err(PayloadError::Overflow) } else { Ok(chunk) }
-            }
-        };
-        st.done = item.is_err();
-        st.handed = Some(Instant::now());
-        Some((item, st))
-    })
-    // Multipart polls again after the end: a fused stream keeps answering None.
-    .fuse()
 }
 
 /// Reads and parses a form body into `input`.
@@ -468,7 +419,12 @@ mod tests {
                 .map(|_| Ok(Bytes::from_static(b"chunk")))
                 .chain([Err(PayloadError::Incomplete(None))]),
         );
-        let limits = BodyLimits { max_body: 100, timeout: Duration::from_secs(5), min_rate: 0 };
+        let limits = BodyLimits {
+            max_body: 100,
+            timeout: Duration::from_secs(5),
+            min_rate: 0,
+            max_time: Duration::from_secs(60),
+        };
         let stall = Duration::from_millis(200);
         actix_web::rt::System::new().block_on(async move {
             let (tx, mut rx) = mpsc::channel(room);
@@ -502,41 +458,6 @@ mod tests {
             let got = read_after_cut(room, chunks, Duration::from_millis(late));
             assert_eq!(got, want, "room {room}, {chunks} chunks, app {late} ms late");
         }
-    }
-
-    #[test]
-    fn the_readers_own_time_does_not_count_against_the_client() {
-        // The client sends a chunk, and the next 300 ms after it is asked for. The reader
-        // takes 1.5 s over the first: with a 1 s body deadline, the second still comes.
-        let client = futures_util::stream::unfold(0, |i| async move {
-            match i {
-                0 => Some((Ok(Bytes::from_static(b"first")), 1)),
-                1 => {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    Some((Ok(Bytes::from_static(b"second")), 2))
-                }
-                _ => None,
-            }
-        });
-        let limits = BodyLimits { max_body: 100, timeout: Duration::from_secs(1), min_rate: 0 };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
-            let mut body = std::pin::pin!(limited(Box::pin(client), limits));
-            assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"first"));
-            tokio::time::sleep(Duration::from_millis(1500)).await; // the reader, busy
-            assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"second"));
-            assert!(body.next().await.is_none());
-        });
-        // A client that is itself slow still times out: 1.3 s of its own against 1 s.
-        let slow = futures_util::stream::unfold(0, |i| async move {
-            tokio::time::sleep(Duration::from_millis(1300)).await;
-            (i == 0).then_some((Ok(Bytes::from_static(b"late")), 1))
-        });
-        rt.block_on(async {
-            let mut body = std::pin::pin!(limited(Box::pin(slow), limits));
-            let e = body.next().await.unwrap().unwrap_err();
-            assert_eq!(payload_error(&e), BodyError::TimedOut);
-        });
     }
 
     #[test]
