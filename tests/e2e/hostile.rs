@@ -369,3 +369,28 @@ fn malformed_http_is_400() {
     }
     d.get("/e").expect_status(200);
 }
+
+#[test]
+fn trace_and_connect_are_refused_unless_trace_enable() {
+    let d = Daemon::start("aliases:\n  - url: /sample\n    path: {hello}\n");
+    // As a hardened Apache (TraceEnable off): 405 with Allow, the app never sees it.
+    let r = d.send("TRACE", "/sample", &["Cookie: secret=1"], b"");
+    r.expect_status(405);
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET") && !a.contains("TRACE")), "{r}");
+    assert!(!r.text().contains("secret"), "{r}");
+    // CONNECT, in authority form and in origin form: never a proxy.
+    for target in ["127.0.0.1:22", "/sample"] {
+        let r = d.send("CONNECT", target, &[], b"");
+        assert!(r.status == 405 || r.status == 400, "CONNECT {target}: {r}");
+        if r.status == 405 {
+            assert!(r.header("allow").is_some(), "{r}");
+        }
+    }
+    d.get("/sample").expect_status(200);
+    // trace_enable lets TRACE through to the app, as TraceEnable on.
+    let d = Daemon::start("trace_enable: true\naliases:\n  - url: /sample\n    path: {hello}\n");
+    let r = d.send("TRACE", "/sample", &[], b"");
+    r.expect_status(200);
+    assert_eq!(r.text(), "Hello World!");
+    d.send("CONNECT", "/sample", &[], b"").expect_status(405);
+}

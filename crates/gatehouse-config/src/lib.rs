@@ -27,6 +27,7 @@
 //! max_upload: 10MiB            # largest uploaded file (default: max_body)
 //! upload_dir: /var/tmp         # where uploads are spooled (default: the system temp folder)
 //! pass_authorization: false    # pass Authorization to apps (mod_wsgi's WSGIPassAuthorization)
+//! trace_enable: false          # let TRACE through to apps (Apache's TraceEnable); else 405 (global only)
 //! dispatch: pool               # `pool` (app threads) or `inline` (on the HTTP worker, for apps that never block)
 //! threads: 8                   # app threads per alias pool, 1..=1024
 //! reloading: true              # swap replaced plugin files live (mod_wsgi's WSGIScriptReloading)
@@ -233,6 +234,9 @@ pub struct Config {
     /// Whether apps see the `Authorization` header as `HTTP_AUTHORIZATION` (mod_wsgi's
     /// `WSGIPassAuthorization`; default false, as there).
     pub pass_authorization: bool,
+    /// Whether `TRACE` requests reach apps (`trace_enable`, Apache's `TraceEnable`; default
+    /// false: the daemon answers them 405, as it always answers `CONNECT`).
+    pub trace_enable: bool,
     /// The global number of app threads per alias pool, in `1..=1024`.
     pub threads: usize,
     /// The global dispatch mode.

@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "max_upload",
     "upload_dir",
     "pass_authorization",
+    "trace_enable",
     "threads",
     "dispatch",
     "reloading",
@@ -70,6 +71,7 @@ pub(crate) fn build(
         max_upload: DEFAULT_MAX_BODY,
         upload_dir: std::env::temp_dir(),
         pass_authorization: false,
+        trace_enable: false,
         threads: DEFAULT_THREADS,
         dispatch: crate::Dispatch::Pool,
         reloading: true,
@@ -122,6 +124,9 @@ pub(crate) fn build(
         f.get("pass_authorization").and_then(|n| bool_value(n, "pass_authorization", d))
     {
         config.pass_authorization = b;
+    }
+    if let Some(b) = f.get("trace_enable").and_then(|n| bool_value(n, "trace_enable", d)) {
+        config.trace_enable = b;
     }
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
@@ -661,7 +666,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }
@@ -700,6 +705,16 @@ mod tests {
             let c = fx.ok(&format!("aliases: []\n{text}")).config;
             assert_eq!((c.develop_mode, c.max_body), (develop, size), "{text}");
         }
+    }
+
+    #[test]
+    fn trace_enable_is_off_unless_written() {
+        let fx = fixture();
+        assert!(!fx.ok("aliases: []\n").config.trace_enable);
+        assert!(fx.ok("aliases: []\ntrace_enable: on\n").config.trace_enable);
+        assert!(!fx.ok("aliases: []\ntrace_enable: false\n").config.trace_enable);
+        let e = fx.errors("aliases:\n  - url: /a\n    path: lib/app.so\n    trace_enable: true\n");
+        assert!(e[0].message.contains("unknown key `trace_enable` in an alias"), "{e:?}");
     }
 
     #[test]

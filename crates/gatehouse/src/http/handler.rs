@@ -37,6 +37,12 @@ const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 /// Apache's `LimitRequestLine` default.
 const MAX_REQUEST_LINE: usize = 8190;
 
+/// The methods a 405 of the daemon's own names: what apps may get (any other method
+/// reaches them too, but these are the ones a client should try).
+const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+/// The same with `trace_enable`.
+const ALLOW_TRACE: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
+
 /// Serves every request, on the host current when it arrives, and counts it (in flight,
 /// then by alias and status class, with its time to the response head).
 pub async fn handle(
@@ -80,6 +86,7 @@ async fn serve(
     served: &mut Served,
 ) -> Result<HttpResponse, Answer> {
     check_request_line(req)?;
+    check_method(req, host.config.trace_enable)?;
     if req.uri().path() == "*" && req.method() == actix_web::http::Method::OPTIONS {
         // `OPTIONS *` asks about the server, not a resource: Apache answers it itself.
         return Ok(HttpResponse::Ok()
@@ -222,6 +229,24 @@ fn check_request_line(req: &HttpRequest) -> Result<(), Answer> {
         ));
     }
     Ok(())
+}
+
+/// Refuses, before any app sees them, the methods a hardened Apache refuses: `TRACE` (it
+/// echoes the request, cookies and credentials included, to whoever sent it: cross-site
+/// tracing) unless `trace_enable` says otherwise, as Apache's `TraceEnable off`; and
+/// `CONNECT` (Gatehouse is no proxy), both 405 with `Allow`.
+fn check_method(req: &HttpRequest, trace_enable: bool) -> Result<(), Answer> {
+    use actix_web::http::Method;
+    let allow = if trace_enable { ALLOW_TRACE } else { ALLOW };
+    match *req.method() {
+        Method::TRACE if !trace_enable => {
+            Err(Answer::method_not_allowed("TRACE is not allowed (trace_enable is off)", allow))
+        }
+        Method::CONNECT => {
+            Err(Answer::method_not_allowed("CONNECT is not allowed: this is not a proxy", allow))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses what Apache refuses before calling an app: more header fields than the alias's

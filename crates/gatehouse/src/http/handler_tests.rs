@@ -307,6 +307,13 @@ async fn answers_without_a_plugin() {
             counted: Some("/missing"),
         },
         Row {
+            what: "TRACE, before routing",
+            req: || TestRequest::default().method(Method::TRACE).uri("/nothing"),
+            status: 405,
+            body: Want::Says("TRACE is not allowed (trace_enable is off)"),
+            counted: None,
+        },
+        Row {
             what: "OPTIONS *",
             req: || TestRequest::default().method(Method::OPTIONS).uri("*"),
             status: 200,
@@ -462,6 +469,20 @@ async fn answers_of_the_hello_plugin() {
                 "the request body (2048 bytes) is larger than this alias's max_body of 1024 bytes",
             ),
             counted: Some("/sample"),
+        },
+        Row {
+            what: "TRACE never reaches the app (trace_enable is off)",
+            req: || TestRequest::default().method(Method::TRACE).uri("/sample"),
+            status: 405,
+            body: Want::Says("TRACE is not allowed (trace_enable is off)"),
+            counted: None,
+        },
+        Row {
+            what: "CONNECT never reaches the app",
+            req: || TestRequest::default().method(Method::CONNECT).uri("/sample"),
+            status: 405,
+            body: Want::Says("CONNECT is not allowed: this is not a proxy"),
+            counted: None,
         },
         Row {
             what: "traversal out of an app's URL into another",

@@ -25,6 +25,8 @@ pub struct Answer {
     pub message: Cow<'static, str>,
     /// Whether the client is told to retry after a second (`Retry-After: 1`).
     pub retry: bool,
+    /// The methods a 405 names in its `Allow` header.
+    pub allow: Option<&'static str>,
 }
 
 /// The message of a 504: the app (or a worker process for it) did not answer within the
@@ -34,22 +36,22 @@ pub(crate) const TIMED_OUT: &str = "the app did not answer in time";
 impl Answer {
     /// An answer with a fixed message.
     pub(crate) const fn new(status: u16, message: &'static str) -> Answer {
-        Answer { status, message: Cow::Borrowed(message), retry: false }
+        Answer { status, message: Cow::Borrowed(message), retry: false, allow: None }
     }
 
     /// An answer with a message made for this request.
     pub(crate) fn owned(status: u16, message: String) -> Answer {
-        Answer { status, message: Cow::Owned(message), retry: false }
+        Answer { status, message: Cow::Owned(message), retry: false, allow: None }
     }
 
     /// 400 Bad Request.
     pub(crate) fn bad(message: impl Into<Cow<'static, str>>) -> Answer {
-        Answer { status: 400, message: message.into(), retry: false }
+        Answer { status: 400, message: message.into(), retry: false, allow: None }
     }
 
     /// 413: a body, an upload or the fields past a limit.
     pub(crate) fn too_large(message: impl Into<Cow<'static, str>>) -> Answer {
-        Answer { status: 413, message: message.into(), retry: false }
+        Answer { status: 413, message: message.into(), retry: false, allow: None }
     }
 
     /// 503 with `Retry-After: 1`: every thread or worker is busy and the queue is full.
@@ -58,7 +60,14 @@ impl Answer {
             status: 503,
             message: Cow::Borrowed("the app is busy; retry shortly"),
             retry: true,
+            allow: None,
         }
+    }
+
+    /// 405 for a method the daemon refuses itself (`TRACE` unless `trace_enable`, `CONNECT`:
+    /// no app is a proxy), with the methods apps may get in `Allow`.
+    pub(crate) const fn method_not_allowed(method: &'static str, allow: &'static str) -> Answer {
+        Answer { status: 405, message: Cow::Borrowed(method), retry: false, allow: Some(allow) }
     }
 
     /// 504: the app did not answer within its timeout.
@@ -109,6 +118,9 @@ impl Answer {
         ));
         if self.retry {
             resp.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let Some(allow) = self.allow {
+            resp.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         resp.body(format!(
             "{} {}: {}\n",
@@ -165,8 +177,15 @@ mod tests {
         assert_eq!(resp.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
         let resp = Answer::new(404, "no such app").response();
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+        assert!(resp.headers().get(header::ALLOW).is_none());
         let body = actix_web::body::to_bytes(resp.into_body());
         let body = futures_util::FutureExt::now_or_never(body).and_then(Result::ok);
         assert_eq!(body.as_deref(), Some(&b"404 Not Found: no such app\n"[..]));
+        let resp = Answer::method_not_allowed("no TRACE", "GET, POST").response();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(
+            resp.headers().get(header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"GET, POST"[..])
+        );
     }
 }
