@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Daemon, artifacts, wait_for};
+use crate::harness::{Daemon, artifacts, read_lossy, wait_for, wait_until};
 
 /// A private copy of a plugin (never `install`'s hard link: these tests change modes and
 /// owners, which a hard link would change on the build's own file).
@@ -393,4 +393,53 @@ fn trace_and_connect_are_refused_unless_trace_enable() {
     r.expect_status(200);
     assert_eq!(r.text(), "Hello World!");
     d.send("CONNECT", "/sample", &[], b"").expect_status(405);
+}
+
+/// Sends `head` (no body) and reads what comes within `wait`, to EOF or the wait's end.
+fn head_only(d: &Daemon, head: &str, wait: Duration) -> (Duration, String) {
+    send_and_hold(d, head.as_bytes(), wait)
+}
+
+#[test]
+fn expect_100_continue_past_max_body_is_413_before_the_body_is_asked_for() {
+    let yaml = "\
+max_body: 1MiB
+aliases:
+  - url: /p
+    path: {panicky}
+  - url: /small
+    path: {panicky}
+    max_body: 1KiB
+";
+    let d = Daemon::start(yaml);
+    // A declared 1 GB upload: 413 at once, never `100 Continue` (which asks for the body),
+    // and the connection closed (the client may send the body anyway; nobody will read it).
+    for (target, len) in [("/p/echo", 1_000_000_000u64), ("/small/echo", 2048)] {
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+        );
+        let (took, reply) = head_only(&d, &head, Duration::from_secs(5));
+        assert!(reply.starts_with("HTTP/1.1 413"), "{target}: {reply:?} after {took:?}");
+        assert!(!reply.contains("100 Continue"), "{target}: {reply:?}");
+        assert!(took < Duration::from_secs(3), "{target}: closed after {took:?}: {reply:?}");
+    }
+    // Counted and logged as the handler's answers are.
+    let log = d.path("log/access.log");
+    wait_until("the 413s in the access log", || read_lossy(&log).matches("\" 413 ").count() >= 2);
+    let lines = read_lossy(&log);
+    assert!(
+        lines.contains("\"POST /p/echo HTTP/1.1\" 413 ") && lines.contains(" app=p "),
+        "{lines}"
+    );
+    // Within the limit: 100 Continue, then the app reads the body.
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /small/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("hello"), "{reply:?}");
 }

@@ -22,7 +22,8 @@
 //! the daemon's own 4xx/5xx answers included. A streamed body is counted as it goes out
 //! and the line is written when it ends, or when it is dropped (the client went away: the
 //! bytes sent so far). The handler tells the middleware the client, the app and the
-//! request id with [`note`]. Requests that never become a request (a malformed request line, which actix
+//! request id with [`note`]; a request refused before `100 Continue` (it never reaches the
+//! App) is logged by [`refused`]. Requests that never become a request (a malformed request line, which actix
 //! answers itself) are not in the access log. Lines are queued like debug-log lines
 //! ([`crate::logs`]): writing never waits for the disk.
 
@@ -34,7 +35,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::dev::{
+    RequestHead, Service, ServiceRequest, ServiceResponse, Transform, forward_ready,
+};
 use actix_web::http::{Version, header};
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage as _, HttpRequest};
@@ -62,6 +65,23 @@ impl Served {
 /// Records, for the access log, what the handler learned about `req`.
 pub(crate) fn note(req: &HttpRequest, served: Served) {
     req.extensions_mut().insert(served);
+}
+
+/// Logs a request the listener refused before `100 Continue` (it never reached the App):
+/// `status` with a body of `bytes`, from the peer, counted under `app` if one was routed.
+pub(crate) fn refused(
+    head: &RequestHead,
+    peer: Option<std::net::SocketAddr>,
+    status: u16,
+    bytes: u64,
+    app: Option<Arc<str>>,
+) {
+    let Some(sink) = logs::access_sink() else { return };
+    let client = peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string());
+    let mut entry = Entry::begin(head, sink, client);
+    entry.status = status;
+    entry.app = app;
+    entry.write(bytes);
 }
 
 /// The middleware: `App::new().wrap(AccessLog)`.
@@ -104,7 +124,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let entry = logs::access_sink().map(|sink| Entry::begin(&req, sink, peer(&req)));
+        let entry = logs::access_sink().map(|sink| Entry::begin(req.head(), sink, peer(&req)));
         let fut = self.service.call(req);
         Box::pin(async move {
             let res = match fut.await {
@@ -154,17 +174,17 @@ struct Entry {
 }
 
 impl Entry {
-    fn begin(req: &ServiceRequest, sink: Arc<Sink>, client: String) -> Entry {
-        let version = match req.version() {
+    fn begin(req: &RequestHead, sink: Arc<Sink>, client: String) -> Entry {
+        let version = match req.version {
             Version::HTTP_09 => "HTTP/0.9",
             Version::HTTP_10 => "HTTP/1.0",
             Version::HTTP_2 => "HTTP/2.0",
             Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         };
-        let uri = req.uri();
+        let uri = &req.uri;
         let mut request_line = String::with_capacity(uri.path().len() + 32);
-        escape_into(req.method().as_str().as_bytes(), &mut request_line);
+        escape_into(req.method.as_str().as_bytes(), &mut request_line);
         request_line.push(' ');
         // The target as sent: origin-form without an allocation, absolute-form whole.
         match (uri.authority(), uri.path_and_query()) {
@@ -174,7 +194,7 @@ impl Entry {
         request_line.push(' ');
         request_line.push_str(version);
         let header = |name| {
-            req.headers().get(name).map_or_else(
+            req.headers.get(name).map_or_else(
                 || "-".to_owned(),
                 |v| {
                     let mut s = String::new();
@@ -411,7 +431,7 @@ mod tests {
         const N: u32 = 200_000;
         let started = Instant::now();
         for i in 0..N {
-            let mut e = Entry::begin(&req, Arc::clone(&sink), peer(&req));
+            let mut e = Entry::begin(req.head(), Arc::clone(&sink), peer(&req));
             e.status = 200;
             e.app = Some(Arc::from("myapp"));
             e.request_id = Some(u64::from(i));

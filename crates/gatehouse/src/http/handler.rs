@@ -86,7 +86,7 @@ async fn serve(
     served: &mut Served,
 ) -> Result<HttpResponse, Answer> {
     check_request_line(req)?;
-    check_method(req, host.config.trace_enable)?;
+    check_method(req.method(), host.config.trace_enable)?;
     if req.uri().path() == "*" && req.method() == actix_web::http::Method::OPTIONS {
         // `OPTIONS *` asks about the server, not a resource: Apache answers it itself.
         return Ok(HttpResponse::Ok()
@@ -217,6 +217,55 @@ fn target(host: &Host, raw_path: &str, served: &mut Served) -> Result<Target, An
     Ok(Target { mount, file, group_name, path, script_len })
 }
 
+/// The listener's `Expect: 100-continue` hook, run before actix would send `100 Continue`
+/// (which asks the client for its body): the answer the handler gives without reading a
+/// byte of the body, when it refuses the request that way: a method it refuses, or a
+/// declared Content-Length past the routed alias's `max_body` (413). Counted and logged like
+/// the handler's answers, and the connection is closed after it (the client may send its
+/// body anyway; nobody will read it). `None`: `100 Continue`, and [`handle`] serves it.
+pub(crate) fn before_continue(
+    live: &Live,
+    head: &actix_web::dev::RequestHead,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<HttpResponse> {
+    let started = Instant::now();
+    let host = live.host();
+    let (mount, answer) = refused_before_body(&host, head)?;
+    let mut resp = answer.response();
+    resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+    let stats = mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
+    stats.record(resp.status().as_u16(), started.elapsed());
+    let app = mount.map(|m| {
+        let url = &host.mounts[m].alias.url;
+        Arc::from(alias_app_name(url))
+    });
+    let bytes = match actix_web::body::MessageBody::size(resp.body()) {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    access::refused(head, peer, answer.status, bytes, app);
+    Some(resp)
+}
+
+/// What [`before_continue`] refuses, and the alias it counts under (the group's alias for a
+/// group: its NAME is not looked up for this).
+fn refused_before_body(
+    host: &Host,
+    head: &actix_web::dev::RequestHead,
+) -> Option<(Option<usize>, Answer)> {
+    if let Err(answer) = check_method(&head.method, host.config.trace_enable) {
+        return Some((None, answer));
+    }
+    let len = head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
+    let path = route::normalize(head.uri.path().as_bytes()).ok()?;
+    let mount = match host.table.route(&path) {
+        Route::App { mount, .. } | Route::Group { mount, .. } => mount,
+        Route::GroupIndex { .. } | Route::NoMatch => return None,
+    };
+    let max_body = host.mounts[mount].alias.max_body;
+    (len > max_body).then(|| (Some(mount), input::declared_too_large(len, max_body)))
+}
+
 /// Apache's `LimitRequestLine`: `METHOD TARGET HTTP/1.1` of at most 8190 bytes, else 414,
 /// checked before anything else looks at the request.
 fn check_request_line(req: &HttpRequest) -> Result<(), Answer> {
@@ -235,10 +284,10 @@ fn check_request_line(req: &HttpRequest) -> Result<(), Answer> {
 /// echoes the request, cookies and credentials included, to whoever sent it: cross-site
 /// tracing) unless `trace_enable` says otherwise, as Apache's `TraceEnable off`; and
 /// `CONNECT` (Gatehouse is no proxy), both 405 with `Allow`.
-fn check_method(req: &HttpRequest, trace_enable: bool) -> Result<(), Answer> {
+fn check_method(method: &actix_web::http::Method, trace_enable: bool) -> Result<(), Answer> {
     use actix_web::http::Method;
     let allow = if trace_enable { ALLOW_TRACE } else { ALLOW };
-    match *req.method() {
+    match *method {
         Method::TRACE if !trace_enable => {
             Err(Answer::method_not_allowed("TRACE is not allowed (trace_enable is off)", allow))
         }

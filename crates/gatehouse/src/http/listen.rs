@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_http::{HttpService, Request, Response};
+use actix_service::{IntoServiceFactory as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::{App, web};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::handler::handle;
+use super::handler::{before_continue, handle};
 use crate::host::Live;
+use crate::request::environ::ListenerInfo;
 
 /// A listen address and whether it serves HTTPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,58 +88,100 @@ enum Bind {
     Socket(std::net::TcpListener),
 }
 
+/// The backlog of a listening socket (actix-web's default).
+const BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr`, as actix-web makes one (address reuse, [`BACKLOG`]).
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// One listener: an actix server (actix-server, with actix-http's HTTP/1 and HTTP/2 service
+/// around the actix-web App) on a bound socket. Built by hand rather than with actix-web's
+/// `HttpServer` for one hook that `HttpServer` does not offer: the `Expect: 100-continue`
+/// service, which may refuse a request before the client is asked for its body
+/// ([`before_continue`]).
 fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listener> {
-    let data = live.clone();
     // Slow-header clients (slowloris) get 408 after `header_timeout`; idle keep-alive
     // connections close after `keep_alive`; each worker serves at most `max_connections`;
     // a reload's new values apply to listeners bound after it. A stop waits
     // `shutdown_timeout` for requests in flight.
     let host = live.host();
     let config = &host.config;
-    let (header_timeout, shutdown_timeout) = (config.header_timeout, config.shutdown_timeout);
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(crate::http::access::AccessLog) // access log
-            .app_data(data.clone())
-            .default_service(web::to(handle))
-    })
-    .disable_signals()
-    .client_request_timeout(header_timeout)
-    .keep_alive(config.keep_alive)
-    .max_connections(config.max_connections)
-    .shutdown_timeout(shutdown_timeout.as_secs().max(1));
-    let (server, configured) = match bind {
+    let (header_timeout, keep_alive) = (config.header_timeout, config.keep_alive);
+    let (socket, configured) = match bind {
         Bind::Addr(endpoint) => {
-            let addr = endpoint.addr;
-            let bound = if endpoint.tls {
-                let tls = live.certs().server_config(addr)?;
-                server.bind_rustls_0_23(addr, tls)
-            } else {
-                server.bind(addr)
-            };
-            let server = bound.map_err(|e| {
+            let socket = bind_socket(endpoint.addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", endpoint.url()))
             })?;
-            (server, endpoint)
+            (socket, endpoint)
         }
         Bind::Socket(socket) => {
             let addr = socket.local_addr()?;
             // A passed socket serves HTTPS if the configuration gives its address a certificate.
-            let endpoint = Endpoint { addr, tls: config.tls_for(addr).is_some() };
-            let served = if endpoint.tls {
-                let tls = live.certs().server_config(addr)?;
-                server.listen_rustls_0_23(socket, tls)
-            } else {
-                server.listen(socket)
-            };
-            let server = served.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot serve the passed socket {addr}: {e}"))
-            })?;
-            (server, endpoint)
+            (socket, Endpoint { addr, tls: config.tls_for(addr).is_some() })
         }
     };
-    let bound =
-        server.addrs().into_iter().map(|addr| Endpoint { addr, tls: configured.tls }).collect();
+    let addr = socket.local_addr()?;
+    let tls =
+        if configured.tls { Some(live.certs().server_config(configured.addr)?) } else { None };
+    let info = ListenerInfo { secure: configured.tls, addr };
+    // The service of one connection, over a plain or a TLS stream (a macro: the stream
+    // type is a parameter of the service, and each listener has one).
+    macro_rules! service {
+        () => {{
+            let data = live.clone();
+            move || {
+                let data = data.clone();
+                let app = App::new()
+                    .wrap(crate::http::access::AccessLog) // access log
+                    .app_data(data.clone())
+                    .app_data(info)
+                    .default_service(web::to(handle));
+                let app = map_config(app.into_factory(), |_| AppConfig::default());
+                let expect = fn_service(move |req: Request| {
+                    let refused = before_continue(&data, req.head(), req.peer_addr());
+                    async move {
+                        match refused {
+                            Some(resp) => Err(Response::from(resp)),
+                            None => Ok(req),
+                        }
+                    }
+                });
+                HttpService::build()
+                    .keep_alive(keep_alive)
+                    .client_request_timeout(header_timeout)
+                    .local_addr(addr)
+                    .expect(expect)
+                    .finish(app)
+            }
+        }};
+    }
+    let name = format!("gatehouse-{addr}");
+    let builder = actix_web::dev::Server::build()
+        .disable_signals()
+        .backlog(BACKLOG as u32)
+        .max_concurrent_connections(config.max_connections)
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    let server = match tls {
+        Some(tls) => {
+            let service = service!();
+            builder.listen(name, socket, move || service().rustls_0_23(tls.clone()))
+        }
+        None => {
+            let service = service!();
+            builder.listen(name, socket, move || service().tcp())
+        }
+    }
+    .map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot serve {}: {e}", configured.url()))
+    })?;
+    let bound = vec![Endpoint { addr, tls: configured.tls }];
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);

@@ -114,6 +114,27 @@ fn passes(name: &str, alias: &Alias) -> bool {
     }
 }
 
+/// The listener a request came in on: whether it serves HTTPS, and its address. Each
+/// listener puts one in its app's data (`http::listen`); without it (a test's `App`),
+/// actix-web's `AppConfig` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListenerInfo {
+    /// Whether it serves HTTPS.
+    pub(crate) secure: bool,
+    /// The address it listens on.
+    pub(crate) addr: std::net::SocketAddr,
+}
+
+impl ListenerInfo {
+    /// The listener of `req`.
+    pub(crate) fn of(req: &HttpRequest) -> ListenerInfo {
+        req.app_data::<ListenerInfo>().copied().unwrap_or_else(|| {
+            let config = req.app_config();
+            ListenerInfo { secure: config.secure(), addr: config.local_addr() }
+        })
+    }
+}
+
 /// Builds the CGI/WSGI variables of a request as mod_wsgi does, then adds the alias's `env`
 /// settings whose names the request did not already set. An HTTPS connection gives
 /// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); `origin` is the client as
@@ -123,7 +144,8 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias, origin: 
     let env = &alias.env;
     let headers = req.headers();
     let peer = req.peer_addr();
-    let https = origin.https.unwrap_or_else(|| req.app_config().secure());
+    let listener = ListenerInfo::of(req);
+    let https = origin.https.unwrap_or(listener.secure);
     let mut vars = PairBuf::with_capacity(24 + headers.len() + env.len(), 768);
     let uri = req.uri();
     vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
@@ -143,7 +165,7 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias, origin: 
     if let Some(v) = headers.get(actix_web::http::header::CONTENT_LENGTH) {
         vars.push(b"CONTENT_LENGTH", v.as_bytes());
     }
-    let local = req.app_config().local_addr();
+    let local = listener.addr;
     // As Apache with `UseCanonicalName Off`: the name and port the client asked for (the
     // absolute-form target's authority, else the Host header), the port defaulting to 80.
     let host = uri

@@ -163,9 +163,7 @@ pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, Answer> {
     if let Some(len) = length
         && len > max_body
     {
-        return Err(Answer::too_large(format!(
-            "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
-        )));
+        return Err(declared_too_large(len, max_body));
     }
     // HTTP/1.1 says a body comes with a Content-Length or Transfer-Encoding; HTTP/2 frames
     // carry it without either (curl's `-T -`, a browser's streamed upload), so there a
@@ -184,6 +182,13 @@ pub fn body_kind(req: &HttpRequest, max_body: u64) -> Result<BodyKind, Answer> {
         Some("multipart/form-data") => BodyKind::Multipart,
         _ => BodyKind::Other,
     })
+}
+
+/// 413 for a body whose declared length `len` is past `max_body`.
+pub(crate) fn declared_too_large(len: u64, max_body: u64) -> Answer {
+    Answer::too_large(format!(
+        "the request body ({len} bytes) is larger than this alias's max_body of {max_body} bytes"
+    ))
 }
 
 /// Parses a query string into `params`. Bytes that are not UTF-8 after decoding become
