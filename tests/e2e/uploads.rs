@@ -239,3 +239,68 @@ fn a_multipart_body_cut_short_is_400_and_leaves_nothing_behind() {
     );
     assert_spool_empty(&d, "a truncated body");
 }
+
+#[test]
+fn stale_uploads_of_a_crashed_daemon_are_swept_at_start() {
+    // Left by daemons that are gone (one named before spool files carried a pid, one of a
+    // pid that is no process); a file of a running process (pid 1) and any other file stay.
+    let leftovers = ["gatehouse-upload-abc123", "gatehouse-upload-4000000000-x7Yz"];
+    let kept = ["gatehouse-upload-1-live", "notes.txt"];
+    let d = Daemon::start_with(UPLOADS, |root| {
+        let spool = root.join("spool");
+        std::fs::create_dir_all(&spool).expect("create spool/");
+        for name in leftovers.iter().chain(&kept) {
+            std::fs::write(spool.join(name), b"a half-received upload").expect("write");
+        }
+    });
+    assert_eq!(spooled(&d), kept, "{}", d.log());
+    assert_eq!(d.log_count("removed 2 upload file(s) left in"), 1, "{}", d.log());
+    // The daemon's own spool files carry its pid, so a second daemon on the folder spares them.
+    let body = multipart(BOUNDARY, &[(&file_part("f", "a.txt", "text/plain"), b"0123456789")]);
+    let r = d.post("/probe/uploads", &form_type(), &body);
+    r.expect_status(200);
+    let path = r.json()["uploads"][0]["path"].as_str().unwrap_or_default().to_owned();
+    let name = std::path::Path::new(&path).file_name().unwrap_or_default().to_string_lossy();
+    assert!(name.starts_with(&format!("gatehouse-upload-{}-", d.pid())), "{path}");
+}
+
+#[test]
+fn form_bodies_past_upload_budget_are_503_until_the_held_ones_end() {
+    let yaml = "\
+upload_budget: 1MiB
+aliases:
+  - url: /probe
+    path: {probe}
+    max_body: 4MiB
+    max_upload: 4MiB
+";
+    let d = Daemon::start_with(yaml, |_| {});
+    // A 700 KiB upload whose client sends its head and stops: it holds 700 KiB.
+    let len = 700 * 1024;
+    let head = |len: usize| {
+        format!(
+            "POST /probe/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+            form_type()
+        )
+    };
+    let part = file_part("f", "big.bin", "application/octet-stream");
+    let mut held = std::net::TcpStream::connect(d.addr).expect("connect");
+    let first = format!("{}--{BOUNDARY}\r\n{part}\r\n\r\nxxxx", head(len));
+    std::io::Write::write_all(&mut held, first.as_bytes()).expect("send");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Another 700 KiB would pass 1 MiB: 503 with Retry-After, before its body is read.
+    let body = multipart(BOUNDARY, &[(&part, &vec![b'x'; len - 400])]);
+    assert!(body.len() < len && body.len() > len - 400, "{}", body.len());
+    let r = d.post("/probe/uploads", &form_type(), &body);
+    assert_refused(&r, 503, &["too many uploads"], "a form past upload_budget");
+    assert_eq!(r.header("retry-after"), Some("1"), "{r}");
+    assert_eq!(d.log_count("upload_budget of 1048576 bytes"), 1, "{}", d.log());
+    // The held request ends (its client leaves): the budget is free again.
+    drop(held);
+    let mut status = 0;
+    crate::harness::wait_until("the held upload to be given back", || {
+        status = d.post("/probe/uploads", &form_type(), &body).status;
+        status != 503
+    });
+    assert_eq!(status, 200);
+}

@@ -26,6 +26,7 @@
 //! max_body: 10MiB              # request body limit: bytes, or B, K/KB/KiB, M/MB/MiB, G/GB/GiB
 //! max_upload: 10MiB            # largest uploaded file (default: max_body)
 //! upload_dir: /var/tmp         # where uploads are spooled (default: the system temp folder)
+//! upload_budget: 1GiB          # form bytes (spooled files and form text) held at once, daemon-wide; past it 503
 //! pass_authorization: false    # pass Authorization to apps (mod_wsgi's WSGIPassAuthorization)
 //! trace_enable: false          # let TRACE through to apps (Apache's TraceEnable); else 405 (global only)
 //! dispatch: pool               # `pool` (app threads) or `inline` (on the HTTP worker, for apps that never block)
@@ -149,6 +150,9 @@ use diagnostic::Diags;
 
 /// `max_body` when not set: 10 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+/// The default `upload_budget`: 1 GiB of form bodies held at once across the daemon.
+pub const DEFAULT_UPLOAD_BUDGET: u64 = 1 << 30;
 /// `threads` when not set.
 pub const DEFAULT_THREADS: usize = 8;
 /// The largest accepted `threads`.
@@ -231,6 +235,9 @@ pub struct Config {
     /// Where uploaded files are spooled during a request (default: the system's temporary
     /// folder, `$TMPDIR` or `/tmp`).
     pub upload_dir: PathBuf,
+    /// The form bytes all requests together may hold at once: uploads spooled to disk and
+    /// form text in memory (`upload_budget`, default 1 GiB); past it 503 with `Retry-After`.
+    pub upload_budget: u64,
     /// Whether apps see the `Authorization` header as `HTTP_AUTHORIZATION` (mod_wsgi's
     /// `WSGIPassAuthorization`; default false, as there).
     pub pass_authorization: bool,

@@ -21,6 +21,7 @@ const TOP_KEYS: &[&str] = &[
     "max_body",
     "max_upload",
     "upload_dir",
+    "upload_budget",
     "pass_authorization",
     "trace_enable",
     "threads",
@@ -70,6 +71,7 @@ pub(crate) fn build(
         max_body: DEFAULT_MAX_BODY,
         max_upload: DEFAULT_MAX_BODY,
         upload_dir: std::env::temp_dir(),
+        upload_budget: crate::DEFAULT_UPLOAD_BUDGET,
         pass_authorization: false,
         trace_enable: false,
         threads: DEFAULT_THREADS,
@@ -119,6 +121,9 @@ pub(crate) fn build(
     let max_upload_set = f.get("max_upload").is_some();
     if let Some(written) = f.get("upload_dir").and_then(|n| path_value(n, "upload_dir", d)) {
         config.upload_dir = resolve(dir, written);
+    }
+    if let Some(size) = f.get("upload_budget").and_then(|n| size_value(n, "upload_budget", d)) {
+        config.upload_budget = size;
     }
     if let Some(b) =
         f.get("pass_authorization").and_then(|n| bool_value(n, "pass_authorization", d))
@@ -666,7 +671,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }
@@ -705,6 +710,15 @@ mod tests {
             let c = fx.ok(&format!("aliases: []\n{text}")).config;
             assert_eq!((c.develop_mode, c.max_body), (develop, size), "{text}");
         }
+    }
+
+    #[test]
+    fn upload_budget_is_a_size() {
+        let fx = fixture();
+        assert_eq!(fx.ok("aliases: []\n").config.upload_budget, 1 << 30);
+        assert_eq!(fx.ok("aliases: []\nupload_budget: 256MiB\n").config.upload_budget, 256 << 20);
+        let e = fx.errors("aliases: []\nupload_budget: lots\n");
+        assert!(e[0].message.contains("upload_budget"), "{e:?}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ fn forms(c: &mut Criterion) {
         body_timeout: std::time::Duration::from_secs(20),
         min_rate: 500,
         body_timeout_max: std::time::Duration::from_secs(60),
+        budget: &gatehouse::spool::UPLOADS,
+        upload_budget: u64::MAX,
     };
     let multipart_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let multipart = multipart_body();

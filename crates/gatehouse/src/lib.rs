@@ -12,6 +12,7 @@
 // layer 0: services any layer may use
 pub mod logs;
 pub mod metrics;
+pub mod spool;
 pub mod systemd;
 pub mod tls;
 // layer 1: one request as data, no shared state
@@ -36,6 +37,7 @@ pub mod worker;
 pub const LAYERS: &[(&str, u8)] = &[
     ("logs", 0),
     ("metrics", 0),
+    ("spool", 0),
     ("systemd", 0),
     ("tls", 0),
     ("request", 1),

@@ -110,6 +110,7 @@ fn render_problems(problems: &[gatehouse::logs::Problem]) -> String {
 }
 
 fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let started = std::time::SystemTime::now();
     // First, while this is the only thread: it takes LISTEN_FDS out of the environment.
     let activated = gatehouse::systemd::take_listeners()
         .context("cannot use the sockets systemd passed (LISTEN_FDS)")?;
@@ -149,6 +150,17 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     }
     if activated.is_empty() {
         gatehouse::http::probe(&gatehouse::http::endpoints(&config)).map_err(anyhow::Error::msg)?;
+    }
+    // Uploads a crashed daemon left behind: nobody will remove them otherwise.
+    match gatehouse::spool::sweep(&config.upload_dir, started) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "removed {n} upload file(s) left in {} by a daemon that is gone",
+            config.upload_dir.display()
+        ),
+        Err(e) => {
+            log::warn!("cannot look for stale uploads in {}: {e}", config.upload_dir.display())
+        }
     }
     let cache = Cache::create(&config.cache_dir).with_context(|| {
         format!(

@@ -103,7 +103,7 @@ async fn serve(
 
     // Input: query and form parameters, uploads; any other body streams to the app.
     let raw = host.config.handler_for(&t.file).is_some();
-    let (input, body, pump) = read_input(req, payload, m, &host.config.upload_dir, raw).await?;
+    let (input, body, pump) = read_input(req, payload, m, &host.config, raw).await?;
 
     // Environ: the CGI/WSGI variables.
     let vars = environ::cgi_vars(
@@ -337,18 +337,20 @@ async fn read_input(
     req: &HttpRequest,
     payload: web::Payload,
     m: &Mount,
-    upload_dir: &Path,
+    config: &gatehouse_config::Config,
     raw: bool,
 ) -> Result<(Input, BodySource, Option<Pump>), Answer> {
     let alias = &m.alias;
     let limits = Limits {
         max_body: alias.max_body,
         max_upload: alias.max_upload,
-        upload_dir,
+        upload_dir: &config.upload_dir,
         upload_owner: m.workers.as_ref().and_then(|w| w.uid()),
         body_timeout: alias.limits.body_timeout,
         min_rate: alias.limits.body_min_rate,
         body_timeout_max: alias.limits.body_timeout_max,
+        budget: &crate::spool::UPLOADS,
+        upload_budget: config.upload_budget,
     };
     let kind = match input::body_kind(req, alias.max_body)? {
         BodyKind::Urlencoded | BodyKind::Multipart if raw => BodyKind::Other,

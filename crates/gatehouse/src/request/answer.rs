@@ -70,6 +70,17 @@ impl Answer {
         Answer { status: 405, message: Cow::Borrowed(method), retry: false, allow: Some(allow) }
     }
 
+    /// 503 with `Retry-After: 1`: the form bodies held across the daemon would pass its
+    /// `upload_budget`.
+    pub(crate) const fn uploads_full() -> Answer {
+        Answer {
+            status: 503,
+            message: Cow::Borrowed("the server holds too many uploads at once; retry shortly"),
+            retry: true,
+            allow: None,
+        }
+    }
+
     /// 504: the app did not answer within its timeout.
     pub(crate) const fn timed_out() -> Answer {
         Answer::new(504, TIMED_OUT)

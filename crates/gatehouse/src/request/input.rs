@@ -6,6 +6,9 @@
 //! the request). Any other body is not read here: [`pump`] streams it to the app while the app
 //! reads it, chunked uploads included.
 //!
+//! Form bytes held at once across the daemon (spooled files and form text) count against
+//! `upload_budget` ([`crate::spool`]) until the request ends: past it 503 with `Retry-After`.
+//!
 //! Limits: a body past the alias's `max_body` is 413, an uploaded file past `max_upload` is
 //! 413, a text field past [`MAX_FIELD`] is 413, and so are more than [`MAX_FIELDS`]
 //! parameters or [`MAX_FILES`] files. A malformed form body, form text that is not
@@ -84,6 +87,8 @@ pub struct Input {
     pub params: PairBuf,
     /// Uploaded files.
     pub uploads: Vec<Upload>,
+    /// What the form holds of the daemon's `upload_budget`, until the request ends.
+    pub held: crate::spool::Held,
 }
 
 /// What kind of body a request carries.
@@ -133,6 +138,10 @@ pub struct Limits<'a> {
     pub min_rate: u64,
     /// The longest the whole body may take (`body_timeout_max`).
     pub body_timeout_max: Duration,
+    /// The daemon's budget of form bytes held at once, and its limit (`upload_budget`).
+    pub budget: &'static crate::spool::Budget,
+    /// The budget's limit, in bytes.
+    pub upload_budget: u64,
 }
 
 impl Limits<'_> {
@@ -249,6 +258,14 @@ pub async fn read_form(
     limits: Limits<'_>,
     input: &mut Input,
 ) -> Result<(), Answer> {
+    // A declared length is held at once: a client that would pass the budget hears it before
+    // it sends anything.
+    input.held = crate::spool::Held::of(limits.budget);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    hold(input, declared.unwrap_or(0), &limits)?;
     let body = limited(payload, limits.body());
     match kind {
         BodyKind::Urlencoded => {
@@ -257,12 +274,23 @@ pub async fn read_form(
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| Answer::body(payload_error(&e), limits.max_body))?;
                 buf.extend_from_slice(&chunk);
+                hold(input, buf.len() as u64, &limits)?;
             }
             urlencoded_params(&buf, &mut input.params)
         }
         BodyKind::Multipart => multipart(req, body, limits, input).await,
         BodyKind::None | BodyKind::Other => Ok(()),
     }
+}
+
+/// Holds at least `bytes` of the daemon's `upload_budget` for `input`, or answers 503.
+fn hold(input: &mut Input, bytes: u64, limits: &Limits<'_>) -> Result<(), Answer> {
+    input.held.at_least(bytes, limits.upload_budget).map_err(|full| {
+        per_request!(Warn, "upload_budget", None;
+            "form bodies would hold more than the upload_budget of {} bytes ({} held now); \
+             answered 503", full.limit, limits.budget.used());
+        Answer::uploads_full()
+    })
 }
 
 /// The reply for a multipart parse failure.
@@ -287,6 +315,8 @@ async fn multipart(
 ) -> Result<(), Answer> {
     let mut form = Multipart::new(req.headers(), body);
     let malformed = |e| multipart_error(e, limits.max_body);
+    // The content bytes held (text in memory, files on disk), against `upload_budget`.
+    let mut content = 0u64;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(malformed)?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -295,7 +325,10 @@ async fn multipart(
         let Some(filename) = filename else {
             let mut value = Vec::new();
             while let Some(chunk) = field.next().await {
-                value.extend_from_slice(&chunk.map_err(malformed)?);
+                let chunk = chunk.map_err(malformed)?;
+                content += chunk.len() as u64;
+                hold(input, content, &limits)?;
+                value.extend_from_slice(&chunk);
                 if value.len() > MAX_FIELD {
                     return Err(Answer::too_large(format!(
                         "form field {name:?} is larger than {MAX_FIELD} bytes; send large values as a file"
@@ -322,7 +355,7 @@ async fn multipart(
             Answer::new(500, "the upload could not be stored")
         };
         let mut file = tempfile::Builder::new()
-            .prefix("gatehouse-upload-")
+            .prefix(&crate::spool::own_prefix())
             .tempfile_in(limits.upload_dir)
             .map_err(spool_error)?;
         if let Some(uid) = limits.upload_owner {
@@ -332,6 +365,8 @@ async fn multipart(
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;
             size += chunk.len() as u64;
+            content += chunk.len() as u64;
+            hold(input, content, &limits)?;
             if size > limits.max_upload {
                 return Err(Answer::too_large(format!(
                     "uploaded file {filename:?} (field {name:?}) is larger than this alias's max_upload of {} bytes",
@@ -463,6 +498,60 @@ mod tests {
             let got = read_after_cut(room, chunks, Duration::from_millis(late));
             assert_eq!(got, want, "room {room}, {chunks} chunks, app {late} ms late");
         }
+    }
+
+    /// Reads a form body of `content_type` through [`read_form`] against a budget of
+    /// `limit` bytes of which `taken` are held by other requests.
+    fn read_against_budget(
+        content_type: &str,
+        body: &'static [u8],
+        taken: u64,
+        limit: u64,
+    ) -> Result<u64, u16> {
+        let budget: &'static crate::spool::Budget =
+            Box::leak(Box::new(crate::spool::Budget::new()));
+        let mut other = crate::spool::Held::of(budget);
+        other.at_least(taken, u64::MAX).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_body: 1 << 20,
+            max_upload: 1 << 20,
+            upload_dir: dir.path(),
+            body_timeout: Duration::from_secs(5),
+            min_rate: 0,
+            body_timeout_max: Duration::from_secs(5),
+            budget,
+            upload_budget: limit,
+        };
+        let (req, mut payload) = actix_web::test::TestRequest::post()
+            .insert_header((header::CONTENT_TYPE, content_type))
+            .set_payload(body)
+            .to_http_parts();
+        let payload = futures_util::FutureExt::now_or_never(
+            <Payload as actix_web::FromRequest>::from_request(&req, &mut payload),
+        )
+        .unwrap()
+        .unwrap();
+        let kind = body_kind(&req, limits.max_body).unwrap();
+        actix_web::rt::System::new().block_on(async {
+            let mut input = Input::default();
+            let read = read_form(&req, payload, kind, limits, &mut input).await;
+            let held = budget.used() - taken;
+            drop(input);
+            assert_eq!(budget.used(), taken, "given back when the request ends");
+            read.map(|()| held).map_err(|a| a.status)
+        })
+    }
+
+    #[test]
+    fn form_bodies_hold_the_upload_budget_until_the_request_ends() {
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(read_against_budget(form, b"a=1&b=22", 0, 100), Ok(8));
+        assert_eq!(read_against_budget(form, b"a=1&b=22", 95, 100), Err(503));
+        let multipart = "multipart/form-data; boundary=XyZ";
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n0123456789\r\n--XyZ--\r\n";
+        assert_eq!(read_against_budget(multipart, body, 0, 1000), Ok(body.len() as u64));
+        assert_eq!(read_against_budget(multipart, body, 0, 50), Err(503));
     }
 
     #[test]
