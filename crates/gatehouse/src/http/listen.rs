@@ -131,12 +131,21 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
     let tls =
         if configured.tls { Some(live.certs().server_config(configured.addr)?) } else { None };
     let info = ListenerInfo { secure: configured.tls, addr };
+    let builder = actix_web::dev::Server::build()
+        .disable_signals()
+        .backlog(BACKLOG as u32)
+        .max_concurrent_connections(config.max_connections)
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    // Keep-alive connections learn of a graceful stop, as under actix-web's HttpServer.
+    let stopping = builder.graceful_shutdown_signal();
     // The service of one connection, over a plain or a TLS stream (a macro: the stream
     // type is a parameter of the service, and each listener has one).
     macro_rules! service {
         () => {{
             let data = live.clone();
+            let stopping = stopping.clone();
             move || {
+                let stopping = stopping.clone();
                 let data = data.clone();
                 let app = App::new()
                     .wrap(crate::http::access::AccessLog) // access log
@@ -153,9 +162,17 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
                         }
                     }
                 });
+                // actix-web's HttpServer defaults, but for the timeouts set here: a refused
+                // request's connection lingers a second after the answer, so a client still
+                // sending its body reads the answer rather than a reset.
                 HttpService::build()
                     .keep_alive(keep_alive)
                     .client_request_timeout(header_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
                     .local_addr(addr)
                     .expect(expect)
                     .finish(app)
@@ -163,11 +180,6 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
         }};
     }
     let name = format!("gatehouse-{addr}");
-    let builder = actix_web::dev::Server::build()
-        .disable_signals()
-        .backlog(BACKLOG as u32)
-        .max_concurrent_connections(config.max_connections)
-        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
     let server = match tls {
         Some(tls) => {
             let service = service!();
