@@ -235,10 +235,11 @@ pub(crate) fn before_continue(
     resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
     let stats = mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
     stats.record(resp.status().as_u16(), started.elapsed());
-    let app = mount.map(|m| {
-        let url = &host.mounts[m].alias.url;
-        Arc::from(alias_app_name(url))
-    });
+    // A single app's name; a group's plugin NAME is not looked up for this (`-`).
+    let app = mount
+        .map(|m| &host.mounts[m].alias)
+        .filter(|alias| alias.kind == AliasKind::App)
+        .map(|alias| Arc::from(alias_app_name(&alias.url)));
     let bytes = match actix_web::body::MessageBody::size(resp.body()) {
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
@@ -247,8 +248,7 @@ pub(crate) fn before_continue(
     Some(resp)
 }
 
-/// What [`before_continue`] refuses, and the alias it counts under (the group's alias for a
-/// group: its NAME is not looked up for this).
+/// What [`before_continue`] refuses, and the alias it counts under.
 fn refused_before_body(
     host: &Host,
     head: &actix_web::dev::RequestHead,
