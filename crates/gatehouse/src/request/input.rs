@@ -517,6 +517,7 @@ mod tests {
             max_body: 1 << 20,
             max_upload: 1 << 20,
             upload_dir: dir.path(),
+            upload_owner: None,
             body_timeout: Duration::from_secs(5),
             min_rate: 0,
             body_timeout_max: Duration::from_secs(5),
