@@ -329,14 +329,23 @@ impl Daemon {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Daemon {
-        Daemon::start_in(yaml, prepare, listen_flag, env, wrapper, false)
+        Daemon::start_in(yaml, prepare, listen_flag, env, wrapper, false, None)
     }
 
     /// Starts a daemon on `yaml` that other users can reach: its temp folder (mode 0755) is
     /// in [`public_temp_dir`] and it runs [`Artifacts::public_gatehouse`], so workers it starts
     /// as another user can exec it wherever the clone lives.
     pub(crate) fn start_public(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
-        Daemon::start_in(yaml, prepare, true, &[], &[], true)
+        Daemon::start_in(yaml, prepare, true, &[], &[], true, None)
+    }
+
+    /// Like [`Daemon::start_public`], running the daemon binary at `binary` instead.
+    pub(crate) fn start_public_from(
+        yaml: &str,
+        prepare: impl FnOnce(&Path),
+        binary: &Path,
+    ) -> Daemon {
+        Daemon::start_in(yaml, prepare, true, &[], &[], true, Some(binary))
     }
 
     fn start_in(
@@ -346,6 +355,7 @@ impl Daemon {
         env: &[(&str, &str)],
         wrapper: &[&str],
         public: bool,
+        binary: Option<&Path>,
     ) -> Daemon {
         let a = artifacts();
         let mut builder = tempfile::Builder::new();
@@ -357,7 +367,11 @@ impl Daemon {
         } else {
             builder.tempdir().expect("temp dir")
         };
-        let gatehouse = if public { a.public_gatehouse() } else { a.gatehouse.as_path() };
+        let gatehouse = match binary {
+            Some(b) => b,
+            None if public => a.public_gatehouse(),
+            None => a.gatehouse.as_path(),
+        };
         // Canonical, so paths the daemon reports compare equal to ours.
         let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
         for (name, file) in PLUGINS {

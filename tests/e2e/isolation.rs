@@ -607,6 +607,48 @@ aliases:
     assert_eq!(d.get("/hello").text(), "Hello World!");
 }
 
+#[test]
+fn workers_of_another_user_start_from_a_daemon_binary_they_cannot_reach() {
+    if !is_root() {
+        eprintln!("skipped: switching users needs a daemon started as root");
+        return;
+    }
+    // The daemon's binary in a folder only root may enter (a clone in a `mktemp -d` folder or
+    // root's home): its workers, as `nobody`, are started from the daemon's descriptor of
+    // it, not by its path.
+    let private = tempfile::Builder::new().prefix("gatehouse-e2e-private-").tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let binary = private.path().join("gatehouse");
+    std::fs::copy(&artifacts().gatehouse, &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = "\
+cache_dir: cache
+aliases:
+  - url: /crashy
+    path: plugins/libcrashy.so
+    isolation: process
+    processes: 1
+    user: nobody
+";
+    let d = Daemon::start_public_from(
+        yaml,
+        |root| {
+            std::fs::create_dir_all(root.join("plugins")).unwrap();
+            let to = root.join("plugins/libcrashy.so");
+            std::fs::copy(&artifacts().crashy, &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        },
+        &binary,
+    );
+    let pid = pid_of(&d, "/crashy/ok");
+    assert_eq!(uid_of(pid), Some(65534), "worker {pid}\n{}", d.log());
+    // Named as the daemon for `ps` and `pgrep`, not after the descriptor it was started from.
+    let comm = read_lossy(Path::new(&format!("/proc/{pid}/comm")));
+    assert_eq!(comm.trim(), "gatehouse", "{}", d.log());
+}
+
 /// Sends a chunked POST in pieces, `pause` apart; the status line and the body.
 fn chunked_post(d: &Daemon, target: &str, pieces: &[&[u8]], pause: Duration) -> (String, String) {
     use std::io::{Read as _, Write as _};

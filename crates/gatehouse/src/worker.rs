@@ -70,6 +70,9 @@ pub fn run() -> anyhow::Result<()> {
     // The daemon's long slice (see `DAEMON_SLICE`) is inherited: a worker takes the
     // kernel's default back, before any thread starts. Failing costs only speed.
     let slice = crate::isolation::boundary::set_time_slice(None);
+    // Started from a descriptor (`/proc/self/fd/N`), the process is named `N`: give it the
+    // daemon's name back, for `ps`, `top` and `pgrep gatehouse`.
+    let _ = rustix::thread::set_name(c"gatehouse");
     let conns: usize = std::env::var(CONNS_ENV)
         .ok()
         .and_then(|n| n.parse().ok())

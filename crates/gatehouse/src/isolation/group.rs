@@ -454,7 +454,25 @@ impl Inner {
         // Its stdout and stderr: a pipe this daemon reads and logs (`logs::capture`).
         let (output, output_child) = capture::worker_pipe().map_err(|e| io("pipe", e))?;
         let stdout = output_child.try_clone().map_err(|e| io("dup", e))?;
-        let mut cmd = Command::new(&spec.exe);
+        // The binary by descriptor, mapped after the sockets (the worker closes it at start,
+        // with anything else it inherited above them); by path when it could not be opened.
+        let exe_child_fd =
+            CONTROL_FD + 1 + i32::try_from(conns).unwrap_or(i32::MAX - CONTROL_FD - 1);
+        let by_fd = match super::spec::exe_fd().map(std::os::fd::OwnedFd::try_clone) {
+            Some(Ok(fd)) => {
+                mappings.push(FdMapping { parent_fd: fd, child_fd: exe_child_fd });
+                true
+            }
+            Some(Err(e)) => return Err(io("dup", e)),
+            None => false,
+        };
+        let mut cmd = if by_fd {
+            let mut cmd = Command::new(format!("/proc/self/fd/{exe_child_fd}"));
+            std::os::unix::process::CommandExt::arg0(&mut cmd, &spec.exe);
+            cmd
+        } else {
+            Command::new(&spec.exe)
+        };
         // Not the daemon's environment: `spec::worker_env`'s few variables.
         cmd.arg("worker")
             .arg(&self.label)

@@ -113,6 +113,23 @@ pub(super) fn spread_over() -> usize {
     std::thread::available_parallelism().map_or(usize::MAX, std::num::NonZero::get)
 }
 
+/// The daemon's own executable, opened once (read-only, close-on-exec): workers are started
+/// from this descriptor (`/proc/self/fd/N` in the child), so the binary need not be
+/// reachable by path for the workers' user (a daemon installed or built under a folder
+/// that user cannot enter, such as a clone in a `mktemp -d` folder or root's home).
+/// `None` when it cannot be opened: workers are then started by path.
+pub(super) fn exe_fd() -> Option<&'static std::os::fd::OwnedFd> {
+    static EXE: std::sync::OnceLock<Option<std::os::fd::OwnedFd>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| match std::fs::File::open("/proc/self/exe") {
+        Ok(f) => Some(f.into()),
+        Err(e) => {
+            log::warn!("cannot open the daemon's own binary ({e}): workers start by its path");
+            None
+        }
+    })
+    .as_ref()
+}
+
 /// What to start the workers of alias `index` with; `Err` says why they cannot start.
 pub(super) fn spec(
     config: &gatehouse_config::Config,
