@@ -17,7 +17,7 @@ use crate::validate::{
 use crate::{Alias, AliasKind, Handler};
 
 /// The keys of one alias.
-const ALIAS_KEYS: &[&str] = &[
+pub(crate) const ALIAS_KEYS: &[&str] = &[
     "url",
     "path",
     "develop_mode",

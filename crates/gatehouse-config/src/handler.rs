@@ -19,7 +19,7 @@ use crate::validate::{at, fields, found, path_value, resolve, text_value};
 use crate::{Alias, AliasKind, Handler};
 
 /// The keys of one handler.
-const HANDLER_KEYS: &[&str] = &["suffix", "plugin", "env", "python_home", "python_path"];
+pub(crate) const HANDLER_KEYS: &[&str] = &["suffix", "plugin", "env", "python_home", "python_path"];
 
 /// A handler as read, with the positions later checks report at.
 pub(crate) struct Read {

@@ -34,7 +34,8 @@ pub const DEFAULT_PROCESSES: usize = 2;
 pub const MAX_PROCESSES: usize = 64;
 
 /// The keys that only mean something with `isolation: process`.
-const PROCESS_KEYS: &[&str] = &["processes", "user", "group", "maximum_requests", "memory_limit"];
+pub(crate) const PROCESS_KEYS: &[&str] =
+    &["processes", "user", "group", "maximum_requests", "memory_limit"];
 
 /// Reads an alias's isolation keys; `dispatch` is the alias's (inline cannot be isolated).
 /// `accounts` resolves `user` and `group`.

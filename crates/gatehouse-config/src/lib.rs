@@ -529,6 +529,8 @@ fn single(path: &Path, pos: Option<Pos>, message: String, hint: Option<&str>) ->
 }
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 pub(crate) mod testutil;
 
 #[cfg(test)]

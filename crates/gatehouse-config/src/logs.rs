@@ -88,10 +88,10 @@ pub enum RotateAge {
 }
 
 /// The keys of `logs`.
-const LOGS_KEYS: &[&str] =
+pub(crate) const LOGS_KEYS: &[&str] =
     &["dir", "level", "error_log", "access_log", "rotate", "dir_mode", "file_mode"];
 /// The keys of `logs.rotate`.
-const ROTATE_KEYS: &[&str] = &["size", "age", "keep", "compress"];
+pub(crate) const ROTATE_KEYS: &[&str] = &["size", "age", "keep", "compress"];
 
 /// The levels of a level spec, least verbose first.
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];

@@ -15,7 +15,7 @@ use crate::size::parse_size;
 use crate::{Config, DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_THREADS};
 
 /// The keys of the top level, in the order the docs list them.
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "listen",
     "develop_mode",
     "max_body",
