@@ -616,6 +616,51 @@ fn head_gets_the_declared_length_and_no_body() {
     assert_still_serving(&d);
 }
 
+#[test]
+fn http10_gets_a_streamed_reply_delimited_by_the_close() {
+    let (d, _marks) = start();
+    let n = 3;
+    // nginx proxies speak HTTP/1.0, without or with keep-alive: neither knows chunked.
+    for extra in ["", "Connection: keep-alive\r\n"] {
+        let mut c = Conn::open(&d);
+        c.send(format!("GET /probe/stream?n={n}&wait=0 HTTP/1.0\r\n{extra}\r\n").as_bytes());
+        let head = c.head();
+        assert_eq!(head.status, 200, "{head}");
+        assert!(head.header("transfer-encoding").is_none(), "chunked to HTTP/1.0: {head}");
+        assert!(head.content_length().is_none(), "{head}");
+        // The body ends with the connection (a kept-alive one would time the read out).
+        let body = c.finish(&head);
+        assert_eq!(body.end, End::Eof, "{body:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&body.bytes),
+            String::from_utf8_lossy(&lines(n)),
+            "{extra:?}"
+        );
+        // A HEAD too: no framing header, and no body.
+        let mut c = Conn::open(&d);
+        c.head_request = true;
+        c.send(format!("HEAD /probe/stream?n={n}&wait=0 HTTP/1.0\r\n{extra}\r\n").as_bytes());
+        let head = c.head();
+        assert_eq!(head.status, 200, "{head}");
+        assert!(head.header("transfer-encoding").is_none(), "chunked to HTTP/1.0: {head}");
+        assert!(c.finish(&head).bytes.is_empty());
+    }
+    // A declared length still goes out as it is, and a kept-alive connection stays open.
+    let mut c = Conn::open(&d);
+    c.send(
+        format!(
+            "GET /probe/stream-sized?n={n}&wait=0 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+             GET /hello HTTP/1.0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let head = c.head();
+    assert_eq!(head.content_length(), Some(lines(n).len()), "{head}");
+    let body = c.body_until(&head, "the sized body", |b| b.len() >= lines(n).len());
+    assert_eq!(body, lines(n));
+    assert_still_serving(&d);
+}
+
 /// `raw` with a chunked body cut into pieces of varying sizes.
 fn chunked_request(d: &Daemon, target: &str, body: &[u8]) -> Vec<u8> {
     let mut raw = format!(

@@ -55,10 +55,11 @@ pub async fn handle(
     let host = live.host();
     let origin = origin(&req, &host);
     let mut served = Served::new(origin.ip);
-    let resp = match serve(&req, payload, &host, origin, &mut served).await {
+    let mut resp = match serve(&req, payload, &host, origin, &mut served).await {
         Ok(resp) => resp,
         Err(answer) => answer.response(),
     };
+    response::frame_for(req.version(), &mut resp);
     let stats = served.mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
     stats.record(resp.status().as_u16(), started.elapsed());
     access::note(&req, served);

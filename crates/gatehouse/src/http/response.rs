@@ -1,6 +1,7 @@
 //! Response: an app's [`Reply`] as an actix response. A complete reply goes out with its
 //! exact length; a streamed one as its chunks arrive, with the app's declared Content-Length
-//! or chunked; a HEAD keeps the length the app declared and sends no body.
+//! or chunked (to an HTTP/1.0 client, which knows no chunks: delimited by the connection's
+//! end); a HEAD keeps the length the app declared and sends no body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use actix_web::HttpResponse;
-use actix_web::body::SizedStream;
-use actix_web::http::StatusCode;
+use actix_web::body::{BodySize, MessageBody, SizedStream};
+use actix_web::http::{ConnectionType, StatusCode, Version};
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -140,5 +141,18 @@ pub fn from_reply(
             Answer::new(500, "the app failed; the error log has the details").response()
         }
         Reply::Refused(answer) => answer.response(),
+    }
+}
+
+/// HTTP/1.0 has no chunked transfer coding: to a client that sent an HTTP/1.0 request
+/// (`version`), a body of unknown length goes unframed and ends with the connection, which
+/// closes after it whatever keep-alive the client asked for (as Apache does). actix would
+/// frame it as chunked (`actix-http`'s `h1::encoder`, `MessageEncoder::encode` picks chunked
+/// for every `BodySize::Stream` unless the head says `no_chunking`).
+pub fn frame_for(version: Version, resp: &mut HttpResponse) {
+    if version < Version::HTTP_11 && resp.body().size() == BodySize::Stream {
+        let head = resp.head_mut();
+        head.no_chunking(true);
+        head.set_connection_type(ConnectionType::Close);
     }
 }
