@@ -617,6 +617,49 @@ fn head_gets_the_declared_length_and_no_body() {
 }
 
 #[test]
+fn head_of_a_reply_of_unknown_length_gets_no_length() {
+    let (d, _marks) = start();
+    // Werkzeug and Django answer HEAD for a streamed response with its headers and no body:
+    // its length is unknown, not 0.
+    let mut c = Conn::request(&d, "HEAD", "/probe/download?n=5", &["Connection: close"]);
+    let head = c.head();
+    assert_eq!((head.status, head.content_length()), (200, None), "{head}");
+    let body = c.finish(&head);
+    assert!(body.bytes.is_empty(), "HEAD reply with a body: {body:?}");
+    // The GET it stands for: streamed, of unknown length.
+    let mut c = Conn::request(&d, "GET", "/probe/download?n=5", &["Connection: close"]);
+    let head = c.head();
+    assert!(head.chunked() && head.content_length().is_none(), "{head}");
+    let body = c.finish(&head);
+    assert!(body.complete, "{body:?}");
+    assert_eq!(body.bytes, lines(5));
+    // An app that streams its body on HEAD too: no length either.
+    let mut c = Conn::request(&d, "HEAD", "/probe/stream?n=5&wait=0", &["Connection: close"]);
+    let head = c.head();
+    assert_eq!((head.status, head.content_length()), (200, None), "{head}");
+    assert!(c.finish(&head).bytes.is_empty());
+
+    // Kept alive, the next reply on the connection is read right after the HEAD's head.
+    let mut c = Conn::open(&d);
+    c.send(
+        format!(
+            "HEAD /probe/download?n=5 HTTP/1.1\r\nHost: {0}\r\n\r\n\
+             GET /probe/download?n=2 HTTP/1.1\r\nHost: {0}\r\nConnection: close\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+    );
+    let first = c.head();
+    assert_eq!((first.status, first.content_length()), (200, None), "{first}");
+    let second = c.head();
+    assert!(second.chunked(), "{second}");
+    let body = c.finish(&second);
+    assert!(body.complete, "{body:?}");
+    assert_eq!(body.bytes, lines(2));
+    assert_still_serving(&d);
+}
+
+#[test]
 fn http10_gets_a_streamed_reply_delimited_by_the_close() {
     let (d, _marks) = start();
     let n = 3;

@@ -19,6 +19,8 @@
 //! - `/head-len`: on HEAD, `200` with `Content-Length: 1234` and no body (an app that knows
 //!   its length without producing the body); otherwise the 1234 bytes ([`head_len_body`]).
 //! - `/head-stream`: the same, but HEAD answers through a stream that writes nothing.
+//! - `/download?n=N`: on HEAD, `200` with neither a body nor a length (what Werkzeug and
+//!   Django answer to HEAD for a streamed response); otherwise `/stream?n=N&wait=0`.
 //! - `/echo-stream`: reads the request body piece by piece through the raw `read_body`
 //!   callback and after each piece writes and flushes `got N bytes: TEXT\n`; at the end of the
 //!   body `end: T bytes\n`, or `read error: CODE, again: CODE2\n` when `read_body` failed
@@ -222,6 +224,18 @@ impl App for Probe {
             "/head-len" => Response::new(200)
                 .header("Content-Type", "application/octet-stream")
                 .body(head_len_body()),
+            // (A bytes body, even an empty one, would get its Content-Length from the SDK.)
+            "/download" if req.method() == "HEAD" => Response::new(200)
+                .header("Content-Type", "application/octet-stream")
+                .stream(|_| Ok(())),
+            "/download" => {
+                let Some(n) = req.param("n").and_then(|n| n.parse::<usize>().ok()) else {
+                    return text(400, "n=N is required");
+                };
+                Response::new(200)
+                    .header("Content-Type", "application/octet-stream")
+                    .stream(move |w| stream_lines(w, None, n, true, false))
+            }
             "/uploads" => Probe::uploads(req),
             "/read-error" => match req.body() {
                 Ok(body) => text(200, format!("ok: {} bytes", body.len())),

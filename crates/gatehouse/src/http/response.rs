@@ -1,7 +1,7 @@
 //! Response: an app's [`Reply`] as an actix response. A complete reply goes out with its
 //! exact length; a streamed one as its chunks arrive, with the app's declared Content-Length
 //! or chunked (to an HTTP/1.0 client, which knows no chunks: delimited by the connection's
-//! end); a HEAD keeps the length the app declared and sends no body.
+//! end); a HEAD keeps the length the app declared, claims none it did not, and sends no body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -125,6 +125,9 @@ pub fn from_reply(
                 Some(n) if is_head && body.is_empty() => {
                     resp.body(SizedStream::new(n, futures_util::stream::empty::<Chunk>()))
                 }
+                // HEAD answered with neither a body nor a length (Werkzeug and Django do so
+                // for a streamed response): the length is unknown, not 0, so none is sent.
+                None if is_head && body.is_empty() => resp.body(actix_web::body::None::new()),
                 _ => resp.body(body),
             }
         }
