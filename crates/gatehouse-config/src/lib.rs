@@ -511,7 +511,8 @@ pub(crate) fn parse_with(
             Some(config)
         }
         Err(e) => {
-            d.error_at(e.pos, e.message, None);
+            let hint = e.hint().to_owned();
+            d.error_at(e.pos, e.message, Some(hint));
             None
         }
     };

@@ -90,6 +90,32 @@ pub(crate) struct SyntaxError {
     pub(crate) message: String,
 }
 
+impl SyntaxError {
+    /// What to do about it, in words an operator who writes YAML rarely can follow: the
+    /// parser's own text names the rule, not the fix.
+    pub(crate) fn hint(&self) -> &'static str {
+        let m = self.message.to_ascii_lowercase();
+        if m.contains("tab") {
+            "YAML indents with spaces only: replace the tab here with spaces (`expand -t 2 FILE` \
+             does it for a whole file)"
+        } else if m.contains("indicator")
+            || m.contains("indentation")
+            || m.contains("mapping values are not allowed")
+            || m.contains("expected key")
+            || m.contains("block")
+        {
+            "check the indentation: the keys of one mapping start in the same column, and a \
+             list item (`- url: ...`) and its other keys line up under the first key"
+        } else if m.contains("quote") || m.contains("scalar") || m.contains("flow") {
+            "a value holding `: `, `#`, or starting with `{`, `[`, `*`, `&`, `!`, `%`, `@` or a \
+             quote must be quoted whole: `key: \"a value: like this\"`"
+        } else {
+            "this is not valid YAML here; compare the line with the examples in README.md's \
+             configuration reference"
+        }
+    }
+}
+
 impl From<&serde_saphyr::Error> for SyntaxError {
     fn from(e: &serde_saphyr::Error) -> Self {
         let message = UserMessageFormatter.format_message(e.without_snippet());
@@ -327,6 +353,19 @@ mod tests {
             assert_eq!(err.pos, Some(pos), "{text:?}: {err:?}");
             assert!(err.message.contains(needle), "{text:?}: {err:?}");
             assert!(!err.message.contains('\n'), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_a_hint_that_says_what_to_fix() {
+        let cases = [
+            ("aliases:\n\t- url: /a\n", "replace the tab"),
+            ("aliases:\n  - url: /a\n   path: x\n", "check the indentation"),
+            ("a: 1\n  b: 2\n", "check the indentation"),
+        ];
+        for (text, want) in cases {
+            let Err(err) = parse_yaml(text) else { panic!("expected an error for {text:?}") };
+            assert!(err.hint().contains(want), "{text:?}: {err:?} -> {}", err.hint());
         }
     }
 }
