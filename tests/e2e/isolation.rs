@@ -649,6 +649,34 @@ aliases:
     assert_eq!(comm.trim(), "gatehouse", "{}", d.log());
 }
 
+#[test]
+fn a_worker_whose_apps_never_load_is_killed_at_its_startup_timeout() {
+    // An `init` that hangs holds a new worker before it is ready: past `startup_timeout` it
+    // is killed and another started, instead of the slot waiting forever.
+    let yaml = "\
+aliases:
+  - url: /iso
+    path: {panicky}
+    isolation: process
+    processes: 1
+    startup_timeout: 1s
+    env: {PANICKY_INIT_SLEEP_MS: \"600000\"}
+";
+    let d = Daemon::start(yaml);
+    let first = wait_workers(&d, "/iso", 1);
+    wait_for("the kill at startup_timeout", RESTART, || {
+        let log = d.log();
+        if log.contains("not ready (its apps loaded) within its startup_timeout of 1s") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    // Another worker takes the slot.
+    let next = wait_new_workers(&d, "/iso", 1, &first);
+    assert!(next.is_disjoint(&first), "{first:?} {next:?}");
+}
+
 /// Sends a chunked POST in pieces, `pause` apart; the status line and the body.
 fn chunked_post(d: &Daemon, target: &str, pieces: &[&[u8]], pause: Duration) -> (String, String) {
     use std::io::{Read as _, Write as _};

@@ -48,6 +48,10 @@ impl App for Panicky {
             marks: init.env("PANICKY_MARKS").map(|p| init.resolve(p)),
         };
         app.mark("init")?;
+        // A hung `init`, for the tests of `startup_timeout`.
+        if let Some(ms) = init.env("PANICKY_INIT_SLEEP_MS").and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         Ok(app)
     }
 

@@ -45,6 +45,7 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "group",
     "maximum_requests",
     "memory_limit",
+    "startup_timeout",
 ];
 
 /// The global values an alias inherits when it does not set its own.

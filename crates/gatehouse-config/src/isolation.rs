@@ -11,6 +11,8 @@
 //!   group: www-data         # ... and group (default: the user's primary group)
 //!   maximum_requests: 10000 # recycle a worker after this many requests
 //!   memory_limit: 512MiB    # recycle a worker whose resident memory passes this
+//!   startup_timeout: 60s    # a worker not ready (its apps loaded) by then is killed and
+//!                           # started again (mod_wsgi's startup-timeout)
 //! ```
 //!
 //! `user` and `group` are resolved against the system's user and group database when the
@@ -35,7 +37,10 @@ pub const MAX_PROCESSES: usize = 64;
 
 /// The keys that only mean something with `isolation: process`.
 pub(crate) const PROCESS_KEYS: &[&str] =
-    &["processes", "user", "group", "maximum_requests", "memory_limit"];
+    &["processes", "user", "group", "maximum_requests", "memory_limit", "startup_timeout"];
+
+/// `startup_timeout` when not written: how long a new worker may take to load its apps.
+pub const DEFAULT_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads an alias's isolation keys; `dispatch` is the alias's (inline cannot be isolated).
 /// `accounts` resolves `user` and `group`.
@@ -126,6 +131,10 @@ pub(crate) fn read(
         }
         Some(bytes)
     });
+    let startup_timeout = f
+        .get("startup_timeout")
+        .and_then(|n| crate::limits::duration(n, "startup_timeout", d))
+        .unwrap_or(DEFAULT_STARTUP_TIMEOUT);
     Isolation::Process(ProcessSettings {
         processes,
         user: user.map(|(text, _)| text.to_owned()),
@@ -134,6 +143,7 @@ pub(crate) fn read(
         gid,
         maximum_requests,
         memory_limit,
+        startup_timeout,
     })
 }
 
@@ -257,7 +267,8 @@ mod tests {
                 uid: None,
                 gid: None,
                 maximum_requests: None,
-                memory_limit: None
+                memory_limit: None,
+                startup_timeout: super::DEFAULT_STARTUP_TIMEOUT
             })
         );
         // A global `dispatch: inline` is not an isolated alias's.
@@ -266,7 +277,8 @@ mod tests {
         let c = fx
             .ok(&alias(
                 "    isolation: process\n    processes: 3\n    threads: 2\n    user: www-data\n    \
-                 group: \"33\"\n    maximum_requests: 100\n    memory_limit: 64MiB\n",
+                 group: \"33\"\n    maximum_requests: 100\n    memory_limit: 64MiB\n    \
+                 startup_timeout: 5s\n",
             ))
             .config;
         assert_eq!(c.aliases[0].threads, 2);
@@ -279,7 +291,8 @@ mod tests {
                 uid: Some(33),
                 gid: Some(33),
                 maximum_requests: Some(100),
-                memory_limit: Some(64 * 1024 * 1024)
+                memory_limit: Some(64 * 1024 * 1024),
+                startup_timeout: std::time::Duration::from_secs(5)
             })
         );
     }

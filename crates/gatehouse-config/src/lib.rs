@@ -138,7 +138,7 @@ mod validate;
 mod worker_text;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
-pub use isolation::{DEFAULT_PROCESSES, MAX_PROCESSES};
+pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use logs::{ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
@@ -426,6 +426,9 @@ pub struct ProcessSettings {
     pub maximum_requests: Option<u64>,
     /// A worker whose resident memory passes this many bytes is recycled (`memory_limit`).
     pub memory_limit: Option<u64>,
+    /// A worker not ready this long after it started (its apps not loaded: a hung `init`)
+    /// is killed and started again (`startup_timeout`, default 60 s).
+    pub startup_timeout: std::time::Duration,
 }
 
 /// What an alias serves.

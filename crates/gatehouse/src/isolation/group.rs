@@ -557,6 +557,14 @@ impl Inner {
         let mut ready = false;
         let mut conns = Some(conns);
         loop {
+            // A worker whose apps never load (a hung `init`) would hold its slot forever,
+            // and every request would wait out its deadline: killed, and started again.
+            if !ready && worker.started.elapsed() > spec.settings.startup_timeout {
+                worker.kill(format!(
+                    "it was not ready (its apps loaded) within its startup_timeout of {:?}",
+                    spec.settings.startup_timeout
+                ));
+            }
             let readable = control.readable(TICK);
             if readable {
                 match control.read() {
