@@ -24,6 +24,7 @@ mod cli;
 mod conformance;
 mod dispatch;
 mod environ;
+mod fds;
 mod forms;
 mod hardening;
 mod harness;

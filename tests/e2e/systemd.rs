@@ -262,3 +262,58 @@ fn the_deb_holds_the_daemon_units_config_user_and_folders() {
     let said = String::from_utf8_lossy(&check.stderr);
     assert!(check.status.success() && !said.contains("error"), "{said}");
 }
+
+/// The syscalls of `systemd-analyze syscall-filter GROUP`, nested groups expanded.
+fn syscalls_of(group: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new("systemd-analyze").args(["syscall-filter", group]).output().unwrap();
+    assert!(out.status.success(), "systemd-analyze syscall-filter {group}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut calls = std::collections::BTreeSet::new();
+    // The first line names the group itself; the indented ones are its members.
+    for member in
+        text.lines().skip(1).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if member.starts_with('@') {
+            calls.extend(syscalls_of(member));
+        } else {
+            calls.insert(member.to_owned());
+        }
+    }
+    calls
+}
+
+#[test]
+fn the_unit_lifts_the_open_file_limit_and_its_filter_lets_the_daemon_raise_its_own() {
+    let unit = std::fs::read_to_string(repo_root().join("systemd/gatehouse.service")).unwrap();
+    let limit = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|v| v.rsplit(':').next()?.parse::<u64>().ok());
+    assert!(limit.is_some_and(|n| n >= 65_536), "LimitNOFILE (at least 65536) not set:\n{unit}");
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    // The daemon raises its soft limit with prlimit64 (rustix's setrlimit): the filter's
+    // allowed groups must hold it and none of its denied groups.
+    let (mut allowed, mut denied) = (false, false);
+    for filter in unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
+        let (deny, list) = match filter.strip_prefix('~') {
+            Some(list) => (true, list),
+            None => (false, filter),
+        };
+        for entry in list.split_whitespace() {
+            let holds = if entry.starts_with('@') {
+                syscalls_of(entry).contains("prlimit64")
+            } else {
+                entry == "prlimit64"
+            };
+            if deny {
+                denied |= holds;
+            } else {
+                allowed |= holds;
+            }
+        }
+    }
+    assert!(allowed && !denied, "the unit's SystemCallFilter blocks prlimit64:\n{unit}");
+}

@@ -10,6 +10,7 @@
 //! `host`, and answers.
 
 // layer 0: services any layer may use
+pub mod fds;
 pub mod logs;
 pub mod metrics;
 pub mod spool;
@@ -35,6 +36,7 @@ pub mod worker;
 /// The layers, bottom up: each top-level module and its layer. A module may use modules
 /// of its own layer or lower ones (checked by `tests/layers.rs`).
 pub const LAYERS: &[(&str, u8)] = &[
+    ("fds", 0),
     ("logs", 0),
     ("metrics", 0),
     ("spool", 0),

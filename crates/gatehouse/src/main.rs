@@ -109,6 +109,25 @@ fn render_problems(problems: &[gatehouse::logs::Problem]) -> String {
     problems.iter().map(|p| format!("error: {p}")).collect::<Vec<_>>().join("\n")
 }
 
+/// Raises the open file limit to the hard limit and logs the limit in effect (the
+/// listeners' connection limits are clamped to it, `gatehouse::fds`).
+fn raise_nofile() {
+    let (n, error) = gatehouse::fds::raise();
+    let hard = n.hard.map_or_else(|| "unlimited".to_owned(), |h| h.to_string());
+    match error {
+        None if n.soft > n.before => {
+            log::info!("open file limit raised from {} to {} (the hard limit)", n.before, n.soft)
+        }
+        None => log::info!("open file limit: {} (hard limit {hard})", n.soft),
+        Some(e) => log::warn!(
+            "cannot raise the open file limit from {} to the hard limit {hard} ({e}); \
+             serving with {}",
+            n.before,
+            n.soft
+        ),
+    }
+}
+
 fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
     let started = std::time::SystemTime::now();
     // First, while this is the only thread: it takes LISTEN_FDS out of the environment.
@@ -121,6 +140,8 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     if let Err(e) = slice {
         log::debug!("cannot set the daemon's time slice ({e}); it keeps the default");
     }
+    // Before any connection, log, plugin or worker takes a descriptor.
+    raise_nofile();
     let Some(mut config) = load_config(config_path) else { return Ok(ExitCode::FAILURE) };
     if !listen.is_empty() {
         config.listen.clone_from(&listen);

@@ -39,6 +39,8 @@ pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAdd
     })
     .disable_signals()
     .workers(1)
+    // Scrapers and a status page need few; the rest of the descriptors are the listeners'.
+    .max_connections(64)
     .bind(addr)
     .map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot listen on {addr} for metrics: {e}"))

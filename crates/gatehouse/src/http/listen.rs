@@ -106,9 +106,15 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// `HttpServer` for one hook that `HttpServer` does not offer: the `Expect: 100-continue`
 /// service, which may refuse a request before the client is asked for its body
 /// ([`before_continue`]).
-fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listener> {
+/// `listeners` is how many listeners share the descriptor budget ([`crate::fds`]).
+fn start_listener(
+    live: &web::Data<Live>,
+    bind: Bind,
+    listeners: usize,
+) -> std::io::Result<Listener> {
     // Slow-header clients (slowloris) get 408 after `header_timeout`; idle keep-alive
-    // connections close after `keep_alive`; each worker serves at most `max_connections`;
+    // connections close after `keep_alive`; each worker serves at most `max_connections`,
+    // or fewer if the open file limit cannot hold that many (`fds::connection_limit`);
     // a reload's new values apply to listeners bound after it. A stop waits
     // `shutdown_timeout` for requests in flight.
     let host = live.host();
@@ -131,10 +137,13 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
     let tls =
         if configured.tls { Some(live.certs().server_config(configured.addr)?) } else { None };
     let info = ListenerInfo { secure: configured.tls, addr };
+    let workers = http_workers();
+    let max_connections = crate::fds::connection_limit(config.max_connections, workers, listeners);
     let builder = actix_web::dev::Server::build()
         .disable_signals()
+        .workers(workers)
         .backlog(BACKLOG as u32)
-        .max_concurrent_connections(config.max_connections)
+        .max_concurrent_connections(max_connections)
         .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
     // Keep-alive connections learn of a graceful stop, as under actix-web's HttpServer.
     let stopping = builder.graceful_shutdown_signal();
@@ -200,6 +209,12 @@ fn start_listener(live: &web::Data<Live>, bind: Bind) -> std::io::Result<Listene
     Ok(Listener { configured, bound, handle })
 }
 
+/// The HTTP worker threads of each listener (actix-server's default, made explicit so
+/// that the descriptor budget counts what runs).
+fn http_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
 /// What the serving loop is given.
 #[derive(Debug)]
 pub struct Hooks<B, H, R> {
@@ -233,8 +248,9 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
     } else {
         listen.iter().copied().map(Bind::Addr).collect()
     };
+    let count = binds.len();
     for bind in binds {
-        match start_listener(&live, bind) {
+        match start_listener(&live, bind, count) {
             Ok(l) => listeners.push(l),
             Err(e) => {
                 for l in &listeners {
@@ -291,11 +307,12 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
                     actix_web::rt::spawn(async move { l.handle.stop(true).await });
                 }
                 let mut added = Vec::new();
+                let count = want.len();
                 for endpoint in want {
                     if listeners.iter().any(|l| l.configured == endpoint) {
                         continue;
                     }
-                    match start_listener(&live, Bind::Addr(endpoint)) {
+                    match start_listener(&live, Bind::Addr(endpoint), count) {
                         Ok(l) => {
                             added.extend(l.bound.iter().copied());
                             listeners.push(l);
