@@ -625,17 +625,13 @@ impl Inner {
         if record.level > log::max_level() {
             return;
         }
-        let mark = record.per_request.map(|owner| [(crate::logs::PER_REQUEST_KEY, owner)]);
-        let kvs: &[(&str, &str)] = mark.as_ref().map_or(&[], |m| &m[..]);
-        log::logger().log(
-            &log::Record::builder()
-                .level(record.level)
-                .target(record.target)
-                .file(record.file)
-                .line(record.line)
-                .key_values(&kvs)
-                .args(format_args!("{} (worker {pid}): {}", self.label, record.message))
-                .build(),
+        // One budget for all of this alias's worker records (see `relay_worker_record`).
+        crate::logs::relay_worker_record(
+            log::logger(),
+            &self.label,
+            record.level,
+            record.target,
+            format_args!("{} (worker {pid}): {}", self.label, record.message),
         );
     }
 

@@ -426,6 +426,31 @@ impl LogWriter for ErrorLogWriter {
     }
 }
 
+/// Logs a record a worker process sent (its own log line, `message` already attributed to
+/// the worker), on `logger`. Every such line of one alias counts against one budget,
+/// [`APP_BURST`] per window, owned by `owner` (the alias): whatever file, line, target or
+/// mark the worker wrote, which a hostile worker could vary to get a fresh budget per line.
+/// The level and target stay the worker's, for `logs.level` filtering.
+pub(crate) fn relay_worker_record(
+    logger: &dyn log::Log,
+    owner: &str,
+    level: log::Level,
+    target: &str,
+    message: std::fmt::Arguments<'_>,
+) {
+    let kvs = [(PER_REQUEST_KEY, owner)];
+    logger.log(
+        &log::Record::builder()
+            .level(level)
+            .target(target)
+            .file(Some("a worker process"))
+            .line(Some(0))
+            .key_values(&kvs)
+            .args(message)
+            .build(),
+    );
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -520,6 +545,20 @@ mod tests {
             }
         }
         fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_worker_gets_one_budget_per_alias_whatever_its_records_say() {
+        let w = Writer::default();
+        // A hostile worker's records: a new target (and file, line, mark) for every line.
+        for i in 0..1000 {
+            let target = format!("gatehouse::forged{i}");
+            relay_worker_record(&w, "/iso", log::Level::Error, &target, format_args!("x{i}"));
+        }
+        assert_eq!(w.written.lock().unwrap().len(), APP_BURST as usize);
+        // Another alias's workers have their own budget.
+        relay_worker_record(&w, "/other", log::Level::Info, "gatehouse::worker", format_args!("y"));
+        assert_eq!(w.written.lock().unwrap().len(), APP_BURST as usize + 1);
     }
 
     #[test]

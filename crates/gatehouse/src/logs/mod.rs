@@ -46,8 +46,10 @@ use std::time::Duration;
 
 use gatehouse_config::{Config, ErrorLog, Rotate};
 
+#[cfg(test)]
+pub(crate) use error_log::PER_REQUEST_KEY;
 pub(crate) use error_log::{ErrorLogWriter, RequestScope, install_panic_hook};
-pub(crate) use error_log::{PER_REQUEST_KEY, RequestTag, per_request, per_request_mark};
+pub(crate) use error_log::{RequestTag, per_request, per_request_mark, relay_worker_record};
 pub use perms::{Problem, check_log_dirs};
 pub(crate) use sink::Sink;
 
