@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use gatehouse_config::{Alias, AliasKind, Config, Dispatch, Handler, Isolation};
 
 /// What makes two aliases (in two generations of the configuration) run the same plugin
-/// instances: the same URL, kind, file or folder, `env` and folders given to `init`, and
-/// the same handlers (suffix, plugin, `init` settings) for the files it may serve.
+/// instances: the same URL, kind, file or folder, `env` and folders given to `init`, the
+/// same handlers (suffix, plugin, `init` settings) for the files it may serve, and the same
+/// side of the process boundary (an alias that takes up `isolation: process` must leave no
+/// instance in the daemon, where its code would still run on a plugin swap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct AppsKey {
     pub(super) url: String,
@@ -18,6 +20,7 @@ pub(super) struct AppsKey {
     pub(super) config_dir: PathBuf,
     pub(super) logs_dir: PathBuf,
     pub(super) handlers: Vec<HandlerKey>,
+    pub(super) isolated: bool,
 }
 
 /// What makes two aliases (in two generations of the configuration) run on the same worker
@@ -65,6 +68,7 @@ impl AppsKey {
                 .into_iter()
                 .map(|h: &Handler| (h.suffix.clone(), h.plugin.clone(), init_env(h, alias, config)))
                 .collect(),
+            isolated: matches!(alias.isolation, Isolation::Process(_)),
         }
     }
 }
