@@ -13,8 +13,12 @@ use crate::request::route::{self, GroupMiss, Route, Table};
 pub fn table(config: &Config) -> String {
     let mut out = String::new();
     let file = config.file.display();
-    let width =
-        config.aliases.iter().map(|a| url_pattern(a.url.as_str(), a.kind).len()).max().unwrap_or(3);
+    let width = config
+        .aliases
+        .iter()
+        .map(|a| url_pattern(a.url.as_str(), a.kind, a.trailing_slash).len())
+        .max()
+        .unwrap_or(3);
     let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  PATH (where declared)", "#", "URL", "KIND");
     for (i, a) in config.aliases.iter().enumerate() {
         let kind = match a.kind {
@@ -41,7 +45,7 @@ pub fn table(config: &Config) -> String {
             out,
             "{:<3} {:<width$}  {:<5}  {} ({file}:{}:{}){flags}",
             i + 1,
-            url_pattern(&a.url, a.kind),
+            url_pattern(&a.url, a.kind, a.trailing_slash),
             kind,
             a.path.display(),
             a.pos.line,
@@ -54,8 +58,11 @@ pub fn table(config: &Config) -> String {
     out
 }
 
-fn url_pattern(url: &str, kind: AliasKind) -> String {
+/// An alias's URL as the table shows it: a single app as written (`/h/`, written with its
+/// slash, serves `/h/...` but not `/h`), a group as `URL/NAME`.
+fn url_pattern(url: &str, kind: AliasKind, trailing_slash: bool) -> String {
     match kind {
+        AliasKind::App if trailing_slash && url != "/" => format!("{url}/"),
         AliasKind::App => url.to_owned(),
         AliasKind::Group => format!("{}/NAME", url.trim_end_matches('/')),
     }
@@ -111,7 +118,7 @@ pub fn explain(config: &Config, url: &str) -> String {
         out,
         "alias:         #{} {} ({}:{}:{})",
         mount + 1,
-        url_pattern(&a.url, a.kind),
+        url_pattern(&a.url, a.kind, a.trailing_slash),
         config.file.display(),
         a.pos.line,
         a.pos.column
@@ -199,7 +206,21 @@ fn handler_line(out: &mut String, config: &Config, file: &std::path::Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::url_path;
+    use super::{url_path, url_pattern};
+    use gatehouse_config::AliasKind;
+
+    #[test]
+    fn aliases_show_as_written() {
+        for (url, kind, slash, want) in [
+            ("/h", AliasKind::App, false, "/h"),
+            ("/h", AliasKind::App, true, "/h/"),
+            ("/", AliasKind::App, true, "/"),
+            ("/wsgi", AliasKind::Group, true, "/wsgi/NAME"),
+            ("/", AliasKind::Group, true, "/NAME"),
+        ] {
+            assert_eq!(url_pattern(url, kind, slash), want, "{url} {kind:?} {slash}");
+        }
+    }
 
     #[test]
     fn url_paths_from_what_users_type() {
