@@ -3,28 +3,16 @@
 //! table, or how one URL is answered) — and that `routes` says what the server does.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::harness::{Daemon, artifacts, expand, install};
+use crate::harness::{Daemon, artifacts, expand, install, output_within};
 
 /// Runs `gatehouse ARGS` in `cwd`; kills it if it still runs after 20 s (a `serve` that
 /// should have been refused).
 fn gatehouse(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(&artifacts().gatehouse)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gatehouse");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    child.wait_with_output().expect("output")
+    let mut cmd = Command::new(&artifacts().gatehouse);
+    cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    output_within(&mut cmd, std::time::Duration::from_secs(20))
 }
 
 fn out(o: &Output) -> String {

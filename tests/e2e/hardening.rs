@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Daemon, artifacts, multipart, read_lossy, wait_until};
+use crate::harness::{Daemon, multipart, read_lossy, wait_until};
 use crate::isolation::{is_root, pid_of, uid_of};
 
 /// Whether the readable memory of process `pid` holds `needle`.
@@ -156,19 +156,7 @@ fn groups_of(pid: u32) -> Vec<u32> {
 /// A public daemon whose `plugins/` holds crashy and probe, readable by every user.
 fn start_public_with_plugins(yaml: &str, prepare: impl FnOnce(&Path)) -> Daemon {
     Daemon::start_public(yaml, |root| {
-        std::fs::create_dir_all(root.join("plugins")).unwrap();
-        for (from, name) in
-            [(&artifacts().crashy, "libcrashy.so"), (&artifacts().probe, "libprobe.so")]
-        {
-            std::fs::copy(from, root.join("plugins").join(name)).unwrap();
-            std::fs::set_permissions(
-                root.join("plugins").join(name),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-        }
-        std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        crate::harness::public_plugins(root, &["crashy", "probe"]);
         prepare(root);
     })
 }

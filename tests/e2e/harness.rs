@@ -245,6 +245,38 @@ fn remove_stale_copies(base: &Path) {
     }
 }
 
+/// Copies the built plugins named by package (`crashy`, `probe`, ...) into `root/plugins`,
+/// the folder and the files readable by every user (for workers run as `nobody`).
+pub(crate) fn public_plugins(root: &Path, packages: &[&str]) {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).expect("create plugins/");
+    for package in packages {
+        let from = artifacts().plugin(package);
+        let to = dir.join(from.file_name().expect("a plugin file name"));
+        std::fs::copy(from, &to)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+        make_public(&to, 0o755);
+    }
+    make_public(&dir, 0o755);
+}
+
+/// Runs `cmd` with its output captured; kills it if it still runs after `limit` (a `serve`
+/// that should have refused to start).
+pub(crate) fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the command");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
 /// Sets `path`'s mode (a temp folder is made 0700).
 fn make_public(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;

@@ -566,23 +566,9 @@ aliases:
 ";
     // The workers (uid 65534) exec the daemon's binary: a public copy, so the test passes
     // wherever the clone lives.
+    // The workers must read the plugins and pass through the folders.
     let d = Daemon::start_public(yaml, |root| {
-        // The workers must read the plugins and pass through the folders.
-        for (from, name) in [
-            (&artifacts().crashy, "libcrashy.so"),
-            (&artifacts().probe, "libprobe.so"),
-            (&artifacts().hello, "libhello.so"),
-        ] {
-            std::fs::create_dir_all(root.join("plugins")).unwrap();
-            std::fs::copy(from, root.join("plugins").join(name)).unwrap();
-            std::fs::set_permissions(
-                root.join("plugins").join(name),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-        }
-        std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        crate::harness::public_plugins(root, &["crashy", "probe", "hello"]);
     });
     let pid = pid_of(&d, "/crashy/ok");
     assert_eq!(uid_of(pid), Some(65534), "worker {pid}\n{}", d.log());
@@ -632,14 +618,7 @@ aliases:
 ";
     let d = Daemon::start_public_from(
         yaml,
-        |root| {
-            std::fs::create_dir_all(root.join("plugins")).unwrap();
-            let to = root.join("plugins/libcrashy.so");
-            std::fs::copy(&artifacts().crashy, &to).unwrap();
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
-            std::fs::set_permissions(root.join("plugins"), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
-        },
+        |root| crate::harness::public_plugins(root, &["crashy"]),
         &binary,
     );
     let pid = pid_of(&d, "/crashy/ok");

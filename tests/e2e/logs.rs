@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::harness::{
     Daemon, artifacts, debug_line, debug_messages, read_lossy, wait_debug_messages, wait_until,
@@ -327,21 +327,7 @@ fn run_gatehouse(dir: &Path, args: &[&str], as_nobody: bool) -> Output {
     if args.first() == Some(&"serve") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gatehouse");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    crate::harness::output_within(&mut cmd, std::time::Duration::from_secs(20))
 }
 
 /// A temp folder holding `hosting.yaml` with `logs.dir: LOGS` and no aliases.
