@@ -84,6 +84,43 @@ fn notifications_arrive_in_order_ready_reloading_ready_stopping() {
 }
 
 #[test]
+fn the_watchdog_is_pinged_while_every_connection_slot_is_taken() {
+    let notify = Notify::new();
+    let socket = notify.path.to_str().unwrap();
+    // One connection per HTTP worker, idle clients kept for a minute: the listener is full
+    // and a new connection waits in the accept backlog. That is load: no restart.
+    let d = Daemon::start_env(
+        "max_connections: 1\nheader_timeout: 60s\naliases:\n  - url: /a\n    path: {hello}\n",
+        |_| {},
+        true,
+        &[("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "2000000")],
+    );
+    assert!(notify.next(false).starts_with("READY=1"));
+    let idle: Vec<std::net::TcpStream> =
+        (0..64).map(|_| std::net::TcpStream::connect(d.addr).expect("connect (idle)")).collect();
+    // A request cannot get through now.
+    let mut probe = std::net::TcpStream::connect(d.addr).unwrap();
+    probe.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    std::io::Write::write_all(&mut probe, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        std::io::Read::read(&mut probe, &mut buf).is_err(),
+        "the listener still took a connection: the test does not fill it"
+    );
+    // Pinged every second meanwhile (the interval is 2 s).
+    let t = Instant::now();
+    let mut pings = 0;
+    while t.elapsed() < Duration::from_secs(6) {
+        if notify.next(true) == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in 6 s while the listener was full:\n{}", d.log());
+    drop(idle);
+    assert!(!d.log().contains("not pinging systemd"), "{}", d.log());
+}
+
+#[test]
 fn sockets_passed_by_systemd_are_served_instead_of_listen() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");

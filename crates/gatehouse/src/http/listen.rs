@@ -1,6 +1,6 @@
 //! The listeners: one actix server per listen address (HTTP or HTTPS, or a socket systemd
-//! passed), rebinding on reload, the signals the daemon acts on, and the watchdog
-//! self-check.
+//! passed), rebinding on reload, the signals the daemon acts on, and the watchdog pings
+//! (on the workers' heartbeats, [`super::alive`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -154,6 +154,8 @@ fn start_listener(
             let data = live.clone();
             let stopping = stopping.clone();
             move || {
+                // Runs on each HTTP worker's thread, as it builds its service.
+                super::alive::beat_here();
                 let stopping = stopping.clone();
                 let data = data.clone();
                 let app = App::new()
@@ -230,8 +232,8 @@ pub struct Hooks<B, H, R> {
 /// reports the bound addresses, and serves until SIGINT or SIGTERM (graceful: requests in
 /// flight finish, up to `shutdown_timeout`). SIGHUP calls `on_hangup`, SIGUSR1 `on_reopen`;
 /// [`Control`] messages change the listen addresses while serving (not for passed sockets,
-/// which the socket unit owns). With systemd's watchdog on, it is pinged while a request
-/// to the daemon itself is answered.
+/// which the socket unit owns). With systemd's watchdog on, it is pinged while some HTTP
+/// worker's event loop runs ([`super::alive`]), whatever the listeners' load.
 pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
     live: Arc<Live>,
     listen: &[Endpoint],
@@ -280,18 +282,15 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
             _ = signals.hup.recv() => (hooks.on_hangup)(),
             _ = signals.usr1.recv() => (hooks.on_reopen)(),
             _ = ticks.tick(), if watchdog.is_some() => {
-                let probe = listeners
-                    .iter()
-                    .filter(|l| !l.configured.tls)
-                    .flat_map(|l| l.bound.first().map(|e| e.addr))
-                    .next();
-                match probe {
-                    Some(addr) => match self_check(addr).await {
-                        Ok(()) => crate::systemd::notify("WATCHDOG=1"),
-                        Err(e) => log::warn!("watchdog: the daemon does not answer itself ({e}); not pinging systemd"),
-                    },
-                    // Only HTTPS listeners: the loop itself is alive, which is what can be told.
-                    None => crate::systemd::notify("WATCHDOG=1"),
+                let interval = watchdog.unwrap_or_default();
+                let freshest = super::alive::freshest();
+                if super::alive::is_alive(freshest, interval) {
+                    crate::systemd::notify("WATCHDOG=1");
+                } else {
+                    log::warn!(
+                        "watchdog: no HTTP worker's event loop has run for {}; not pinging systemd",
+                        freshest.map_or_else(|| "ever".to_owned(), |a| format!("{} ms", a.as_millis()))
+                    );
                 }
             }
             Some(Control::Listen(want)) = control.recv() => {
@@ -331,32 +330,6 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
     let stops = listeners.iter().map(|l| l.handle.stop(true));
     futures_util::future::join_all(stops).await;
     Ok(())
-}
-
-/// The watchdog's proof that the daemon serves: `OPTIONS *` to its own listener, answered
-/// by the request handler on an HTTP worker within two seconds.
-async fn self_check(addr: SocketAddr) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let check = async move {
-        let mut s = actix_web::rt::net::TcpStream::connect((ip, addr.port())).await?;
-        s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: gatehouse-watchdog\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await?;
-        if &head == b"HTTP/1.1 200" {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!("answered {:?}", String::from_utf8_lossy(&head))))
-        }
-    };
-    actix_web::rt::time::timeout(Duration::from_secs(2), check)
-        .await
-        .map_err(|_| std::io::Error::other("no answer within 2 s"))?
 }
 
 /// Checks, before any app's `init` runs, that every address can be listened on: each is

@@ -3,6 +3,7 @@
 //! ([`listen`]).
 
 pub(crate) mod access;
+pub(crate) mod alive;
 pub(crate) mod handler;
 #[cfg(test)]
 mod handler_tests;
