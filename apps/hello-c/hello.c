@@ -18,13 +18,10 @@ _Static_assert(sizeof(gh_Str) == 16, "gh_Str layout changed");
 _Static_assert(sizeof(gh_Pair) == 32, "gh_Pair layout changed");
 _Static_assert(sizeof(gh_Upload) == 72, "gh_Upload layout changed");
 _Static_assert(sizeof(gh_InitContext) == 88, "gh_InitContext layout changed");
-_Static_assert(sizeof(gh_HostApi) == 56, "gh_HostApi layout changed");
+_Static_assert(sizeof(gh_HostApi) == 64, "gh_HostApi layout changed");
 _Static_assert(sizeof(gh_Environ) == 72, "gh_Environ layout changed");
 _Static_assert(sizeof(gh_AppDescriptor) == 64, "gh_AppDescriptor layout changed");
 #endif
-
-/* A gh_Str for a string literal: its bytes without the terminating NUL. */
-#define GH_STR(literal) { (const uint8_t *)(literal), sizeof(literal) - 1 }
 
 #define BODY "Hello World!"
 _Static_assert(sizeof(BODY) - 1 == 12, "Content-Length below must match the body");

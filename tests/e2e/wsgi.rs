@@ -350,9 +350,9 @@ fn wsgi_stderr_output_goes_to_the_error_log_file() {
     // (the line's end, what is before it: "" for a line as the app wrote it)
     let mut wanted = Vec::new();
     for tag in ["-in-process", "-in-a-worker"] {
-        for tagged in ["printed to stdout", "written to sys.stderr"] {
-            wanted.push((format!("{tagged}{tag}"), " ERROR app "));
-        }
+        // What is printed is information, what goes to sys.stderr an error.
+        wanted.push((format!("printed to stdout{tag}"), " INFO  app "));
+        wanted.push((format!("written to sys.stderr{tag}"), " ERROR app "));
         let raw = if tag == "-in-process" { "" } else { " ERROR /iso (worker " };
         for untagged in ["written to fd 2", "printed on another thread"] {
             wanted.push((format!("{untagged}{tag}"), raw));

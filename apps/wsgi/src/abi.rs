@@ -288,6 +288,19 @@ impl Call {
         }
     }
 
+    /// Writes one informational line (level INFO) to the daemon's error log, tagged like
+    /// [`Call::log_error`]; through `log_error` on a host without `log_info`.
+    pub(crate) fn log_info(&self, message: &str) {
+        let Ok(host) = self.usable() else { return self.log_error(message) };
+        let end = std::mem::offset_of!(HostApi, log_info)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut c_void, Str)>>();
+        match host.log_info.filter(|_| host.struct_size as usize >= end) {
+            // SAFETY: the message is valid for the call; the host copies it.
+            Some(log) => unsafe { log(self.request, Str::new(message.as_bytes())) },
+            None => self.log_error(message),
+        }
+    }
+
     /// Whether the call is over (its `handle` returned).
     pub(crate) fn expired(&self) -> bool {
         !self.live.load(Ordering::Acquire)

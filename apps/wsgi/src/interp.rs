@@ -13,10 +13,11 @@
 //!   that asks for another one is refused (one interpreter: restart to change it).
 //! - `python_path` folders are added with `site.addsitedir` (so `.pth` files work), once
 //!   each, for the whole process.
-//! - `sys.stdout` and `sys.stderr` are one `RequestStderr` (see [`HELPERS`]): on a thread
-//!   serving a request, lines go to its `wsgi.errors`, tagged with the app and request, as
-//!   under mod_wsgi 4; elsewhere to the process's stderr, which the daemon logs. The
-//!   daemon's stdout stays its own.
+//! - `sys.stdout` and `sys.stderr` are each a `RequestStderr` (see [`HELPERS`]): on a
+//!   thread serving a request, lines go to its `wsgi.errors`, tagged with the app and
+//!   request, as under mod_wsgi 4 (what is printed at level INFO, sys.stderr at ERROR);
+//!   elsewhere to the process's stderr, which the daemon logs. The daemon's stdout stays
+//!   its own.
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -41,17 +42,21 @@ import os, sys, types, traceback
 class RequestStderr:
     '''sys.stdout and sys.stderr: on a thread serving a request, what is written goes to that
     request's wsgi.errors (error log lines tagged with the app and the request, as under
-    mod_wsgi 4); on any other thread, to the stream it replaces (the process's stderr, which
-    the daemon logs). Everything else (encoding, fileno, isatty) is that stream's.'''
+    mod_wsgi 4; sys.stdout's at level INFO, sys.stderr's at ERROR); on any other thread, to
+    the stream it replaces (the process's stderr, which the daemon logs). Everything else
+    (encoding, fileno, isatty) is that stream's.'''
 
-    def __init__(self, stream, current):
+    def __init__(self, stream, current, info=False):
         self._stream = stream
         self._current = current
+        self._info = info
 
     def write(self, text):
         errors = getattr(self._current, 'errors', None)
         if errors is None:
             return self._stream.write(text)
+        if self._info:
+            return getattr(errors, 'write_info', errors.write)(text)
         return errors.write(text)
 
     def writelines(self, lines):
@@ -178,13 +183,14 @@ fn setup(
         let current = py.import("threading")?.getattr("local")?.call0()?;
         sys.setattr(REQUEST_LOCAL, &current)?;
         let stderr = sys.getattr("stderr")?;
-        let stream = if stderr.is_none() {
-            stderr
+        let (stream, printed) = if stderr.is_none() {
+            (stderr.clone(), stderr)
         } else {
-            helpers(py)?.getattr("RequestStderr")?.call1((stderr, &current))?
+            let class = helpers(py)?.getattr("RequestStderr")?;
+            (class.call1((&stderr, &current, false))?, class.call1((&stderr, &current, true))?)
         };
         sys.setattr("stderr", &stream)?;
-        sys.setattr("stdout", &stream)?;
+        sys.setattr("stdout", &printed)?;
         sys.setattr("argv", vec!["gatehouse"])?;
     } else {
         let running: Option<String> = match sys.getattr("_gatehouse_python_home") {

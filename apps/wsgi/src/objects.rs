@@ -472,42 +472,46 @@ impl Input {
 }
 
 /// `wsgi.errors`: a text stream into the daemon's error log, one log line per line
-/// written (a partial line waits for its end, a `flush`, or the end of the request).
+/// written (a partial line waits for its end, a `flush`, or the end of the request), at
+/// level ERROR; what `print()` writes through `sys.stdout` comes in by `write_info` and is
+/// logged at level INFO.
 #[pyclass(frozen, module = "gatehouse_wsgi")]
 #[derive(Debug)]
 pub(crate) struct Errors {
     call: Arc<Call>,
     pending: Mutex<String>,
+    pending_info: Mutex<String>,
 }
 
 impl Errors {
     pub(crate) fn new(call: Arc<Call>) -> Errors {
-        Errors { call, pending: Mutex::new(String::new()) }
+        Errors { call, pending: Mutex::new(String::new()), pending_info: Mutex::new(String::new()) }
     }
 
     /// Logs every complete line (and with `all`, the rest), without the GIL: in a worker
     /// process a log line is a write to the daemon, which may have to wait.
     pub(crate) fn emit(&self, py: Python<'_>, all: bool) {
-        let lines: Vec<String> = {
-            let mut pending = lock(&self.pending);
+        let take = |pending: &Mutex<String>| -> Vec<String> {
+            let mut pending = lock(pending);
             let cut = if all { pending.len() } else { pending.rfind('\n').map_or(0, |i| i + 1) };
             let done: String = pending.drain(..cut).collect();
             done.lines().map(str::to_owned).collect()
         };
-        if lines.is_empty() {
+        let (errors, infos) = (take(&self.pending), take(&self.pending_info));
+        if errors.is_empty() && infos.is_empty() {
             return;
         }
         py.detach(|| {
-            for line in lines {
+            for line in errors {
                 self.call.log_error(&line);
+            }
+            for line in infos {
+                self.call.log_info(&line);
             }
         });
     }
-}
 
-#[pymethods]
-impl Errors {
-    fn write(&self, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn push(&self, pending: &Mutex<String>, text: &Bound<'_, PyAny>) -> PyResult<usize> {
         let Ok(s) = text.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
                 "wsgi.errors.write() takes a str, not {}",
@@ -515,9 +519,21 @@ impl Errors {
             )));
         };
         let s = s.to_str()?;
-        lock(&self.pending).push_str(s);
+        lock(pending).push_str(s);
         self.emit(text.py(), self.call.expired());
         Ok(s.chars().count())
+    }
+}
+
+#[pymethods]
+impl Errors {
+    fn write(&self, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.push(&self.pending, text)
+    }
+
+    /// What `sys.stdout` is given on a request's thread: the same, at level INFO.
+    fn write_info(&self, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.push(&self.pending_info, text)
     }
 
     fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -8,6 +8,11 @@
 /* The one symbol every plugin exports: `const gh_AppDescriptor *gatehouse_app(void);` */
 #define GH_DESCRIPTOR_SYMBOL "gatehouse_app"
 
+/* A gh_Str initializer for a string literal: its bytes without the terminating NUL.
+ * `gh_Str s = GH_STR("text/plain");`, or in an array of gh_Pair:
+ * `{ GH_STR("Content-Type"), GH_STR("text/plain") }`. */
+#define GH_STR(literal) { (const uint8_t *)(literal), sizeof(literal) - 1 }
+
 
 // The ABI version this crate describes. The host refuses a plugin that reports another.
 #define gh_ABI_VERSION 1
@@ -121,6 +126,11 @@ typedef struct gh_HostApi {
   // Sends the head and everything written so far now, instead of holding it back
   // (for a first chunk the client should see before the app writes more).
   gh_Status (*flush)(void *request);
+  // Writes an informational line to the daemon's error log (what the app prints, as
+  // opposed to an error), tagged like `log_error` and logged at level INFO. Appended
+  // after version 1.0 of this struct: present only when `struct_size` reaches past it
+  // (hosts built before it do not have it; use `log_error` then).
+  void (*log_info)(void *request, struct gh_Str message);
 } gh_HostApi;
 
 // One request, as the app sees it.

@@ -180,6 +180,11 @@ pub struct HostApi {
     /// Sends the head and everything written so far now, instead of holding it back
     /// (for a first chunk the client should see before the app writes more).
     pub flush: Option<unsafe extern "C" fn(request: *mut c_void) -> Status>,
+    /// Writes an informational line to the daemon's error log (what the app prints, as
+    /// opposed to an error), tagged like `log_error` and logged at level INFO. Appended
+    /// after version 1.0 of this struct: present only when `struct_size` reaches past it
+    /// (hosts built before it do not have it; use `log_error` then).
+    pub log_info: Option<unsafe extern "C" fn(request: *mut c_void, message: Str)>,
 }
 
 /// One request, as the app sees it.
@@ -247,7 +252,9 @@ const _: () = {
     assert!(core::mem::size_of::<Pair>() == 32);
     assert!(core::mem::size_of::<Upload>() == 72);
     assert!(core::mem::size_of::<InitContext>() == 88);
-    assert!(core::mem::size_of::<HostApi>() == 56);
+    // HostApi 1.0 was 56 bytes (up to `flush`); `log_info` was appended after it.
+    assert!(core::mem::size_of::<HostApi>() == 64);
+    assert!(core::mem::offset_of!(HostApi, log_info) == 56);
     assert!(core::mem::size_of::<Environ>() == 72);
     assert!(core::mem::size_of::<AppDescriptor>() == 64);
 };

@@ -135,6 +135,19 @@ impl<'a> RawRequest<'a> {
         }
     }
 
+    /// An informational line; through `log_error` on a host whose `HostApi` predates
+    /// `log_info` (its `struct_size` ends before the field).
+    pub(crate) fn log_info(&self, message: &str) {
+        let end = std::mem::offset_of!(HostApi, log_info)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut c_void, Str)>>();
+        let f = if self.host.struct_size as usize >= end { self.host.log_info } else { None };
+        match f {
+            // SAFETY: `request` is this call's handle; the host copies the message.
+            Some(f) => unsafe { f(self.request, Str::new(message.as_bytes())) },
+            None => self.log_error(message),
+        }
+    }
+
     /// Starts the response with `headers` and then `extra` (a header the SDK adds, such as
     /// Content-Length), without allocating for the common handful of headers.
     pub(crate) fn start_response(

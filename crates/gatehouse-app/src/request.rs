@@ -139,6 +139,13 @@ impl<'a> Request<'a> {
     pub fn log_error(&self, message: impl AsRef<str>) {
         self.raw.log_error(message.as_ref());
     }
+
+    /// Writes an informational line (level INFO) to the daemon's error log, tagged with the
+    /// app and request: what an app prints, as opposed to an error. On a daemon older than
+    /// this call the line goes through [`Request::log_error`].
+    pub fn log_info(&self, message: impl AsRef<str>) {
+        self.raw.log_info(message.as_ref());
+    }
 }
 
 /// The CGI variable name for a header: `User-Agent` becomes `HTTP_USER_AGENT`;

@@ -18,7 +18,7 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
 use tokio::sync::oneshot;
 
 use super::body::{BodySource, body_error_code};
-use super::reply::{Call, CallError, Head, Reply, ReplySink, log_app_error};
+use super::reply::{Call, CallError, Head, Reply, ReplySink, log_app_line};
 use crate::plugin::load::Plugin;
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {
@@ -62,7 +62,11 @@ impl Backend for RequestState<'_> {
     }
 
     fn log_error(&mut self, message: &[u8]) {
-        log_app_error(self.call.app, self.call.request_id, message);
+        log_app_line(log::Level::Error, self.call.app, self.call.request_id, message);
+    }
+
+    fn log_info(&mut self, message: &[u8]) {
+        log_app_line(log::Level::Info, self.call.app, self.call.request_id, message);
     }
 
     fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
@@ -93,6 +97,8 @@ pub(crate) trait Backend {
     fn debug_log(&mut self, message: &[u8], must: bool) -> Status;
     /// A `log_error` line.
     fn log_error(&mut self, message: &[u8]);
+    /// A `log_info` line.
+    fn log_info(&mut self, message: &[u8]);
     /// `start_response`: `head` validates the app's status and headers when called.
     fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status;
     /// A `write` of body bytes.
@@ -111,6 +117,7 @@ pub(crate) const fn host_api<B: Backend>() -> HostApi {
         start_response: Some(start_response::<B>),
         write: Some(write::<B>),
         flush: Some(flush::<B>),
+        log_info: Some(log_info::<B>),
     }
 }
 
@@ -210,6 +217,14 @@ unsafe extern "C" fn log_error<B: Backend>(request: *mut c_void, message: Str) {
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let message = unsafe { bytes(&message) };
     guard((), || b.log_error(message));
+}
+
+unsafe extern "C" fn log_info<B: Backend>(request: *mut c_void, message: Str) {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return };
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let message = unsafe { bytes(&message) };
+    guard((), || b.log_info(message));
 }
 
 unsafe extern "C" fn start_response<B: Backend>(
@@ -409,6 +424,7 @@ mod tests {
             Status::OK
         }
         fn log_error(&mut self, _: &[u8]) {}
+        fn log_info(&mut self, _: &[u8]) {}
         fn start_response(&mut self, _: impl FnOnce() -> Result<Head, Status>) -> Status {
             Status::OK
         }

@@ -11,4 +11,4 @@ pub(crate) mod reply;
 pub use abi::{head, invoke, invoke_inline};
 pub use body::{BodySource, body_error_code};
 pub use reply::{Call, Reply};
-pub(crate) use reply::{Chunk, Head, ReplySink, app_may_set, log_app_error};
+pub(crate) use reply::{Chunk, Head, ReplySink, app_may_set, log_app_line};

@@ -644,15 +644,22 @@ pub(super) fn block_on_within<F: std::future::Future>(
     }
 }
 
-/// Writes an app's `log_error` line to the error log: control characters escaped (one call
-/// is one line; quotes are left alone, so a Python traceback reads as Python printed it),
-/// target `gatehouse::app::NAME` (filterable with `logs.level` / RUST_LOG), rate-limited
-/// per app (`APP_BURST`, see `logs::per_request!`).
-pub(crate) fn log_app_error(app: &str, request_id: u64, message: &[u8]) {
+/// Writes an app's `log_error` (level ERROR) or `log_info` (INFO) line to the error log:
+/// control characters escaped (one call is one line; quotes are left alone, so a Python
+/// traceback reads as Python printed it), target `gatehouse::app::NAME` (filterable with
+/// `logs.level` / RUST_LOG), rate-limited per app, both levels against one budget
+/// (`APP_BURST`, see `logs::per_request!`).
+pub(crate) fn log_app_line(level: log::Level, app: &str, request_id: u64, message: &[u8]) {
     let mut escaped = Vec::with_capacity(message.len());
     crate::logs::debug::escape_into(message, &mut escaped);
-    per_request!(app: app, target: &format!("gatehouse::app::{app}"), Error,
-        format_args!("app {app}"), request_id; "{}", String::from_utf8_lossy(&escaped));
+    let target = format!("gatehouse::app::{app}");
+    let line = String::from_utf8_lossy(&escaped);
+    let subject = format_args!("app {app}");
+    if level == log::Level::Error {
+        per_request!(app: app, target: &target, Error, subject, request_id; "{line}");
+    } else {
+        per_request!(app: app, target: &target, Info, subject, request_id; "{line}");
+    }
 }
 
 #[cfg(test)]

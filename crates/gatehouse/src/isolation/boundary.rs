@@ -282,6 +282,11 @@ impl Backend for Remote<'_> {
         let _ = self.io.flush();
     }
 
+    fn log_info(&mut self, message: &[u8]) {
+        self.io.frame_bytes(Kind::LogInfo, message);
+        let _ = self.io.flush();
+    }
+
     fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
         if self.started {
             return if self.gone { Status::DISCONNECTED } else { Status::BAD_STATE };

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! daemon → worker   Request   (id, develop mode, file, group NAME, vars, params, uploads)
-//! worker → daemon   Head? Data* Flush* ReadBody* Debug* LogError* then End | Refused
+//! worker → daemon   Head? Data* Flush* ReadBody* Debug* LogError* LogInfo* then End | Refused
 //! daemon → worker   Body (a chunk; empty: the end) | BodyError, each answering a ReadBody
 //!                   Gone (the client left; later writes are dropped), at most once
 //! ```
@@ -78,6 +78,8 @@ pub enum Kind {
     End = 26,
     /// The worker answers without the app: 0 the file is missing, 1 it does not load.
     Refused = 27,
+    /// An informational error-log line from the app.
+    LogInfo = 28,
 }
 
 impl TryFrom<u8> for Kind {
@@ -103,6 +105,7 @@ impl TryFrom<u8> for Kind {
             25 => LogError,
             26 => End,
             27 => Refused,
+            28 => LogInfo,
             other => return Err(ProtoError::Kind(other)),
         })
     }

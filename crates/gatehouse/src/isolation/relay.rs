@@ -32,7 +32,7 @@ use super::messages::{RequestOut, decode_head};
 use super::proto::{Get, Kind, MAX_FRAME, ProtoError, Put, parse_frame, push_frame};
 use super::sockets::{Conn, NoConn, Outcome, Sock};
 use crate::call::deadline::Deadline;
-use crate::call::{BodySource, Reply, ReplySink, body_error_code, log_app_error};
+use crate::call::{BodySource, Reply, ReplySink, body_error_code, log_app_line};
 use crate::logs::debug::DebugLog;
 use crate::logs::per_request;
 use crate::request::answer::Answer;
@@ -397,7 +397,11 @@ async fn exchange(
                 Status::OK
             }
             Kind::LogError => {
-                log_app_error(r.app, r.request_id, io.payload(payload));
+                log_app_line(log::Level::Error, r.app, r.request_id, io.payload(payload));
+                Status::OK
+            }
+            Kind::LogInfo => {
+                log_app_line(log::Level::Info, r.app, r.request_id, io.payload(payload));
                 Status::OK
             }
             Kind::End => {
