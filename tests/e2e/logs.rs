@@ -254,7 +254,11 @@ fn rotated_files_are_compressed_and_only_keep_are_kept() {
     let files = log_files(&dir, "debug");
     let gz: Vec<&PathBuf> =
         files.iter().filter(|f| f.extension().is_some_and(|e| e == "gz")).collect();
-    assert_eq!(gz.len(), 2, "{files:?}");
+    let sizes: Vec<(String, u64)> = files
+        .iter()
+        .map(|f| (f.display().to_string(), std::fs::metadata(f).map_or(0, |m| m.len())))
+        .collect();
+    assert_eq!(gz.len(), 2, "{sizes:?}\n{}", read_lossy(&dir.join("debug.log")));
     assert_eq!(files.len(), 3, "only debug.log and the kept .gz files: {files:?}");
     for f in gz {
         let bytes = std::fs::read(f).unwrap();

@@ -88,6 +88,13 @@ aliases:
         assert_eq!(read_lossy(&marks).matches(&format!("init {alias}\n")).count(), 1);
     }
     assert_eq!(d.log_count("reloaded "), 2, "{}", d.log());
+    // Each swap names both builds by their digests.
+    let log = d.log();
+    for line in log.lines().filter(|l| l.contains("reloaded ")) {
+        let digests: Vec<&str> = line.split("(sha256 ").skip(1).map(|s| &s[..16]).collect();
+        assert!(line.contains(": now app hello ") && line.contains(", was app panicky "), "{line}");
+        assert!(digests.len() == 2 && digests[0] != digests[1], "{line}");
+    }
 }
 
 #[test]
@@ -177,7 +184,22 @@ aliases:
     );
     wait_body(&d, "/b", "Hello World!");
     d.get("/a").expect_status(404);
-    assert!(d.log().contains("1 changed (/b), 1 removed (/a)"), "{}", d.log());
+    assert!(d.log().contains("1 changed (/b: reloaded), 1 removed (/a)"), "{}", d.log());
+    // Settings alone change: the plugin stays loaded, and the alias is not "unchanged".
+    d.write_config(
+        "\
+aliases:
+  - url: /b
+    path: {hello}
+    develop_mode: true
+    timeout: 7s
+",
+    );
+    wait_for("the settings reload", Duration::from_secs(10), || {
+        let log = d.log();
+        if log.contains("1 changed (/b: develop_mode timeout)") { Ok(()) } else { Err(log) }
+    });
+    assert_eq!(d.log_count("for /b: app hello"), 1, "/b was loaded again:\n{}", d.log());
     // A directory group added by an edit serves a plugin from its folder.
     d.write_config(
         "\

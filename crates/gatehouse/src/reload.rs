@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use gatehouse_config::AliasKind;
+use gatehouse_config::{Alias, AliasKind};
 use notify::{RecursiveMode, Watcher};
 
 use crate::host::{Host, Live};
@@ -333,6 +333,58 @@ impl State {
     }
 }
 
+/// The settings (`hosting.yaml` keys) of an alias that differ between `old` and `new`, for
+/// an alias whose plugins were kept. Its place in the file is not a setting.
+fn changed_settings(old: &Alias, new: &Alias) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    macro_rules! compare {
+        ($($field:ident),*) => {$(
+            if old.$field != new.$field {
+                keys.push(stringify!($field));
+            }
+        )*};
+    }
+    compare!(
+        develop_mode,
+        env,
+        max_body,
+        max_upload,
+        pass_authorization,
+        threads,
+        dispatch,
+        reloading,
+        check_plugins,
+        sha256,
+        python_path,
+        isolation
+    );
+    let (was, now) = (&old.limits, &new.limits);
+    macro_rules! compare_limits {
+        ($($field:ident),*) => {$(
+            if was.$field != now.$field {
+                keys.push(stringify!($field));
+            }
+        )*};
+    }
+    compare_limits!(
+        max_headers,
+        max_header_size,
+        timeout,
+        body_timeout,
+        body_min_rate,
+        body_timeout_max,
+        queue
+    );
+    if old.trailing_slash != new.trailing_slash || old.path_as_written != new.path_as_written {
+        keys.push("url/path as written");
+    }
+    // A field not named above (one added later) still counts.
+    if keys.is_empty() && (Alias { pos: new.pos, ..old.clone() }) != *new {
+        keys.push("settings");
+    }
+    keys
+}
+
 /// What the daemon serves, for systemd's STATUS= line.
 pub fn status_line(host: &Host) -> String {
     let groups = host.mounts.iter().filter(|m| m.alias.kind == AliasKind::Group).count();
@@ -343,18 +395,28 @@ pub fn status_line(host: &Host) -> String {
     )
 }
 
-/// What a reload changed, for the log: aliases kept (with their plugins), added, changed
-/// (same URL, reloaded plugins) and removed.
+/// What a reload changed, for the log: aliases unchanged (same settings, same plugins),
+/// added, changed (same URL: `URL: reloaded` when its plugins were loaded again, else the
+/// settings that changed) and removed.
 fn summarize(old: &Host, new: &Host) -> String {
     let (mut kept, mut added, mut changed) = (0, Vec::new(), Vec::new());
     for (i, m) in new.mounts.iter().enumerate() {
         let before = old.mounts.iter().position(|o| o.alias.url == m.alias.url);
         match before {
-            Some(j) if new.shares_apps(i, old, j) => kept += 1,
-            Some(_) => changed.push(m.alias.url.as_str()),
-            None => added.push(m.alias.url.as_str()),
+            Some(j) if new.shares_apps(i, old, j) => {
+                let settings = changed_settings(&old.mounts[j].alias, &m.alias);
+                if settings.is_empty() {
+                    kept += 1;
+                } else {
+                    changed.push(format!("{}: {}", m.alias.url, settings.join(" ")));
+                }
+            }
+            Some(_) => changed.push(format!("{}: reloaded", m.alias.url)),
+            None => added.push(m.alias.url.clone()),
         }
     }
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let added: Vec<&str> = added.iter().map(String::as_str).collect();
     let removed: Vec<&str> = old
         .mounts
         .iter()

@@ -560,13 +560,9 @@ impl Host {
         match Plugin::load(open, file, &args, sha256) {
             Ok(plugin) => {
                 log::info!(
-                    "loaded {} for {alias}{script}: app {} {}{}",
+                    "loaded {} for {alias}{script}: {}",
                     file.display(),
-                    plugin.name(),
-                    plugin.version(),
-                    sha256
-                        .map(|d| format!(" (sha256 {})", &d.to_string()[..16]))
-                        .unwrap_or_default()
+                    describe(&plugin, sha256)
                 );
                 crate::metrics::inc(&crate::metrics::GLOBAL.plugin_loads);
                 let loaded = Loaded {
@@ -630,7 +626,7 @@ impl Host {
                 if now == Some(*id) || (now.is_some() && now == *rejected) {
                     return false;
                 }
-                (Arc::clone(&loaded.app), *sha256, describe(&loaded.plugin))
+                (Arc::clone(&loaded.app), *sha256, describe(&loaded.plugin, *sha256))
             }
             _ => return false,
         };
@@ -655,7 +651,7 @@ impl Host {
                 false
             }
             Opened::Ready { loaded, id, sha256 } => {
-                let new_version = describe(&loaded.plugin);
+                let new_version = describe(&loaded.plugin, sha256);
                 m.apps.set_single(Some(loaded.clone()));
                 m.apps.slots_mut().insert(
                     file.to_owned(),
@@ -793,6 +789,9 @@ fn instance_alias(m: &Mount, group_name: Option<&str>) -> String {
     }
 }
 
-fn describe(p: &Plugin) -> String {
-    format!("app {} {}", p.name(), p.version())
+/// `app NAME VERSION (sha256 PREFIX)`: a build, told apart from another of the same version
+/// by the digest of the bytes loaded (when it was staged).
+fn describe(p: &Plugin, sha256: Option<Digest256>) -> String {
+    let digest = sha256.map(|d| format!(" (sha256 {})", &d.to_string()[..16])).unwrap_or_default();
+    format!("app {} {}{digest}", p.name(), p.version())
 }
