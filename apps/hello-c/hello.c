@@ -60,7 +60,8 @@ static void hello_shutdown(void *instance)
 }
 
 /* The descriptor lives as long as the library: a static, returned by the one exported symbol.
- * Everything else in this file is `static`, so `gatehouse_app` is all the plugin exports. */
+ * Everything else in this file is `static`, so `gatehouse_app` and the ABI version below are
+ * all the plugin exports. */
 static const gh_AppDescriptor descriptor = {
     .abi_version = gh_ABI_VERSION,
     .struct_size = sizeof(gh_AppDescriptor),
@@ -78,3 +79,6 @@ const gh_AppDescriptor *gatehouse_app(void)
 {
     return &descriptor;
 }
+
+/* The ABI version as data, for `gatehouse check` (it reads the file, it runs nothing). */
+GH_EXPORT_ABI_VERSION;

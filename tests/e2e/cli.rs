@@ -168,6 +168,81 @@ aliases:
 }
 
 #[test]
+fn check_looks_at_each_plugin_file_as_loading_would_without_running_it() {
+    let (_tmp, root) = config(GOOD);
+    let bad = root.join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let sdk = root.join("bad/sdk.so");
+    install(&artifacts().hello, &sdk);
+    // A copy (install links), so that the build's own file keeps its mode.
+    let writable = root.join("bad/writable.so");
+    std::fs::copy(&artifacts().hello, &writable).unwrap();
+    std::fs::set_permissions(&writable, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .unwrap();
+    std::fs::write(root.join("bad/text.so"), "#!/bin/sh\necho not a library\n").unwrap();
+    // Its code would write a file if it ever ran: check must not run it.
+    let ran = root.join("ran");
+    crate::plugins::cc_shared(
+        &format!(
+            "#include <stdint.h>\n#include <stdio.h>\n\
+             const uint32_t gatehouse_abi_version = 2;\n\
+             __attribute__((constructor)) static void ran(void) {{ fclose(fopen(\"{}\", \"w\")); }}\n\
+             const void *gatehouse_app(void) {{ return 0; }}\n",
+            ran.display()
+        ),
+        &root.join("bad/abi2.so"),
+    );
+    crate::plugins::cc_shared("int not_an_app(void) { return 1; }\n", &root.join("bad/none.so"));
+    // A group folder holding a broken plugin beside a good one.
+    std::fs::write(root.join("apps/libbroken.so"), "not ELF").unwrap();
+    let yaml = format!(
+        "{GOOD}  - url: /sdk\n    path: bad/sdk.so\n  - url: /writable\n    path: bad/writable.so\n  \
+         - url: /text\n    path: bad/text.so\n  - url: /abi2\n    path: bad/abi2.so\n  \
+         - url: /none\n    path: bad/none.so\n"
+    );
+    std::fs::write(root.join("hosting.yaml"), expand(&yaml, &root)).unwrap();
+    let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    for (line, wanted) in [
+        (12, "error: /writable: "),
+        (14, "error: /text: "),
+        (16, "error: /abi2: "),
+        (18, "error: /none: "),
+    ] {
+        assert!(
+            e.contains(&format!("hosting.yaml:{line}:5: {wanted}")),
+            "{wanted} at line {line}:\n{e}"
+        );
+    }
+    for wanted in [
+        "writable by its group and everyone (mode 0666)",
+        "text.so: cannot load as a shared library: invalid ELF header",
+        "abi2.so: built for environ ABI version 2, this daemon speaks version 1",
+        "none.so: no `gatehouse_app` symbol",
+        "hosting.yaml:8:5: warning: /wsgi: ",
+        "libbroken.so: cannot load as a shared library",
+        "syntax OK, but a plugin would not load",
+    ] {
+        assert!(e.contains(wanted), "{wanted}:\n{e}");
+    }
+    // The plugins built with the SDK (and the demo ones) pass; nothing ran.
+    for fine in ["/sdk:", "/sample:", "/myapp:", "libhello.so"] {
+        assert!(!e.contains(fine), "{fine}:\n{e}");
+    }
+    assert!(!ran.exists(), "check ran the plugin's code");
+    // A log folder where nothing can be created fails check as it fails serve.
+    std::fs::write(
+        root.join("hosting.yaml"),
+        expand(&format!("logs:\n  dir: /proc/gatehouse-logs\n{GOOD}"), &root),
+    )
+    .unwrap();
+    let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("/proc is on the kernel's proc filesystem"), "{}", err(&o));
+}
+
+#[test]
 fn routes_explains_one_url() {
     let yaml = "\
 aliases:

@@ -17,7 +17,7 @@ fn assert_hello(r: &Response, what: &str) {
 }
 
 /// Compiles C `source` into the shared library `out`.
-fn cc_shared(source: &str, out: &Path) {
+pub(crate) fn cc_shared(source: &str, out: &Path) {
     let src = out.with_extension("c");
     std::fs::write(&src, source).unwrap();
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());

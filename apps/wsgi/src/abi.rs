@@ -34,6 +34,11 @@ pub extern "C" fn gatehouse_app() -> *const AppDescriptor {
     &DESCRIPTOR
 }
 
+/// The ABI version as data, for `gatehouse check` (which reads the file, running nothing).
+#[unsafe(no_mangle)]
+#[allow(unreachable_pub)]
+pub static gatehouse_abi_version: u32 = ABI_VERSION;
+
 /// What `init` was given, copied out of the host's buffers.
 #[derive(Debug, Clone)]
 pub(crate) struct InitArgs {

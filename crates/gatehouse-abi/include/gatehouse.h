@@ -8,6 +8,15 @@
 /* The one symbol every plugin exports: `const gh_AppDescriptor *gatehouse_app(void);` */
 #define GH_DESCRIPTOR_SYMBOL "gatehouse_app"
 
+/* The ABI version as data, so that `gatehouse check` can read it from the file without
+ * running any of the plugin's code: write `GH_EXPORT_ABI_VERSION;` once, at file scope. */
+#define GH_ABI_VERSION_SYMBOL "gatehouse_abi_version"
+#ifdef __cplusplus
+#define GH_EXPORT_ABI_VERSION extern "C" const uint32_t gatehouse_abi_version = gh_ABI_VERSION
+#else
+#define GH_EXPORT_ABI_VERSION const uint32_t gatehouse_abi_version = gh_ABI_VERSION
+#endif
+
 /* A gh_Str initializer for a string literal: its bytes without the terminating NUL.
  * `gh_Str s = GH_STR("text/plain");`, or in an array of gh_Pair:
  * `{ GH_STR("Content-Type"), GH_STR("text/plain") }`. */

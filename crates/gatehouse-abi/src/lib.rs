@@ -40,6 +40,13 @@ pub const ABI_VERSION: u32 = 1;
 /// The name of the one symbol every plugin exports (without the trailing NUL).
 pub const DESCRIPTOR_SYMBOL: &str = "gatehouse_app";
 
+/// The name of a `uint32_t` data symbol holding [`ABI_VERSION`] that a plugin may export
+/// beside [`DESCRIPTOR_SYMBOL`], so that the version can be read from the file without
+/// running any of its code (`gatehouse check` does). The SDK's `export!` exports it; in C,
+/// `GH_EXPORT_ABI_VERSION;` at file scope. A file that exports it with another value is
+/// refused by `check`; loading still goes by the descriptor's `abi_version`.
+pub const ABI_VERSION_SYMBOL: &str = "gatehouse_abi_version";
+
 /// A borrowed byte string: `len` bytes at `ptr`. `ptr` may be null only when `len` is 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -106,6 +106,11 @@ pub mod __private {
 #[macro_export]
 macro_rules! export {
     (app: $ty:ty) => {
+        /// The environ ABI version this plugin speaks, as data: `gatehouse check` reads it
+        /// from the file without running any code.
+        #[unsafe(no_mangle)]
+        pub static gatehouse_abi_version: u32 = $crate::abi::ABI_VERSION;
+
         /// The Gatehouse plugin descriptor (environ ABI entry point).
         #[unsafe(no_mangle)]
         pub extern "C" fn gatehouse_app() -> *const $crate::abi::AppDescriptor {

@@ -344,6 +344,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
             print!("{}", gatehouse::routes::table(&cfg));
+            let plugins = gatehouse::plugin::inspect::check_config(&cfg, &config);
+            for d in &plugins {
+                eprintln!("{d}");
+            }
+            if plugins.iter().any(gatehouse_config::Diagnostic::is_error) {
+                eprintln!("{}: syntax OK, but a plugin would not load", config.display());
+                return Ok(ExitCode::FAILURE);
+            }
             if let Err(problems) = gatehouse::logs::check_log_dirs(&cfg) {
                 eprintln!("{}", render_problems(&problems));
                 eprintln!("{}: syntax OK, but the logs cannot be written", config.display());

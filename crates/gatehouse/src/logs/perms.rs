@@ -299,6 +299,13 @@ pub(crate) fn check_file(path: &Path, f: &Facts, who: &Who, file_mode: u32) -> V
 /// daemon cannot enter).
 fn access_problem(path: &Path, dir: bool) -> Option<Problem> {
     use rustix::fs::{Access, AtFlags, CWD};
+    if let Some(fs) = pseudo_filesystem(path) {
+        return Some(Problem {
+            path: path.to_owned(),
+            message: format!("is on the kernel's {fs} filesystem, where no log can be written"),
+            fix: Some("set `logs.dir` (or the log file) to a folder on a disk".to_owned()),
+        });
+    }
     let need = if dir { Access::WRITE_OK | Access::EXEC_OK } else { Access::WRITE_OK };
     let e = rustix::fs::accessat(CWD, path, need, AtFlags::EACCESS).err()?;
     let e = io::Error::from(e);
@@ -319,6 +326,25 @@ fn access_problem(path: &Path, dir: bool) -> Option<Problem> {
         ),
     };
     Some(Problem { path: path.to_owned(), message, fix })
+}
+
+/// The kernel filesystem `path` is on when it is one that holds no files of ours (`proc`,
+/// `sysfs`, ...): permission bits there say nothing of what can be created (root passes
+/// `access(2)` on `/proc`, yet `mkdir /proc/x` fails).
+fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
+    let kind = rustix::fs::statfs(path).ok()?.f_type;
+    [
+        (0x9fa0, "proc"),
+        (0x6265_6572, "sysfs"),
+        (0x6367_7270, "cgroup2"),
+        (0x0027_e0eb, "cgroup"),
+        (0x1cd1, "devpts"),
+        (0x6462_6720, "debugfs"),
+        (0x7363_6673, "securityfs"),
+    ]
+    .into_iter()
+    .find(|&(magic, _)| kind as i64 == magic)
+    .map(|(_, name)| name)
 }
 
 fn facts(path: &Path) -> io::Result<Option<Facts>> {

@@ -242,7 +242,10 @@ impl Drop for Cache {
 
 /// Reads a whole file, after the trust checks, making sure it did not change while being
 /// read.
-fn read_stable(file: &Path, policy: &Policy<'_>) -> Result<(Vec<u8>, FileId), StageError> {
+pub(crate) fn read_stable(
+    file: &Path,
+    policy: &Policy<'_>,
+) -> Result<(Vec<u8>, FileId), StageError> {
     let mut f = fs::File::open(file).map_err(StageError::Read)?;
     let meta = f.metadata().map_err(StageError::Read)?;
     if policy.check != Check::Skip {
