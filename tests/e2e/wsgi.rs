@@ -713,3 +713,67 @@ aliases:
     assert_eq!(r.expect_status(200).json(), serde_json::json!({"got": {"a": [1, 2]}, "n": 1}));
     d.get("/flask/nothere").expect_status(404);
 }
+
+/// A project as Django lays one out: `app.py` (its `wsgi.py`) imports a module of its own.
+fn project(root: &Path, value: &str) {
+    let dir = root.join("proj");
+    std::fs::create_dir_all(&dir).expect("create proj/");
+    std::fs::write(dir.join("helper.py"), format!("VALUE = {value:?}\n")).expect("write helper");
+    if !dir.join("app.py").exists() {
+        touch_script(root, "");
+    }
+}
+
+/// Writes `proj/app.py` anew (its size changes with `mark`), as a deploy touches `wsgi.py`.
+fn touch_script(root: &Path, mark: &str) {
+    let app = "import time\nimport helper\n\n\
+               def application(environ, start_response):\n\
+               \x20   if environ['PATH_INFO'] == '/slow':\n\
+               \x20       time.sleep(1.5)\n\
+               \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+               \x20   return [helper.VALUE.encode()]\n";
+    std::fs::write(root.join("proj/app.py"), format!("{app}# {mark}\n")).expect("write app.py");
+}
+
+#[test]
+fn a_changed_script_or_a_reload_replaces_its_workers_and_its_modules_are_imported_anew() {
+    let yaml = "\
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /proj
+    path: proj/app.py
+    python_path: [proj]
+    isolation: process
+    processes: 1
+";
+    let d = Daemon::start_with(yaml, |root| project(root, "one"));
+    let root = d.path("");
+    let wait_text = |want: &str| {
+        wait_for(&format!("/proj to say {want}"), Duration::from_secs(20), || {
+            let r = d.get("/proj");
+            if r.status == 200 && r.text() == want { Ok(()) } else { Err(format!("{r}")) }
+        });
+    };
+    wait_text("one");
+    // A module edited alone is not imported again (as under mod_wsgi).
+    project(&root, "two");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.get("/proj").text(), "one");
+    // Touching the script replaces the worker, after its request in flight.
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || crate::harness::get_from(addr, "/proj/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    touch_script(&root, "deployed");
+    wait_text("two");
+    let (status, text) = slow.join().expect("the slow request");
+    assert_eq!((status, text.as_str()), (200, "one"), "the request in flight during the swap");
+    assert!(d.log().contains("/proj: a script changed: replacing worker(s) "), "{}", d.log());
+    // An explicit reload (SIGHUP, `gatehouse reload`) does the same.
+    project(&root, "three");
+    d.signal("HUP");
+    wait_text("three");
+    assert!(d.log().contains("/proj: reload: replacing worker(s) "), "{}", d.log());
+    assert!(!d.log().contains(" failed"), "{}", d.log());
+}

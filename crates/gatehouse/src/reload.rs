@@ -152,6 +152,9 @@ impl State {
                 Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(Trigger::Config(why)) => {
                     self.reload_config(why, true);
+                    // An explicit reload also restarts the workers that run scripts, whose
+                    // imported modules would otherwise stay as first imported.
+                    self.live.host().recycle_script_workers();
                     self.live.host().refresh();
                 }
                 Ok(Trigger::Files(paths)) => {

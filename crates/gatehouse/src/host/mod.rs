@@ -592,8 +592,15 @@ impl Host {
             if let Some(workers) = &m.workers
                 && !told.iter().any(|t| Arc::ptr_eq(t, workers))
             {
-                // Each worker swaps its own plugins (the count is theirs to log).
-                workers.refresh();
+                // A changed script replaces the workers (its modules are imported anew);
+                // otherwise each worker swaps its own plugins (the count is theirs to log).
+                let changed =
+                    self.scripts_fingerprint(m).is_some_and(|f| workers.scripts_changed(f));
+                if changed {
+                    workers.recycle("a script changed");
+                } else {
+                    workers.refresh();
+                }
                 told.push(Arc::clone(workers));
             }
         }
@@ -687,6 +694,57 @@ impl Host {
 
     /// The folders whose changes can matter to this host's plugins: each group's folder,
     /// each single app's parent folder and, when any alias reloads, each handler plugin's.
+    /// A fingerprint of the scripts (files a handler serves) alias `m` serves, from their
+    /// names and identities (device, inode, size, mtime): `None` when it serves none.
+    fn scripts_fingerprint(&self, m: &Mount) -> Option<u64> {
+        use std::hash::{Hash as _, Hasher as _};
+        use std::os::unix::fs::MetadataExt as _;
+        if self.config.handlers.is_empty() {
+            return None;
+        }
+        let files: Vec<PathBuf> = match m.alias.kind {
+            AliasKind::App => vec![m.alias.path.clone()],
+            AliasKind::Group => std::fs::read_dir(&m.alias.path)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default(),
+        };
+        type Identity = Option<(u64, u64, u64, i64, i64)>;
+        let mut scripts: Vec<(PathBuf, Identity)> = files
+            .into_iter()
+            .filter(|f| self.config.handler_for(f).is_some())
+            .map(|f| {
+                let id = std::fs::metadata(&f)
+                    .ok()
+                    .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+                (f, id)
+            })
+            .collect();
+        if scripts.is_empty() {
+            return None;
+        }
+        scripts.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        scripts.hash(&mut h);
+        Some(h.finish())
+    }
+
+    /// Replaces the workers of every isolated alias that serves scripts through a handler,
+    /// gracefully (an explicit reload: SIGHUP, `gatehouse reload`), as `apachectl graceful`
+    /// restarts mod_wsgi's daemon processes: the new ones import the scripts' modules anew.
+    pub(crate) fn recycle_script_workers(&self) {
+        let mut told: Vec<&Arc<crate::isolation::group::Group>> = Vec::new();
+        for m in &self.mounts {
+            if let Some(workers) = &m.workers
+                && !told.iter().any(|t| Arc::ptr_eq(t, workers))
+                && let Some(f) = self.scripts_fingerprint(m)
+            {
+                workers.scripts_changed(f);
+                workers.recycle("reload");
+                told.push(workers);
+            }
+        }
+    }
+
     pub(crate) fn watched_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let reloading = self.mounts.iter().filter(|m| m.alias.reloading);

@@ -83,6 +83,8 @@ struct Inner {
     /// start only to be stopped, or killed before its apps' `shutdown` if it is still
     /// starting when `shutdown_timeout` runs out).
     no_successors: AtomicBool,
+    /// The fingerprint of the scripts the workers serve, as last seen (0: not yet).
+    scripts: AtomicU64,
 }
 
 /// The worker processes of one isolated alias. Dropping it (the last host that used it is
@@ -118,6 +120,7 @@ impl Group {
                 notify: tokio::sync::Notify::new(),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
                 no_successors: AtomicBool::new(false),
+                scripts: AtomicU64::new(0),
             }),
         }
     }
@@ -258,6 +261,54 @@ impl Group {
         if let Some(w) = state.workers.iter().find(|w| w.pid == pid) {
             w.kill(format!("request {request_id} ran past its timeout of {timeout:?}"));
         }
+    }
+
+    /// Replaces every running worker, gracefully: each gets no new request, stops once its
+    /// requests in flight are done, and its slot starts a fresh one at once (which imports
+    /// everything anew: a script's own modules too, as mod_wsgi daemon mode restarts its
+    /// processes). Workers still starting are left alone: they load what is there now.
+    /// Returns how many were told.
+    pub(crate) fn recycle(&self, why: &str) -> usize {
+        let mut state = self.inner.lock();
+        if state.stopping {
+            return 0;
+        }
+        let ready: Vec<Arc<Worker>> = state
+            .workers
+            .iter()
+            .filter(|w| {
+                !w.dead.load(Ordering::Acquire)
+                    && !w.retiring.load(Ordering::Acquire)
+                    && (w.busy.load(Ordering::Acquire) > 0
+                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
+            })
+            .cloned()
+            .collect();
+        for w in &ready {
+            w.retiring.store(true, Ordering::Release);
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
+            if w.busy.load(Ordering::Acquire) == 0 {
+                w.send_control(Kind::Stop);
+            }
+        }
+        drop(state);
+        if !ready.is_empty() {
+            let pids: Vec<String> = ready.iter().map(|w| w.pid.to_string()).collect();
+            log::info!(
+                "{}: {why}: replacing worker(s) {} after their requests in flight",
+                self.inner.label,
+                pids.join(", ")
+            );
+        }
+        ready.len()
+    }
+
+    /// Records `fingerprint` of the scripts the workers serve; true when it differs from
+    /// the one recorded before (not on the first).
+    pub(crate) fn scripts_changed(&self, fingerprint: u64) -> bool {
+        let fingerprint = fingerprint.max(1);
+        let before = self.inner.scripts.swap(fingerprint, Ordering::AcqRel);
+        before != 0 && before != fingerprint
     }
 
     /// Asks every worker to look for replaced plugin files (a reload's refresh).
