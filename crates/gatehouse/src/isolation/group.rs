@@ -26,9 +26,11 @@ use command_fds::{CommandFdExt as _, FdMapping};
 use super::messages::{LogIn, decode_log};
 use super::proto::{CONNS_ENV, CONTROL_FD, FrameIo, Kind};
 use super::sockets::{Conn, NoConn, Outcome, Sock, Worker, WorkerStatus};
-use super::spec::{Spec, describe_exit, pick, resident_bytes, spec};
+use super::spec::{Spec, describe_exit, pick, spec};
 use crate::call::deadline::{Deadline, Runner};
 use crate::logs::capture;
+
+mod recycle;
 
 /// How often a slot thread looks at its worker's memory.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
@@ -261,54 +263,6 @@ impl Group {
         if let Some(w) = state.workers.iter().find(|w| w.pid == pid) {
             w.kill(format!("request {request_id} ran past its timeout of {timeout:?}"));
         }
-    }
-
-    /// Replaces every running worker, gracefully: each gets no new request, stops once its
-    /// requests in flight are done, and its slot starts a fresh one at once (which imports
-    /// everything anew: a script's own modules too, as mod_wsgi daemon mode restarts its
-    /// processes). Workers still starting are left alone: they load what is there now.
-    /// Returns how many were told.
-    pub(crate) fn recycle(&self, why: &str) -> usize {
-        let mut state = self.inner.lock();
-        if state.stopping {
-            return 0;
-        }
-        let ready: Vec<Arc<Worker>> = state
-            .workers
-            .iter()
-            .filter(|w| {
-                !w.dead.load(Ordering::Acquire)
-                    && !w.retiring.load(Ordering::Acquire)
-                    && (w.busy.load(Ordering::Acquire) > 0
-                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
-            })
-            .cloned()
-            .collect();
-        for w in &ready {
-            w.retiring.store(true, Ordering::Release);
-            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
-            if w.busy.load(Ordering::Acquire) == 0 {
-                w.send_control(Kind::Stop);
-            }
-        }
-        drop(state);
-        if !ready.is_empty() {
-            let pids: Vec<String> = ready.iter().map(|w| w.pid.to_string()).collect();
-            log::info!(
-                "{}: {why}: replacing worker(s) {} after their requests in flight",
-                self.inner.label,
-                pids.join(", ")
-            );
-        }
-        ready.len()
-    }
-
-    /// Records `fingerprint` of the scripts the workers serve; true when it differs from
-    /// the one recorded before (not on the first).
-    pub(crate) fn scripts_changed(&self, fingerprint: u64) -> bool {
-        let fingerprint = fingerprint.max(1);
-        let before = self.inner.scripts.swap(fingerprint, Ordering::AcqRel);
-        before != 0 && before != fingerprint
     }
 
     /// Asks every worker to look for replaced plugin files (a reload's refresh).
@@ -684,26 +638,6 @@ impl Inner {
             record.target,
             format_args!("{} (worker {pid}): {}", self.label, record.message),
         );
-    }
-
-    fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {
-        let Some(limit) = spec.settings.memory_limit else { return };
-        let Some(rss) = resident_bytes(worker.pid) else { return };
-        if rss > limit && !worker.retiring.swap(true, Ordering::AcqRel) {
-            log::warn!(
-                "{}: worker {} uses {} MiB, past its memory_limit of {} MiB; recycling it \
-                 after its requests in flight",
-                self.label,
-                worker.pid,
-                rss >> 20,
-                limit >> 20
-            );
-            let mut state = self.lock();
-            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
-            if worker.busy.load(Ordering::Acquire) == 0 {
-                worker.send_control(Kind::Stop);
-            }
-        }
     }
 
     /// Marks the worker dead (its pid is never signalled again), wakes the requests it was

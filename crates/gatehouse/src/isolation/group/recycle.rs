@@ -1,0 +1,82 @@
+//! Replacing a group's workers while it serves: all of them, gracefully (a changed script,
+//! an explicit reload), or one past its `memory_limit`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Group, Inner};
+use crate::isolation::proto::Kind;
+use crate::isolation::sockets::Worker;
+use crate::isolation::spec::{Spec, resident_bytes};
+
+impl Group {
+    /// Replaces every running worker, gracefully: each gets no new request, stops once its
+    /// requests in flight are done, and its slot starts a fresh one at once (which imports
+    /// everything anew: a script's own modules too, as mod_wsgi daemon mode restarts its
+    /// processes). Workers still starting are left alone: they load what is there now.
+    /// Returns how many were told.
+    pub(crate) fn recycle(&self, why: &str) -> usize {
+        let mut state = self.inner.lock();
+        if state.stopping {
+            return 0;
+        }
+        let ready: Vec<Arc<Worker>> = state
+            .workers
+            .iter()
+            .filter(|w| {
+                !w.dead.load(Ordering::Acquire)
+                    && !w.retiring.load(Ordering::Acquire)
+                    && (w.busy.load(Ordering::Acquire) > 0
+                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
+            })
+            .cloned()
+            .collect();
+        for w in &ready {
+            w.retiring.store(true, Ordering::Release);
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
+            if w.busy.load(Ordering::Acquire) == 0 {
+                w.send_control(Kind::Stop);
+            }
+        }
+        drop(state);
+        if !ready.is_empty() {
+            let pids: Vec<String> = ready.iter().map(|w| w.pid.to_string()).collect();
+            log::info!(
+                "{}: {why}: replacing worker(s) {} after their requests in flight",
+                self.inner.label,
+                pids.join(", ")
+            );
+        }
+        ready.len()
+    }
+
+    /// Records `fingerprint` of the scripts the workers serve; true when it differs from
+    /// the one recorded before (not on the first).
+    pub(crate) fn scripts_changed(&self, fingerprint: u64) -> bool {
+        let fingerprint = fingerprint.max(1);
+        let before = self.inner.scripts.swap(fingerprint, Ordering::AcqRel);
+        before != 0 && before != fingerprint
+    }
+}
+
+impl Inner {
+    pub(super) fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {
+        let Some(limit) = spec.settings.memory_limit else { return };
+        let Some(rss) = resident_bytes(worker.pid) else { return };
+        if rss > limit && !worker.retiring.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "{}: worker {} uses {} MiB, past its memory_limit of {} MiB; recycling it \
+                 after its requests in flight",
+                self.label,
+                worker.pid,
+                rss >> 20,
+                limit >> 20
+            );
+            let mut state = self.lock();
+            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
+            if worker.busy.load(Ordering::Acquire) == 0 {
+                worker.send_control(Kind::Stop);
+            }
+        }
+    }
+}
