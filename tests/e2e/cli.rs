@@ -415,3 +415,64 @@ fn a_second_serve_of_a_running_configuration_is_refused_before_any_init() {
     assert_eq!(marks.matches("init").count(), 1, "{marks}");
     d.get("/p/ok").expect_status(200);
 }
+
+/// Runs cargo (the one running this test) in `dir`, offline, building into `dir/target`.
+fn cargo_build(dir: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--offline", "--quiet"])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    output_within(&mut cmd, std::time::Duration::from_secs(600))
+}
+
+#[test]
+fn gatehouse_new_writes_a_plugin_that_builds_offline_and_is_served_and_swapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let dir = root.join("greeter");
+    let o = gatehouse(&root, &["new", "greeter"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("wrote greeter/src/lib.rs"), "{}", out(&o));
+    // Not over what is there, and not under a name that is no crate name.
+    let again = gatehouse(&root, &["new", "greeter"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(err(&again).contains("greeter already exists and is not empty"), "{}", err(&again));
+    let bad = gatehouse(&root, &["new", "Bad Name", "elsewhere"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(err(&bad).contains("`Bad Name` cannot be a plugin name"), "{}", err(&bad));
+    assert!(!root.join("elsewhere").exists());
+    let built = cargo_build(&dir);
+    assert!(built.status.success(), "cargo build:\n{}", err(&built));
+    let so = dir.join("target/debug/libgreeter.so");
+    let yaml = format!(
+        "aliases:\n  - url: /greeter\n    path: {}\n    env: {{GREETING: Howdy}}\n",
+        so.display()
+    );
+    std::fs::write(root.join("hosting.yaml"), &yaml).unwrap();
+    let o = gatehouse(&root, &["check", "--config", "hosting.yaml"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let d = Daemon::start(&yaml);
+    assert_eq!(d.get("/greeter/?name=Ada").text(), "Howdy, Ada!\n");
+    let json = d.get("/greeter/json");
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(json.text(), r#"{"app":"greeter","greeting":"Howdy"}"#);
+    let posted = d.post("/greeter/", "application/x-www-form-urlencoded", b"name=Bo");
+    assert_eq!(posted.text(), "Howdy, Bo! (posted)\n");
+    let put = d.send("PUT", "/greeter/", &[], b"");
+    put.expect_status(405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
+    d.get("/greeter/missing").expect_status(404);
+    // The development loop: an edit, a build, and the daemon serves the new build.
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap().replace("(posted)", "(received)");
+    std::fs::write(&lib, source).unwrap();
+    let built = cargo_build(&dir);
+    assert!(built.status.success(), "cargo build:\n{}", err(&built));
+    crate::harness::wait_for("the rebuilt plugin", std::time::Duration::from_secs(20), || {
+        let r = d.post("/greeter/", "application/x-www-form-urlencoded", b"name=Bo");
+        if r.text() == "Howdy, Bo! (received)\n" { Ok(()) } else { Err(r.text()) }
+    });
+    assert!(d.log().contains("now app greeter 0.1.0 (sha256 "), "{}", d.log());
+}

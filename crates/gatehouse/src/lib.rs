@@ -31,6 +31,7 @@ pub mod http;
 pub mod pidfile;
 pub mod reload;
 pub mod routes;
+pub mod scaffold;
 pub mod worker;
 
 /// The layers, bottom up: each top-level module and its layer. A module may use modules
@@ -52,5 +53,6 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("pidfile", 5),
     ("reload", 5),
     ("routes", 5),
+    ("scaffold", 5),
     ("worker", 5),
 ];

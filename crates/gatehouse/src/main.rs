@@ -1,4 +1,4 @@
-//! The `gatehouse` command: `serve`, `check`, `routes` and `reload`. The binary's edge:
+//! The `gatehouse` command: `serve`, `check`, `routes`, `reload`, `reopen-logs` and `new`. The binary's edge:
 //! arguments, the daemon's own log, the pid file, exit codes; everything else is in the
 //! library.
 
@@ -66,6 +66,19 @@ enum Command {
         /// A URL or path to explain (which alias wins and why, SCRIPT_NAME, PATH_INFO,
         /// the plugin file, or why it is 400/403/404).
         url: Option<String>,
+    },
+    /// Write a new plugin crate, NAME, into DIR (default ./NAME): Cargo.toml, src/lib.rs
+    /// (GET, POST, JSON, 404/405), a README with the alias that serves it. It builds with
+    /// `cargo build --release` against the SDK sources beside this daemon.
+    New {
+        /// The plugin's (package and library) name.
+        name: String,
+        /// Where to write it (must not exist, or be empty).
+        dir: Option<PathBuf>,
+        /// The folder holding the SDK crates `gatehouse-app/` and `gatehouse-abi/` (default:
+        /// the installed SDK, else the checkout this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// A worker process of an alias with `isolation: process` (started by the daemon only;
     /// the alias's URL is shown in `ps`).
@@ -358,6 +371,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("{}: syntax OK", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = gatehouse::scaffold::find_sdk(sdk.as_deref())?;
+            let written = gatehouse::scaffold::create(&name, &dir, &sdk)?;
+            for file in &written {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "plugin {name} in {}: build it with `cargo build --release` there (see its README.md)",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { .. } => {
