@@ -60,13 +60,6 @@ fn prepare(root: &Path) {
 /// fragment its parser sees and actix's drops) and the HTTP RFCs let a server refuse.
 const DEVIATIONS: &[(&str, u16, u16, &str)] = &[
     (
-        "raw-latin1-in-path",
-        200,
-        400,
-        "a raw non-ASCII byte in the request target is not a valid URI (RFC 3986); clients \
-         percent-encode it",
-    ),
-    (
         "header-obs-fold",
         200,
         400,

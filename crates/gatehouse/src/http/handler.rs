@@ -270,7 +270,8 @@ fn refused_before_body(
 /// Apache's `LimitRequestLine`: `METHOD TARGET HTTP/1.1` of at most 8190 bytes, else 414,
 /// checked before anything else looks at the request.
 fn check_request_line(req: &HttpRequest) -> Result<(), Answer> {
-    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let target = crate::request::environ::raw_target(req)
+        .map_or_else(|| req.uri().path_and_query().map_or(0, |p| p.as_str().len()), |t| t.len());
     let line = req.method().as_str().len() + 1 + target + " HTTP/1.1".len();
     if line > MAX_REQUEST_LINE {
         return Err(Answer::owned(

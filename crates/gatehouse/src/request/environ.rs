@@ -135,6 +135,13 @@ impl ListenerInfo {
     }
 }
 
+/// The request target exactly as sent, when it held raw bytes >= 0x80 (the parser keeps it
+/// beside the `Uri`, which has them percent-encoded; see vendor/README.md).
+pub(crate) fn raw_target(req: &HttpRequest) -> Option<actix_web::web::Bytes> {
+    use actix_web::HttpMessage as _;
+    req.extensions().get::<actix_http::RawTarget>().map(|t| t.0.clone())
+}
+
 /// Builds the CGI/WSGI variables of a request as mod_wsgi does, then adds the alias's `env`
 /// settings whose names the request did not already set. An HTTPS connection gives
 /// `HTTPS=on` and the `https` scheme (as mod_ssl and mod_wsgi); `origin` is the client as
@@ -151,11 +158,19 @@ pub fn cgi_vars(req: &HttpRequest, route: RouteVars<'_>, alias: &Alias, origin: 
     vars.push(b"REQUEST_METHOD", req.method().as_str().as_bytes());
     vars.push(b"SCRIPT_NAME", route.script_name);
     vars.push(b"PATH_INFO", route.path_info);
-    vars.push(b"QUERY_STRING", uri.query().unwrap_or("").as_bytes());
-    // The request target as sent: origin form (`/a?b`) or absolute form (`http://h/a?b`).
-    if uri.scheme().is_some() {
+    // The request target as sent: origin form (`/a?b`) or absolute form (`http://h/a?b`),
+    // raw bytes >= 0x80 included when the client sent some (the URI has them encoded).
+    if let Some(raw) = raw_target(req) {
+        // Up to a fragment, which the URI drops too.
+        let raw = &raw[..raw.iter().position(|&b| b == b'#').unwrap_or(raw.len())];
+        let query = raw.iter().position(|&b| b == b'?').map_or(&b""[..], |q| &raw[q + 1..]);
+        vars.push(b"QUERY_STRING", query);
+        vars.push(b"REQUEST_URI", raw);
+    } else if uri.scheme().is_some() {
+        vars.push(b"QUERY_STRING", uri.query().unwrap_or("").as_bytes());
         vars.push(b"REQUEST_URI", uri.to_string().as_bytes());
     } else {
+        vars.push(b"QUERY_STRING", uri.query().unwrap_or("").as_bytes());
         let request_uri = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         vars.push(b"REQUEST_URI", request_uri.as_bytes());
     }
