@@ -542,3 +542,23 @@ fn an_app_panic_is_logged_with_its_request_id() {
     );
     assert_eq!(debug_messages(&d.path("LOGS/panicky/debug.log")), Vec::<String>::new());
 }
+
+#[test]
+fn the_access_log_may_go_to_stdout_beside_the_error_log_on_stderr() {
+    // As a container runs it: `kubectl logs` shows both streams.
+    let d = Daemon::start(&config(false, "  access_log: stdout\n  error_log: stderr"));
+    d.get("/probe/debug-log?msg=x").expect_status(200);
+    d.get("/nowhere").expect_status(404);
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        match d.stdout_line(std::time::Duration::from_secs(10)) {
+            Some(l) => lines.push(l),
+            None => panic!("access lines on stdout: {lines:?}\n{}", d.log()),
+        }
+    }
+    assert!(lines[0].contains("\"GET /probe/debug-log?msg=x HTTP/1.1\" 200 "), "{lines:?}");
+    assert!(lines[1].contains("\"GET /nowhere HTTP/1.1\" 404 "), "{lines:?}");
+    // Not in a file, and not in the error log.
+    assert!(!d.path("LOGS/access.log").exists());
+    assert!(!d.log().contains("GET /probe/debug-log"), "{}", d.log());
+}

@@ -49,7 +49,7 @@
 //!   dir: log                   # debug logs go to DIR/APP/debug.log; relative to this file's folder
 //!   level: info                # the error log's level, RUST_LOG syntax (`warn,gatehouse::host=debug`); RUST_LOG wins
 //!   error_log: stderr          # the daemon's own log: `stderr`, or a file (relative to `dir`)
-//!   access_log: access.log     # Combined Log Format + app, request id, duration; a file (relative to `dir`) or `off`
+//!   access_log: access.log     # Combined Log Format + app, request id, duration; a file (relative to `dir`), `stdout` or `off`
 //!   rotate:                    # for every log file; `rotate: off` leaves it to logrotate
 //!     size: 10MiB              # rotate when a file passes this size
 //!     age: day                 # and/or when the local clock starts a new `day`, `hour` or `minute`
@@ -140,7 +140,7 @@ mod worker_text;
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
-pub use logs::{ErrorLog, Logs, Rotate, RotateAge};
+pub use logs::{AccessLog, ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
 pub use size::parse_size;
 pub use url::url_covers;

@@ -21,9 +21,9 @@ pub struct Logs {
     pub level: String,
     /// Where the daemon's own log goes (`logs.error_log`, default stderr).
     pub error_log: ErrorLog,
-    /// The access log file, absolute, or `None` for `access_log: off` (default
+    /// Where the access log goes (`logs.access_log`, default the file
     /// `LOGS_DIR/access.log`).
-    pub access_log: Option<PathBuf>,
+    pub access_log: AccessLog,
     /// How every log file (debug, access, error) is rotated; `None` for `rotate: off`
     /// (default: at 10 MiB, 7 kept).
     pub rotate: Option<Rotate>,
@@ -41,7 +41,7 @@ impl Logs {
         Logs {
             level: "info".to_owned(),
             error_log: ErrorLog::Stderr,
-            access_log: Some(logs_dir.join("access.log")),
+            access_log: AccessLog::File(logs_dir.join("access.log")),
             rotate: Some(Rotate {
                 size: Some(DEFAULT_ROTATE_SIZE),
                 age: None,
@@ -50,6 +50,29 @@ impl Logs {
             }),
             dir_mode: DEFAULT_DIR_MODE,
             file_mode: DEFAULT_FILE_MODE,
+        }
+    }
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Nowhere (`access_log: off`).
+    Off,
+    /// Standard output (`access_log: stdout`): beside the error log on stderr, what
+    /// `kubectl logs` and the journal show. Never rotated.
+    Stdout,
+    /// A file, absolute (rotated like the other logs). The default.
+    File(PathBuf),
+}
+
+impl AccessLog {
+    /// The file, when it is one.
+    #[must_use]
+    pub fn file(&self) -> Option<&PathBuf> {
+        match self {
+            AccessLog::File(p) => Some(p),
+            AccessLog::Off | AccessLog::Stdout => None,
         }
     }
 }
@@ -126,17 +149,18 @@ pub(crate) fn logs(n: Option<&Node>, dir: &Path, d: &mut Diags) -> (PathBuf, Log
     }
     if let Some(n) = f.get("access_log") {
         match &n.value {
-            Value::Bool(false, _) => logs.access_log = None,
+            Value::Bool(false, _) => logs.access_log = AccessLog::Off,
             Value::Bool(true, _) => {}
+            Value::Str(s) if s == "stdout" => logs.access_log = AccessLog::Stdout,
             _ => {
                 if let Some(written) = path_value(n, "logs.access_log", d) {
-                    logs.access_log = Some(resolve(&logs_dir, written));
+                    logs.access_log = AccessLog::File(resolve(&logs_dir, written));
                 }
             }
         }
     }
     if let (ErrorLog::File(e), Some(a), Some(n)) =
-        (&logs.error_log, &logs.access_log, f.get("access_log"))
+        (&logs.error_log, logs.access_log.file(), f.get("access_log"))
         && e == a
     {
         d.error_hint(
@@ -377,7 +401,7 @@ mod tests {
         let cases: &[(&str, Check)] = &[
             ("{}", |_, d, l| *l == Logs::defaults(d)),
             ("{dir: x}", |root, d, l| {
-                *d == root.join("x") && l.access_log == Some(root.join("x/access.log"))
+                *d == root.join("x") && l.access_log == AccessLog::File(root.join("x/access.log"))
             }),
             ("{level: WARN}", |_, _, l| l.level == "warn"),
             ("{level: \"warn, gatehouse::host=debug\"}", |_, _, l| {
@@ -390,10 +414,13 @@ mod tests {
             ("{error_log: /var/log/g/e.log}", |_, _, l| {
                 l.error_log == ErrorLog::File("/var/log/g/e.log".into())
             }),
-            ("{access_log: off}", |_, _, l| l.access_log.is_none()),
-            ("{access_log: true}", |root, _, l| l.access_log == Some(root.join("log/access.log"))),
+            ("{access_log: off}", |_, _, l| l.access_log == AccessLog::Off),
+            ("{access_log: stdout}", |_, _, l| l.access_log == AccessLog::Stdout),
+            ("{access_log: true}", |root, _, l| {
+                l.access_log == AccessLog::File(root.join("log/access.log"))
+            }),
             ("{dir: /v, access_log: web/a.log}", |_, _, l| {
-                l.access_log == Some("/v/web/a.log".into())
+                l.access_log == AccessLog::File("/v/web/a.log".into())
             }),
             ("{rotate: off}", |_, _, l| l.rotate.is_none()),
             ("{rotate: {size: 1k}}", |_, _, l| {
@@ -433,7 +460,7 @@ mod tests {
         assert_eq!(defaults.logs, Logs::defaults(&logs));
         assert_eq!(defaults.logs.level, "info");
         assert_eq!(defaults.logs.error_log, ErrorLog::Stderr);
-        assert_eq!(defaults.logs.access_log, Some(logs.join("access.log")));
+        assert_eq!(defaults.logs.access_log, AccessLog::File(logs.join("access.log")));
         assert_eq!(
             defaults.logs.rotate,
             Some(Rotate { size: Some(10 << 20), age: None, keep: Some(7), compress: false })

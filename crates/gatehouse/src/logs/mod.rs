@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use gatehouse_config::{Config, ErrorLog, Rotate};
+use gatehouse_config::{AccessLog, Config, ErrorLog, Rotate};
 
 #[cfg(test)]
 pub(crate) use error_log::PER_REQUEST_KEY;
@@ -178,7 +178,7 @@ pub fn start_error_log() -> Result<Guard, flexi_logger::FlexiLoggerError> {
 /// The folders `config` writes log files into directly (app folders are made on demand).
 fn folders(config: &Config) -> Vec<PathBuf> {
     let mut dirs = vec![config.logs_dir.clone()];
-    let files = config.logs.access_log.iter().chain(match &config.logs.error_log {
+    let files = config.logs.access_log.file().into_iter().chain(match &config.logs.error_log {
         ErrorLog::File(p) => Some(p),
         ErrorLog::Stderr => None,
     });
@@ -213,8 +213,11 @@ pub fn apply(config: &Config) -> Result<(), Vec<Problem>> {
         return Err(problems);
     }
     *SETTINGS.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Settings::of(logs)));
-    *ACCESS.write().unwrap_or_else(PoisonError::into_inner) =
-        logs.access_log.as_ref().map(|p| sink(p, || "access log".to_owned(), Reports::ErrorLog));
+    *ACCESS.write().unwrap_or_else(PoisonError::into_inner) = match &logs.access_log {
+        AccessLog::Off => None,
+        AccessLog::Stdout => Some(Arc::new(Sink::stdout("access log".to_owned()))),
+        AccessLog::File(p) => Some(sink(p, || "access log".to_owned(), Reports::ErrorLog)),
+    };
     error_log::set_destination(match &logs.error_log {
         ErrorLog::Stderr => Destination::Stderr,
         ErrorLog::File(p) => Destination::File(sink(p, || "error log".to_owned(), Reports::Stderr)),

@@ -449,7 +449,7 @@ pub(crate) fn check_log_dirs_as(config: &Config, who: &Who) -> Result<(), Vec<Pr
     // File logs outside of logs.dir, grouped by folder.
     let mut extra: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut logs_dir_stems = Vec::new();
-    let files = logs.access_log.iter().chain(match &logs.error_log {
+    let files = logs.access_log.file().into_iter().chain(match &logs.error_log {
         ErrorLog::File(p) => Some(p),
         ErrorLog::Stderr => None,
     });

@@ -42,6 +42,8 @@ pub(crate) enum Reports {
 /// One log file and its writer.
 #[derive(Debug)]
 pub(crate) struct Sink {
+    /// Writes go to the daemon's original stdout, not to `path` (no file, no rotation).
+    stdout: bool,
     path: PathBuf,
     what: String,
     reports: Reports,
@@ -81,6 +83,7 @@ impl Sink {
     /// A sink for `path`, described as `what` in messages ("debug log of app myapp").
     pub(crate) fn new(path: PathBuf, what: String, reports: Reports) -> Sink {
         Sink {
+            stdout: false,
             path,
             what,
             reports,
@@ -97,6 +100,13 @@ impl Sink {
             failing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// A sink writing to the daemon's original standard output (`access_log: stdout`): a
+    /// stream, never rotated or reopened. A write is one `write(2)` of whole lines, so lines
+    /// of this sink do not interleave with each other.
+    pub(crate) fn stdout(what: String) -> Sink {
+        Sink { stdout: true, ..Sink::new(PathBuf::from("stdout"), what, Reports::Stderr) }
     }
 
     /// The current file.
@@ -135,7 +145,12 @@ impl Sink {
     /// reported once per episode, and their end too.
     pub(crate) fn write(&self, buf: &[u8], lines: u64, settings: &Settings) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let outcome = st.write(&self.path, buf, settings);
+        let outcome = if self.stdout {
+            use std::io::Write as _;
+            Outcome { write: super::capture::stdout().write_all(buf).err(), rotate: None }
+        } else {
+            st.write(&self.path, buf, settings)
+        };
         if let Some(how) = st.replaced.take() {
             self.report(
                 log::Level::Warn,
@@ -225,7 +240,7 @@ impl Sink {
     /// Does nothing for a file not opened yet.
     pub(crate) fn reopen(&self, settings: &Settings) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if st.writer.is_none() {
+        if st.writer.is_none() || self.stdout {
             return Ok(());
         }
         st.open(&self.path, settings, true)
