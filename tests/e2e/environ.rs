@@ -220,3 +220,45 @@ fn every_request_line_past_the_limit_is_414_with_a_body() {
     get_raw(&d, &target).expect_status(200);
     d.get("/env/after").expect_status(200);
 }
+
+#[test]
+fn environment_variables_fill_in_values_in_process_and_in_workers() {
+    let yaml = "\
+threads: ${GH_THREADS}
+aliases:
+  - url: /env
+    path: {environ}
+    env: {DB_URL: \"${GH_DB_URL}\", MODE: \"${GH_MODE:-production}\", LITERAL: \"$${GH_DB_URL}\"}
+  - url: /iso
+    path: {environ}
+    isolation: process
+    processes: 1
+    env: {DB_URL: \"${GH_DB_URL}\"}
+";
+    let secret = "postgres://u:p@db/x?opt=${not-a-ref}";
+    let d = Daemon::start_env(yaml, |_| {}, true, &[("GH_THREADS", "3"), ("GH_DB_URL", secret)]);
+    let j = d.get("/env/").json();
+    assert_eq!(var(&j, "DB_URL"), secret, "{j:#}");
+    assert_eq!(var(&j, "MODE"), "production", "{j:#}");
+    assert_eq!(var(&j, "LITERAL"), "${GH_DB_URL}", "{j:#}");
+    // A worker (whose environment is not the daemon's) gets the daemon's value.
+    let j = d.get("/iso/").json();
+    assert_eq!(var(&j, "DB_URL"), secret, "{j:#}");
+    // An unset variable without a default is an error at its place.
+    std::fs::write(
+        d.path("unset.yaml"),
+        "aliases:\n  - url: /x\n    path: x.so\n    env: {A: \"${GH_NOT_SET_ANYWHERE}\"}\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(&artifacts().gatehouse)
+        .args(["check", "--config"])
+        .arg(d.path("unset.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unset.yaml:4:14: error: `${GH_NOT_SET_ANYWHERE}` is not set in the daemon's environment"),
+        "{err}"
+    );
+}

@@ -126,6 +126,7 @@ use std::path::{Path, PathBuf};
 mod accounts;
 mod alias;
 mod diagnostic;
+mod env_vars;
 mod handler;
 mod isolation;
 mod limits;
@@ -508,7 +509,8 @@ pub(crate) fn parse_with(
 
     let mut d = Diags::new(path);
     let config = match node::parse_yaml(text) {
-        Ok(root) => {
+        Ok(mut root) => {
+            env_vars::expand(&mut root, &env_vars::process_env, &mut d);
             let mut config = validate::build(&root, path, &dir, accounts, &mut d);
             config.text = std::sync::Arc::from(text);
             Some(config)

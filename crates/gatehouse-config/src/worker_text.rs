@@ -23,8 +23,13 @@ use crate::node::{Node, Value, parse_yaml};
 ///
 /// `Err` says why the text cannot be made (not a configuration that passed validation).
 pub fn worker_text(config: &Config, index: usize) -> Result<String, String> {
-    let root = parse_yaml(&config.text)
+    let mut root = parse_yaml(&config.text)
         .map_err(|e| format!("the configuration text does not parse again: {}", e.message))?;
+    // The daemon's `${VAR}` values, written literally: a worker's environment is not the
+    // daemon's (it gets only its alias's `env`).
+    let mut ignored = crate::diagnostic::Diags::new(std::path::Path::new("worker"));
+    crate::env_vars::expand(&mut root, &crate::env_vars::process_env, &mut ignored);
+    crate::env_vars::escape(&mut root);
     let Value::Map(entries) = &root.value else {
         return Err("the configuration is not a mapping".to_owned());
     };
