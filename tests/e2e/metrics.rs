@@ -131,3 +131,45 @@ fn counters_after_known_requests_and_the_status_page() {
     // Nothing else is served there, and the apps are not.
     assert_eq!(get_from(m, "/env/").0, 404);
 }
+
+#[test]
+fn livez_readyz_and_drain_delay_as_kubernetes_probes_use_them() {
+    let mut d = Daemon::start(
+        "metrics: {listen: \"127.0.0.1:0\"}\ndrain_delay: 30s\naliases:\n  - url: /a\n    path: {hello}\n  \
+         - url: /late\n    path: late/libhello.so\n  - url: /iso\n    path: {hello}\n    \
+         isolation: process\n    processes: 1\n",
+    );
+    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
+    let addr: SocketAddr = line
+        .strip_prefix("gatehouse metrics on http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    assert_eq!(get_from(addr, "/livez"), (200, "ok\n".to_owned()));
+    // A single app whose file is not there: not ready, and it says which.
+    let (status, text) = get_from(addr, "/readyz");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("/late: its app is not loaded"), "{text}");
+    crate::harness::install(&crate::harness::artifacts().hello, &d.path("late/libhello.so"));
+    d.get("/late").expect_status(200);
+    crate::harness::wait_for("/readyz", Duration::from_secs(20), || {
+        match get_from(addr, "/readyz") {
+            (200, t) if t == "ready\n" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    // SIGTERM: not ready at once, still serving through drain_delay.
+    d.signal("TERM");
+    crate::harness::wait_for("/readyz to fail", Duration::from_secs(10), || {
+        match get_from(addr, "/readyz") {
+            (503, t) if t.contains("draining") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(d.get("/a").text(), "Hello World!");
+    assert_eq!(get_from(addr, "/livez").0, 200);
+    assert!(d.log().contains("draining for 30s (drain_delay)"), "{}", d.log());
+    // A second SIGTERM ends the drain: the daemon stops now, cleanly.
+    let status = d.terminate();
+    assert!(status.success(), "{status}\n{}", d.log());
+    assert!(d.log().contains("SIGTERM again: stopping now"), "{}", d.log());
+}

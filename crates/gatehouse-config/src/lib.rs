@@ -37,6 +37,7 @@
 //! check_plugins: true          # refuse plugin files others could have written (suexec-style)
 //! header_timeout: 10s          # to receive a request's head, else 408 (global only)
 //! shutdown_timeout: 30s        # on SIGTERM, how long requests in flight may take to finish
+//! drain_delay: 0s              # after SIGTERM, serve this long with /readyz failing first
 //! max_headers: 96              # header fields per request, else 400 (at most 96)
 //! max_header_size: 8190        # longest header line, else 400
 //! timeout: 60s                 # for the app to start its reply, else 504; and the longest a
@@ -260,6 +261,10 @@ pub struct Config {
     /// How long a stop (SIGTERM) waits for requests in flight before closing their
     /// connections (`shutdown_timeout`, default 30 s).
     pub shutdown_timeout: std::time::Duration,
+    /// After SIGTERM, how long the daemon keeps serving with `/readyz` failing before its
+    /// listeners close (`drain_delay`, default 0): the time a load balancer (a Kubernetes
+    /// Service's endpoints) needs to stop sending it new requests.
+    pub drain_delay: std::time::Duration,
     /// The global `check_plugins` (default true): refuse plugin files that someone other
     /// than root or the daemon's user could have written (see the daemon's `trust`).
     pub check_plugins: bool,

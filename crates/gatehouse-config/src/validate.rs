@@ -33,6 +33,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "max_header_size",
     "header_timeout",
     "shutdown_timeout",
+    "drain_delay",
     "keep_alive",
     "max_connections",
     "timeout",
@@ -80,6 +81,7 @@ pub(crate) fn build(
         limits: crate::Limits::default(),
         header_timeout: std::time::Duration::from_secs(10),
         shutdown_timeout: std::time::Duration::from_secs(30),
+        drain_delay: std::time::Duration::ZERO,
         check_plugins: true,
         cache_dir: dir.join("var/cache"),
         pid_file: dir.join("var/run/gatehouse.pid"),
@@ -158,6 +160,16 @@ pub(crate) fn build(
         f.get("shutdown_timeout").and_then(|n| crate::limits::duration(n, "shutdown_timeout", d))
     {
         config.shutdown_timeout = t;
+    }
+    if let Some(n) = f.get("drain_delay") {
+        // 0 (the default) is no delay; any other value as every duration.
+        let zero = matches!(&n.value, crate::node::Value::Int(0, _))
+            || n.text().is_some_and(|t| matches!(t.trim(), "0" | "0s" | "0ms"));
+        if zero {
+            config.drain_delay = std::time::Duration::ZERO;
+        } else if let Some(t) = crate::limits::duration(n, "drain_delay", d) {
+            config.drain_delay = t;
+        }
     }
     config.check_plugins = crate::limits::check_plugins(&f, config.check_plugins, d);
     (config.logs_dir, config.logs) = crate::logs::logs(f.get("logs"), dir, d);
@@ -671,7 +683,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

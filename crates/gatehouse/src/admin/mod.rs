@@ -33,8 +33,14 @@ pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAdd
             .route("/metrics", web::get().to(metrics))
             .route("/status", web::get().to(status))
             .route("/status.json", web::get().to(status_json))
+            .route("/livez", web::get().to(livez))
+            .route("/readyz", web::get().to(readyz))
             .default_service(web::to(|| async {
-                Answer::new(404, "not found: try /metrics, /status or /status.json").response()
+                Answer::new(
+                    404,
+                    "not found: try /metrics, /status, /status.json, /livez or /readyz",
+                )
+                .response()
             }))
     })
     .disable_signals()
@@ -48,6 +54,35 @@ pub fn start(live: Arc<Live>, addr: SocketAddr) -> std::io::Result<Vec<SocketAdd
     let bound = server.addrs();
     actix_web::rt::spawn(server.run());
     Ok(bound)
+}
+
+/// Liveness (a Kubernetes `livenessProbe`): 200 while some HTTP worker's event loop has
+/// run within the last 5 s (their heartbeats, not a request through a listener, so a full
+/// listener is load and never a restart), else 503.
+async fn livez() -> HttpResponse {
+    let freshest = crate::http::alive::freshest();
+    if crate::http::alive::is_alive(freshest, std::time::Duration::from_secs(10)) {
+        HttpResponse::Ok().content_type("text/plain").body("ok\n")
+    } else {
+        let age =
+            freshest.map_or_else(|| "never".to_owned(), |a| format!("{} ms ago", a.as_millis()));
+        Answer::owned(503, format!("no HTTP worker's event loop has run since {age}")).response()
+    }
+}
+
+/// Readiness (a `readinessProbe`): 200 when the configuration is loaded, every single app
+/// is loaded (every isolated alias has a ready worker) and the daemon is not draining;
+/// else 503 with the reasons, one per line.
+async fn readyz(live: web::Data<Live>) -> HttpResponse {
+    let mut reasons = live.host().not_ready();
+    if live.draining() {
+        reasons.insert(0, "draining: the daemon is stopping (drain_delay)".to_owned());
+    }
+    if reasons.is_empty() {
+        HttpResponse::Ok().content_type("text/plain").body("ready\n")
+    } else {
+        Answer::owned(503, reasons.join("\n")).response()
+    }
 }
 
 async fn metrics(registry: web::Data<Registry>) -> HttpResponse {

@@ -1,7 +1,9 @@
 //! [`Live`]: the host serving requests now, behind one atomic pointer, and the certificates
-//! of its HTTPS listeners. The reloader replaces both; a request loads the host once.
+//! of its HTTPS listeners. The reloader replaces both; a request loads the host once. It
+//! also says whether the daemon is draining (stopping soon: `/readyz` fails).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -12,12 +14,13 @@ use super::Host;
 pub struct Live {
     host: ArcSwap<Host>,
     certs: Arc<crate::tls::Certs>,
+    draining: AtomicBool,
 }
 
 impl Live {
     /// Starts with `host` (and no certificates: see [`Live::certs`]).
     pub fn new(host: Arc<Host>) -> Live {
-        Live { host: ArcSwap::new(host), certs: Arc::default() }
+        Live { host: ArcSwap::new(host), certs: Arc::default(), draining: AtomicBool::new(false) }
     }
 
     /// The certificates HTTPS listeners serve; the reloader replaces them with the host.
@@ -32,5 +35,15 @@ impl Live {
 
     pub(crate) fn store(&self, host: Arc<Host>) {
         self.host.store(host);
+    }
+
+    /// From now on the daemon is stopping (`drain_delay` runs): still serving, not ready.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Live::start_draining`] was called.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

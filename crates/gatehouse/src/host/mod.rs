@@ -360,6 +360,23 @@ impl Host {
         failed
     }
 
+    /// What keeps this host from being ready to serve every alias, one line each: a single
+    /// app whose plugin is not loaded, an isolated alias with no worker ready. Empty when
+    /// ready (`/readyz`).
+    pub(crate) fn not_ready(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, m) in self.mounts.iter().enumerate() {
+            if let Some(workers) = &m.workers {
+                if workers.ready_workers() == 0 {
+                    out.push(format!("{}: no worker process is ready", m.alias.url));
+                }
+            } else if m.alias.kind == AliasKind::App && self.loaded(i, &m.alias.path).is_none() {
+                out.push(format!("{}: its app is not loaded", m.alias.url));
+            }
+        }
+        out
+    }
+
     /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
     pub(crate) fn loaded(&self, mount: usize, file: &Path) -> Option<Loaded> {
         let apps = &self.mounts[mount].apps;

@@ -325,6 +325,21 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
             }
         }
     }
+    let drain = live.host().config.drain_delay;
+    if !drain.is_zero() {
+        // Not ready from now on, still serving: a load balancer (a Service's endpoints)
+        // stops sending requests here before the listeners close. A second signal ends it.
+        live.start_draining();
+        crate::systemd::notify(&format!(
+            "STATUS=draining for {drain:?}: serving, not ready (/readyz fails)"
+        ));
+        log::info!("draining for {drain:?} (drain_delay): serving on, /readyz answers 503");
+        tokio::select! {
+            () = actix_web::rt::time::sleep(drain) => {}
+            _ = signals.term.recv() => log::info!("SIGTERM again: stopping now"),
+            _ = signals.int.recv() => log::info!("SIGINT again: stopping now"),
+        }
+    }
     crate::systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     live.host().no_successors();
     let stops = listeners.iter().map(|l| l.handle.stop(true));

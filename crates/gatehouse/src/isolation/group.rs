@@ -296,6 +296,21 @@ impl Group {
         }
     }
 
+    /// How many workers are ready (their apps loaded) and not being replaced.
+    pub(crate) fn ready_workers(&self) -> usize {
+        let state = self.inner.lock();
+        state
+            .workers
+            .iter()
+            .filter(|w| {
+                !w.dead.load(Ordering::Acquire)
+                    && !w.retiring.load(Ordering::Acquire)
+                    && (w.busy.load(Ordering::Acquire) > 0
+                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
+            })
+            .count()
+    }
+
     /// The user the workers run as, when it is not the daemon's.
     pub(crate) fn uid(&self) -> Option<u32> {
         self.inner.spec.as_ref().ok().and_then(|s| s.ids.uid)
