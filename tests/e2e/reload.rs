@@ -477,3 +477,31 @@ fn a_reload_whose_logs_cannot_be_written_is_refused() {
     assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
     d.get("/b").expect_status(404);
 }
+
+/// A Kubernetes ConfigMap volume as the kubelet writes it: `hosting.yaml` is a link to
+/// `..data/hosting.yaml`, `..data` a link to a timestamped folder; an update writes a new
+/// folder, points `..data_tmp` at it and renames that over `..data`, then removes the old.
+#[test]
+fn a_configmap_update_swapping_its_data_link_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let one = "aliases:\n  - url: /a\n    path: {hello}\n";
+    let d = Daemon::start(one);
+    let root = d.path("");
+    let first = root.join("..2026_12_06_10_00_00.000000001");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::copy(root.join("hosting.yaml"), first.join("hosting.yaml")).unwrap();
+    symlink(first.file_name().unwrap(), root.join("..data")).unwrap();
+    symlink("..data/hosting.yaml", root.join(".hosting.yaml.link")).unwrap();
+    std::fs::rename(root.join(".hosting.yaml.link"), root.join("hosting.yaml")).unwrap();
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+    // The update: a new folder, `..data_tmp`, renamed over `..data`, the old folder gone.
+    let second = root.join("..2026_12_06_10_05_00.000000002");
+    std::fs::create_dir(&second).unwrap();
+    let two = format!("{one}  - url: /b\n    path: {{hello}}\n");
+    std::fs::write(second.join("hosting.yaml"), crate::harness::expand(&two, &root)).unwrap();
+    symlink(second.file_name().unwrap(), root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    wait_body(&d, "/b", "Hello World!");
+    assert!(d.log().contains("1 unchanged, 1 added (/b)"), "{}", d.log());
+}

@@ -192,9 +192,13 @@ impl State {
         }
     }
 
+    /// Whether an event on `path` may have changed the configuration file: the file itself,
+    /// or, beside it, a Kubernetes ConfigMap volume's `..data` link (renamed over to swap
+    /// every file of the volume at once) or its timestamped folders.
     fn is_config(&self, path: &Path) -> bool {
-        path.file_name() == self.config_file.file_name()
-            && path.parent() == self.config_file.parent()
+        path.parent() == self.config_file.parent()
+            && (path.file_name() == self.config_file.file_name()
+                || path.file_name().is_some_and(|n| n.as_encoded_bytes().starts_with(b"..")))
     }
 
     /// Re-reads the configuration; applies it if it is valid and (unless `always`) changed.
