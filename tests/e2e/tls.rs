@@ -372,3 +372,68 @@ fn trusted_proxies_set_the_client_and_the_scheme_and_others_are_ignored() {
     wait_until("the untrusted daemon's access line", || !access(&untrusted).is_empty());
     assert!(access(&untrusted).starts_with("127.0.0.1 - - ["), "{}", access(&untrusted));
 }
+
+/// An HTTP/2 connection over TLS (ALPN `h2`) to the daemon of [`tls_yaml`] on `port`, on a
+/// current-thread runtime: `f` gets the request sender and the stream limit the server
+/// advertised in its SETTINGS.
+fn with_h2<T>(
+    port: u16,
+    ca: &Ca,
+    f: impl AsyncFnOnce(h2::client::SendRequest<bytes::Bytes>, usize) -> T,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(ca.client(&[b"h2"], TLS13));
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.expect("the TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (send, mut conn) = h2::client::handshake(tls).await.expect("an HTTP/2 handshake");
+        // Until the server's SETTINGS arrive, the client assumes its own initial limit.
+        let initial = conn.max_concurrent_send_streams();
+        let mut limit = initial;
+        for _ in 0..250 {
+            let _ = tokio::time::timeout(Duration::from_millis(20), &mut conn).await;
+            limit = conn.max_concurrent_send_streams();
+            if limit != initial {
+                break;
+            }
+        }
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        f(send, limit).await
+    })
+}
+
+#[test]
+fn http2_connections_get_stream_and_header_list_limits() {
+    let ca = Ca::new();
+    let leaf = ca.leaf("gen1", 1);
+    let port = free_port();
+    let d = Daemon::start_opts(&tls_yaml(port, ""), |dir| install_leaf(dir, &leaf), false);
+    with_h2(port, &ca, async |mut send, limit| {
+        // As nginx: 128 streams at once on a connection, not h2's unlimited default.
+        assert_eq!(limit, 128);
+        let get = |headers: usize| {
+            let mut req = http::Request::get(format!("https://localhost:{port}/env/h2"));
+            for i in 0..headers {
+                req = req.header(format!("x-filler-{i}"), "v".repeat(1000));
+            }
+            req.body(()).unwrap()
+        };
+        send = send.ready().await.unwrap();
+        let (reply, _) = send.send_request(get(0), true).unwrap();
+        assert_eq!(reply.await.unwrap().status(), 200);
+        // A header list past 128 KiB is refused, not read into memory and handed on.
+        send = send.ready().await.unwrap();
+        let (reply, _) = send.send_request(get(200), true).unwrap();
+        match reply.await {
+            Ok(r) => assert_eq!(r.status(), 431),
+            Err(e) => assert!(e.is_reset() || e.is_go_away(), "{e}"),
+        }
+    });
+    // The daemon serves on.
+    let mut c = Tls::connect(d.addr, ca.client(&[b"http/1.1"], TLS13));
+    c.get("/env/after").expect_status(200);
+}

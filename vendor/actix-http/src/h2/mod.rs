@@ -57,6 +57,13 @@ impl Stream for Payload {
     }
 }
 
+/// Gatehouse patch: the most streams a client may have open at once on one connection.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// Gatehouse patch: the largest header list (decoded names and values, as RFC 9113 counts
+/// it) a request may send.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 128 * 1024;
+
 pub(crate) fn handshake_with_timeout<T>(io: T, config: &ServiceConfig) -> HandshakeWithTimeout<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -64,7 +71,13 @@ where
     let mut builder = Builder::new();
     builder
         .initial_window_size(config.h2_initial_window_size())
-        .initial_connection_window_size(config.h2_initial_connection_window_size());
+        .initial_connection_window_size(config.h2_initial_connection_window_size())
+        // Gatehouse patch: the limits nginx and Apache set, which h2 leaves open by default
+        // (unlimited streams per connection, a 16 MiB header list): 128 concurrent streams
+        // (nginx's http2_max_concurrent_streams; Apache's H2MaxSessionStreams is 100), and a
+        // header list as large as an HTTP/1 head may be (128 KiB, the h1 read buffer).
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE);
 
     HandshakeWithTimeout {
         handshake: builder.handshake(io),
