@@ -476,3 +476,36 @@ fn gatehouse_new_writes_a_plugin_that_builds_offline_and_is_served_and_swapped()
     });
     assert!(d.log().contains("now app greeter 0.1.0 (sha256 "), "{}", d.log());
 }
+
+#[test]
+fn the_sdk_as_the_package_installs_it_builds_a_new_plugin_with_no_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let sdk = root.join("sdk");
+    let made = output_within(
+        Command::new(repo.join("packaging/sdk-sources")).arg(&sdk),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(made.status.success(), "sdk-sources:\n{}", err(&made));
+    for file in ["gatehouse-app/Cargo.toml", "gatehouse-abi/include/gatehouse.h", "vendor"] {
+        assert!(sdk.join(file).exists(), "{file} is not in the SDK");
+    }
+    let sdk_arg = sdk.to_str().unwrap();
+    let o = gatehouse(&root, &["new", "standalone", "app", "--sdk", sdk_arg]);
+    assert!(o.status.success(), "{}", err(&o));
+    let config = std::fs::read_to_string(root.join("app/.cargo/config.toml")).unwrap();
+    assert!(config.contains(&format!("directory = \"{sdk_arg}/vendor\"")), "{config}");
+    // A cargo home with no registry in it: every crate comes from the SDK.
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--offline", "--quiet"])
+        .current_dir(root.join("app"))
+        .env("CARGO_HOME", root.join("empty-cargo-home"))
+        .env("CARGO_TARGET_DIR", root.join("app/target"))
+        .env_remove("RUSTFLAGS");
+    let built = output_within(&mut cmd, std::time::Duration::from_secs(600));
+    assert!(built.status.success(), "cargo build:\n{}", err(&built));
+    let so = root.join("app/target/debug/libstandalone.so");
+    let d = Daemon::start(&format!("aliases:\n  - url: /s\n    path: {}\n", so.display()));
+    assert_eq!(d.get("/s/?name=Ada").text(), "Hello, Ada!\n");
+}

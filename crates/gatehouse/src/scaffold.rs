@@ -1,7 +1,9 @@
 //! `gatehouse new NAME [DIR]`: a plugin crate of one's own, outside any checkout, that
 //! builds (offline) against the SDK sources beside this daemon: `Cargo.toml`, `src/lib.rs`
 //! (GET, a form POST, JSON, 404 and 405, `env` settings read at `init`), a `README.md` with
-//! the alias to serve it and the development loop, and a `.gitignore`.
+//! the alias to serve it and the development loop, a `.gitignore`, and with an installed SDK
+//! (`packaging/sdk-sources`: its dependencies vendored) a `.cargo/config.toml` that takes
+//! every crate from it, so no registry is needed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -183,12 +185,30 @@ gatehouse_app::export!(app: {ty});
          shows them for the version this crate builds against ({}).\n",
         app_path.display()
     );
-    Ok(vec![
+    let mut out = vec![
         ("Cargo.toml", cargo),
         ("src/lib.rs", lib_rs),
         ("README.md", readme),
         (".gitignore", "/target\n".to_owned()),
-    ])
+    ];
+    // An installed SDK carries the crates it depends on: builds need no registry at all.
+    let vendor = sdk.join("vendor");
+    if vendor.is_dir() {
+        out.push((
+            ".cargo/config.toml",
+            format!(
+                "# The SDK's dependencies come from the sources installed with it, not from a\n\
+                 # registry: `cargo build --offline` works on a machine with no network.\n\
+                 [source.crates-io]\n\
+                 replace-with = \"gatehouse-sdk\"\n\
+                 \n\
+                 [source.gatehouse-sdk]\n\
+                 directory = {:?}\n",
+                vendor.display().to_string()
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes plugin `name` into `dir` (created; it must not hold anything yet).
