@@ -505,3 +505,44 @@ fn a_configmap_update_swapping_its_data_link_is_picked_up() {
     wait_body(&d, "/b", "Hello World!");
     assert!(d.log().contains("1 unchanged, 1 added (/b)"), "{}", d.log());
 }
+
+#[test]
+fn preload_loads_a_groups_plugins_at_start_and_at_reload() {
+    let yaml = "\
+aliases:
+  - url: /lazy/
+    path: lazy/
+    env: {PANICKY_MARKS: var/marks.txt}
+  - url: /eager/
+    path: eager/
+    preload: true
+    env: {PANICKY_MARKS: var/marks.txt}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        install(&artifacts().panicky, &root.join("lazy/libone.so"));
+        install(&artifacts().panicky, &root.join("eager/libone.so"));
+        install(&artifacts().panicky, &root.join("eager/two.so"));
+    });
+    let marks = d.path("var/marks.txt");
+    // Before any request: the eager group's plugins ran their init, the lazy one's not.
+    wait_for("the preloaded inits", CHANGE, || {
+        let m = read_lossy(&marks);
+        if m.contains("init /eager/one\n") && m.contains("init /eager/two\n") {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    });
+    assert!(!read_lossy(&marks).contains("init /lazy/one"), "{}", read_lossy(&marks));
+    // A plugin added to the folder is loaded by the next reload, before its first request.
+    install(&artifacts().panicky, &d.path("eager/libthree.so"));
+    d.signal("HUP");
+    wait_for("the reload's preload", CHANGE, || {
+        let m = read_lossy(&marks);
+        if m.contains("init /eager/three\n") { Ok(()) } else { Err(m) }
+    });
+    // Nothing loaded twice.
+    assert_eq!(read_lossy(&marks).matches("init /eager/one\n").count(), 1);
+    assert_eq!(body(&d, "/eager/three/x").unwrap(), "ok");
+}

@@ -28,6 +28,7 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "threads",
     "dispatch",
     "reloading",
+    "preload",
     "max_headers",
     "max_header_size",
     "timeout",
@@ -193,6 +194,14 @@ fn one(
         .unwrap_or(globals.dispatch);
     let reloading =
         f.get("reloading").and_then(|n| bool_value(n, "reloading", d)).unwrap_or(globals.reloading);
+    let preload = f.get("preload").and_then(|n| bool_value(n, "preload", d)).unwrap_or(false);
+    if let (Some(n), Some(AliasKind::App)) = (f.get("preload").filter(|_| preload), kind) {
+        d.error_hint(
+            n.pos,
+            "`preload` is for directory groups: a single app is loaded at start already",
+            "remove `preload` from this alias, or point its `path` at a folder of apps",
+        );
+    }
     let limits = crate::limits::read(&f, globals.limits, d);
     let isolation = crate::isolation::read(&f, dispatch, accounts, d);
     // A global `dispatch: inline` does not apply to an isolated alias: its apps run in its
@@ -236,6 +245,7 @@ fn one(
         threads,
         dispatch,
         reloading,
+        preload,
         limits,
         check_plugins,
         sha256: sha256.map(|(hex, _)| hex),
@@ -403,7 +413,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),
@@ -457,6 +467,10 @@ mod tests {
                     (5, 15, "`max_body` must be at least 1 byte"),
                     (6, 14, "`threads` must be between 1 and 1024"),
                 ],
+            ),
+            (
+                "  - url: /a\n    path: lib/app.so\n    preload: true\n",
+                &[(4, 14, "`preload` is for directory groups")],
             ),
             // env
             (

@@ -368,6 +368,10 @@ pub struct Alias {
     /// The alias's `reloading`, or the global one: whether its plugin files are watched
     /// and swapped when replaced.
     pub reloading: bool,
+    /// For a directory group: whether its plugins (and scripts) are all loaded at start and
+    /// after a reload (`preload`, like mod_wsgi's `WSGIImportScript`), rather than on each
+    /// name's first request. Default false.
+    pub preload: bool,
     /// The alias's request limits (its own keys over the global ones).
     pub limits: Limits,
     /// The alias's `check_plugins`, or the global one.

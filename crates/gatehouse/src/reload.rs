@@ -360,6 +360,7 @@ fn changed_settings(old: &Alias, new: &Alias) -> Vec<&'static str> {
         threads,
         dispatch,
         reloading,
+        preload,
         check_plugins,
         sha256,
         python_path,

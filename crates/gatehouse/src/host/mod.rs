@@ -336,8 +336,8 @@ impl Host {
         NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Loads every single-app plugin not loaded yet, logging each outcome. Returns how
-    /// many failed.
+    /// Loads every single-app plugin not loaded yet, and every plugin of the directory
+    /// groups with `preload`, logging each outcome. Returns how many failed.
     pub fn load_single_apps(&self) -> usize {
         let mut failed = 0;
         for (i, m) in self.mounts.iter().enumerate() {
@@ -346,7 +346,10 @@ impl Host {
                 workers.start();
                 continue;
             }
-            if m.alias.kind != AliasKind::App {
+            if m.alias.kind == AliasKind::Group {
+                if m.alias.preload {
+                    failed += self.preload_group(i);
+                }
                 continue;
             }
             match self.plugin(i, &m.alias.path, None) {
@@ -375,6 +378,36 @@ impl Host {
             }
         }
         out
+    }
+
+    /// Loads every plugin of directory group `mount` (each `.so` and each script a handler
+    /// serves, by the name a request would use); returns how many failed.
+    fn preload_group(&self, mount: usize) -> usize {
+        let Some(dir) = &self.mounts[mount].group_dir else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|f| {
+                if let Some(stem) = f.strip_suffix(".so") {
+                    Some(stem.strip_prefix("lib").unwrap_or(stem).to_owned())
+                } else {
+                    self.config.handler_for(Path::new(&f)).map(|_| f)
+                }
+            })
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut failed = 0;
+        for name in names {
+            if let Ok((file, app)) = self.group_file(mount, name.as_bytes())
+                && let Err(Unavailable::Broken) = self.plugin(mount, &file, Some(&app))
+            {
+                failed += 1;
+            }
+        }
+        failed
     }
 
     /// The plugin for `file` on alias `mount` if it is loaded already; never loads.
