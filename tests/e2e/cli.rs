@@ -509,3 +509,59 @@ fn the_sdk_as_the_package_installs_it_builds_a_new_plugin_with_no_registry() {
     let d = Daemon::start(&format!("aliases:\n  - url: /s\n    path: {}\n", so.display()));
     assert_eq!(d.get("/s/?name=Ada").text(), "Hello, Ada!\n");
 }
+
+#[test]
+fn serve_app_serves_one_script_or_plugin_with_no_configuration() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let script = root.join("hello.py");
+    let app = "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'one']\n";
+    std::fs::write(&script, app).unwrap();
+    for (file, first, edit) in [
+        (script.clone(), "one", Some(app.replace("b'one'", "b'two'"))),
+        (artifacts().hello.clone(), "Hello World!", None),
+    ] {
+        let mut child = Command::new(&artifacts().gatehouse)
+            .args(["serve-app", "--port", "0"])
+            .arg(&file)
+            .current_dir(&root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a listening line").unwrap();
+        let addr: std::net::SocketAddr = line
+            .strip_prefix("gatehouse listening on http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(crate::harness::get_from(addr, "/"), (200, first.to_owned()));
+        // The access log is on stdout.
+        let access = lines.next().expect("an access line").unwrap();
+        assert!(access.contains("\"GET / HTTP/1.1\" 200 "), "{access}");
+        if let Some(edited) = edit {
+            // An edited script is served at once (re-imported on its next request).
+            std::fs::write(&file, edited).unwrap();
+            crate::harness::wait_for(
+                "the edited script",
+                std::time::Duration::from_secs(10),
+                || match crate::harness::get_from(addr, "/") {
+                    (200, t) if t == "two" => Ok(()),
+                    other => Err(format!("{other:?}")),
+                },
+            );
+        }
+        let state = format!("/gatehouse-serve-app-{}", child.id());
+        let state = std::env::temp_dir().join(state.trim_start_matches('/'));
+        assert!(state.join("hosting.yaml").is_file());
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        assert!(!state.exists(), "{} was left behind", state.display());
+    }
+    // A file that is not there says so.
+    let o = gatehouse(&root, &["serve-app", "missing.py"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("missing.py is not a file"), "{}", err(&o));
+}

@@ -2,6 +2,7 @@
 //! arguments, the daemon's own log, the pid file, exit codes; everything else is in the
 //! library.
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,6 +80,16 @@ enum Command {
         /// the installed SDK, else the checkout this binary was built from).
         #[arg(long)]
         sdk: Option<PathBuf>,
+    },
+    /// Serve one plugin or one WSGI script at / on 127.0.0.1, with no configuration file,
+    /// like `mod_wsgi-express start-server app.py`: for a developer's machine. Edits of the
+    /// script and rebuilds of the plugin are served at once; Ctrl-C stops.
+    ServeApp {
+        /// The plugin (`libNAME.so`) or the `.py` script.
+        file: PathBuf,
+        /// The port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
     },
     /// A worker process of an alias with `isolation: process` (started by the daemon only;
     /// the alias's URL is shown in `ps`).
@@ -372,6 +383,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!("{}: syntax OK", config.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeApp { file, port } => {
+            // Its logs, cache and pid file in a folder of its own, removed at exit.
+            let state =
+                std::env::temp_dir().join(format!("gatehouse-serve-app-{}", std::process::id()));
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&state)
+                .with_context(|| format!("cannot create {}", state.display()))?;
+            let yaml = match gatehouse::scaffold::serve_app_config(
+                &file,
+                port,
+                &state,
+                gatehouse::scaffold::find_wsgi_bridge().as_deref(),
+            ) {
+                Ok(yaml) => yaml,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&state);
+                    eprintln!("gatehouse: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let config = state.join("hosting.yaml");
+            std::fs::write(&config, yaml)
+                .with_context(|| format!("cannot write {}", config.display()))?;
+            eprintln!("serving {} at / (its configuration: {})", file.display(), config.display());
+            let code = serve(&config, Vec::new());
+            let _ = std::fs::remove_dir_all(&state);
+            code
         }
         Command::New { name, dir, sdk } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

@@ -211,6 +211,59 @@ gatehouse_app::export!(app: {ty});
     Ok(out)
 }
 
+/// Where the WSGI bridge is looked for when `gatehouse serve-app` is given a `.py` file: beside
+/// this binary (a checkout's `target/release/`), then where the `gatehouse-wsgi` package puts it.
+pub fn find_wsgi_bridge() -> Option<PathBuf> {
+    let beside =
+        std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("libwsgi.so")));
+    beside.into_iter().chain([PathBuf::from("/usr/lib/gatehouse/libwsgi.so")]).find(|p| p.is_file())
+}
+
+/// The configuration `gatehouse serve-app FILE` serves, like `mod_wsgi-express
+/// start-server FILE`: `file` (a plugin, or a `.py` script through the WSGI bridge `wsgi`) at
+/// `/` on `127.0.0.1:PORT`, the access log on stdout, logs, cache and pid file under `state`
+/// (a folder of its own), reloading on: an edited script or a rebuilt plugin is served at once.
+pub fn serve_app_config(
+    file: &Path,
+    port: u16,
+    state: &Path,
+    wsgi: Option<&Path>,
+) -> Result<String, String> {
+    let file = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if !file.is_file() {
+        return Err(format!(
+            "{} is not a file (hint: give a plugin, `target/release/libNAME.so`, or a WSGI              script, `app.py`)",
+            file.display()
+        ));
+    }
+    let quote = |p: &Path| format!("{:?}", p.display().to_string());
+    let mut yaml = format!(
+        "listen: [\"127.0.0.1:{port}\"]\n\
+         cache_dir: {}\n\
+         pid_file: {}\n\
+         logs: {{dir: {}, access_log: stdout}}\n",
+        quote(&state.join("cache")),
+        quote(&state.join("gatehouse.pid")),
+        quote(&state.join("logs")),
+    );
+    let script = file.extension().is_some_and(|e| e == "py");
+    if script {
+        let wsgi = wsgi.ok_or_else(|| {
+            format!(
+                "{} is a Python script, and the WSGI bridge (libwsgi.so) is neither beside this                  binary nor in /usr/lib/gatehouse (hint: `cargo build --release -p wsgi` in a                  checkout, or install the gatehouse-wsgi package)",
+                file.display()
+            )
+        })?;
+        let _ = write!(yaml, "handlers:\n  - suffix: .py\n    plugin: {}\n", quote(wsgi));
+        if let Some(dir) = file.parent() {
+            // As mod_wsgi-express: the script's folder is on sys.path, for its own modules.
+            let _ = write!(yaml, "    python_path: [{}]\n", quote(dir));
+        }
+    }
+    let _ = write!(yaml, "aliases:\n  - url: /\n    path: {}\n", quote(&file));
+    Ok(yaml)
+}
+
 /// Writes plugin `name` into `dir` (created; it must not hold anything yet).
 pub fn create(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, NewError> {
     let files = files(name, sdk)?;
