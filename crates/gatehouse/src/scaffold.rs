@@ -257,7 +257,7 @@ pub fn serve_app_config(
         let _ = write!(yaml, "handlers:\n  - suffix: .py\n    plugin: {}\n", quote(wsgi));
         if let Some(dir) = file.parent() {
             // As mod_wsgi-express: the script's folder is on sys.path, for its own modules.
-            let _ = write!(yaml, "    python_path: [{}]\n", quote(dir));
+            let _ = writeln!(yaml, "    python_path: [{}]", quote(dir));
         }
     }
     let _ = write!(yaml, "aliases:\n  - url: /\n    path: {}\n", quote(&file));
