@@ -485,6 +485,8 @@ impl Inner {
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // No capability of the daemon's reaches a worker, whatever its user.
+        super::boundary::clear_ambient_capabilities(&mut cmd);
         if let Some(groups) = &spec.groups {
             let gid = spec.ids.gid.unwrap_or_else(|| rustix::process::getegid().as_raw());
             super::boundary::drop_privileges(&mut cmd, spec.ids.uid, gid, groups.clone());
@@ -522,6 +524,7 @@ impl Inner {
             retiring: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             killed: Mutex::new(None),
+            unmeasured: AtomicBool::new(false),
             plugins: Mutex::new(Vec::new()),
             busy: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -637,7 +640,15 @@ impl Inner {
 
     fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {
         let Some(limit) = spec.settings.memory_limit else { return };
-        let Some(rss) = resident_bytes(worker.pid) else { return };
+        let rss = match resident_bytes(worker.pid) {
+            Ok(rss) => rss,
+            Err(why) => {
+                if let Some(why) = why.filter(|_| !worker.unmeasured.swap(true, Ordering::AcqRel)) {
+                    log::warn!("{}: {why}", self.label);
+                }
+                return;
+            }
+        };
         if rss > limit && !worker.retiring.swap(true, Ordering::AcqRel) {
             log::warn!(
                 "{}: worker {} uses {} MiB, past its memory_limit of {} MiB; recycling it \
