@@ -71,9 +71,10 @@ pub(crate) struct Debs {
     pub(crate) all: Vec<PathBuf>,
 }
 
-/// Builds both packages into `out` with Debian revision `revision`, from the binaries the
-/// harness built (no second build: `--no-build`, the test profile's folder). cargo-deb
-/// strips them and moves their debug symbols apart.
+/// Builds both packages into `out` with Debian revision `revision`, as the README does
+/// (`packaging/build-debs`), from the binaries the harness built (no second build:
+/// `--no-build`, the test profile's folder). cargo-deb strips them and moves their debug
+/// symbols into the -dbgsym packages.
 fn build_debs(out: &Path, revision: u32) -> Result<Debs, String> {
     // The binaries, built (once) by the harness.
     artifacts();
@@ -83,24 +84,23 @@ fn build_debs(out: &Path, revision: u32) -> Result<Debs, String> {
         .ok_or("the e2e package has no parent folder")?
         .to_owned();
     std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    for package in ["gatehouse", "wsgi"] {
-        let mut cmd = Command::new("cargo");
-        cmd.current_dir(&workspace)
-            .env("CARGO_TARGET_DIR", &target)
-            .args(["deb", "-p", package, "--no-build", "--fast", "--quiet", "--profile"])
-            .arg(if profile == "debug" { "dev" } else { profile.as_str() })
-            .args(["--deb-revision", &revision.to_string(), "-o"])
-            .arg(out);
-        if let Some(triple) = &triple {
-            cmd.args(["--target", triple]);
-        }
-        let built = cmd.output().map_err(|e| format!("cannot run cargo deb: {e}"))?;
-        if !built.status.success() {
-            return Err(format!(
-                "cargo deb -p {package} failed:\n{}",
-                String::from_utf8_lossy(&built.stderr)
-            ));
-        }
+    let mut cmd = Command::new(workspace.join("packaging/build-debs"));
+    cmd.current_dir(&workspace)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["--no-build", "--fast", "--quiet", "--profile"])
+        .arg(if profile == "debug" { "dev" } else { profile.as_str() })
+        .args(["--deb-revision", &revision.to_string(), "-o"])
+        .arg(out);
+    if let Some(triple) = &triple {
+        cmd.args(["--target", triple]);
+    }
+    let built = cmd.output().map_err(|e| format!("cannot run packaging/build-debs: {e}"))?;
+    if !built.status.success() {
+        return Err(format!(
+            "packaging/build-debs failed ({}):\n{}",
+            built.status,
+            String::from_utf8_lossy(&built.stderr)
+        ));
     }
     let mut all: Vec<PathBuf> = std::fs::read_dir(out)
         .map_err(|e| format!("list {}: {e}", out.display()))?
@@ -154,12 +154,10 @@ fn the_packages_have_no_lintian_errors() {
     }
     let d = debs();
     // Errors fail (lintian's default --fail-on); the warnings left are printed and listed
-    // in docs/packaging.md with the reason each stays. (The -dbgsym .ddebs are cargo-deb's
-    // own template, which no setting changes: see there.)
+    // in docs/packaging.md with the reason each stays.
     let out = Command::new("lintian")
         .arg("--no-tag-display-limit")
-        .arg(&d.gatehouse)
-        .arg(&d.wsgi)
+        .args(&d.all)
         .output()
         .expect("run lintian");
     let said =
