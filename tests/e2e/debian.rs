@@ -752,7 +752,7 @@ fn the_packages_install_and_run_under_a_real_systemd() {
     // test's drop-in shortens the interval, and keeps the aborted daemon from dumping core.
     c.ok(
         "shorten the watchdog",
-        "mkdir -p /etc/systemd/system/gatehouse.service.d && printf '[Service]\\nWatchdogSec=3s\\nLimitCORE=0\\n' \
+        "mkdir -p /etc/systemd/system/gatehouse.service.d && printf '[Service]\\nWatchdogSec=5s\\nLimitCORE=0\\n' \
          > /etc/systemd/system/gatehouse.service.d/watchdog.conf && systemctl daemon-reload && \
          systemctl restart gatehouse",
     );
