@@ -565,3 +565,44 @@ fn serve_app_serves_one_script_or_plugin_with_no_configuration() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("missing.py is not a file"), "{}", err(&o));
 }
+
+#[test]
+fn the_manual_page_documents_every_command_and_option() {
+    let man = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/gatehouse.1"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // The commands `gatehouse --help` lists (not `help` itself, nor the hidden `worker`).
+    let help = out(&gatehouse(tmp.path(), &["--help"]));
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 5, "{help}");
+    for command in commands {
+        let roff = command.replace('-', "\\-");
+        assert!(
+            man.contains(&format!(".B gatehouse {roff}\n"))
+                && man.contains(&format!(".TP\n.B {roff}\n")),
+            "gatehouse(1) has no synopsis or COMMANDS entry for `{command}`"
+        );
+        // Every long option of the command.
+        let help = out(&gatehouse(tmp.path(), &[command, "--help"]));
+        for option in help
+            .lines()
+            .filter_map(|l| l.trim_start().split("--").nth(1))
+            .filter_map(|rest| rest.split([' ', ',', '<', '=']).next())
+            .filter(|o| !o.is_empty() && *o != "help")
+        {
+            assert!(
+                man.contains(&format!("\\-\\-{}", option.replace('-', "\\-"))),
+                "gatehouse(1) does not document `{command} --{option}`"
+            );
+        }
+    }
+}

@@ -105,7 +105,7 @@ impl Artifacts {
 
 /// Where this test binary was built: `(target dir, profile folder name, target triple)`.
 /// The binary is `TARGET/[TRIPLE/]PROFILE/deps/e2e-HASH`.
-fn build_layout() -> Result<(PathBuf, String, Option<String>), String> {
+pub(crate) fn build_layout() -> Result<(PathBuf, String, Option<String>), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the test binary: {e}"))?;
     let profile_dir = exe
         .parent()

@@ -16,12 +16,14 @@
 //! One module per topic: the seed's two apps, routing, forms and limits, the environ and its
 //! conformance with mod_wsgi, plugin loading and failures, dispatch, streaming, uploads, logs,
 //! live reload, hostile input, process isolation and what a worker gets from the daemon
-//! (hardening), the WSGI bridge, TLS, metrics, systemd, and
-//! the `check` / `routes` commands.
+//! (hardening), the WSGI bridge, TLS, metrics, systemd, the Debian packages (installed into a
+//! container booted with systemd, where root can run it), and the `check` / `routes`
+//! commands.
 #![allow(clippy::unwrap_used)]
 
 mod cli;
 mod conformance;
+mod debian;
 mod dispatch;
 mod environ;
 mod fds;

@@ -249,6 +249,50 @@ fn sighup_and_gatehouse_reload_reread_the_file() {
 }
 
 #[test]
+fn gatehouse_reload_pid_signals_that_daemon_without_the_pid_file() {
+    // What systemd's ExecReload does: `--pid $MAINPID`, whatever the pid file says.
+    let d = Daemon::start("aliases:\n  - url: /a\n    path: {hello}\n");
+    let pid_file = d.path("var/run/gatehouse.pid");
+    wait_for("the pid file", CHANGE, || {
+        let text = read_lossy(&pid_file);
+        if text.trim() == d.pid().to_string() { Ok(()) } else { Err(text) }
+    });
+    std::fs::write(&pid_file, "not a pid\n").unwrap();
+    let reload = |pid: &str| {
+        std::process::Command::new(&artifacts().gatehouse)
+            .args(["reload", "--config"])
+            .arg(d.path("hosting.yaml"))
+            .args(["--pid", pid])
+            .output()
+            .unwrap()
+    };
+    let out = reload(&d.pid().to_string());
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("sent SIGHUP to gatehouse (pid {})", d.pid())), "{said}");
+    wait_log(&d, "configuration reloaded (SIGHUP)");
+    // A process that is not a gatehouse is not signalled.
+    let out = reload(&std::process::id().to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains(&format!("--pid: process {} is not a running gatehouse", std::process::id())),
+        "{stderr}"
+    );
+    // An invalid file: checked first, nothing is signalled, the running configuration stays.
+    std::fs::write(d.path("hosting.yaml"), "aliases:\n  - url: /a\n    pth: x\n").unwrap();
+    let out = reload(&d.pid().to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hosting.yaml:3:5: error: unknown key `pth`"), "{stderr}");
+    assert!(stderr.contains("not reloading"), "{stderr}");
+    assert_eq!(d.log_count("configuration reloaded (SIGHUP)"), 1, "{}", d.log());
+    assert_eq!(body(&d, "/a").unwrap(), "Hello World!");
+}
+
+#[test]
 fn an_invalid_edit_is_refused_and_the_running_configuration_stays() {
     let d = Daemon::start("aliases:\n  - url: /a\n    path: {hello}\n");
     d.write_config("aliases:\n  - url: /a\n    path: {hello}\n  - url: /b\n    threads: many\n");

@@ -2,7 +2,8 @@
 //! `NOTIFY_SOCKET` receives the notifications in order, a socket passed by
 //! `systemd-socket-activate` (LISTEN_FDS) serves requests, SIGTERM during a slow request lets
 //! it finish and the process exit 0, `systemd-analyze verify` accepts both units, and the
-//! .deb holds the expected files with their modes.
+//! .debs hold the expected files with their modes, a stripped binary and its debug symbols,
+//! and their `Depends` (`debian.rs` installs them under a real systemd).
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -216,35 +217,14 @@ fn both_units_pass_systemd_analyze_verify() {
 
 #[test]
 fn the_deb_holds_the_daemon_units_config_user_and_folders() {
-    if Command::new("cargo")
-        .args(["deb", "--version"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("skipped: cargo-deb is not installed (.ci/run installs it)");
+    if let Some(why) = crate::debian::cargo_deb_missing() {
+        eprintln!("skipped: {why}");
         return;
     }
-    let out_dir = tempfile::tempdir().unwrap();
-    // The binary the harness built (the test profile's), stripped and quickly compressed:
-    // the layout is what is tested, not the release build.
     let a = artifacts();
-    let profile =
-        if a.gatehouse.parent().unwrap().ends_with("release") { "release" } else { "dev" };
-    let out = Command::new("cargo")
-        .current_dir(repo_root())
-        .args(["deb", "-p", "gatehouse", "--no-build", "--fast", "--profile", profile, "-o"])
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cargo deb:\n{}", String::from_utf8_lossy(&out.stderr));
-    let deb = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb");
-    let list = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    let debs = crate::debian::debs();
+    let deb = &debs.gatehouse;
+    let list = Command::new("dpkg-deb").arg("-c").arg(deb).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout).into_owned();
     for (mode, path) in [
         ("-rwxr-xr-x", "./usr/bin/gatehouse"),
@@ -253,17 +233,67 @@ fn the_deb_holds_the_daemon_units_config_user_and_folders() {
         ("-rw-r-----", "./etc/gatehouse/hosting.yaml"),
         ("-rw-r--r--", "./usr/lib/sysusers.d/gatehouse.conf"),
         ("-rw-r--r--", "./usr/lib/tmpfiles.d/gatehouse.conf"),
+        ("-rw-r--r--", "./usr/share/man/man1/gatehouse.1.gz"),
+        ("-rw-r--r--", "./usr/share/doc/gatehouse/changelog.Debian.gz"),
+        ("-rw-r--r--", "./usr/share/doc/gatehouse/copyright"),
+        ("-rw-r--r--", "./usr/share/doc/gatehouse/examples/per-app-users.conf"),
         ("-rw-r--r--", "./usr/share/doc/gatehouse/README.md"),
+        // The plugin SDK, for `gatehouse new`.
+        ("-rw-r--r--", "./usr/share/gatehouse/sdk/gatehouse-app/Cargo.toml"),
+        ("-rw-r--r--", "./usr/share/gatehouse/sdk/gatehouse-abi/include/gatehouse.h"),
     ] {
         assert!(
             list.lines().any(|l| l.starts_with(mode) && l.ends_with(path)),
             "{path} with {mode} not in the package:\n{list}"
         );
     }
+    let field = |deb: &Path, name: &str| crate::debian::control_field(deb, name);
+    assert_eq!(field(deb, "Provides"), "gatehouse-abi-1");
+    let depends = field(deb, "Depends");
+    assert!(depends.contains("libc6") && depends.contains("systemd"), "Depends: {depends}");
+    // The WSGI bridge's package: the plugin, and the Python it was linked with.
+    let wsgi = &debs.wsgi;
+    let depends = field(wsgi, "Depends");
+    assert!(
+        depends.contains("gatehouse-abi-1") && depends.contains("libpython3"),
+        "gatehouse-wsgi Depends: {depends}"
+    );
+    let list = Command::new("dpkg-deb").arg("-c").arg(wsgi).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rw-r--r--") && l.ends_with("./usr/lib/gatehouse/libwsgi.so")),
+        "{list}"
+    );
     let scratch = tempfile::tempdir().unwrap();
-    let x = Command::new("dpkg-deb").arg("-R").arg(&deb).arg(scratch.path()).status().unwrap();
+    let x = Command::new("dpkg-deb").arg("-R").arg(deb).arg(scratch.path()).status().unwrap();
     assert!(x.success());
     let root = scratch.path();
+    // Stripped: no debug sections in the binary; they are in a file named by its build id.
+    let sections = Command::new("readelf")
+        .args(["-S", "-n", "--wide"])
+        .arg(root.join("usr/bin/gatehouse"))
+        .output()
+        .unwrap();
+    let sections = String::from_utf8_lossy(&sections.stdout).into_owned();
+    assert!(!sections.contains(".debug_info"), "the packaged binary is not stripped");
+    let build_id = sections
+        .lines()
+        .find_map(|l| l.split("Build ID: ").nth(1))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no build id:\n{sections}"))
+        .to_owned();
+    let debug_file =
+        format!("/usr/lib/debug/.build-id/{}/{}.debug", &build_id[..2], &build_id[2..]);
+    let symbols = debs
+        .all
+        .iter()
+        .map(|p| {
+            let out = Command::new("dpkg-deb").arg("-c").arg(p).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect::<String>();
+    assert!(symbols.contains(&debug_file), "no {debug_file} in the packages:\n{symbols}");
     let tmpfiles = read_lossy(&root.join("usr/lib/tmpfiles.d/gatehouse.conf"));
     assert!(
         tmpfiles.contains("d /var/log/gatehouse       0750 gatehouse gatehouse -"),
@@ -290,7 +320,7 @@ fn the_deb_holds_the_daemon_units_config_user_and_folders() {
         .replace(" /run/", &format!(" {}/run/", fake.path().display()));
     assert_ne!(moved, shipped);
     std::fs::create_dir_all(fake.path().join("var/lib/gatehouse/apps")).unwrap();
-    std::fs::write(fake.path().join("hosting.yaml"), moved).unwrap();
+    std::fs::write(fake.path().join("hosting.yaml"), &moved).unwrap();
     let check = Command::new(&a.gatehouse)
         .args(["routes", "--config"])
         .arg(fake.path().join("hosting.yaml"))
@@ -298,6 +328,31 @@ fn the_deb_holds_the_daemon_units_config_user_and_folders() {
         .unwrap();
     let said = String::from_utf8_lossy(&check.stderr);
     assert!(check.status.success() && !said.contains("error"), "{said}");
+    // Its commented Python example, enabled as the file says (`sed -E 's/^#(handlers:|  )/\1/'`):
+    // a `.py` handler and the /py/ alias.
+    let enabled: String = moved
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with("handlers:") || rest.starts_with("  ") => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(shipped.contains("'s/^#(handlers:|  )/\\1/'"), "the file's own command changed");
+    std::fs::create_dir_all(fake.path().join("var/lib/gatehouse/python")).unwrap();
+    std::fs::write(fake.path().join("hosting.yaml"), &enabled).unwrap();
+    let routes = Command::new(&a.gatehouse)
+        .args(["routes", "--config"])
+        .arg(fake.path().join("hosting.yaml"))
+        .arg("/py/sample.py")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&routes.stdout),
+        String::from_utf8_lossy(&routes.stderr)
+    );
+    assert!(routes.status.success() && said.contains("/usr/lib/gatehouse/libwsgi.so"), "{said}");
 }
 
 /// The syscalls of `systemd-analyze syscall-filter GROUP`, nested groups expanded.

@@ -51,6 +51,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "hosting.yaml")]
         config: PathBuf,
+        /// Signal this process instead of the one in `pid_file` (systemd's `$MAINPID`); it
+        /// must be a running gatehouse.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        pid: Option<i32>,
     },
     /// Ask the daemon serving a configuration to reopen its log files (after logrotate
     /// moved them): the same as `kill -USR1 PID`.
@@ -58,6 +62,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "hosting.yaml")]
         config: PathBuf,
+        /// Signal this process instead of the one in `pid_file` (systemd's `$MAINPID`); it
+        /// must be a running gatehouse.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        pid: Option<i32>,
     },
     /// Print the route table, or explain how one URL is answered.
     Routes {
@@ -70,7 +78,7 @@ enum Command {
     },
     /// Write a new plugin crate, NAME, into DIR (default ./NAME): Cargo.toml, src/lib.rs
     /// (GET, POST, JSON, 404/405), a README with the alias that serves it. It builds with
-    /// `cargo build --release` against the SDK sources beside this daemon.
+    /// cargo against the SDK sources beside this daemon, with no registry.
     New {
         /// The plugin's (package and library) name.
         name: String,
@@ -309,47 +317,55 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gatehouse reload`: checks the configuration, then sends SIGHUP to the daemon in its
-/// pid file.
-fn reload(config_path: &Path) -> anyhow::Result<ExitCode> {
+/// `gatehouse reload`: checks the configuration, then sends SIGHUP to the daemon `pid`, or
+/// the one in its pid file.
+fn reload(config_path: &Path, pid: Option<i32>) -> anyhow::Result<ExitCode> {
     let Some(config) = load_config(config_path) else {
         eprintln!("gatehouse: not reloading: the running configuration stays until this is fixed");
         return Ok(ExitCode::FAILURE);
     };
-    let pid = signal_daemon(&config, config_path, rustix::process::Signal::HUP)?;
+    let pid = signal_daemon(&config, config_path, pid, rustix::process::Signal::HUP)?;
     println!("sent SIGHUP to gatehouse (pid {pid}): its log says what the reload changed");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends `signal` to the daemon whose pid is in the configuration's `pid_file`, after
-/// making sure that process is a gatehouse (not a stale pid reused by another program).
+/// Sends `signal` to the daemon `pid`, or without one to the daemon whose pid is in the
+/// configuration's `pid_file`, after making sure that process is a gatehouse (not a stale
+/// pid reused by another program).
 fn signal_daemon(
     config: &gatehouse_config::Config,
     config_path: &Path,
+    pid: Option<i32>,
     signal: rustix::process::Signal,
 ) -> anyhow::Result<i32> {
     let pid_file = &config.pid_file;
-    let text = std::fs::read_to_string(pid_file).with_context(|| {
-        format!(
-            "cannot read the pid file {} (is the daemon running on {}? its `pid_file` is \
-             written once it listens)",
-            pid_file.display(),
-            config_path.display()
-        )
-    })?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{}: not a process id: {:?}", pid_file.display(), text.trim()))?;
+    // Where the pid comes from, for the errors.
+    let (pid, source) = match pid {
+        Some(pid) => (pid, "--pid".to_owned()),
+        None => {
+            let text = std::fs::read_to_string(pid_file).with_context(|| {
+                format!(
+                    "cannot read the pid file {} (is the daemon running on {}? its `pid_file` \
+                     is written once it listens; or name the daemon with --pid)",
+                    pid_file.display(),
+                    config_path.display()
+                )
+            })?;
+            let pid: i32 = text.trim().parse().with_context(|| {
+                format!("{}: not a process id: {:?}", pid_file.display(), text.trim())
+            })?;
+            (pid, pid_file.display().to_string())
+        }
+    };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if comm.trim() != "gatehouse" {
         anyhow::bail!(
-            "{}: process {pid} is not a running gatehouse daemon (a stale pid file?)",
-            pid_file.display()
+            "{source}: process {pid} is not a running gatehouse daemon{}",
+            if source == "--pid" { "" } else { " (a stale pid file?)" }
         );
     }
     let raw = rustix::process::Pid::from_raw(pid)
-        .with_context(|| format!("{}: bad process id {pid}", pid_file.display()))?;
+        .with_context(|| format!("{source}: bad process id {pid}"))?;
     rustix::process::kill_process(raw, signal)
         .with_context(|| format!("cannot signal process {pid}"))?;
     Ok(pid)
@@ -358,10 +374,10 @@ fn signal_daemon(
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, listen } => serve(&config, listen),
-        Command::Reload { config } => reload(&config),
-        Command::ReopenLogs { config } => {
+        Command::Reload { config, pid } => reload(&config, pid),
+        Command::ReopenLogs { config, pid } => {
             let Some(cfg) = load_config(&config) else { return Ok(ExitCode::FAILURE) };
-            let pid = signal_daemon(&cfg, &config, rustix::process::Signal::USR1)?;
+            let pid = signal_daemon(&cfg, &config, pid, rustix::process::Signal::USR1)?;
             println!("sent SIGUSR1 to gatehouse (pid {pid}): it reopens its log files");
             Ok(ExitCode::SUCCESS)
         }

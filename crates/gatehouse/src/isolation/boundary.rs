@@ -75,6 +75,32 @@ pub(super) fn drop_privileges(
     }
 }
 
+/// Makes the child of `cmd` clear its ambient capability set before it execs, so that a
+/// worker starts with no capability: a daemon given some as ambient capabilities (a unit's
+/// `AmbientCapabilities=`, to start workers as other users) would otherwise pass them on
+/// through `exec`, whatever user the worker switches to. Kernels older than 4.3 have no
+/// ambient set (EINVAL): nothing to clear.
+pub(super) fn clear_ambient_capabilities(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: it makes one `prctl` system call with
+    // integer arguments and allocates nothing (an OS error is a code, no allocation).
+    unsafe {
+        cmd.pre_exec(|| {
+            // The variadic arguments as the kernel reads them: unsigned longs, unused ones 0.
+            let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+            let zero: libc::c_ulong = 0;
+            if libc::prctl(libc::PR_CAP_AMBIENT, clear, zero, zero, zero) != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `struct sched_attr` of `linux/sched/types.h`, its first version (48 bytes).
 #[repr(C)]
 #[derive(Debug, Default)]

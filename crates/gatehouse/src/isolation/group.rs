@@ -505,6 +505,8 @@ impl Inner {
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // No capability of the daemon's reaches a worker, whatever its user.
+        super::boundary::clear_ambient_capabilities(&mut cmd);
         if let Some(groups) = &spec.groups {
             let gid = spec.ids.gid.unwrap_or_else(|| rustix::process::getegid().as_raw());
             super::boundary::drop_privileges(&mut cmd, spec.ids.uid, gid, groups.clone());
@@ -542,6 +544,7 @@ impl Inner {
             retiring: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             killed: Mutex::new(None),
+            unmeasured: AtomicBool::new(false),
             plugins: Mutex::new(Vec::new()),
             busy: std::sync::atomic::AtomicUsize::new(0),
         });

@@ -33,6 +33,8 @@ pub(crate) struct Worker {
     pub(super) dead: AtomicBool,
     /// Why the daemon killed it, if it did.
     pub(super) killed: Mutex<Option<String>>,
+    /// Its memory could not be read (said once).
+    pub(super) unmeasured: AtomicBool,
     /// Sockets handed to requests now (changed under the group's lock).
     pub(super) busy: std::sync::atomic::AtomicUsize,
     /// The plugins it last reported it has loaded (status page).
@@ -68,9 +70,17 @@ impl Worker {
         if self.dead.load(Ordering::Acquire) {
             return;
         }
-        *self.killed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+        // Before the signal: the slot thread that reaps it reports why.
+        *self.killed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            match rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
+                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                Err(e) => log::error!(
+                    "cannot kill worker {} ({why}): {e}; it runs on (hint: a daemon that \
+                     starts workers as another user needs CAP_KILL: docs/isolation.md)",
+                    self.pid
+                ),
+            }
         }
     }
 }

@@ -70,11 +70,26 @@ pub(super) fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// A process's resident memory, from `/proc/PID/statm`.
-pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * rustix::param::page_size() as u64)
+/// A process's resident memory, from `/proc/PID/statm`. `Err(None)`: the process has
+/// ended; `Err(Some(why))`: it runs, but its memory cannot be read (a `/proc` mounted with
+/// `hidepid`, as systemd's `ProtectProc=invisible` does, hides other users' processes).
+pub(super) fn resident_bytes(pid: u32) -> Result<u64, Option<String>> {
+    let path = format!("/proc/{pid}/statm");
+    let statm = std::fs::read_to_string(&path).map_err(|e| {
+        let exists =
+            rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)).is_some_and(|p| {
+                !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
+            });
+        exists.then(|| {
+            format!(
+                "cannot read the memory of worker {pid} ({path}: {e}), so its memory_limit is \
+                 not enforced (hint: the daemon must see its workers in /proc; under systemd, \
+                 add `ProtectProc=default` for workers of another user, docs/isolation.md)"
+            )
+        })
+    })?;
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).ok_or(None)?;
+    Ok(pages * rustix::param::page_size() as u64)
 }
 
 /// Which idle socket a request gets. `idle` gives, for each idle socket in the order they
@@ -182,15 +197,26 @@ pub(super) fn resolve_ids(settings: &ProcessSettings) -> Result<Ids, String> {
     let me = rustix::process::geteuid().as_raw();
     let my_gid = rustix::process::getegid().as_raw();
     let changes = uid.is_some_and(|u| u != me) || gid.is_some_and(|g| g != my_gid);
-    if changes && me != 0 {
+    if changes && !may_switch_ids() {
         return Err(format!(
-            "`user`/`group` ask for uid {} gid {}, and the daemon runs as uid {me}, not root \
-             (hint: start the daemon as root, or remove `user` and `group`)",
+            "`user`/`group` ask for uid {} gid {}, and the daemon runs as uid {me}, not root, \
+             without CAP_SETUID and CAP_SETGID (hint: start the daemon as root, or give it \
+             those capabilities (the packaged unit: its per-app-users drop-in, \
+             docs/isolation.md), or remove `user` and `group`)",
             uid.map_or_else(|| "-".to_owned(), |u| u.to_string()),
             gid.map_or_else(|| "-".to_owned(), |g| g.to_string()),
         ));
     }
     Ok(Ids { uid: uid.filter(|&u| u != me), gid: gid.filter(|&g| g != my_gid || uid.is_some()) })
+}
+
+/// Whether this process may set a worker's user, group and groups: it has CAP_SETUID and
+/// CAP_SETGID in its effective set (root has them, unless a bounding set took them away;
+/// a service may be given them as ambient capabilities).
+fn may_switch_ids() -> bool {
+    use rustix::thread::CapabilitySet;
+    rustix::thread::capabilities(None)
+        .is_ok_and(|c| c.effective.contains(CapabilitySet::SETUID | CapabilitySet::SETGID))
 }
 
 /// The supplementary groups of workers that run as `ids`, as initgroups(3) would make them

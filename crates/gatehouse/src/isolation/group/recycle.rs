@@ -62,7 +62,15 @@ impl Group {
 impl Inner {
     pub(super) fn check_memory(&self, spec: &Spec, worker: &Arc<Worker>) {
         let Some(limit) = spec.settings.memory_limit else { return };
-        let Some(rss) = resident_bytes(worker.pid) else { return };
+        let rss = match resident_bytes(worker.pid) {
+            Ok(rss) => rss,
+            Err(why) => {
+                if let Some(why) = why.filter(|_| !worker.unmeasured.swap(true, Ordering::AcqRel)) {
+                    log::warn!("{}: {why}", self.label);
+                }
+                return;
+            }
+        };
         if rss > limit && !worker.retiring.swap(true, Ordering::AcqRel) {
             log::warn!(
                 "{}: worker {} uses {} MiB, past its memory_limit of {} MiB; recycling it \
