@@ -265,3 +265,61 @@ fn directory_group_candidates_in_order_without_fall_through() {
     assert_status(&d, "/order/", 403);
     assert_status(&d, "/order", 404);
 }
+
+#[test]
+fn error_documents_replace_the_daemons_answers_and_with_override_the_apps() {
+    let yaml = "\
+error_documents: {404: errors/404.html}
+aliases:
+  - url: /p
+    path: {probe}
+  - url: /q
+    path: {probe}
+    error_override: true
+  - url: /g/
+    path: apps/
+    error_documents: {404: errors/group.txt}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("errors")).unwrap();
+        std::fs::write(root.join("errors/404.html"), "<h1>Not here</h1>\n").unwrap();
+        std::fs::write(root.join("errors/group.txt"), "no such app in this group\n").unwrap();
+    });
+    let body = |target: &str| {
+        let r = d.get(target);
+        (r.status, r.header("content-type").unwrap_or_default().to_owned(), r.text())
+    };
+    let html = "text/html; charset=utf-8".to_owned();
+    // The daemon's own 404 (no alias) gets the global document.
+    assert_eq!(body("/nowhere"), (404, html.clone(), "<h1>Not here</h1>\n".to_owned()));
+    // An app's own 404 keeps its body...
+    let (status, _, text) = body("/p/no-such-route");
+    assert_eq!((status, text.starts_with("probe: no route")), (404, true), "{text}");
+    // ... unless its alias has error_override.
+    assert_eq!(body("/q/no-such-route"), (404, html, "<h1>Not here</h1>\n".to_owned()));
+    // An alias's own document wins over the global one.
+    let (status, kind, text) = body("/g/missing");
+    assert_eq!(
+        (status, kind.as_str(), text.as_str()),
+        (404, "text/plain; charset=utf-8", "no such app in this group\n")
+    );
+    // Other statuses keep the daemon's body.
+    let r = d.send("TRACE", "/p", &[], b"");
+    r.expect_status(405);
+    assert!(r.text().contains("TRACE is not allowed"), "{r}");
+    // A document that is not there, or a status that is no error, is a positioned error.
+    std::fs::write(
+        d.path("bad.yaml"),
+        "error_documents: {404: errors/none.html, 200: errors/404.html}\naliases: []\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
+        .args(["check", "--config"])
+        .arg(d.path("bad.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.yaml:1:24: error: the error document"), "{err}");
+    assert!(err.contains("bad.yaml:1:42: error: `200` is not an HTTP error status"), "{err}");
+}

@@ -29,6 +29,8 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "dispatch",
     "reloading",
     "preload",
+    "error_documents",
+    "error_override",
     "max_headers",
     "max_header_size",
     "timeout",
@@ -50,7 +52,7 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
 ];
 
 /// The global values an alias inherits when it does not set its own.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Globals {
     pub(crate) develop_mode: bool,
     pub(crate) max_body: u64,
@@ -63,6 +65,8 @@ pub(crate) struct Globals {
     pub(crate) reloading: bool,
     pub(crate) limits: crate::Limits,
     pub(crate) check_plugins: bool,
+    pub(crate) error_documents: crate::ErrorDocuments,
+    pub(crate) error_override: bool,
 }
 
 /// Checks and resolves every alias, then warns about the shadowed ones. An alias whose
@@ -202,6 +206,14 @@ fn one(
             "remove `preload` from this alias, or point its `path` at a folder of apps",
         );
     }
+    let error_documents = crate::errors::merged(
+        &globals.error_documents,
+        f.get("error_documents").map(|n| crate::errors::documents(n, dir, d)).unwrap_or_default(),
+    );
+    let error_override = f
+        .get("error_override")
+        .and_then(|n| bool_value(n, "error_override", d))
+        .unwrap_or(globals.error_override);
     let limits = crate::limits::read(&f, globals.limits, d);
     let isolation = crate::isolation::read(&f, dispatch, accounts, d);
     // A global `dispatch: inline` does not apply to an isolated alias: its apps run in its
@@ -246,6 +258,8 @@ fn one(
         dispatch,
         reloading,
         preload,
+        error_documents,
+        error_override,
         limits,
         check_plugins,
         sha256: sha256.map(|(hex, _)| hex),
@@ -413,7 +427,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
+                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, error_documents, error_override, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),

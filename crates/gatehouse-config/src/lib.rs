@@ -128,6 +128,7 @@ mod accounts;
 mod alias;
 mod diagnostic;
 mod env_vars;
+mod errors;
 mod handler;
 mod isolation;
 mod limits;
@@ -140,6 +141,7 @@ mod validate;
 mod worker_text;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
+pub use errors::ErrorDocuments;
 pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use logs::{AccessLog, ErrorLog, Logs, Rotate, RotateAge};
@@ -246,6 +248,12 @@ pub struct Config {
     /// Whether `TRACE` requests reach apps (`trace_enable`, Apache's `TraceEnable`; default
     /// false: the daemon answers them 405, as it always answers `CONNECT`).
     pub trace_enable: bool,
+    /// The bodies of error answers, by status (`error_documents`, Apache's `ErrorDocument`):
+    /// files, absolute. Each alias's own are over these in [`Alias::error_documents`].
+    pub error_documents: ErrorDocuments,
+    /// Whether an app's own error replies (status 400 and up) get the error document of
+    /// their status too (`error_override`, mod_wsgi's `WSGIErrorOverride`; default false).
+    pub error_override: bool,
     /// The global number of app threads per alias pool, in `1..=1024`.
     pub threads: usize,
     /// The global dispatch mode.
@@ -372,6 +380,11 @@ pub struct Alias {
     /// after a reload (`preload`, like mod_wsgi's `WSGIImportScript`), rather than on each
     /// name's first request. Default false.
     pub preload: bool,
+    /// The error documents for this alias's answers: the global ones with its own over
+    /// them.
+    pub error_documents: ErrorDocuments,
+    /// The alias's `error_override`, or the global one.
+    pub error_override: bool,
     /// The alias's request limits (its own keys over the global ones).
     pub limits: Limits,
     /// The alias's `check_plugins`, or the global one.

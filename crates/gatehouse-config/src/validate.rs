@@ -24,6 +24,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "upload_budget",
     "pass_authorization",
     "trace_enable",
+    "error_documents",
+    "error_override",
     "threads",
     "dispatch",
     "reloading",
@@ -75,6 +77,8 @@ pub(crate) fn build(
         upload_budget: crate::DEFAULT_UPLOAD_BUDGET,
         pass_authorization: false,
         trace_enable: false,
+        error_documents: crate::ErrorDocuments::new(),
+        error_override: false,
         threads: DEFAULT_THREADS,
         dispatch: crate::Dispatch::Pool,
         reloading: true,
@@ -135,6 +139,12 @@ pub(crate) fn build(
     if let Some(b) = f.get("trace_enable").and_then(|n| bool_value(n, "trace_enable", d)) {
         config.trace_enable = b;
     }
+    if let Some(n) = f.get("error_documents") {
+        config.error_documents = crate::errors::documents(n, dir, d);
+    }
+    if let Some(b) = f.get("error_override").and_then(|n| bool_value(n, "error_override", d)) {
+        config.error_override = b;
+    }
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
     }
@@ -184,6 +194,8 @@ pub(crate) fn build(
         reloading: config.reloading,
         limits: config.limits,
         check_plugins: config.check_plugins,
+        error_documents: config.error_documents.clone(),
+        error_override: config.error_override,
     };
     let handlers = f.get("handlers").map(|n| handler::handlers(n, dir, d)).unwrap_or_default();
     let mut homes: Vec<(PathBuf, Pos)> =
@@ -683,7 +695,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, error_documents, error_override, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

@@ -25,6 +25,7 @@
 //! reloader thread for the `init` of a replacement; `shutdown` of a retired plugin runs on the
 //! reaper thread.
 
+mod error_pages;
 mod live;
 mod next;
 #[cfg(test)]
@@ -221,6 +222,8 @@ pub struct Host {
     owners: Owners,
     /// Whether aliases with `isolation: process` get worker processes (false in a worker).
     isolate: bool,
+    /// The error documents, read.
+    error_pages: error_pages::ErrorPages,
 }
 
 /// What a new host may take over from the previous one's alias with the same plugins.
@@ -322,7 +325,8 @@ impl Host {
                 }
             })
             .collect();
-        Host { config, table, mounts, logs, cache, owners: Owners::current(), isolate }
+        let error_pages = error_pages::ErrorPages::load(&config);
+        Host { config, table, mounts, logs, cache, owners: Owners::current(), isolate, error_pages }
     }
 
     /// Whether alias `mount` of this host runs the same plugin instances as alias `other`
@@ -361,6 +365,21 @@ impl Host {
             }
         }
         failed
+    }
+
+    /// The error document for `status` on alias `mount` (`None`: no alias): its body and
+    /// Content-Type.
+    pub(crate) fn error_page(
+        &self,
+        mount: Option<usize>,
+        status: u16,
+    ) -> Option<(actix_web::web::Bytes, &'static str)> {
+        self.error_pages.page(mount, status).map(|p| (p.body.clone(), p.content_type))
+    }
+
+    /// Whether an app's own error replies on alias `mount` get the error documents too.
+    pub(crate) fn error_override(&self, mount: Option<usize>) -> bool {
+        mount.map_or(self.config.error_override, |m| self.mounts[m].alias.error_override)
     }
 
     /// What keeps this host from being ready to serve every alias, one line each: a single

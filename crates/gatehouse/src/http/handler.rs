@@ -55,10 +55,11 @@ pub async fn handle(
     let host = live.host();
     let origin = origin(&req, &host);
     let mut served = Served::new(origin.ip);
-    let mut resp = match serve(&req, payload, &host, origin, &mut served).await {
+    let resp = match serve(&req, payload, &host, origin, &mut served).await {
         Ok(resp) => resp,
         Err(answer) => answer.response(),
     };
+    let mut resp = response::with_error_page(&host, served.mount, resp);
     response::frame_for(req.version(), &mut resp);
     let stats = served.mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
     stats.record(resp.status().as_u16(), started.elapsed());
@@ -232,7 +233,7 @@ pub(crate) fn before_continue(
     let started = Instant::now();
     let host = live.host();
     let (mount, answer) = refused_before_body(&host, head)?;
-    let mut resp = answer.response();
+    let mut resp = response::with_error_page(&host, mount, answer.response());
     resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
     let stats = mount.map_or(&crate::metrics::UNROUTED, |m| &*host.mounts[m].stats);
     stats.record(resp.status().as_u16(), started.elapsed());

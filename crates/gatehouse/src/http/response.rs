@@ -11,14 +11,16 @@ use std::task::{Context, Poll};
 
 use actix_web::HttpResponse;
 use actix_web::body::{BodySize, MessageBody, SizedStream};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{ConnectionType, StatusCode, Version};
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use crate::call::{Chunk, Head, Reply};
+use crate::host::Host;
 use crate::logs::per_request;
-use crate::request::answer::Answer;
+use crate::request::answer::{Answer, DaemonAnswer};
 
 /// The body of a streamed reply: the first chunk, then the channel. It also drives the
 /// request-body pump, when the app answers before reading the whole body, so the app can
@@ -145,6 +147,32 @@ pub fn from_reply(
         }
         Reply::Refused(answer) => answer.response(),
     }
+}
+
+/// `resp` with the error document of its status as its body, when the configuration has
+/// one for alias `mount` (or for unrouted requests) and the response is the daemon's own
+/// answer, or an app's error reply with `error_override` on. The app's headers stay but for
+/// the body's own (type, encoding, length).
+pub(crate) fn with_error_page(
+    host: &Host,
+    mount: Option<usize>,
+    resp: HttpResponse,
+) -> HttpResponse {
+    let status = resp.status().as_u16();
+    if status < 400 {
+        return resp;
+    }
+    let daemon = resp.extensions().contains::<DaemonAnswer>();
+    if !daemon && !host.error_override(mount) {
+        return resp;
+    }
+    let Some((body, content_type)) = host.error_page(mount, status) else { return resp };
+    let mut resp = resp.set_body(body).map_into_boxed_body();
+    let headers = resp.headers_mut();
+    headers.remove(header::CONTENT_ENCODING);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
 }
 
 /// HTTP/1.0 has no chunked transfer coding: to a client that sent an HTTP/1.0 request

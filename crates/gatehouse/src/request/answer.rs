@@ -133,14 +133,21 @@ impl Answer {
         if let Some(allow) = self.allow {
             resp.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
-        resp.body(format!(
+        let mut resp = resp.body(format!(
             "{} {}: {}\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.message
-        ))
+        ));
+        resp.extensions_mut().insert(DaemonAnswer);
+        resp
     }
 }
+
+/// Marks a response the daemon made itself (an [`Answer`]), not an app's reply: the error
+/// documents replace its body (`error_documents`), and an app's only with `error_override`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DaemonAnswer;
 
 impl From<PathError> for Answer {
     fn from(e: PathError) -> Answer {
