@@ -1196,3 +1196,87 @@ fn the_daemon_runs_with_a_longer_time_slice_than_its_workers() {
         assert!(worker < daemon, "worker {w}: slice {worker} ns, the daemon's {daemon} ns");
     }
 }
+
+/// A WSGI script that says what process serves it: working directory, umask, LANG,
+/// LC_ALL, the first word of its command line, pid.
+const WHO: &str = "import os\n\
+def application(environ, start_response):\n\
+\x20   mask = os.umask(0)\n\
+\x20   os.umask(mask)\n\
+\x20   with open('/proc/self/cmdline', 'rb') as f:\n\
+\x20       argv0 = f.read().split(b'\\0')[0].decode()\n\
+\x20   body = '|'.join([os.getcwd(), '%04o' % mask, os.environ.get('LANG', '-'),\n\
+\x20                    os.environ.get('LC_ALL', '-'), argv0, str(os.getpid())])\n\
+\x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+\x20   return [body.encode()]\n";
+
+#[test]
+fn worker_options_as_wsgidaemonprocess_sets_them() {
+    let yaml = "\
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /set
+    path: py/who.py
+    isolation: process
+    processes: 1
+    home: home
+    umask: \"0077\"
+    lang: C.UTF-8
+    locale: C
+    display_name: \"(wsgi:who)\"
+    inactivity_timeout: 1s
+  - url: /aged
+    path: py/who.py
+    isolation: process
+    processes: 1
+    restart_interval: 1s
+";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("py")).unwrap();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        std::fs::write(root.join("py/who.py"), WHO).unwrap();
+    });
+    let who = |url: &str| {
+        let text = d.get(url).text();
+        let parts: Vec<String> = text.split('|').map(str::to_owned).collect();
+        assert_eq!(parts.len(), 6, "{text}");
+        parts
+    };
+    let first = who("/set");
+    let home = std::fs::canonicalize(d.path("home")).unwrap();
+    assert_eq!(
+        first[..5],
+        [
+            home.display().to_string(),
+            "0077".into(),
+            "C.UTF-8".into(),
+            "C".into(),
+            "(wsgi:who)".into()
+        ]
+    );
+    // Idle past inactivity_timeout: replaced, by a worker with the same settings.
+    wait_for("the idle worker's replacement", Duration::from_secs(20), || {
+        let log = d.log();
+        if log.contains("served no request for its inactivity_timeout of 1s") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    let second = who("/set");
+    assert_ne!(second[5], first[5], "the same worker served after its inactivity_timeout");
+    assert_eq!(second[..5], first[..5]);
+    // Busy or not, a worker is replaced once it has run restart_interval.
+    let aged = who("/aged");
+    wait_for("the aged worker's replacement", Duration::from_secs(20), || {
+        let now = who("/aged");
+        if now[5] != aged[5] { Ok(()) } else { Err(now.join("|")) }
+    });
+    assert!(d.log().contains("it has run for its restart_interval of 1s"), "{}", d.log());
+    // Its defaults: the daemon's umask and its usual name.
+    let defaults = who("/aged");
+    assert_ne!(defaults[1], "0077");
+    assert!(defaults[4].ends_with("gatehouse"), "{defaults:?}");
+}

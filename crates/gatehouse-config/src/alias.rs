@@ -49,6 +49,13 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "maximum_requests",
     "memory_limit",
     "startup_timeout",
+    "inactivity_timeout",
+    "restart_interval",
+    "home",
+    "umask",
+    "lang",
+    "locale",
+    "display_name",
 ];
 
 /// The global values an alias inherits when it does not set its own.
@@ -215,7 +222,7 @@ fn one(
         .and_then(|n| bool_value(n, "error_override", d))
         .unwrap_or(globals.error_override);
     let limits = crate::limits::read(&f, globals.limits, d);
-    let isolation = crate::isolation::read(&f, dispatch, accounts, d);
+    let isolation = crate::isolation::read(&f, dispatch, dir, accounts, d);
     // A global `dispatch: inline` does not apply to an isolated alias: its apps run in its
     // workers, relayed like a pool's.
     let dispatch = match (&isolation, f.get("dispatch")) {

@@ -36,8 +36,21 @@ pub const DEFAULT_PROCESSES: usize = 2;
 pub const MAX_PROCESSES: usize = 64;
 
 /// The keys that only mean something with `isolation: process`.
-pub(crate) const PROCESS_KEYS: &[&str] =
-    &["processes", "user", "group", "maximum_requests", "memory_limit", "startup_timeout"];
+pub(crate) const PROCESS_KEYS: &[&str] = &[
+    "processes",
+    "user",
+    "group",
+    "maximum_requests",
+    "memory_limit",
+    "startup_timeout",
+    "inactivity_timeout",
+    "restart_interval",
+    "home",
+    "umask",
+    "lang",
+    "locale",
+    "display_name",
+];
 
 /// `startup_timeout` when not written: how long a new worker may take to load its apps.
 pub const DEFAULT_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -47,6 +60,7 @@ pub const DEFAULT_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::fr
 pub(crate) fn read(
     f: &Fields<'_>,
     dispatch: Dispatch,
+    dir: &std::path::Path,
     accounts: &dyn Accounts,
     d: &mut Diags,
 ) -> Isolation {
@@ -135,6 +149,50 @@ pub(crate) fn read(
         .get("startup_timeout")
         .and_then(|n| crate::limits::duration(n, "startup_timeout", d))
         .unwrap_or(DEFAULT_STARTUP_TIMEOUT);
+    let duration =
+        |key: &str, d: &mut Diags| f.get(key).and_then(|n| crate::limits::duration(n, key, d));
+    let inactivity_timeout = duration("inactivity_timeout", d);
+    let restart_interval = duration("restart_interval", d);
+    let home = f.get("home").and_then(|n| {
+        let written = crate::validate::path_value(n, "home", d)?;
+        let home = crate::validate::resolve(dir, written);
+        if home.is_dir() {
+            Some(home)
+        } else {
+            d.error_hint(
+                n.pos,
+                format!("`home` {} is not a folder", home.display()),
+                "give the folder the workers start in (their working directory)",
+            );
+            None
+        }
+    });
+    let umask = f.get("umask").and_then(|n| {
+        let text = n.text()?;
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(mask) if mask <= 0o777 => Some(mask),
+            _ => {
+                d.error_hint(
+                    n.pos,
+                    format!("`umask` must be an octal mask like 0027, found `{text}`"),
+                    "write the mask in octal, as for the shell's umask: `0027`, `0077`",
+                );
+                None
+            }
+        }
+    });
+    let text = |key: &str, d: &mut Diags| {
+        let n = f.get(key)?;
+        let t = text_value(n, key, d)?;
+        if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+            d.error(n.pos, format!("`{key}` must be a short line of text, found {t:?}"));
+            return None;
+        }
+        Some(t.to_owned())
+    };
+    let lang = text("lang", d);
+    let locale = text("locale", d);
+    let display_name = text("display_name", d);
     Isolation::Process(ProcessSettings {
         processes,
         user: user.map(|(text, _)| text.to_owned()),
@@ -144,6 +202,13 @@ pub(crate) fn read(
         maximum_requests,
         memory_limit,
         startup_timeout,
+        inactivity_timeout,
+        restart_interval,
+        home,
+        umask,
+        lang,
+        locale,
+        display_name,
     })
 }
 
@@ -268,7 +333,14 @@ mod tests {
                 gid: None,
                 maximum_requests: None,
                 memory_limit: None,
-                startup_timeout: super::DEFAULT_STARTUP_TIMEOUT
+                startup_timeout: super::DEFAULT_STARTUP_TIMEOUT,
+                inactivity_timeout: None,
+                restart_interval: None,
+                home: None,
+                umask: None,
+                lang: None,
+                locale: None,
+                display_name: None,
             })
         );
         // A global `dispatch: inline` is not an isolated alias's.
@@ -278,7 +350,9 @@ mod tests {
             .ok(&alias(
                 "    isolation: process\n    processes: 3\n    threads: 2\n    user: www-data\n    \
                  group: \"33\"\n    maximum_requests: 100\n    memory_limit: 64MiB\n    \
-                 startup_timeout: 5s\n",
+                 startup_timeout: 5s\n    inactivity_timeout: 10m\n    restart_interval: 1h\n    \
+                 home: lib\n    umask: \"0027\"\n    lang: en_US.UTF-8\n    locale: C.UTF-8\n    \
+                 display_name: \"(wsgi:app)\"\n",
             ))
             .config;
         assert_eq!(c.aliases[0].threads, 2);
@@ -292,7 +366,14 @@ mod tests {
                 gid: Some(33),
                 maximum_requests: Some(100),
                 memory_limit: Some(64 * 1024 * 1024),
-                startup_timeout: std::time::Duration::from_secs(5)
+                startup_timeout: std::time::Duration::from_secs(5),
+                inactivity_timeout: Some(std::time::Duration::from_secs(600)),
+                restart_interval: Some(std::time::Duration::from_secs(3600)),
+                home: Some(fx.tmp.path().join("lib")),
+                umask: Some(0o027),
+                lang: Some("en_US.UTF-8".into()),
+                locale: Some("C.UTF-8".into()),
+                display_name: Some("(wsgi:app)".into()),
             })
         );
     }

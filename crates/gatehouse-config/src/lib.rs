@@ -452,6 +452,22 @@ pub struct ProcessSettings {
     /// A worker not ready this long after it started (its apps not loaded: a hung `init`)
     /// is killed and started again (`startup_timeout`, default 60 s).
     pub startup_timeout: std::time::Duration,
+    /// A worker that served no request this long is replaced (`inactivity_timeout`,
+    /// mod_wsgi's `inactivity-timeout`): what it held is given back.
+    pub inactivity_timeout: Option<std::time::Duration>,
+    /// A worker is replaced once it has run this long, after its requests in flight
+    /// (`restart_interval`).
+    pub restart_interval: Option<std::time::Duration>,
+    /// The workers' working directory (`home`), absolute; the daemon's when absent.
+    pub home: Option<std::path::PathBuf>,
+    /// The workers' umask (`umask`, octal); the daemon's when absent.
+    pub umask: Option<u32>,
+    /// The workers' `LANG` (`lang`).
+    pub lang: Option<String>,
+    /// The workers' `LC_ALL` (`locale`).
+    pub locale: Option<String>,
+    /// What `ps` shows for a worker (`display_name`); `gatehouse worker /URL` when absent.
+    pub display_name: Option<String>,
 }
 
 /// What an alias serves.

@@ -80,6 +80,20 @@ pub(super) fn drop_privileges(
 /// `AmbientCapabilities=`, to start workers as other users) would otherwise pass them on
 /// through `exec`, whatever user the worker switches to. Kernels older than 4.3 have no
 /// ambient set (EINVAL): nothing to clear.
+/// Sets the worker's file mode creation mask (`umask`) before it runs.
+pub(super) fn set_umask(cmd: &mut std::process::Command, mask: u32) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: `umask` is one system call that cannot
+    // fail, with an integer argument, and nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        });
+    }
+}
+
 pub(super) fn clear_ambient_capabilities(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: the closure runs in the child between fork and exec, where only

@@ -486,6 +486,7 @@ impl Inner {
             Some(Err(e)) => return Err(io("dup", e)),
             None => false,
         };
+        let settings = &spec.settings;
         let mut cmd = if by_fd {
             let mut cmd = Command::new(format!("/proc/self/fd/{exe_child_fd}"));
             std::os::unix::process::CommandExt::arg0(&mut cmd, &spec.exe);
@@ -493,6 +494,10 @@ impl Inner {
         } else {
             Command::new(&spec.exe)
         };
+        // What `ps` shows (`display_name`): the first word of the command line.
+        if let Some(name) = &settings.display_name {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, name);
+        }
         // Not the daemon's environment: `spec::worker_env`'s few variables.
         cmd.arg("worker")
             .arg(&self.label)
@@ -502,6 +507,18 @@ impl Inner {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(output_child));
+        if let Some(home) = &settings.home {
+            cmd.current_dir(home);
+        }
+        if let Some(lang) = &settings.lang {
+            cmd.env("LANG", lang);
+        }
+        if let Some(locale) = &settings.locale {
+            cmd.env("LC_ALL", locale);
+        }
+        if let Some(mask) = settings.umask {
+            super::boundary::set_umask(&mut cmd, mask);
+        }
         // Its own process group: a Ctrl-C in the daemon's terminal (SIGINT to the foreground
         // group) reaches the daemon only, which then stops its workers gracefully.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -579,6 +596,8 @@ impl Inner {
     ) -> bool {
         let mut ready = false;
         let mut conns = Some(conns);
+        // Its last sign of work, for `inactivity_timeout`: (requests given, when seen).
+        let mut activity = (0, Instant::now());
         loop {
             // A worker whose apps never load (a hung `init`) would hold its slot forever,
             // and every request would wait out its deadline: killed, and started again.
@@ -636,6 +655,9 @@ impl Inner {
                 }
             } else {
                 self.check_memory(spec, worker);
+                if ready {
+                    self.check_age(spec, worker, &mut activity);
+                }
             }
         }
     }

@@ -87,4 +87,42 @@ impl Inner {
             }
         }
     }
+
+    /// Replaces a ready worker, after its requests in flight, that has run past
+    /// `restart_interval` or served nothing for `inactivity_timeout` (`activity`: the
+    /// requests it had been given, and when that count last moved or it was busy).
+    pub(super) fn check_age(
+        &self,
+        spec: &Spec,
+        worker: &Arc<Worker>,
+        activity: &mut (u64, std::time::Instant),
+    ) {
+        let settings = &spec.settings;
+        let served = worker.served.load(Ordering::Acquire);
+        if served != activity.0 || worker.busy.load(Ordering::Acquire) > 0 {
+            *activity = (served, std::time::Instant::now());
+        }
+        let why = match (settings.restart_interval, settings.inactivity_timeout) {
+            (Some(every), _) if worker.started.elapsed() >= every => {
+                format!("it has run for its restart_interval of {every:?}")
+            }
+            (_, Some(idle)) if activity.1.elapsed() >= idle => {
+                format!("it served no request for its inactivity_timeout of {idle:?}")
+            }
+            _ => return,
+        };
+        if worker.retiring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::info!(
+            "{}: worker {}: {why}; replacing it after its requests in flight",
+            self.label,
+            worker.pid
+        );
+        let mut state = self.lock();
+        state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
+        if worker.busy.load(Ordering::Acquire) == 0 {
+            worker.send_control(Kind::Stop);
+        }
+    }
 }
