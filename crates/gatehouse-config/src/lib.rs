@@ -415,6 +415,8 @@ pub enum Dispatch {
 }
 
 /// Where an alias's apps run (`isolation`).
+// Read once per configuration, never moved in a hot path: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Isolation {
     /// In the daemon's process, on the alias's thread pool: the fastest; a crash in the app
