@@ -323,3 +323,55 @@ aliases:
     assert!(err.contains("bad.yaml:1:24: error: the error document"), "{err}");
     assert!(err.contains("bad.yaml:1:42: error: `200` is not an HTTP error status"), "{err}");
 }
+
+#[test]
+fn static_folders_are_served_before_the_aliases_with_ranges_and_validators() {
+    let yaml = "\
+static:
+  - url: /static
+    path: www/
+aliases:
+  - url: /
+    path: {hello}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        let www = root.join("www");
+        std::fs::create_dir_all(www.join("sub")).unwrap();
+        std::fs::write(www.join("app.css"), "body { color: teal; }\n").unwrap();
+        std::fs::write(www.join(".secret"), "token").unwrap();
+        std::fs::write(root.join("outside.txt"), "not yours").unwrap();
+        std::os::unix::fs::symlink(root.join("outside.txt"), www.join("out.txt")).unwrap();
+    });
+    let css = d.get("/static/app.css");
+    css.expect_status(200);
+    assert_eq!(css.text(), "body { color: teal; }\n");
+    assert!(css.header("content-type").unwrap_or_default().starts_with("text/css"), "{css}");
+    let etag = css.header("etag").expect("an ETag").to_owned();
+    assert!(css.header("last-modified").is_some(), "{css}");
+    // A range, a revalidation, a HEAD.
+    let part = d.send("GET", "/static/app.css", &["Range: bytes=0-3"], b"");
+    part.expect_status(206);
+    assert_eq!(part.text(), "body");
+    let same = d.send("GET", "/static/app.css", &[&format!("If-None-Match: {etag}")], b"");
+    same.expect_status(304);
+    let head = d.send("HEAD", "/static/app.css", &[], b"");
+    head.expect_status(200);
+    assert!(head.body.is_empty());
+    // The path rules of a directory group.
+    for (target, status) in [
+        ("/static/.secret", 403),
+        ("/static/sub", 403),
+        ("/static/out.txt", 404),
+        ("/static/missing.js", 404),
+    ] {
+        assert_eq!(d.get(target).status, status, "{target}");
+    }
+    let post = d.post("/static/app.css", "text/plain", b"x");
+    post.expect_status(405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    // `..` is resolved first, as for any URL: out of /static is out of the folder.
+    assert_eq!(d.get("/static/sub/../../hosting.yaml").text(), "Hello World!");
+    // Everything else is the aliases'.
+    assert_eq!(d.get("/other").text(), "Hello World!");
+    assert_eq!(d.get("/staticx").text(), "Hello World!");
+}

@@ -136,6 +136,7 @@ mod logs;
 mod net;
 mod node;
 mod size;
+mod statics;
 mod url;
 mod validate;
 mod worker_text;
@@ -147,6 +148,7 @@ pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_dur
 pub use logs::{AccessLog, ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
 pub use size::parse_size;
+pub use statics::StaticDir;
 pub use url::url_covers;
 pub use worker_text::worker_text;
 
@@ -254,6 +256,8 @@ pub struct Config {
     /// Whether an app's own error replies (status 400 and up) get the error document of
     /// their status too (`error_override`, mod_wsgi's `WSGIErrorOverride`; default false).
     pub error_override: bool,
+    /// Folders of files served by the daemon itself (`static`), before any alias.
+    pub statics: Vec<StaticDir>,
     /// The global number of app threads per alias pool, in `1..=1024`.
     pub threads: usize,
     /// The global dispatch mode.

@@ -26,6 +26,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "trace_enable",
     "error_documents",
     "error_override",
+    "static",
     "threads",
     "dispatch",
     "reloading",
@@ -79,6 +80,7 @@ pub(crate) fn build(
         trace_enable: false,
         error_documents: crate::ErrorDocuments::new(),
         error_override: false,
+        statics: Vec::new(),
         threads: DEFAULT_THREADS,
         dispatch: crate::Dispatch::Pool,
         reloading: true,
@@ -144,6 +146,9 @@ pub(crate) fn build(
     }
     if let Some(b) = f.get("error_override").and_then(|n| bool_value(n, "error_override", d)) {
         config.error_override = b;
+    }
+    if let Some(n) = f.get("static") {
+        config.statics = crate::statics::read(n, dir, d);
     }
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
@@ -695,7 +700,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, error_documents, error_override, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, error_documents, error_override, static, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

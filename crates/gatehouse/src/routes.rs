@@ -52,7 +52,18 @@ pub fn table(config: &Config) -> String {
             a.pos.column,
         );
     }
-    if config.aliases.is_empty() {
+    for s in &config.statics {
+        let _ = writeln!(
+            out,
+            "-   {:<width$}  {:<5}  {} ({file}:{}:{})  [files, before any alias]",
+            format!("{}/...", s.url.trim_end_matches('/')),
+            "static",
+            s.path.display(),
+            s.pos.line,
+            s.pos.column,
+        );
+    }
+    if config.aliases.is_empty() && config.statics.is_empty() {
         out.push_str("(no aliases: every URL answers 404)\n");
     }
     out
@@ -96,6 +107,15 @@ pub fn explain(config: &Config, url: &str) -> String {
     let shown = String::from_utf8_lossy(&path);
     if shown != raw {
         let _ = writeln!(out, "normalised:    {shown}");
+    }
+    if let Some((dir, rest)) = crate::http::static_files::covering(&config.statics, &path) {
+        let _ = writeln!(out, "static:        {} (before any alias)", dir.url);
+        let answer = match crate::http::static_files::resolve(&dir.path, rest) {
+            Ok(file) => format!("the file {} (GET and HEAD)", file.display()),
+            Err(a) => format!("{} ({})", a.status, a.message),
+        };
+        let _ = writeln!(out, "answer:        {answer}");
+        return out;
     }
     let route = table.route(&path);
     let mount = match route {

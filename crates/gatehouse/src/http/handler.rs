@@ -96,6 +96,13 @@ async fn serve(
             .finish());
     }
 
+    // Static files (`static`) come before the aliases.
+    if !host.config.statics.is_empty()
+        && let Some(resp) = static_file(req, host, served)
+    {
+        return resp;
+    }
+
     // Route: URL → alias → plugin file.
     let t = target(host, req.uri().path(), served)?;
     let m = &host.mounts[t.mount];
@@ -190,6 +197,24 @@ impl Target {
 
 /// Routes a request to its alias and plugin file, or answers it. `served.mount` is set
 /// once an alias matched: a directory group's missing app counts as its alias's request.
+/// The answer for a request under a `static` URL (`None`: no static folder covers it).
+fn static_file(
+    req: &HttpRequest,
+    host: &Host,
+    served: &mut Served,
+) -> Option<Result<HttpResponse, Answer>> {
+    let path = match route::normalize(req.uri().path().as_bytes()) {
+        Ok(path) => path,
+        Err(e) => return Some(Err(Answer::from(e))),
+    };
+    let (dir, rest) = super::static_files::covering(&host.config.statics, &path)?;
+    served.app = Some(Arc::from("static"));
+    Some(
+        super::static_files::resolve(&dir.path, rest)
+            .and_then(|f| super::static_files::serve(req, &f)),
+    )
+}
+
 fn target(host: &Host, raw_path: &str, served: &mut Served) -> Result<Target, Answer> {
     let path = route::normalize(raw_path.as_bytes()).map_err(Answer::from)?;
     let (mount, script_len, group) = match host.table.route(&path) {

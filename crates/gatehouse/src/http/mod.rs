@@ -9,6 +9,7 @@ pub(crate) mod handler;
 mod handler_tests;
 pub(crate) mod listen;
 pub mod response;
+pub(crate) mod static_files;
 
 pub use handler::handle;
 pub use listen::{Control, Endpoint, Hooks, Signals, endpoints, probe, run};
