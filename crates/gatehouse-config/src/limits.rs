@@ -139,6 +139,13 @@ pub(crate) fn count(n: &Node, key: &str, min: u64, max: u64, d: &mut Diags) -> O
 
 /// A duration: `30s`, `500ms`, `2m`, `1h`, or a whole number of seconds; more than zero and
 /// at most a day.
+/// Like [`duration`], but `0` (as `0`, `0s` or `0ms`) is a valid value: none.
+pub(crate) fn duration_or_zero(n: &Node, key: &str, d: &mut Diags) -> Option<Duration> {
+    let zero = matches!(&n.value, Value::Int(0, _))
+        || n.text().is_some_and(|t| matches!(t.trim(), "0" | "0s" | "0ms"));
+    if zero { Some(Duration::ZERO) } else { duration(n, key, d) }
+}
+
 pub(crate) fn duration(n: &Node, key: &str, d: &mut Diags) -> Option<Duration> {
     const HINT: &str =
         "write a duration like `30s`, `500ms`, `2m` or `1h` (a bare number is seconds)";

@@ -176,15 +176,10 @@ pub(crate) fn build(
     {
         config.shutdown_timeout = t;
     }
-    if let Some(n) = f.get("drain_delay") {
-        // 0 (the default) is no delay; any other value as every duration.
-        let zero = matches!(&n.value, crate::node::Value::Int(0, _))
-            || n.text().is_some_and(|t| matches!(t.trim(), "0" | "0s" | "0ms"));
-        if zero {
-            config.drain_delay = std::time::Duration::ZERO;
-        } else if let Some(t) = crate::limits::duration(n, "drain_delay", d) {
-            config.drain_delay = t;
-        }
+    if let Some(t) =
+        f.get("drain_delay").and_then(|n| crate::limits::duration_or_zero(n, "drain_delay", d))
+    {
+        config.drain_delay = t;
     }
     config.check_plugins = crate::limits::check_plugins(&f, config.check_plugins, d);
     (config.logs_dir, config.logs) = crate::logs::logs(f.get("logs"), dir, d);
