@@ -556,6 +556,7 @@ aliases:
     isolation: process
     processes: 1
     user: nobody
+    supplementary_groups: [\"4242\"]
   - url: /probe/
     path: plugins/
     isolation: process
@@ -572,6 +573,10 @@ aliases:
     });
     let pid = pid_of(&d, "/crashy/ok");
     assert_eq!(uid_of(pid), Some(65534), "worker {pid}\n{}", d.log());
+    // Its groups: its user's, and the supplementary one configured.
+    let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap_or_default().to_owned();
+    assert!(groups.split_whitespace().any(|g| g == "4242"), "{groups}");
     // An upload spooled by the daemon (root) is readable by the worker's user.
     let body = crate::harness::multipart(
         "b0undary",

@@ -56,6 +56,7 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "lang",
     "locale",
     "display_name",
+    "supplementary_groups",
 ];
 
 /// The global values an alias inherits when it does not set its own.

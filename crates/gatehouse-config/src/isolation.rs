@@ -27,6 +27,7 @@
 use crate::accounts::Accounts;
 use crate::diagnostic::{Diags, Pos};
 use crate::limits::count;
+use crate::node::Value;
 use crate::validate::{Fields, size_value, text_value};
 use crate::{Dispatch, Isolation, ProcessSettings};
 
@@ -50,6 +51,7 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "lang",
     "locale",
     "display_name",
+    "supplementary_groups",
 ];
 
 /// `startup_timeout` when not written: how long a new worker may take to load its apps.
@@ -190,6 +192,47 @@ pub(crate) fn read(
         }
         Some(t.to_owned())
     };
+    let supplementary_groups = f.get("supplementary_groups").map_or_else(Vec::new, |n| {
+        let Value::Seq(items) = &n.value else {
+            d.error_hint(
+                n.pos,
+                format!("`supplementary_groups` must be a list, found {}", n.kind()),
+                "write `supplementary_groups: [ssl-cert, 1001]`",
+            );
+            return Vec::new();
+        };
+        if user.is_none() {
+            d.error_hint(
+                n.pos,
+                "`supplementary_groups` applies to workers that run as another `user`",
+                "add `user:` to the alias, or remove the key",
+            );
+        }
+        items
+            .iter()
+            .filter_map(|item| {
+                let text = text_value(item, "supplementary_groups", d)?;
+                match id(text, "group", item.pos, d)? {
+                    Some(gid) => Some(gid),
+                    None => match accounts.group_by_name(text) {
+                        Ok(Some(gid)) => Some(gid),
+                        Ok(None) => {
+                            d.error_hint(
+                                item.pos,
+                                format!("group `{text}` does not exist"),
+                                format!("create it (`groupadd --system {text}`), or fix the list"),
+                            );
+                            None
+                        }
+                        Err(e) => {
+                            lookup_failed(item.pos, &format!("group `{text}`"), &e, d);
+                            None
+                        }
+                    },
+                }
+            })
+            .collect()
+    });
     let lang = text("lang", d);
     let locale = text("locale", d);
     let display_name = text("display_name", d);
@@ -209,6 +252,7 @@ pub(crate) fn read(
         lang,
         locale,
         display_name,
+        supplementary_groups,
     })
 }
 
@@ -341,6 +385,7 @@ mod tests {
                 lang: None,
                 locale: None,
                 display_name: None,
+                supplementary_groups: Vec::new(),
             })
         );
         // A global `dispatch: inline` is not an isolated alias's.
@@ -374,6 +419,7 @@ mod tests {
                 lang: Some("en_US.UTF-8".into()),
                 locale: Some("C.UTF-8".into()),
                 display_name: Some("(wsgi:app)".into()),
+                supplementary_groups: Vec::new(),
             })
         );
     }

@@ -474,6 +474,9 @@ pub struct ProcessSettings {
     pub locale: Option<String>,
     /// What `ps` shows for a worker (`display_name`); `gatehouse worker /URL` when absent.
     pub display_name: Option<String>,
+    /// Groups the workers get beside their user's own (`supplementary_groups`, resolved to
+    /// gids when the file was read); only with `user`.
+    pub supplementary_groups: Vec<u32>,
 }
 
 /// What an alias serves.

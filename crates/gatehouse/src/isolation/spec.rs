@@ -157,7 +157,14 @@ pub(super) fn spec(
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let ids = resolve_ids(settings)?;
-    let groups = worker_groups(ids)?;
+    let groups = worker_groups(ids)?.map(|mut groups| {
+        for &gid in &settings.supplementary_groups {
+            if !groups.contains(&gid) {
+                groups.push(gid);
+            }
+        }
+        groups
+    });
     let env = worker_env(std::env::vars_os(), ids.uid)?;
     let cache_dir = match ids.uid {
         Some(uid) if uid != rustix::process::geteuid().as_raw() => {
