@@ -37,7 +37,7 @@ pub(crate) const PYTHON_VERSION: &str = env!("WSGI_PYTHON_VERSION");
 /// Python-side helpers, easier to read in Python than as C-API calls: loading a script as
 /// its own module, `wsgi.file_wrapper`, and traceback formatting.
 const HELPERS: &CStr = c"
-import os, sys, types, traceback
+import os, sys, threading, types, traceback
 
 class RequestStderr:
     '''sys.stdout and sys.stderr: on a thread serving a request, what is written goes to that
@@ -50,11 +50,22 @@ class RequestStderr:
         self._stream = stream
         self._current = current
         self._info = info
+        # Off a request's thread, whole lines only, each in one write: print() writes its
+        # text and its newline apart, and the daemon's own lines go to the same file.
+        self._pending = ''
+        self._lock = threading.Lock()
 
     def write(self, text):
         errors = getattr(self._current, 'errors', None)
         if errors is None:
-            return self._stream.write(text)
+            with self._lock:
+                self._pending += text
+                cut = self._pending.rfind('\\n') + 1
+                done, self._pending = self._pending[:cut], self._pending[cut:]
+                if done:
+                    self._stream.write(done)
+                    self._stream.flush()
+            return len(text)
         if self._info:
             return getattr(errors, 'write_info', errors.write)(text)
         return errors.write(text)
@@ -67,6 +78,10 @@ class RequestStderr:
         errors = getattr(self._current, 'errors', None)
         if errors is not None:
             errors.flush()
+        with self._lock:
+            done, self._pending = self._pending, ''
+            if done:
+                self._stream.write(done)
         self._stream.flush()
 
     def __getattr__(self, name):
