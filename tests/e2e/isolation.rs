@@ -767,6 +767,8 @@ aliases:
     let started = Instant::now();
     let refused = d.get("/crashy/ok");
     assert_eq!(refused.status, 503, "{refused}");
+    // As the in-process queue's 503: come back in a second.
+    assert_eq!(refused.header("retry-after"), Some("1"), "{refused}");
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     assert!(refused.text().contains("busy"), "{refused}");
     let busy = "requests already wait for a worker process; answered 503";
