@@ -961,3 +961,37 @@ fn a_client_that_goes_away_mid_stream_stops_the_app() {
     assert!(report.contains("BrokenPipe"), "the app was not told the client went away: {report}");
     assert_still_serving(&d);
 }
+
+#[test]
+fn server_sent_events_stay_open_past_timeout_while_they_write() {
+    // The demo's event stream, through the WSGI bridge, on an alias whose timeout is shorter
+    // than the stream: it bounds the reply's start, not a stream that keeps writing.
+    let yaml = "\
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /py/
+    path: py/
+    timeout: 1s
+";
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/python/events.py");
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("py")).unwrap();
+        std::fs::copy(&demo, root.join("py/events.py")).unwrap();
+    });
+    let mut c =
+        Conn::request(&d, "GET", "/py/events.py?n=5&interval=0.4", &["Accept: text/event-stream"]);
+    let head = c.head();
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"), "{head:?}");
+    // The opening comment arrives at once, the first event while the stream is still open.
+    let first = c.body_until(&head, "the first event", |b| b.windows(6).any(|w| w == b"data: "));
+    assert!(first.starts_with(b": stream open\n\n"), "{}", String::from_utf8_lossy(&first));
+    let body = c.finish(&head);
+    assert!(body.complete, "the stream was cut: {}", String::from_utf8_lossy(&body.bytes));
+    let text = String::from_utf8_lossy(&body.bytes);
+    assert_eq!(text.matches("\ndata: ").count(), 5, "{text}");
+    assert!(text.contains("id: 4\n"), "{text}");
+    assert!(!d.log().contains("504"), "{}", d.log());
+}
