@@ -37,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!([script_name, path_info].concat(), path);
             assert!(!name.is_empty() && !name.contains(&b'/'));
         }
+        Route::Match { script_name, path_info, .. } => {
+            assert_eq!([script_name, path_info].concat(), path);
+        }
         Route::GroupIndex { .. } | Route::NoMatch => {}
     }
 });

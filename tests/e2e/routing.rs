@@ -375,3 +375,62 @@ aliases:
     assert_eq!(d.get("/other").text(), "Hello World!");
     assert_eq!(d.get("/staticx").text(), "Hello World!");
 }
+
+#[test]
+fn url_match_serves_the_file_its_captures_name_as_wsgiscriptaliasmatch() {
+    let yaml = "\
+aliases:
+  - url_match: ^/apps/([^/]+)
+    path: plugins/lib$1.so
+  - url: /
+    path: {hello}
+";
+    let d = Daemon::start_with(yaml, |root| {
+        crate::harness::install(
+            &crate::harness::artifacts().environ,
+            &root.join("plugins/libenviron.so"),
+        );
+    });
+    let j = d.get("/apps/environ/x/y?q=1").json();
+    assert_eq!(j["SCRIPT_NAME"], "/apps/environ", "{j:#}");
+    assert_eq!(j["PATH_INFO"], "/x/y", "{j:#}");
+    assert_eq!(j["QUERY_STRING"], "q=1", "{j:#}");
+    // No such file: 404; no match: the next alias.
+    d.get("/apps/nothing/x").expect_status(404);
+    assert_eq!(d.get("/appsx").text(), "Hello World!");
+    assert_eq!(d.get("/apps").text(), "Hello World!");
+    // `routes URL` explains a match.
+    let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
+        .args(["routes", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .arg("/apps/environ/x")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("~^/apps/([^/]+)"), "{text}");
+    assert!(text.contains("SCRIPT_NAME:   \"/apps/environ\" (the match)"), "{text}");
+    assert!(text.contains("plugins/libenviron.so"), "{text}");
+    // What cannot work is a positioned error.
+    for (alias, wanted) in [
+        ("  - url_match: ^/a/(\n    path: x$1.so\n", "not a valid regular expression"),
+        (
+            "  - url_match: ^/a/(b)\n    path: x$2.so\n",
+            "`path` uses $2, and `url_match` has 1 capture group(s)",
+        ),
+        ("  - url_match: ^/a/(b)\n    path: x.so\n", "uses no capture"),
+        (
+            "  - url: /a\n    url_match: ^/a/(b)\n    path: x$1.so\n",
+            "`url` or `url_match`, not both",
+        ),
+    ] {
+        std::fs::write(d.path("bad.yaml"), format!("aliases:\n{alias}")).unwrap();
+        let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
+            .args(["check", "--config"])
+            .arg(d.path("bad.yaml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{alias}: {err}");
+        assert!(err.contains(wanted), "{alias}: {err}");
+    }
+}

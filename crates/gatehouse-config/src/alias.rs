@@ -19,6 +19,7 @@ use crate::{Alias, AliasKind, Handler};
 /// The keys of one alias.
 pub(crate) const ALIAS_KEYS: &[&str] = &[
     "url",
+    "url_match",
     "path",
     "develop_mode",
     "env",
@@ -107,9 +108,13 @@ pub(crate) fn aliases(
 /// Warns at `pos` (the url of `b`) if an earlier alias matches every URL `b` matches.
 fn warn_if_shadowed(b: &Alias, pos: Pos, earlier: &[Alias], earlier_pos: &[Pos], d: &mut Diags) {
     let b_group = b.kind == AliasKind::Group;
+    if b.url_match.is_some() {
+        return;
+    }
     let Some((a, a_pos)) = earlier
         .iter()
         .zip(earlier_pos)
+        .filter(|(a, _)| a.url_match.is_none())
         .find(|(a, _)| url_covers(&a.url, a.kind == AliasKind::Group, &b.url, b_group))
     else {
         return;
@@ -150,9 +155,10 @@ fn one(
     d: &mut Diags,
 ) -> Option<Read> {
     let f = fields(item, "an alias", ALIAS_KEYS, d)?;
-
+    // `url_match: REGEX` (WSGIScriptAliasMatch) instead of `url`: see `url_match`.
+    let pattern = f.get("url_match").map(|n| (n, crate::url_match::pattern(n, f.get("url"), d)));
     let url_node = f.get("url");
-    if url_node.is_none() {
+    if url_node.is_none() && pattern.is_none() {
         d.error_hint(
             item.pos,
             "this alias has no `url`",
@@ -161,6 +167,9 @@ fn one(
     }
     let url_text = url_node.and_then(|n| text_value(n, "url", d));
     let url = match (url_node, url_text) {
+        _ if pattern.is_some() => {
+            pattern.as_ref().and_then(|(n, p)| p.as_ref().map(|p| (p.source.clone(), false, n.pos)))
+        }
         (Some(n), Some(text)) => match normalize_url(text) {
             Ok((url, trailing_slash)) => Some((url, trailing_slash, n.pos)),
             Err(problem) => {
@@ -181,7 +190,14 @@ fn one(
     }
     let path = path_node.and_then(|n| Some((path_value(n, "path", d)?, n.pos)));
     let url_slash = url_text.is_some_and(|u| u.len() > 1 && u.ends_with('/'));
-    let kind = path.and_then(|(written, pos)| kind(dir, written, url_slash, pos, d));
+    let kind = match &pattern {
+        // Each match names its own file: the alias serves many, as a directory group.
+        Some((_, Some(p))) => path.and_then(|(written, pos)| {
+            crate::url_match::check_template(written, p.groups, pos, d).then_some(AliasKind::Group)
+        }),
+        Some((_, None)) => None,
+        None => path.and_then(|(written, pos)| kind(dir, written, url_slash, pos, d)),
+    };
 
     let develop_mode = f
         .get("develop_mode")
@@ -253,6 +269,7 @@ fn one(
     let (written, _) = path?;
     let alias = Alias {
         url,
+        url_match: pattern.and_then(|(_, p)| p).map(|p| p.source),
         trailing_slash,
         kind: kind?,
         path: resolve(dir, written),
@@ -435,7 +452,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, error_documents, error_override, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
+                        "unknown key `pth` in an alias; valid keys are: url, url_match, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, error_documents, error_override, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),

@@ -29,7 +29,7 @@ use crate::diagnostic::{Diags, Pos};
 use crate::limits::count;
 use crate::node::Value;
 use crate::validate::{Fields, size_value, text_value};
-use crate::{Dispatch, Isolation, ProcessSettings};
+use crate::{Dispatch, Isolation};
 
 /// `processes` when not written.
 pub const DEFAULT_PROCESSES: usize = 2;
@@ -53,6 +53,53 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "display_name",
     "supplementary_groups",
 ];
+
+/// The worker processes of an alias with `isolation: process`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessSettings {
+    /// How many worker processes (`processes`); each runs the alias's `threads`.
+    pub processes: usize,
+    /// The user the workers run as (`user`), by name or number, as written; the daemon's
+    /// when absent. For messages: [`ProcessSettings::uid`] is what to switch to.
+    pub user: Option<String>,
+    /// The group the workers run as (`group`), as written; the user's primary group when
+    /// absent. For messages: [`ProcessSettings::gid`] is what to switch to.
+    pub group: Option<String>,
+    /// `user` resolved when the file was read: a name's uid (getpwnam_r), or the number as
+    /// written. `None` when `user` is absent (the workers keep the daemon's user).
+    pub uid: Option<u32>,
+    /// The workers' group, resolved when the file was read: `group` (a name's gid, or the
+    /// number as written) if given, else the primary group of `user`'s entry. Always `Some`
+    /// when [`ProcessSettings::uid`] is (a numeric `user` with no entry needs a `group`);
+    /// `None` when neither key is written (the workers keep the daemon's group).
+    pub gid: Option<u32>,
+    /// A worker is recycled after this many requests (`maximum_requests`).
+    pub maximum_requests: Option<u64>,
+    /// A worker whose resident memory passes this many bytes is recycled (`memory_limit`).
+    pub memory_limit: Option<u64>,
+    /// A worker not ready this long after it started (its apps not loaded: a hung `init`)
+    /// is killed and started again (`startup_timeout`, default 60 s).
+    pub startup_timeout: std::time::Duration,
+    /// A worker that served no request this long is replaced (`inactivity_timeout`,
+    /// mod_wsgi's `inactivity-timeout`): what it held is given back.
+    pub inactivity_timeout: Option<std::time::Duration>,
+    /// A worker is replaced once it has run this long, after its requests in flight
+    /// (`restart_interval`).
+    pub restart_interval: Option<std::time::Duration>,
+    /// The workers' working directory (`home`), absolute; the daemon's when absent.
+    pub home: Option<std::path::PathBuf>,
+    /// The workers' umask (`umask`, octal); the daemon's when absent.
+    pub umask: Option<u32>,
+    /// The workers' `LANG` (`lang`).
+    pub lang: Option<String>,
+    /// The workers' `LC_ALL` (`locale`).
+    pub locale: Option<String>,
+    /// What `ps` shows for a worker (`display_name`); `gatehouse worker /URL` when absent.
+    pub display_name: Option<String>,
+    /// Groups the workers get beside their user's own (`supplementary_groups`, resolved to
+    /// gids when the file was read); only with `user`.
+    pub supplementary_groups: Vec<u32>,
+}
 
 /// `startup_timeout` when not written: how long a new worker may take to load its apps.
 pub const DEFAULT_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

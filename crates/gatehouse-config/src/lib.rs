@@ -138,18 +138,20 @@ mod node;
 mod size;
 mod statics;
 mod url;
+mod url_match;
 mod validate;
 mod worker_text;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use errors::ErrorDocuments;
-pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES};
+pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES, ProcessSettings};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use logs::{AccessLog, ErrorLog, Logs, Rotate, RotateAge};
 pub use net::parse_net;
 pub use size::parse_size;
 pub use statics::StaticDir;
 pub use url::url_covers;
+pub use url_match::expand as expand_url_match;
 pub use worker_text::worker_text;
 
 use diagnostic::Diags;
@@ -347,6 +349,10 @@ pub struct Alias {
     /// The URL prefix, normalized: starts with `/`, no trailing slash (except the root
     /// `/` itself), no empty, `.` or `..` segments, no `?`, `#`, `%` or whitespace.
     pub url: String,
+    /// With `url_match` (mod_wsgi's `WSGIScriptAliasMatch`): the regular expression, as
+    /// matched (anchored at the path's start, so `url` holds it too); `path` is then a
+    /// template whose `$1`..`$9` are its captures, one file per match.
+    pub url_match: Option<String>,
     /// Whether `url` was written with a trailing slash (`/myapp/`), which the
     /// normalization removed. For a directory group it means nothing (`/wsgi/` and
     /// `/wsgi` are the same group). For a single app, mod_wsgi would then match only
@@ -430,53 +436,6 @@ pub enum Isolation {
     /// In worker processes (`isolation: process`), like mod_wsgi's daemon mode: a crash fails
     /// only the requests its worker was serving.
     Process(ProcessSettings),
-}
-
-/// The worker processes of an alias with `isolation: process`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ProcessSettings {
-    /// How many worker processes (`processes`); each runs the alias's `threads`.
-    pub processes: usize,
-    /// The user the workers run as (`user`), by name or number, as written; the daemon's
-    /// when absent. For messages: [`ProcessSettings::uid`] is what to switch to.
-    pub user: Option<String>,
-    /// The group the workers run as (`group`), as written; the user's primary group when
-    /// absent. For messages: [`ProcessSettings::gid`] is what to switch to.
-    pub group: Option<String>,
-    /// `user` resolved when the file was read: a name's uid (getpwnam_r), or the number as
-    /// written. `None` when `user` is absent (the workers keep the daemon's user).
-    pub uid: Option<u32>,
-    /// The workers' group, resolved when the file was read: `group` (a name's gid, or the
-    /// number as written) if given, else the primary group of `user`'s entry. Always `Some`
-    /// when [`ProcessSettings::uid`] is (a numeric `user` with no entry needs a `group`);
-    /// `None` when neither key is written (the workers keep the daemon's group).
-    pub gid: Option<u32>,
-    /// A worker is recycled after this many requests (`maximum_requests`).
-    pub maximum_requests: Option<u64>,
-    /// A worker whose resident memory passes this many bytes is recycled (`memory_limit`).
-    pub memory_limit: Option<u64>,
-    /// A worker not ready this long after it started (its apps not loaded: a hung `init`)
-    /// is killed and started again (`startup_timeout`, default 60 s).
-    pub startup_timeout: std::time::Duration,
-    /// A worker that served no request this long is replaced (`inactivity_timeout`,
-    /// mod_wsgi's `inactivity-timeout`): what it held is given back.
-    pub inactivity_timeout: Option<std::time::Duration>,
-    /// A worker is replaced once it has run this long, after its requests in flight
-    /// (`restart_interval`).
-    pub restart_interval: Option<std::time::Duration>,
-    /// The workers' working directory (`home`), absolute; the daemon's when absent.
-    pub home: Option<std::path::PathBuf>,
-    /// The workers' umask (`umask`, octal); the daemon's when absent.
-    pub umask: Option<u32>,
-    /// The workers' `LANG` (`lang`).
-    pub lang: Option<String>,
-    /// The workers' `LC_ALL` (`locale`).
-    pub locale: Option<String>,
-    /// What `ps` shows for a worker (`display_name`); `gatehouse worker /URL` when absent.
-    pub display_name: Option<String>,
-    /// Groups the workers get beside their user's own (`supplementary_groups`, resolved to
-    /// gids when the file was read); only with `user`.
-    pub supplementary_groups: Vec<u32>,
 }
 
 /// What an alias serves.

@@ -13,15 +13,11 @@ use crate::request::route::{self, GroupMiss, Route, Table};
 pub fn table(config: &Config) -> String {
     let mut out = String::new();
     let file = config.file.display();
-    let width = config
-        .aliases
-        .iter()
-        .map(|a| url_pattern(a.url.as_str(), a.kind, a.trailing_slash).len())
-        .max()
-        .unwrap_or(3);
+    let width = config.aliases.iter().map(|a| shown_url(a).len()).max().unwrap_or(3);
     let _ = writeln!(out, "{:<3} {:<width$}  {:<5}  PATH (where declared)", "#", "URL", "KIND");
     for (i, a) in config.aliases.iter().enumerate() {
         let kind = match a.kind {
+            _ if a.url_match.is_some() => "match",
             AliasKind::App => "app",
             AliasKind::Group => "group",
         };
@@ -45,7 +41,7 @@ pub fn table(config: &Config) -> String {
             out,
             "{:<3} {:<width$}  {:<5}  {} ({file}:{}:{}){flags}",
             i + 1,
-            url_pattern(&a.url, a.kind, a.trailing_slash),
+            shown_url(a),
             kind,
             a.path.display(),
             a.pos.line,
@@ -71,6 +67,14 @@ pub fn table(config: &Config) -> String {
 
 /// An alias's URL as the table shows it: a single app as written (`/h/`, written with its
 /// slash, serves `/h/...` but not `/h`), a group as `URL/NAME`.
+/// An alias's URL as the table shows it: its pattern, or `~REGEX` for a `url_match`.
+fn shown_url(a: &gatehouse_config::Alias) -> String {
+    match &a.url_match {
+        Some(re) => format!("~{re}"),
+        None => url_pattern(&a.url, a.kind, a.trailing_slash),
+    }
+}
+
 fn url_pattern(url: &str, kind: AliasKind, trailing_slash: bool) -> String {
     match kind {
         AliasKind::App if trailing_slash && url != "/" => format!("{url}/"),
@@ -119,9 +123,10 @@ pub fn explain(config: &Config, url: &str) -> String {
     }
     let route = table.route(&path);
     let mount = match route {
-        Route::App { mount, .. } | Route::Group { mount, .. } | Route::GroupIndex { mount } => {
-            Some(mount)
-        }
+        Route::App { mount, .. }
+        | Route::Group { mount, .. }
+        | Route::GroupIndex { mount }
+        | Route::Match { mount, .. } => Some(mount),
         Route::NoMatch => None,
     };
     let Some(mount) = mount else {
@@ -138,7 +143,7 @@ pub fn explain(config: &Config, url: &str) -> String {
         out,
         "alias:         #{} {} ({}:{}:{})",
         mount + 1,
-        url_pattern(&a.url, a.kind, a.trailing_slash),
+        shown_url(a),
         config.file.display(),
         a.pos.line,
         a.pos.column
@@ -196,6 +201,25 @@ pub fn explain(config: &Config, url: &str) -> String {
                     }
                 },
             }
+        }
+        Route::Match { script_name, path_info, file, .. } => {
+            let _ = writeln!(
+                out,
+                "SCRIPT_NAME:   {:?} (the match)",
+                String::from_utf8_lossy(script_name)
+            );
+            let _ = writeln!(out, "PATH_INFO:     {:?}", String::from_utf8_lossy(path_info));
+            let exists = file.is_file();
+            let _ = writeln!(
+                out,
+                "{}{}{}",
+                file_label(config, &file),
+                file.display(),
+                if exists { "" } else { " (does not exist)" }
+            );
+            handler_line(&mut out, config, &file);
+            let answer = if exists { "served by the app (404 if it does not load)" } else { "404" };
+            let _ = writeln!(out, "answer:        {answer}");
         }
         Route::GroupIndex { .. } => {
             let _ = writeln!(out, "answer:        403: a directory group's folder is not an app");

@@ -750,6 +750,8 @@ fn new_pool(alias: &Alias) -> Arc<Pool> {
 /// The alias URL an instance serves: the alias's, or for a group `URL/NAME`.
 fn instance_alias(m: &Mount, group_name: Option<&str>) -> String {
     match group_name {
+        // A `url_match` alias's instance is named by its match (its SCRIPT_NAME).
+        Some(name) if m.alias.url_match.is_some() => name.to_owned(),
         Some(name) => format!("{}/{name}", m.alias.url.trim_end_matches('/')),
         None => m.alias.url.clone(),
     }

@@ -220,6 +220,19 @@ fn target(host: &Host, raw_path: &str, served: &mut Served) -> Result<Target, An
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
         Route::Group { mount, name, script_name, .. } => (mount, script_name.len(), Some(name)),
+        Route::Match { mount, script_name, file, .. } => {
+            // The file the captures name, served as a group's plugin named by the match.
+            served.mount = Some(mount);
+            if !file.is_file() {
+                per_request!(Info, &host.mounts[mount].alias.url, None;
+                    "404: {} (for {}) does not exist", file.display(), String::from_utf8_lossy(script_name));
+                return Err(Answer::new(404, "no such app"));
+            }
+            let script_len = script_name.len();
+            let name = Arc::from(String::from_utf8_lossy(script_name).as_ref());
+            let file = Arc::from(file.as_path());
+            return Ok(Target { mount, file, group_name: Some(name), path, script_len });
+        }
         Route::GroupIndex { .. } => {
             return Err(Answer::new(403, "a directory group's folder is not an app"));
         }
@@ -286,7 +299,7 @@ fn refused_before_body(
     let len = head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
     let path = route::normalize(head.uri.path().as_bytes()).ok()?;
     let mount = match host.table.route(&path) {
-        Route::App { mount, .. } | Route::Group { mount, .. } => mount,
+        Route::App { mount, .. } | Route::Group { mount, .. } | Route::Match { mount, .. } => mount,
         Route::GroupIndex { .. } | Route::NoMatch => return None,
     };
     let max_body = host.mounts[mount].alias.max_body;

@@ -12,6 +12,7 @@
 //! this module answers.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 
 use gatehouse_config::{AliasKind, Config};
@@ -188,6 +189,17 @@ pub enum Route<'p> {
         /// Index of the alias in declaration order.
         mount: usize,
     },
+    /// A `url_match` alias matches: its `path` template named `file`.
+    Match {
+        /// Index of the alias in declaration order.
+        mount: usize,
+        /// SCRIPT_NAME: the matched part.
+        script_name: &'p [u8],
+        /// PATH_INFO: empty or starting with `/`.
+        path_info: &'p [u8],
+        /// The file the captures name.
+        file: PathBuf,
+    },
     /// No alias matches (404).
     NoMatch,
 }
@@ -205,6 +217,37 @@ pub struct Table {
     by_url: HashMap<Box<[u8]>, Vec<usize>>,
     /// The aliases at `/`, which match every path.
     at_root: Vec<usize>,
+    /// The `url_match` aliases: index → expression and file template. With any, routing
+    /// tries every alias in order.
+    patterns: HashMap<usize, Pattern>,
+}
+
+/// A `url_match` alias's expression and its `path` template.
+#[derive(Debug, Clone)]
+struct Pattern {
+    re: regex::bytes::Regex,
+    template: String,
+}
+
+impl Pattern {
+    fn matches<'p>(&self, mount: usize, path: &'p [u8]) -> Option<Route<'p>> {
+        let caps = self.re.captures(path)?;
+        let whole = caps.get(0)?;
+        let end = whole.end();
+        // Anchored at the start; SCRIPT_NAME ends where a segment does.
+        if whole.start() != 0
+            || end == 0
+            || (end < path.len() && path[end] != b'/' && path[end - 1] != b'/')
+        {
+            return None;
+        }
+        let groups: Vec<&[u8]> =
+            (0..caps.len()).map(|i| caps.get(i).map_or(&b""[..], |m| m.as_bytes())).collect();
+        let file = gatehouse_config::expand_url_match(&self.template, &groups);
+        let file = PathBuf::from(std::ffi::OsString::from_vec(file));
+        let (script_name, path_info) = path.split_at(end);
+        Some(Route::Match { mount, script_name, path_info, file })
+    }
 }
 
 impl Table {
@@ -219,12 +262,12 @@ impl Table {
                 by_url.entry(m.url.as_bytes().into()).or_default().push(i);
             }
         }
-        Table { mounts, by_url, at_root }
+        Table { mounts, by_url, at_root, patterns: HashMap::new() }
     }
 
     /// Builds the table from a validated configuration.
     pub(crate) fn from_config(config: &Config) -> Table {
-        Table::new(
+        let mut table = Table::new(
             config
                 .aliases
                 .iter()
@@ -235,11 +278,32 @@ impl Table {
                     path: a.path.clone(),
                 })
                 .collect(),
-        )
+        );
+        for (i, a) in config.aliases.iter().enumerate() {
+            // Checked when the configuration was read; one that does not compile (it
+            // cannot) matches nothing.
+            if let Some(re) = a.url_match.as_deref().and_then(|s| regex::bytes::Regex::new(s).ok())
+            {
+                let template = a.path.to_string_lossy().into_owned();
+                table.patterns.insert(i, Pattern { re, template });
+            }
+        }
+        table
     }
 
     /// Finds the first alias (in declaration order) that matches a normalised path.
     pub fn route<'p>(&self, path: &'p [u8]) -> Route<'p> {
+        if !self.patterns.is_empty() {
+            return self
+                .mounts
+                .iter()
+                .enumerate()
+                .find_map(|(i, m)| match self.patterns.get(&i) {
+                    Some(p) => p.matches(i, path),
+                    None => m.matches(i, path),
+                })
+                .unwrap_or(Route::NoMatch);
+        }
         if self.mounts.len() <= LINEAR_SCAN_MAX {
             return self
                 .mounts
@@ -476,6 +540,12 @@ mod tests {
                     String::from_utf8_lossy(path_info)
                 ),
                 Route::GroupIndex { mount } => format!("index {mount}"),
+                Route::Match { mount, script_name, path_info, file } => format!(
+                    "match {mount} {}|{} {}",
+                    String::from_utf8_lossy(script_name),
+                    String::from_utf8_lossy(path_info),
+                    file.display()
+                ),
                 Route::NoMatch => "none".to_owned(),
             };
             assert_eq!(&got, want, "{path}");
