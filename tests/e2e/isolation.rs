@@ -1287,3 +1287,43 @@ aliases:
     assert_ne!(defaults[1], "0077");
     assert!(defaults[4].ends_with("gatehouse"), "{defaults:?}");
 }
+
+#[test]
+fn a_worker_whose_interpreter_is_held_past_deadlock_timeout_is_replaced() {
+    let yaml = "\
+handlers:
+  - suffix: .py
+    plugin: {wsgi}
+aliases:
+  - url: /py
+    path: py/hold.py
+    isolation: process
+    processes: 1
+    deadlock_timeout: 1s
+";
+    // ctypes.PyDLL calls keep the GIL: libc's sleep(30) through it holds the interpreter.
+    let script = "import ctypes\n\
+def application(environ, start_response):\n\
+\x20   if environ['PATH_INFO'] == '/hold':\n\
+\x20       ctypes.PyDLL(None).sleep(30)\n\
+\x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+\x20   return [b'ok']\n";
+    let d = Daemon::start_with(yaml, |root| {
+        std::fs::create_dir_all(root.join("py")).unwrap();
+        std::fs::write(root.join("py/hold.py"), script).unwrap();
+    });
+    assert_eq!(d.get("/py/ok").text(), "ok");
+    // 502: its worker ended (the sleep itself would have ended in a 200).
+    let held = d.get("/py/hold");
+    assert_eq!(held.status, 502, "{held}");
+    // Its last words reach the log (from its stderr, relayed apart from the reply).
+    wait_for("the deadlock line", Duration::from_secs(10), || {
+        let log = d.log();
+        if log.contains("past its deadlock_timeout of 1000 ms") { Ok(()) } else { Err(log) }
+    });
+    // A new worker serves.
+    wait_for("a new worker", Duration::from_secs(20), || {
+        let r = d.get("/py/ok");
+        if r.status == 200 { Ok(()) } else { Err(format!("{r}")) }
+    });
+}

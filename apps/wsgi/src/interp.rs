@@ -269,3 +269,43 @@ pub(crate) fn describe(py: Python<'_>, e: &PyErr) -> String {
     });
     formatted.unwrap_or_else(|_| e.to_string())
 }
+
+/// Starts (once per process) the deadlock watch of `deadlock_timeout`, as mod_wsgi's: one
+/// thread takes the GIL every tenth of `timeout` and notes when it got it; another ends the
+/// process (abort: the daemon logs the crash and starts a new worker) when that note is
+/// older than `timeout`: something holds the interpreter and gives it up to nobody (a C
+/// extension blocking with the GIL held, a hung native call). Only worker processes run it.
+pub(crate) fn watch_deadlock(timeout: std::time::Duration, alias: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let alias = alias.to_owned();
+    STARTED.call_once(move || {
+        let epoch = std::time::Instant::now();
+        let now = move || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let tick = (timeout / 10).max(std::time::Duration::from_millis(10));
+        LAST.store(now(), Ordering::Relaxed);
+        let _ = std::thread::Builder::new().name("gil-probe".into()).spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                Python::attach(|_py| LAST.store(now(), Ordering::Relaxed));
+            }
+        });
+        let _ = std::thread::Builder::new().name("gil-watch".into()).spawn(move || {
+            let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            loop {
+                std::thread::sleep(tick);
+                let held = now().saturating_sub(LAST.load(Ordering::Relaxed));
+                if held > limit {
+                    eprintln!(
+                        "{alias}: the Python interpreter has been held for {held} ms, past its \
+                         deadlock_timeout of {} ms: ending this worker process (the daemon starts \
+                         another)",
+                        limit
+                    );
+                    std::process::abort();
+                }
+            }
+        });
+    });
+}

@@ -130,6 +130,10 @@ impl Instance {
         let check_scripts = get("gatehouse.check_plugins").is_none_or(|c| c != "off");
         interp::ensure(python_home.as_deref(), &python_path)
             .map_err(|e| format!("{}: {e}", args.alias))?;
+        // Only in a worker process (the daemon sets it only for `isolation: process`).
+        if let Some(ms) = get("gatehouse.deadlock_timeout_ms").and_then(|t| t.parse::<u64>().ok()) {
+            interp::watch_deadlock(std::time::Duration::from_millis(ms), &args.alias);
+        }
         Ok(Instance {
             alias: args.alias.clone(),
             callable: callable.to_owned(),

@@ -58,6 +58,7 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "locale",
     "display_name",
     "supplementary_groups",
+    "deadlock_timeout",
 ];
 
 /// The global values an alias inherits when it does not set its own.

@@ -52,6 +52,7 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "locale",
     "display_name",
     "supplementary_groups",
+    "deadlock_timeout",
 ];
 
 /// The worker processes of an alias with `isolation: process`.
@@ -99,6 +100,9 @@ pub struct ProcessSettings {
     /// Groups the workers get beside their user's own (`supplementary_groups`, resolved to
     /// gids when the file was read); only with `user`.
     pub supplementary_groups: Vec<u32>,
+    /// For the WSGI bridge: a worker whose Python interpreter is held (its GIL not given up)
+    /// this long is ended and replaced (`deadlock_timeout`, mod_wsgi's `deadlock-timeout`).
+    pub deadlock_timeout: Option<std::time::Duration>,
 }
 
 /// `startup_timeout` when not written: how long a new worker may take to load its apps.
@@ -202,6 +206,7 @@ pub(crate) fn read(
         |key: &str, d: &mut Diags| f.get(key).and_then(|n| crate::limits::duration(n, key, d));
     let inactivity_timeout = duration("inactivity_timeout", d);
     let restart_interval = duration("restart_interval", d);
+    let deadlock_timeout = duration("deadlock_timeout", d);
     let home = f.get("home").and_then(|n| {
         let written = crate::validate::path_value(n, "home", d)?;
         let home = crate::validate::resolve(dir, written);
@@ -300,6 +305,7 @@ pub(crate) fn read(
         locale,
         display_name,
         supplementary_groups,
+        deadlock_timeout,
     })
 }
 
@@ -433,6 +439,7 @@ mod tests {
                 locale: None,
                 display_name: None,
                 supplementary_groups: Vec::new(),
+                deadlock_timeout: None,
             })
         );
         // A global `dispatch: inline` is not an isolated alias's.
@@ -467,6 +474,7 @@ mod tests {
                 locale: Some("C.UTF-8".into()),
                 display_name: Some("(wsgi:app)".into()),
                 supplementary_groups: Vec::new(),
+                deadlock_timeout: None,
             })
         );
     }

@@ -114,6 +114,11 @@ pub(crate) fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec
         Isolation::InProcess => 1,
     };
     set("gatehouse.processes", processes.to_string());
+    if let Isolation::Process(p) = &alias.isolation
+        && let Some(t) = p.deadlock_timeout
+    {
+        set("gatehouse.deadlock_timeout_ms", t.as_millis().to_string());
+    }
     set("gatehouse.reloading", if alias.reloading { "on" } else { "off" }.to_owned());
     set("gatehouse.check_plugins", if alias.check_plugins { "on" } else { "off" }.to_owned());
     env
