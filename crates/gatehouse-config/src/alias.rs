@@ -44,22 +44,14 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "python_home",
     "python_path",
     "isolation",
-    "processes",
-    "user",
-    "group",
-    "maximum_requests",
-    "memory_limit",
-    "startup_timeout",
-    "inactivity_timeout",
-    "restart_interval",
-    "home",
-    "umask",
-    "lang",
-    "locale",
-    "display_name",
-    "supplementary_groups",
-    "deadlock_timeout",
 ];
+
+/// Every key an alias accepts: [`ALIAS_KEYS`], then the worker settings
+/// ([`crate::isolation::PROCESS_KEYS`]).
+fn all_alias_keys() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| ALIAS_KEYS.iter().chain(crate::isolation::PROCESS_KEYS).copied().collect())
+}
 
 /// The global values an alias inherits when it does not set its own.
 #[derive(Debug, Clone)]
@@ -155,7 +147,7 @@ fn one(
     accounts: &dyn Accounts,
     d: &mut Diags,
 ) -> Option<Read> {
-    let f = fields(item, "an alias", ALIAS_KEYS, d)?;
+    let f = fields(item, "an alias", all_alias_keys(), d)?;
     // `url_match: REGEX` (WSGIScriptAliasMatch) instead of `url`: see `url_match`.
     let pattern = f.get("url_match").map(|n| (n, crate::url_match::pattern(n, f.get("url"), d)));
     let url_node = f.get("url");

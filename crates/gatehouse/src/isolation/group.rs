@@ -53,6 +53,17 @@ impl Drop for Waiting<'_> {
     }
 }
 
+impl State {
+    /// Whether `w` serves requests now: alive, ready (its sockets lent out or idle), and not
+    /// being replaced.
+    fn serving(&self, w: &Arc<Worker>) -> bool {
+        !w.dead.load(Ordering::Acquire)
+            && !w.retiring.load(Ordering::Acquire)
+            && (w.busy.load(Ordering::Acquire) > 0
+                || self.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     stopping: bool,
@@ -299,16 +310,7 @@ impl Group {
     /// How many workers are ready (their apps loaded) and not being replaced.
     pub(crate) fn ready_workers(&self) -> usize {
         let state = self.inner.lock();
-        state
-            .workers
-            .iter()
-            .filter(|w| {
-                !w.dead.load(Ordering::Acquire)
-                    && !w.retiring.load(Ordering::Acquire)
-                    && (w.busy.load(Ordering::Acquire) > 0
-                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
-            })
-            .count()
+        state.workers.iter().filter(|w| state.serving(w)).count()
     }
 
     /// The user the workers run as, when it is not the daemon's.

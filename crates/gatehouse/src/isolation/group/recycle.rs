@@ -20,17 +20,8 @@ impl Group {
         if state.stopping {
             return 0;
         }
-        let ready: Vec<Arc<Worker>> = state
-            .workers
-            .iter()
-            .filter(|w| {
-                !w.dead.load(Ordering::Acquire)
-                    && !w.retiring.load(Ordering::Acquire)
-                    && (w.busy.load(Ordering::Acquire) > 0
-                        || state.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
-            })
-            .cloned()
-            .collect();
+        let ready: Vec<Arc<Worker>> =
+            state.workers.iter().filter(|w| state.serving(w)).cloned().collect();
         for w in &ready {
             w.retiring.store(true, Ordering::Release);
             state.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
