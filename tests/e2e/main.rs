@@ -16,7 +16,8 @@
 //! One module per topic: the seed's two apps, routing, forms and limits, the environ and its
 //! conformance with mod_wsgi, plugin loading and failures, dispatch, streaming, uploads, logs,
 //! live reload, hostile input, process isolation and what a worker gets from the daemon
-//! (hardening), the WSGI bridge, TLS, metrics, systemd, and
+//! (hardening), the WSGI bridge, TLS, metrics, systemd, the OCI image and the Kubernetes
+//! manifests (under podman), and
 //! the `check` / `routes` commands.
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +31,7 @@ mod hardening;
 mod harness;
 mod hostile;
 mod isolation;
+mod kubernetes;
 mod logs;
 mod metrics;
 mod plugins;
