@@ -129,19 +129,12 @@ pub(crate) fn build_layout() -> Result<(PathBuf, String, Option<String>), String
     Ok((above.to_owned(), profile, None))
 }
 
-fn build() -> Result<Artifacts, String> {
-    let (target_dir, profile, triple) = build_layout()?;
-    // Cargo sets CARGO_MANIFEST_DIR when it runs the tests; the compile-time value is the
-    // fallback (it is stale if the workspace was moved after this binary was built).
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    let workspace = manifest_dir.parent().ok_or("the e2e package has no parent folder")?.to_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    // Cargo runs this test binary with the e2e package's own variables set
-    // (CARGO_MANIFEST_DIR, CARGO_PKG_*...). Passed on, they would differ from what the outer
-    // build saw, and build scripts that watch them (ring's) would rerun, rebuilding the TLS
-    // stack, actix and the daemon here and again in the next outer `cargo test`.
+/// Removes from `cmd`'s environment the e2e package's own variables, which Cargo sets when
+/// it runs this test binary (CARGO_MANIFEST_DIR, CARGO_PKG_*...), for a nested cargo
+/// command. Passed on, they would differ from what the outer build saw, and build scripts
+/// that watch them (ring's) would rerun, rebuilding the TLS stack, actix and the daemon
+/// there and again in the next outer `cargo test`.
+pub(crate) fn without_package_env(cmd: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         let per_package = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_"];
@@ -152,6 +145,30 @@ fn build() -> Result<Artifacts, String> {
             cmd.env_remove(name.as_ref());
         }
     }
+}
+
+/// The target folder this test binary was built in (the nested builds' too).
+pub(crate) fn target_dir() -> PathBuf {
+    build_layout().unwrap_or_else(|e| panic!("{e}")).0
+}
+
+/// The workspace's root folder.
+pub(crate) fn workspace() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("the e2e package has a parent folder").to_owned()
+}
+
+fn build() -> Result<Artifacts, String> {
+    let (target_dir, profile, triple) = build_layout()?;
+    // Cargo sets CARGO_MANIFEST_DIR when it runs the tests; the compile-time value is the
+    // fallback (it is stale if the workspace was moved after this binary was built).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let workspace = manifest_dir.parent().ok_or("the e2e package has no parent folder")?.to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    without_package_env(&mut cmd);
     cmd.current_dir(&workspace)
         .arg("build")
         // The outer `cargo test` has already settled Cargo.lock; never rewrite it here.

@@ -17,8 +17,8 @@
 //! conformance with mod_wsgi, plugin loading and failures, dispatch, streaming, uploads, logs,
 //! live reload, hostile input, process isolation and what a worker gets from the daemon
 //! (hardening), the WSGI bridge, TLS, metrics, systemd, the Debian packages (installed into a
-//! container booted with systemd, where root can run it), and the `check` / `routes`
-//! commands.
+//! container booted with systemd, where root can run it), the OCI image and the Kubernetes
+//! manifests (under podman), and the `check` / `routes` commands.
 #![allow(clippy::unwrap_used)]
 
 mod cli;
@@ -32,6 +32,7 @@ mod hardening;
 mod harness;
 mod hostile;
 mod isolation;
+mod kubernetes;
 mod logs;
 mod metrics;
 mod plugins;

@@ -28,6 +28,7 @@ pub mod host;
 // layer 5: edges and entry points
 pub mod admin;
 pub mod http;
+pub mod init;
 pub mod pidfile;
 pub mod reload;
 pub mod routes;
@@ -50,6 +51,7 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("host", 4),
     ("admin", 5),
     ("http", 5),
+    ("init", 5),
     ("pidfile", 5),
     ("reload", 5),
     ("routes", 5),

@@ -373,6 +373,10 @@ fn signal_daemon(
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        // A container's first process: an init in front of the daemon (`gatehouse::init`).
+        Command::Serve { .. } if gatehouse::init::is_pid1() => {
+            gatehouse::init::supervise().context("cannot run as PID 1")
+        }
         Command::Serve { config, listen } => serve(&config, listen),
         Command::Reload { config, pid } => reload(&config, pid),
         Command::ReopenLogs { config, pid } => {
