@@ -81,8 +81,8 @@ pub(crate) fn connection_limit(max_connections: usize, workers: usize, listeners
              open file limit (RLIMIT_NOFILE) is {soft}: with {workers} worker thread(s), \
              {listeners} listener(s) and {} descriptors kept for logs, plugins, workers and \
              uploads, each worker accepts at most {limit} connection(s) per listener (hint: \
-             raise the limit, `LimitNOFILE=65536` in the unit (`systemctl edit gatehouse`) or \
-             `ulimit -n`, or lower `max_connections`)",
+             raise the limit, `LimitNOFILE=65536` in the unit (`systemctl edit gatehouse`), \
+             `--ulimit nofile=65536` for a container, or `ulimit -n`; or lower `max_connections`)",
             reserve(soft)
         );
     }
