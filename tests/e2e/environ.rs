@@ -250,13 +250,8 @@ aliases:
         "aliases:\n  - url: /x\n    path: x.so\n    env: {A: \"${GH_NOT_SET_ANYWHERE}\"}\n",
     )
     .unwrap();
-    let o = std::process::Command::new(&artifacts().gatehouse)
-        .args(["check", "--config"])
-        .arg(d.path("unset.yaml"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (code, err) = crate::harness::check(&d.path("unset.yaml"));
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("unset.yaml:4:14: error: `${GH_NOT_SET_ANYWHERE}` is not set in the daemon's environment"),
         "{err}"

@@ -277,6 +277,14 @@ pub(crate) fn public_plugins(root: &Path, packages: &[&str]) {
     make_public(&dir, 0o755);
 }
 
+/// `gatehouse check --config FILE`: its exit code and its stderr (where it prints errors).
+pub(crate) fn check(config: &Path) -> (Option<i32>, String) {
+    let mut cmd = Command::new(&artifacts().gatehouse);
+    cmd.args(["check", "--config"]).arg(config).env_remove("RUST_LOG");
+    let o = output_within(&mut cmd, Duration::from_secs(60));
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
 /// Runs `cmd` with its output captured; kills it if it still runs after `limit` (a `serve`
 /// that should have refused to start).
 pub(crate) fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {

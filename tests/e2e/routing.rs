@@ -313,13 +313,8 @@ aliases:
         "error_documents: {404: errors/none.html, 200: errors/404.html}\naliases: []\n",
     )
     .unwrap();
-    let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
-        .args(["check", "--config"])
-        .arg(d.path("bad.yaml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (code, err) = crate::harness::check(&d.path("bad.yaml"));
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("bad.yaml:1:24: error: the error document"), "{err}");
     assert!(err.contains("bad.yaml:1:42: error: `200` is not an HTTP error status"), "{err}");
 }
@@ -424,13 +419,8 @@ aliases:
         ),
     ] {
         std::fs::write(d.path("bad.yaml"), format!("aliases:\n{alias}")).unwrap();
-        let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
-            .args(["check", "--config"])
-            .arg(d.path("bad.yaml"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{alias}: {err}");
+        let (code, err) = crate::harness::check(&d.path("bad.yaml"));
+        assert_eq!(code, Some(1), "{alias}: {err}");
         assert!(err.contains(wanted), "{alias}: {err}");
     }
 }

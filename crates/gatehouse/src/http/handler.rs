@@ -97,14 +97,15 @@ async fn serve(
     }
 
     // Static files (`static`) come before the aliases.
+    let path = route::normalize(req.uri().path().as_bytes()).map_err(Answer::from)?;
     if !host.config.statics.is_empty()
-        && let Some(resp) = static_file(req, host, served)
+        && let Some(resp) = static_file(req, &path, host, served)
     {
         return resp;
     }
 
     // Route: URL → alias → plugin file.
-    let t = target(host, req.uri().path(), served)?;
+    let t = target(host, path, served)?;
     let m = &host.mounts[t.mount];
     let alias = &m.alias;
     served.app = Some(Arc::from(t.app_name(m)));
@@ -195,19 +196,15 @@ impl Target {
     }
 }
 
-/// Routes a request to its alias and plugin file, or answers it. `served.mount` is set
-/// once an alias matched: a directory group's missing app counts as its alias's request.
-/// The answer for a request under a `static` URL (`None`: no static folder covers it).
+/// The answer for a request under a `static` URL (`None`: no static folder covers it);
+/// `path` is the request's, normalized.
 fn static_file(
     req: &HttpRequest,
+    path: &[u8],
     host: &Host,
     served: &mut Served,
 ) -> Option<Result<HttpResponse, Answer>> {
-    let path = match route::normalize(req.uri().path().as_bytes()) {
-        Ok(path) => path,
-        Err(e) => return Some(Err(Answer::from(e))),
-    };
-    let (dir, rest) = super::static_files::covering(&host.config.statics, &path)?;
+    let (dir, rest) = super::static_files::covering(&host.config.statics, path)?;
     served.app = Some(Arc::from("static"));
     Some(
         super::static_files::resolve(&dir.path, rest)
@@ -215,8 +212,10 @@ fn static_file(
     )
 }
 
-fn target(host: &Host, raw_path: &str, served: &mut Served) -> Result<Target, Answer> {
-    let path = route::normalize(raw_path.as_bytes()).map_err(Answer::from)?;
+/// Routes a request (its normalized `path`) to its alias and plugin file, or answers it.
+/// `served.mount` is set once an alias matched: a directory group's missing app counts as
+/// its alias's request.
+fn target(host: &Host, path: Vec<u8>, served: &mut Served) -> Result<Target, Answer> {
     let (mount, script_len, group) = match host.table.route(&path) {
         Route::App { mount, script_name, .. } => (mount, script_name.len(), None),
         Route::Group { mount, name, script_name, .. } => (mount, script_name.len(), Some(name)),

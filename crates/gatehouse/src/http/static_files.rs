@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use gatehouse_config::StaticDir;
 
 use crate::request::answer::Answer;
+use crate::request::route::GroupMiss;
 
 /// The static folder serving `path` (normalized, decoded) and the file's path relative to
 /// it, if one covers it. The longest URL wins, as with Apache's `Alias` for nested URLs.
@@ -48,15 +49,11 @@ pub(crate) fn resolve(dir: &Path, rest: &[u8]) -> Result<PathBuf, Answer> {
         return Err(Answer::new(404, "no such file"));
     }
     let root = std::fs::canonicalize(dir).map_err(|_| Answer::new(404, "no such file"))?;
-    let file = std::fs::canonicalize(root.join(std::ffi::OsStr::from_bytes(rest)))
-        .map_err(|_| Answer::new(404, "no such file"))?;
-    if !file.starts_with(&root) {
-        return Err(Answer::new(404, "no such file"));
-    }
-    if file.is_dir() {
-        return Err(Answer::new(403, "folders are not listed"));
-    }
-    Ok(file)
+    crate::request::route::file_inside(&root, &root.join(std::ffi::OsStr::from_bytes(rest)))
+        .map_err(|miss| match miss {
+            GroupMiss::Forbidden(_) => Answer::new(403, "folders are not listed"),
+            GroupMiss::NotFound(_) => Answer::new(404, "no such file"),
+        })
 }
 
 /// Serves `file` for `req` (GET or HEAD; other methods 405).

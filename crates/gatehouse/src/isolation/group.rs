@@ -53,17 +53,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-impl State {
-    /// Whether `w` serves requests now: alive, ready (its sockets lent out or idle), and not
-    /// being replaced.
-    fn serving(&self, w: &Arc<Worker>) -> bool {
-        !w.dead.load(Ordering::Acquire)
-            && !w.retiring.load(Ordering::Acquire)
-            && (w.busy.load(Ordering::Acquire) > 0
-                || self.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
     stopping: bool,

@@ -22,17 +22,20 @@ pub(crate) const OBJECT: u8 = 1;
 /// `STT_FUNC`.
 pub(crate) const FUNC: u8 = 2;
 
-/// An ELF file's layout: class and byte order, and where its tables are.
-struct Elf<'a> {
+/// An ELF file's identification (class and byte order) and its integer fields: what
+/// staging's whole-file check and the symbol reader both read it with.
+pub(crate) struct Elf<'a> {
     bytes: &'a [u8],
-    wide: bool,
+    /// ELF64 (else ELF32).
+    pub(crate) wide: bool,
     little: bool,
 }
 
 impl<'a> Elf<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Elf<'a>, String> {
+    /// `bytes` as an ELF file, or why they are none.
+    pub(crate) fn new(bytes: &'a [u8]) -> Result<Elf<'a>, String> {
         if bytes.get(..4) != Some(b"\x7fELF") {
-            return Err("not an ELF file".into());
+            return Err("invalid ELF header (not a compiled library)".into());
         }
         let wide = match bytes.get(4) {
             Some(1) => false,
@@ -47,8 +50,8 @@ impl<'a> Elf<'a> {
         Ok(Elf { bytes, wide, little })
     }
 
-    /// The `size`-byte unsigned integer at `at`.
-    fn int(&self, at: u64, size: usize) -> Result<u64, String> {
+    /// The `size`-byte unsigned integer at `at`, in the file's byte order.
+    pub(crate) fn int(&self, at: u64, size: usize) -> Result<u64, String> {
         let start = usize::try_from(at).map_err(|_| format!("offset {at} is out of range"))?;
         let field = self
             .bytes

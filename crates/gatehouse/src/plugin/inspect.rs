@@ -13,23 +13,10 @@ use super::elf::{self, FUNC, OBJECT};
 use super::load::LoadError;
 use super::staging::{Check, Digest256, Policy, StageError, check_elf, read_stable};
 
-/// What a plugin file showed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inspected {
-    /// The ABI version it records, when it records one.
-    pub abi_version: Option<u32>,
-    /// The SHA-256 of its bytes.
-    pub sha256: Digest256,
-}
-
 /// Checks `file` as loading it for an alias with `check_plugins` and the `sha256` pin would,
 /// short of running it (see the module's comment), trusting the files of the user running
 /// this (`check` runs as the daemon's user).
-pub fn inspect(
-    file: &Path,
-    check_plugins: bool,
-    sha256: Option<&str>,
-) -> Result<Inspected, LoadError> {
+pub fn inspect(file: &Path, check_plugins: bool, sha256: Option<&str>) -> Result<(), LoadError> {
     let policy = Policy {
         check: if check_plugins { Check::Enforce } else { Check::Warn },
         owners: gatehouse_trust::Owners::current(),
@@ -39,14 +26,9 @@ pub fn inspect(
     let stage = |error: StageError| LoadError::Stage { path: file.to_owned(), error };
     let (bytes, _) = read_stable(file, policy).map_err(stage)?;
     check_elf(&bytes).map_err(stage)?;
-    let sha256 = Digest256(Sha256::digest(&bytes).into());
-    if let Some(pinned) = policy.sha256
-        && sha256.to_string() != pinned
-    {
-        return Err(stage(StageError::Digest {
-            found: sha256.to_string(),
-            pinned: pinned.to_owned(),
-        }));
+    // Hashed only to compare with a pin.
+    if policy.sha256.is_some() {
+        policy.check_pin(Digest256(Sha256::digest(&bytes).into())).map_err(stage)?;
     }
     let bad = |reason: String| LoadError::BadDescriptor { path: file.to_owned(), reason };
     let entry = elf::dynamic_symbol(&bytes, gatehouse_abi::DESCRIPTOR_SYMBOL)
@@ -80,7 +62,7 @@ pub fn inspect(
             expected: gatehouse_abi::ABI_VERSION,
         });
     }
-    Ok(Inspected { abi_version, sha256 })
+    Ok(())
 }
 
 /// `gatehouse check`'s look at the plugin files of `config` (read from `file`), each as

@@ -160,6 +160,18 @@ pub(crate) struct Policy<'a> {
     pub sha256: Option<&'a str>,
 }
 
+impl Policy<'_> {
+    /// Refuses a file whose digest is not the one the alias pins (`sha256`), if it pins one.
+    pub(crate) fn check_pin(&self, sha256: Digest256) -> Result<(), StageError> {
+        match self.sha256 {
+            Some(pinned) if sha256.to_string() != pinned => {
+                Err(StageError::Digest { found: sha256.to_string(), pinned: pinned.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The daemon's folder of private copies: `CACHE_DIR/run-PID`.
 #[derive(Debug)]
 pub struct Cache {
@@ -208,12 +220,7 @@ impl Cache {
         let (bytes, id) = read_stable(file, policy).map_err(|e| (e, None))?;
         check_elf(&bytes).map_err(|e| (e, Some(id)))?;
         let sha256 = Digest256(Sha256::digest(&bytes).into());
-        if let Some(pinned) = policy.sha256
-            && sha256.to_string() != pinned
-        {
-            let e = StageError::Digest { found: sha256.to_string(), pinned: pinned.to_owned() };
-            return Err((e, Some(id)));
-        }
+        policy.check_pin(sha256).map_err(|e| (e, Some(id)))?;
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         let stem: String = stem
             .chars()
@@ -272,34 +279,14 @@ pub(crate) fn read_stable(
 /// Checks that `bytes` are a whole ELF shared object: the ELF header, every program header,
 /// every loadable segment and the section header table lie inside the file.
 pub fn check_elf(bytes: &[u8]) -> Result<(), StageError> {
-    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
-        return Err(StageError::NotElf("invalid ELF header (not a compiled library)".into()));
-    }
-    let wide = match bytes.get(4) {
-        Some(1) => false,
-        Some(2) => true,
-        _ => return Err(StageError::NotElf("unknown ELF class".into())),
-    };
-    let little = match bytes.get(5) {
-        Some(1) => true,
-        Some(2) => false,
-        _ => return Err(StageError::NotElf("unknown ELF byte order".into())),
-    };
+    let elf = super::elf::Elf::new(bytes).map_err(StageError::NotElf)?;
+    let wide = elf.wide;
     let len = bytes.len() as u64;
     let short = |what: &str, end: u64| {
         StageError::Truncated(format!("its {what} ends at byte {end}, the file has {len}"))
     };
     let rd = |at: u64, size: usize| -> Result<u64, StageError> {
-        let start = usize::try_from(at).map_err(|_| short("header", at))?;
-        let field = bytes
-            .get(start..start.saturating_add(size))
-            .ok_or_else(|| short("header", at + size as u64))?;
-        let mut v: u64 = 0;
-        for i in 0..size {
-            let b = if little { field[size - 1 - i] } else { field[i] };
-            v = (v << 8) | u64::from(b);
-        }
-        Ok(v)
+        elf.int(at, size).map_err(|_| short("header", at.saturating_add(size as u64)))
     };
     // The ELF header itself first: 64 bytes (ELF64) or 52 (ELF32).
     let header = if wide { 64 } else { 52 };

@@ -413,7 +413,14 @@ pub fn resolve_group_file(dir: &Path, name: &[u8]) -> Result<PathBuf, GroupMiss>
                 dir.display()
             ))
         })?;
-    let real = std::fs::canonicalize(&candidate).map_err(|e| {
+    file_inside(dir, &candidate)
+}
+
+/// `candidate` resolved (links followed) if it is a regular file inside the canonical folder
+/// `dir`: the rule a directory group's names and a static folder's paths both follow. A
+/// folder is [`GroupMiss::Forbidden`]; anything else that is not a file inside, `NotFound`.
+pub(crate) fn file_inside(dir: &Path, candidate: &Path) -> Result<PathBuf, GroupMiss> {
+    let real = std::fs::canonicalize(candidate).map_err(|e| {
         GroupMiss::NotFound(format!("{} cannot be resolved: {e}", candidate.display()))
     })?;
     if !real.starts_with(dir) {

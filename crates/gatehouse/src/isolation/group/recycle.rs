@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Group, Inner};
+use super::{Group, Inner, State};
 use crate::isolation::proto::Kind;
 use crate::isolation::sockets::Worker;
 use crate::isolation::spec::{Spec, resident_bytes};
@@ -24,10 +24,7 @@ impl Group {
             state.workers.iter().filter(|w| state.serving(w)).cloned().collect();
         for w in &ready {
             w.retiring.store(true, Ordering::Release);
-            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
-            if w.busy.load(Ordering::Acquire) == 0 {
-                w.send_control(Kind::Stop);
-            }
+            state.let_go(w);
         }
         drop(state);
         if !ready.is_empty() {
@@ -71,11 +68,7 @@ impl Inner {
                 rss >> 20,
                 limit >> 20
             );
-            let mut state = self.lock();
-            state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
-            if worker.busy.load(Ordering::Acquire) == 0 {
-                worker.send_control(Kind::Stop);
-            }
+            self.lock().let_go(worker);
         }
     }
 
@@ -110,10 +103,26 @@ impl Inner {
             self.label,
             worker.pid
         );
-        let mut state = self.lock();
-        state.idle.retain(|c| !Arc::ptr_eq(&c.worker, worker));
-        if worker.busy.load(Ordering::Acquire) == 0 {
-            worker.send_control(Kind::Stop);
+        self.lock().let_go(worker);
+    }
+}
+
+impl State {
+    /// Whether `w` serves requests now: alive, ready (its sockets lent out or idle), and not
+    /// being replaced.
+    pub(super) fn serving(&self, w: &Arc<Worker>) -> bool {
+        !w.dead.load(Ordering::Acquire)
+            && !w.retiring.load(Ordering::Acquire)
+            && (w.busy.load(Ordering::Acquire) > 0
+                || self.idle.iter().any(|c| Arc::ptr_eq(&c.worker, w)))
+    }
+
+    /// Lets go of retiring worker `w`: its idle sockets get no new request, and it is told
+    /// to stop now if it serves none (else when its last request is done, in `release`).
+    pub(super) fn let_go(&mut self, w: &Arc<Worker>) {
+        self.idle.retain(|c| !Arc::ptr_eq(&c.worker, w));
+        if w.busy.load(Ordering::Acquire) == 0 {
+            w.send_control(Kind::Stop);
         }
     }
 }
