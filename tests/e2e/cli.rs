@@ -460,6 +460,12 @@ fn gatehouse_new_writes_a_plugin_that_builds_offline_and_is_served_and_swapped()
     assert_eq!(json.text(), r#"{"app":"greeter","greeting":"Howdy"}"#);
     let posted = d.post("/greeter/", "application/x-www-form-urlencoded", b"name=Bo");
     assert_eq!(posted.text(), "Howdy, Bo! (posted)\n");
+    // The SDK's `Request::log_info`: an INFO line in the error log, tagged with the request.
+    crate::harness::wait_until("the app's INFO line", || {
+        d.log()
+            .lines()
+            .any(|l| l.contains(" INFO  app greeter (request ") && l.ends_with("): greeted Bo"))
+    });
     let put = d.send("PUT", "/greeter/", &[], b"");
     put.expect_status(405);
     assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
