@@ -284,6 +284,8 @@ mod raw {
             init: Some(__private::init::<Probe>),
             handle: Some(handle),
             shutdown: Some(__private::shutdown::<Probe>),
+            allow_access: None,
+            check_password: None,
         };
         &DESCRIPTOR
     }

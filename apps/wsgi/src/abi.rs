@@ -26,6 +26,8 @@ static DESCRIPTOR: AppDescriptor = AppDescriptor {
     init: Some(init),
     handle: Some(handle),
     shutdown: Some(shutdown),
+    allow_access: None,
+    check_password: None,
 };
 
 /// The one symbol the daemon looks up.

@@ -166,6 +166,19 @@ typedef struct gh_Environ {
   const struct gh_HostApi *host;
 } gh_Environ;
 
+// What an access or authentication hook decided. A `u32` with named constants: any other
+// value counts as a failure of the hook (the daemon answers 500 and logs it).
+typedef uint32_t gh_Verdict;
+// Access granted, or the password is right (Python's `True`).
+#define gh_Verdict_ALLOW 0
+// Access refused, or the password is wrong (Python's `False`).
+#define gh_Verdict_DENY 1
+// No opinion (`allow_access`: the request goes on) or no such user (`check_password`:
+// 401) (Python's `None`).
+#define gh_Verdict_UNKNOWN 2
+// The hook failed (an exception, a panic); the daemon answers 500.
+#define gh_Verdict_ERROR 3
+
 // The app's entry points and identity, returned by the exported `gatehouse_app` function.
 // It must live as long as the library is loaded (a `static`).
 typedef struct gh_AppDescriptor {
@@ -185,6 +198,22 @@ typedef struct gh_AppDescriptor {
   gh_Status (*handle)(void *instance, const struct gh_Environ *environ);
   // Called once before unload or at daemon stop, after the last `handle` returned.
   void (*shutdown)(void *instance);
+  // Access hook (mod_wsgi's `WSGIAccessScript`): called before the app of an alias whose
+  // `access_script` is this plugin, with the request's environ (no body) and the client's
+  // address as `host`. [`Verdict::ALLOW`] or [`Verdict::UNKNOWN`] let the request on,
+  // [`Verdict::DENY`] makes the daemon answer 403. May be called from several threads at
+  // once. Appended after version 1.0 of this struct: read only when `struct_size` reaches
+  // past it, and it may be null.
+  gh_Verdict (*allow_access)(void *instance, const struct gh_Environ *environ, struct gh_Str host);
+  // Basic authentication hook (mod_wsgi's `WSGIAuthUserScript`): called for an alias whose
+  // `auth_user_script` is this plugin, with the environ (no body) and the credentials the
+  // client sent. [`Verdict::ALLOW`] lets the request on with `REMOTE_USER` set to `user`;
+  // [`Verdict::DENY`] (wrong password) and [`Verdict::UNKNOWN`] (no such user) make the
+  // daemon answer 401 with the alias's realm. Same rules as `allow_access`.
+  gh_Verdict (*check_password)(void *instance,
+                               const struct gh_Environ *environ,
+                               struct gh_Str user,
+                               struct gh_Str password);
 } gh_AppDescriptor;
 
 // The type of the exported `gatehouse_app` symbol.

@@ -243,6 +243,46 @@ pub struct AppDescriptor {
         Option<unsafe extern "C" fn(instance: *mut c_void, environ: *const Environ) -> Status>,
     /// Called once before unload or at daemon stop, after the last `handle` returned.
     pub shutdown: Option<unsafe extern "C" fn(instance: *mut c_void)>,
+    /// Access hook (mod_wsgi's `WSGIAccessScript`): called before the app of an alias whose
+    /// `access_script` is this plugin, with the request's environ (no body) and the client's
+    /// address as `host`. [`Verdict::ALLOW`] or [`Verdict::UNKNOWN`] let the request on,
+    /// [`Verdict::DENY`] makes the daemon answer 403. May be called from several threads at
+    /// once. Appended after version 1.0 of this struct: read only when `struct_size` reaches
+    /// past it, and it may be null.
+    pub allow_access: Option<
+        unsafe extern "C" fn(instance: *mut c_void, environ: *const Environ, host: Str) -> Verdict,
+    >,
+    /// Basic authentication hook (mod_wsgi's `WSGIAuthUserScript`): called for an alias whose
+    /// `auth_user_script` is this plugin, with the environ (no body) and the credentials the
+    /// client sent. [`Verdict::ALLOW`] lets the request on with `REMOTE_USER` set to `user`;
+    /// [`Verdict::DENY`] (wrong password) and [`Verdict::UNKNOWN`] (no such user) make the
+    /// daemon answer 401 with the alias's realm. Same rules as `allow_access`.
+    pub check_password: Option<
+        unsafe extern "C" fn(
+            instance: *mut c_void,
+            environ: *const Environ,
+            user: Str,
+            password: Str,
+        ) -> Verdict,
+    >,
+}
+
+/// What an access or authentication hook decided. A `u32` with named constants: any other
+/// value counts as a failure of the hook (the daemon answers 500 and logs it).
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict(pub u32);
+
+impl Verdict {
+    /// Access granted, or the password is right (Python's `True`).
+    pub const ALLOW: Verdict = Verdict(0);
+    /// Access refused, or the password is wrong (Python's `False`).
+    pub const DENY: Verdict = Verdict(1);
+    /// No opinion (`allow_access`: the request goes on) or no such user (`check_password`:
+    /// 401) (Python's `None`).
+    pub const UNKNOWN: Verdict = Verdict(2);
+    /// The hook failed (an exception, a panic); the daemon answers 500.
+    pub const ERROR: Verdict = Verdict(3);
 }
 
 /// The type of the exported `gatehouse_app` symbol.
@@ -263,5 +303,7 @@ const _: () = {
     assert!(core::mem::size_of::<HostApi>() == 64);
     assert!(core::mem::offset_of!(HostApi, log_info) == 56);
     assert!(core::mem::size_of::<Environ>() == 72);
-    assert!(core::mem::size_of::<AppDescriptor>() == 64);
+    // AppDescriptor 1.0 was 64 bytes (up to `shutdown`); the hooks were appended after it.
+    assert!(core::mem::size_of::<AppDescriptor>() == 80);
+    assert!(core::mem::offset_of!(AppDescriptor, allow_access) == 64);
 };

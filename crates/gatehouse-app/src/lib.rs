@@ -122,6 +122,8 @@ macro_rules! export {
                 init: Some($crate::__private::init::<$ty>),
                 handle: Some($crate::__private::handle::<$ty>),
                 shutdown: Some($crate::__private::shutdown::<$ty>),
+                allow_access: None,
+                check_password: None,
             };
             &DESCRIPTOR
         }

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use crate::plugin::staging::Digest256;
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
-    Status, Str,
+    Status, Str, Verdict,
 };
 
 /// Why a plugin file could not be loaded.
@@ -152,8 +152,9 @@ unsafe fn str_bytes<'a>(s: &Str) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
-/// Size of the version-1 descriptor: a plugin's `struct_size` must be at least this.
-const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<AppDescriptor>();
+/// Size of the version-1.0 descriptor (up to `shutdown`): a plugin's `struct_size` must be at
+/// least this; fields appended later are read only when it reaches past them.
+const DESCRIPTOR_V1_SIZE: usize = std::mem::offset_of!(AppDescriptor, allow_access);
 
 impl Plugin {
     /// Loads the library at `open` (normally a private copy of `path`, see `staging`),
@@ -258,7 +259,15 @@ struct Image {
     init: Option<unsafe extern "C" fn(*const InitContext, *mut *mut c_void) -> Status>,
     handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
     shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
+    allow_access: Option<AllowAccessFn>,
+    check_password: Option<CheckPasswordFn>,
 }
+
+/// The type of a descriptor's `allow_access` entry point.
+pub(crate) type AllowAccessFn = unsafe extern "C" fn(*mut c_void, *const Environ, Str) -> Verdict;
+/// The type of a descriptor's `check_password` entry point.
+pub(crate) type CheckPasswordFn =
+    unsafe extern "C" fn(*mut c_void, *const Environ, Str, Str) -> Verdict;
 
 // SAFETY: the strings point into the mapped library's read-only data, which is never
 // unmapped; the functions are thread-safe by the ABI.
@@ -318,16 +327,34 @@ impl Image {
                 "struct_size is {size}, smaller than the version-1 descriptor ({DESCRIPTOR_V1_SIZE} bytes)"
             )));
         }
-        // SAFETY: version and size checked: the pointer refers to a v1-compatible static.
-        let desc = unsafe { &*desc_ptr };
-        let Some(handle) = desc.handle else { return Err(bad("the handle entry point is null")) };
-        Ok(Image {
-            name: desc.name,
-            version: desc.version,
-            init: desc.init,
-            handle,
-            shutdown: desc.shutdown,
-        })
+        // Read field by field: a descriptor built before the hooks were appended is shorter
+        // than this crate's struct, so no reference to the whole of it may be made.
+        // SAFETY: version and size checked: the first DESCRIPTOR_V1_SIZE bytes are a v1
+        // descriptor; each read below is of a field inside them.
+        let (name, version, init, handle, shutdown) = unsafe {
+            (
+                std::ptr::addr_of!((*desc_ptr).name).read(),
+                std::ptr::addr_of!((*desc_ptr).version).read(),
+                std::ptr::addr_of!((*desc_ptr).init).read(),
+                std::ptr::addr_of!((*desc_ptr).handle).read(),
+                std::ptr::addr_of!((*desc_ptr).shutdown).read(),
+            )
+        };
+        let Some(handle) = handle else { return Err(bad("the handle entry point is null")) };
+        let has = |end: usize| size >= end;
+        // SAFETY: read only when the plugin's struct_size says the field is there.
+        let allow_access = if has(std::mem::offset_of!(AppDescriptor, allow_access) + 8) {
+            unsafe { std::ptr::addr_of!((*desc_ptr).allow_access).read() }
+        } else {
+            None
+        };
+        // SAFETY: as above.
+        let check_password = if has(std::mem::offset_of!(AppDescriptor, check_password) + 8) {
+            unsafe { std::ptr::addr_of!((*desc_ptr).check_password).read() }
+        } else {
+            None
+        };
+        Ok(Image { name, version, init, handle, shutdown, allow_access, check_password })
     }
 
     /// Makes an instance: runs `init` with the alias's arguments.
