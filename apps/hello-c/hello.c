@@ -17,10 +17,10 @@
 _Static_assert(sizeof(gh_Str) == 16, "gh_Str layout changed");
 _Static_assert(sizeof(gh_Pair) == 32, "gh_Pair layout changed");
 _Static_assert(sizeof(gh_Upload) == 72, "gh_Upload layout changed");
-_Static_assert(sizeof(gh_InitContext) == 88, "gh_InitContext layout changed");
-_Static_assert(sizeof(gh_HostApi) == 64, "gh_HostApi layout changed");
+_Static_assert(sizeof(gh_InitContext) == 112, "gh_InitContext layout changed");
+_Static_assert(sizeof(gh_HostApi) == 72, "gh_HostApi layout changed");
 _Static_assert(sizeof(gh_Environ) == 72, "gh_Environ layout changed");
-_Static_assert(sizeof(gh_AppDescriptor) == 80, "gh_AppDescriptor layout changed");
+_Static_assert(sizeof(gh_AppDescriptor) == 88, "gh_AppDescriptor layout changed");
 #endif
 
 #define BODY "Hello World!"

@@ -286,6 +286,7 @@ mod raw {
             shutdown: Some(__private::shutdown::<Probe>),
             allow_access: None,
             check_password: None,
+            websocket_event: None,
         };
         &DESCRIPTOR
     }

@@ -28,6 +28,7 @@ static DESCRIPTOR: AppDescriptor = AppDescriptor {
     shutdown: Some(shutdown),
     allow_access: None,
     check_password: None,
+    websocket_event: None,
 };
 
 /// The one symbol the daemon looks up.

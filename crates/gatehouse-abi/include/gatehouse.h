@@ -81,6 +81,26 @@ typedef struct gh_InitContext {
   void *host_ctx;
   // Reports why `init` failed; the host logs the message with the plugin's name.
   void (*report_error)(void *host_ctx, struct gh_Str message);
+  // Opaque: this instance's WebSocket context, for [`InitContext::websocket_send`] and
+  // [`InitContext::websocket_close`]. Unlike `host_ctx` it may be kept after `init`
+  // returns, until `shutdown` returns. Appended after version 1.0 of this struct, like
+  // the two callbacks: present only when `struct_size` reaches past them.
+  void *sockets_ctx;
+  // Sends one message on a WebSocket this instance accepted: `kind` is
+  // [`WebSocketKind::TEXT`] (valid UTF-8) or [`WebSocketKind::BINARY`]. Callable from
+  // any thread, at any time until `shutdown` returns. The host copies `data` before it
+  // returns; while the socket's outbound queue is full it waits (at most the alias's
+  // `timeout`, after which the socket is closed with 1008). Returns [`Status::OK`]
+  // when queued, [`Status::DISCONNECTED`] once the socket is closed (or closing, or
+  // not this instance's), [`Status::INVALID`] for another kind or text that is not UTF-8.
+  gh_Status (*websocket_send)(void *sockets_ctx, uint64_t socket, uint32_t kind, struct gh_Str data);
+  // Closes a WebSocket this instance accepted with `code` (1000, or 3000..=4999) and
+  // `reason` (UTF-8, at most 123 bytes). Messages queued before it go out first; the app
+  // then gets the socket's `CLOSE` event. Same threading and statuses as `websocket_send`.
+  gh_Status (*websocket_close)(void *sockets_ctx,
+                               uint64_t socket,
+                               uint32_t code,
+                               struct gh_Str reason);
 } gh_InitContext;
 
 // An uploaded file from a `multipart/form-data` body, spooled by the host to a temporary
@@ -140,6 +160,17 @@ typedef struct gh_HostApi {
   // after version 1.0 of this struct: present only when `struct_size` reaches past it
   // (hosts built before it do not have it; use `log_error` then).
   void (*log_info)(void *request, struct gh_Str message);
+  // Accepts a WebSocket handshake (`Upgrade: websocket`, already checked by the host)
+  // with `protocol`, one of the client's `Sec-WebSocket-Protocol` values or empty for
+  // none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 and owns
+  // the connection, `start_response` and `write` return [`Status::DISCONNECTED`], and
+  // the socket's messages reach `websocket_event` once `handle` has returned.
+  // [`Status::INVALID`]: not a WebSocket request, a protocol the client did not offer, or
+  // a descriptor without `websocket_event` (the app may answer as usual);
+  // [`Status::BAD_STATE`]: a response was started or a socket accepted already;
+  // [`Status::DISCONNECTED`]: the alias has `max_websockets` open (the host answered 503).
+  // Appended after `log_info`: present only when `struct_size` reaches past it.
+  gh_Status (*websocket_accept)(void *request, struct gh_Str protocol, uint64_t *socket);
 } gh_HostApi;
 
 // One request, as the app sees it.
@@ -214,9 +245,33 @@ typedef struct gh_AppDescriptor {
                                const struct gh_Environ *environ,
                                struct gh_Str user,
                                struct gh_Str password);
+  // WebSocket events of the sockets this instance accepted (`websocket_accept`): a
+  // message (`kind` [`WebSocketKind::TEXT`] or [`WebSocketKind::BINARY`], `data` the whole
+  // reassembled message, valid for the call) or the end ([`WebSocketKind::CLOSE`], with
+  // `close_code`; the last event of the socket, exactly once). Called on the alias's app
+  // threads, one event of a socket at a time and in order; events of different sockets
+  // may run at once. Returning anything but [`Status::OK`] closes the socket with 1011.
+  // Appended after `check_password`: read only when `struct_size` reaches past it; may be
+  // null (the app accepts no WebSocket).
+  gh_Status (*websocket_event)(void *instance,
+                               uint64_t socket,
+                               uint32_t kind,
+                               struct gh_Str data,
+                               uint32_t close_code);
 } gh_AppDescriptor;
 
 // The type of the exported `gatehouse_app` symbol.
 typedef const struct gh_AppDescriptor *(*gh_DescriptorFn)(void);
+
+// The kind of a WebSocket message or event ([`AppDescriptor::websocket_event`],
+// [`InitContext::websocket_send`]): a `u32` with named constants, the RFC 6455 opcodes.
+typedef uint32_t gh_WebSocketKind;
+// A text message (its data is valid UTF-8).
+#define gh_WebSocketKind_TEXT 1
+// A binary message.
+#define gh_WebSocketKind_BINARY 2
+// The socket is closed: the last event of every accepted socket, exactly once, with
+// the close code (1006 when the connection ended without a close frame).
+#define gh_WebSocketKind_CLOSE 8
 
 #endif  /* GATEHOUSE_H */

@@ -140,6 +140,43 @@ pub struct InitContext {
     pub host_ctx: *mut c_void,
     /// Reports why `init` failed; the host logs the message with the plugin's name.
     pub report_error: Option<unsafe extern "C" fn(host_ctx: *mut c_void, message: Str)>,
+    /// Opaque: this instance's WebSocket context, for [`InitContext::websocket_send`] and
+    /// [`InitContext::websocket_close`]. Unlike `host_ctx` it may be kept after `init`
+    /// returns, until `shutdown` returns. Appended after version 1.0 of this struct, like
+    /// the two callbacks: present only when `struct_size` reaches past them.
+    pub sockets_ctx: *mut c_void,
+    /// Sends one message on a WebSocket this instance accepted: `kind` is
+    /// [`WebSocketKind::TEXT`] (valid UTF-8) or [`WebSocketKind::BINARY`]. Callable from
+    /// any thread, at any time until `shutdown` returns. The host copies `data` before it
+    /// returns; while the socket's outbound queue is full it waits (at most the alias's
+    /// `timeout`, after which the socket is closed with 1008). Returns [`Status::OK`]
+    /// when queued, [`Status::DISCONNECTED`] once the socket is closed (or closing, or
+    /// not this instance's), [`Status::INVALID`] for another kind or text that is not UTF-8.
+    pub websocket_send: Option<
+        unsafe extern "C" fn(sockets_ctx: *mut c_void, socket: u64, kind: u32, data: Str) -> Status,
+    >,
+    /// Closes a WebSocket this instance accepted with `code` (1000, or 3000..=4999) and
+    /// `reason` (UTF-8, at most 123 bytes). Messages queued before it go out first; the app
+    /// then gets the socket's `CLOSE` event. Same threading and statuses as `websocket_send`.
+    pub websocket_close: Option<
+        unsafe extern "C" fn(sockets_ctx: *mut c_void, socket: u64, code: u32, reason: Str) -> Status,
+    >,
+}
+
+/// The kind of a WebSocket message or event ([`AppDescriptor::websocket_event`],
+/// [`InitContext::websocket_send`]): a `u32` with named constants, the RFC 6455 opcodes.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketKind(pub u32);
+
+impl WebSocketKind {
+    /// A text message (its data is valid UTF-8).
+    pub const TEXT: WebSocketKind = WebSocketKind(1);
+    /// A binary message.
+    pub const BINARY: WebSocketKind = WebSocketKind(2);
+    /// The socket is closed: the last event of every accepted socket, exactly once, with
+    /// the close code (1006 when the connection ended without a close frame).
+    pub const CLOSE: WebSocketKind = WebSocketKind(8);
 }
 
 /// The host's callbacks for one request. Every callback takes the [`Environ::request`]
@@ -192,6 +229,19 @@ pub struct HostApi {
     /// after version 1.0 of this struct: present only when `struct_size` reaches past it
     /// (hosts built before it do not have it; use `log_error` then).
     pub log_info: Option<unsafe extern "C" fn(request: *mut c_void, message: Str)>,
+    /// Accepts a WebSocket handshake (`Upgrade: websocket`, already checked by the host)
+    /// with `protocol`, one of the client's `Sec-WebSocket-Protocol` values or empty for
+    /// none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 and owns
+    /// the connection, `start_response` and `write` return [`Status::DISCONNECTED`], and
+    /// the socket's messages reach `websocket_event` once `handle` has returned.
+    /// [`Status::INVALID`]: not a WebSocket request, a protocol the client did not offer, or
+    /// a descriptor without `websocket_event` (the app may answer as usual);
+    /// [`Status::BAD_STATE`]: a response was started or a socket accepted already;
+    /// [`Status::DISCONNECTED`]: the alias has `max_websockets` open (the host answered 503).
+    /// Appended after `log_info`: present only when `struct_size` reaches past it.
+    pub websocket_accept: Option<
+        unsafe extern "C" fn(request: *mut c_void, protocol: Str, socket: *mut u64) -> Status,
+    >,
 }
 
 /// One request, as the app sees it.
@@ -265,6 +315,23 @@ pub struct AppDescriptor {
             password: Str,
         ) -> Verdict,
     >,
+    /// WebSocket events of the sockets this instance accepted (`websocket_accept`): a
+    /// message (`kind` [`WebSocketKind::TEXT`] or [`WebSocketKind::BINARY`], `data` the whole
+    /// reassembled message, valid for the call) or the end ([`WebSocketKind::CLOSE`], with
+    /// `close_code`; the last event of the socket, exactly once). Called on the alias's app
+    /// threads, one event of a socket at a time and in order; events of different sockets
+    /// may run at once. Returning anything but [`Status::OK`] closes the socket with 1011.
+    /// Appended after `check_password`: read only when `struct_size` reaches past it; may be
+    /// null (the app accepts no WebSocket).
+    pub websocket_event: Option<
+        unsafe extern "C" fn(
+            instance: *mut c_void,
+            socket: u64,
+            kind: u32,
+            data: Str,
+            close_code: u32,
+        ) -> Status,
+    >,
 }
 
 /// What an access or authentication hook decided. A `u32` with named constants: any other
@@ -298,12 +365,21 @@ const _: () = {
     assert!(core::mem::size_of::<Str>() == 16);
     assert!(core::mem::size_of::<Pair>() == 32);
     assert!(core::mem::size_of::<Upload>() == 72);
-    assert!(core::mem::size_of::<InitContext>() == 88);
-    // HostApi 1.0 was 56 bytes (up to `flush`); `log_info` was appended after it.
-    assert!(core::mem::size_of::<HostApi>() == 64);
+    // InitContext 1.0 was 88 bytes (up to `report_error`); the WebSocket calls follow.
+    assert!(core::mem::size_of::<InitContext>() == 112);
+    assert!(core::mem::offset_of!(InitContext, sockets_ctx) == 88);
+    assert!(core::mem::offset_of!(InitContext, websocket_send) == 96);
+    assert!(core::mem::offset_of!(InitContext, websocket_close) == 104);
+    // HostApi 1.0 was 56 bytes (up to `flush`); `log_info`, then `websocket_accept` were
+    // appended after it.
+    assert!(core::mem::size_of::<HostApi>() == 72);
     assert!(core::mem::offset_of!(HostApi, log_info) == 56);
+    assert!(core::mem::offset_of!(HostApi, websocket_accept) == 64);
     assert!(core::mem::size_of::<Environ>() == 72);
-    // AppDescriptor 1.0 was 64 bytes (up to `shutdown`); the hooks were appended after it.
-    assert!(core::mem::size_of::<AppDescriptor>() == 80);
+    // AppDescriptor 1.0 was 64 bytes (up to `shutdown`); the hooks, then `websocket_event`
+    // were appended after it.
+    assert!(core::mem::size_of::<AppDescriptor>() == 88);
     assert!(core::mem::offset_of!(AppDescriptor, allow_access) == 64);
+    assert!(core::mem::offset_of!(AppDescriptor, check_password) == 72);
+    assert!(core::mem::offset_of!(AppDescriptor, websocket_event) == 80);
 };

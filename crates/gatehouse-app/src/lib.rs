@@ -124,6 +124,7 @@ macro_rules! export {
                 shutdown: Some($crate::__private::shutdown::<$ty>),
                 allow_access: None,
                 check_password: None,
+                websocket_event: None,
             };
             &DESCRIPTOR
         }

@@ -39,6 +39,9 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "body_min_rate",
     "body_timeout_max",
     "queue",
+    "max_websockets",
+    "websocket_max_message",
+    "websocket_idle_timeout",
     "check_plugins",
     "sha256",
     "python_home",
@@ -445,7 +448,7 @@ mod tests {
                     (
                         3,
                         5,
-                        "unknown key `pth` in an alias; valid keys are: url, url_match, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, error_documents, error_override, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, sha256, python_home, python_path",
+                        "unknown key `pth` in an alias; valid keys are: url, url_match, path, develop_mode, env, max_body, max_upload, pass_authorization, threads, dispatch, reloading, preload, error_documents, error_override, max_headers, max_header_size, timeout, body_timeout, body_min_rate, body_timeout_max, queue, max_websockets, websocket_max_message, websocket_idle_timeout, check_plugins, sha256, python_home, python_path",
                     ),
                 ],
             ),

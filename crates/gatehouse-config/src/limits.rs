@@ -45,6 +45,15 @@ pub struct Limits {
     pub body_timeout_max: Duration,
     /// Requests that may wait for a busy pool before 503 (`queue`, default 128 per thread).
     pub queue: Option<usize>,
+    /// WebSockets the alias may hold open at once (`max_websockets`, default 1000); an
+    /// accept past it is answered 503.
+    pub max_websockets: usize,
+    /// The largest WebSocket message a client may send, reassembled from its fragments
+    /// (`websocket_max_message`, default 1 MiB); past it the socket is closed with 1009.
+    pub websocket_max_message: u64,
+    /// How long a WebSocket may carry nothing either way (`websocket_idle_timeout`,
+    /// default 5 min); then it is closed with 1001.
+    pub websocket_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +66,9 @@ impl Default for Limits {
             body_min_rate: 500,
             body_timeout_max: Duration::from_secs(60),
             queue: None,
+            max_websockets: 1000,
+            websocket_max_message: 1 << 20,
+            websocket_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -105,8 +117,34 @@ pub(crate) fn read(f: &Fields<'_>, base: Limits, d: &mut Diags) -> Limits {
     if let Some(v) = f.get("queue").and_then(|n| count(n, "queue", 1, 1_000_000, d)) {
         l.queue = Some(v as usize);
     }
+    if let Some(v) =
+        f.get("max_websockets").and_then(|n| count(n, "max_websockets", 0, 1_000_000, d))
+    {
+        l.max_websockets = v as usize;
+    }
+    if let Some(n) = f.get("websocket_max_message")
+        && let Some(v) = crate::validate::size_value(n, "websocket_max_message", d)
+    {
+        if v > MAX_WEBSOCKET_MESSAGE {
+            d.error_hint(
+                n.pos,
+                format!("`websocket_max_message` must be at most 1GiB, found {v} bytes"),
+                "a message is held whole in memory before the app gets it: keep it small",
+            );
+        } else {
+            l.websocket_max_message = v;
+        }
+    }
+    if let Some(v) =
+        f.get("websocket_idle_timeout").and_then(|n| duration(n, "websocket_idle_timeout", d))
+    {
+        l.websocket_idle_timeout = v;
+    }
     l
 }
+
+/// The largest `websocket_max_message` accepted.
+const MAX_WEBSOCKET_MESSAGE: u64 = 1 << 30;
 
 /// `check_plugins` (default true).
 pub(crate) fn check_plugins(f: &Fields<'_>, base: bool, d: &mut Diags) -> bool {
@@ -266,6 +304,13 @@ mod tests {
                 "aliases:\n  - url: /a\n    path: lib/app.so\n    queue: many\n",
                 &[(4, 12, "whole number")],
             ),
+            ("aliases: []\nmax_websockets: -1\n", &[(2, 17, "between 0 and 1000000")]),
+            ("aliases: []\nwebsocket_max_message: 2GiB\n", &[(2, 24, "at most 1GiB")]),
+            ("aliases: []\nwebsocket_max_message: 0\n", &[(2, 24, "at least 1 byte")]),
+            (
+                "aliases:\n  - url: /a\n    path: lib/app.so\n    websocket_idle_timeout: 0\n",
+                &[(4, 29, "more than 0")],
+            ),
         ];
         check_errors_table(cases);
     }
@@ -288,6 +333,13 @@ mod tests {
         assert_eq!((a.limits.max_headers, a.limits.queue), (50, Some(10)));
         assert_eq!((a.limits.body_timeout, a.limits.body_min_rate), (Duration::from_secs(3), 0));
         assert_eq!(a.limits.body_timeout_max, Duration::from_secs(60));
+        let c = fx
+            .ok("max_websockets: 5\naliases:\n  - url: /a\n    path: lib/app.so\n    websocket_max_message: 64KiB\n    websocket_idle_timeout: 1m\n  - url: /b\n    path: lib/app.so\n    max_websockets: 0\n")
+            .config;
+        let (w, v) = (&c.aliases[0].limits, &c.aliases[1].limits);
+        assert_eq!((w.max_websockets, w.websocket_max_message), (5, 64 << 10));
+        assert_eq!(w.websocket_idle_timeout, Duration::from_secs(60));
+        assert_eq!((v.max_websockets, v.websocket_max_message), (0, 1 << 20));
         let c = fx
             .ok("body_timeout_max: 5m\naliases:\n  - url: /a\n    path: lib/app.so\n  - url: /b\n    path: lib/app.so\n    body_timeout_max: 2s\n    body_timeout: 1s\n")
             .config;

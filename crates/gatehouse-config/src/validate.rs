@@ -44,6 +44,9 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "body_min_rate",
     "body_timeout_max",
     "queue",
+    "max_websockets",
+    "websocket_max_message",
+    "websocket_idle_timeout",
     "check_plugins",
     "trusted_proxies",
     "metrics",
@@ -695,7 +698,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].message,
-            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, error_documents, error_override, static, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
+            "unknown key `max-body` in the top level; valid keys are: listen, develop_mode, max_body, max_upload, upload_dir, upload_budget, pass_authorization, trace_enable, error_documents, error_override, static, threads, dispatch, reloading, cache_dir, pid_file, max_headers, max_header_size, header_timeout, shutdown_timeout, drain_delay, keep_alive, max_connections, timeout, body_timeout, body_min_rate, body_timeout_max, queue, max_websockets, websocket_max_message, websocket_idle_timeout, check_plugins, trusted_proxies, metrics, logs, handlers, aliases"
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `max_body`?"));
     }

@@ -13,6 +13,7 @@
 pub mod fds;
 pub mod logs;
 pub mod metrics;
+pub mod sockets;
 pub mod spool;
 pub mod systemd;
 pub mod tls;
@@ -41,6 +42,7 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("fds", 0),
     ("logs", 0),
     ("metrics", 0),
+    ("sockets", 0),
     ("spool", 0),
     ("systemd", 0),
     ("tls", 0),

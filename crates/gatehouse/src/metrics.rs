@@ -28,6 +28,8 @@ pub struct RequestStats {
     /// last slot those above every bound.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_micros: AtomicU64,
+    /// WebSockets of the alias open now (held against its `max_websockets`).
+    pub(crate) websockets: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for RequestStats {
@@ -43,6 +45,7 @@ impl RequestStats {
             by_class: [const { AtomicU64::new(0) }; 5],
             buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
             sum_micros: AtomicU64::new(0),
+            websockets: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

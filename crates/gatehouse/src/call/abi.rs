@@ -29,6 +29,8 @@ struct RequestState<'a> {
     /// The bytes of the last read, until they are copied to the app.
     taken: Bytes,
     sink: ReplySink<'a>,
+    /// A WebSocket handshake's call: the offer the app may accept.
+    ws: Option<super::websocket::Accepting<'a>>,
 }
 
 impl Backend for RequestState<'_> {
@@ -80,6 +82,13 @@ impl Backend for RequestState<'_> {
     fn flush(&mut self) -> Status {
         self.sink.flush()
     }
+
+    fn websocket_accept(&mut self, protocol: &[u8]) -> Result<u64, Status> {
+        match &mut self.ws {
+            Some(ws) => ws.accept(&mut self.sink, protocol),
+            None => Err(Status::INVALID),
+        }
+    }
 }
 
 /// The callbacks of an in-process call.
@@ -105,6 +114,12 @@ pub(crate) trait Backend {
     fn write(&mut self, data: &[u8]) -> Status;
     /// A `flush`.
     fn flush(&mut self) -> Status;
+    /// A `websocket_accept` with `protocol` (empty: none): the socket's id. By default
+    /// refused (`INVALID`: this call offers no WebSocket).
+    fn websocket_accept(&mut self, protocol: &[u8]) -> Result<u64, Status> {
+        let _ = protocol;
+        Err(Status::INVALID)
+    }
 }
 
 /// The callbacks of a call whose `request` handle points to a `B`.
@@ -118,6 +133,7 @@ pub(crate) const fn host_api<B: Backend>() -> HostApi {
         write: Some(write::<B>),
         flush: Some(flush::<B>),
         log_info: Some(log_info::<B>),
+        websocket_accept: Some(websocket_accept::<B>),
     }
 }
 
@@ -255,6 +271,28 @@ unsafe extern "C" fn flush<B: Backend>(request: *mut c_void) -> Status {
     guard(Status::ERROR, || b.flush())
 }
 
+unsafe extern "C" fn websocket_accept<B: Backend>(
+    request: *mut c_void,
+    protocol: Str,
+    socket: *mut u64,
+) -> Status {
+    // SAFETY: the app passes back the handle it was given, during the call.
+    let Some(b) = (unsafe { backend::<B>(request) }) else { return Status::INVALID };
+    if socket.is_null() {
+        return Status::INVALID;
+    }
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let protocol = unsafe { bytes(&protocol) };
+    match guard(Err(Status::ERROR), || b.websocket_accept(protocol)) {
+        Ok(id) => {
+            // SAFETY: the app passes a writable `u64` (checked non-null above).
+            unsafe { socket.write(id) };
+            Status::OK
+        }
+        Err(status) => status,
+    }
+}
+
 /// Runs a callback body, turning a panic (a bug of ours) into `fallback` instead of an abort
 /// at the `extern "C"` boundary.
 fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
@@ -330,13 +368,30 @@ pub fn invoke(
     let sink = ReplySink::channel(call.app, call.request_id, reply)
         .for_request(call.vars)
         .stall_limit(stall_limit);
-    let _ = call_app(plugin, call, body, sink);
+    let _ = call_app(plugin, call, body, sink, None);
+}
+
+/// Calls the app once on a pool thread for a request with a valid WebSocket handshake
+/// (`offer`): as [`invoke`], and the app may accept the socket (its reply is then
+/// [`Reply::Upgrade`]).
+pub(crate) fn invoke_websocket(
+    plugin: &std::sync::Arc<Plugin>,
+    call: &Call<'_>,
+    offer: &super::websocket::Offer,
+    reply: oneshot::Sender<Reply>,
+    stall_limit: Duration,
+) {
+    let sink = ReplySink::channel(call.app, call.request_id, reply)
+        .for_request(call.vars)
+        .stall_limit(stall_limit);
+    let ws = super::websocket::Accepting::new(offer, plugin);
+    let _ = call_app(plugin, call, BodySource::Empty, sink, Some(ws));
 }
 
 /// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller
 /// must not wait on anything, so there is no body to stream and every write is kept.
 pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>) -> Reply {
-    call_app(plugin, call, BodySource::Empty, ReplySink::direct(call.app, call.request_id))
+    call_app(plugin, call, BodySource::Empty, ReplySink::direct(call.app, call.request_id), None)
         .unwrap_or(Reply::Failed(CallError::NoResponse))
 }
 
@@ -346,11 +401,12 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn call_app(
+fn call_app<'a>(
     plugin: &Plugin,
-    call: &Call<'_>,
+    call: &'a Call<'a>,
     body: BodySource,
-    sink: ReplySink<'_>,
+    sink: ReplySink<'a>,
+    ws: Option<super::websocket::Accepting<'a>>,
 ) -> Option<Reply> {
     let _panics_name_the_request = crate::logs::RequestScope::enter(call.app, call.request_id);
     ABI_SCRATCH.with(|scratch| {
@@ -363,7 +419,7 @@ fn call_app(
         };
         call.vars.fill_abi(vars);
         call.input.params.fill_abi(params);
-        let result = call_with(plugin, call, body, sink, vars, params);
+        let result = call_with(plugin, call, body, sink, ws, vars, params);
         // The pointers in the scratch arrays die with the call.
         vars.clear();
         params.clear();
@@ -371,11 +427,12 @@ fn call_app(
     })
 }
 
-fn call_with(
+fn call_with<'a>(
     plugin: &Plugin,
-    call: &Call<'_>,
+    call: &'a Call<'a>,
     body: BodySource,
-    sink: ReplySink<'_>,
+    sink: ReplySink<'a>,
+    ws: Option<super::websocket::Accepting<'a>>,
     vars: &[Pair],
     params: &[Pair],
 ) -> Option<Reply> {
@@ -391,7 +448,8 @@ fn call_with(
             size: u.size,
         })
         .collect();
-    let mut state = RequestState { call, body, pending: Bytes::new(), taken: Bytes::new(), sink };
+    let mut state =
+        RequestState { call, body, pending: Bytes::new(), taken: Bytes::new(), sink, ws };
     let status = with_call(&mut state, |request| {
         plugin.call(&Environ {
             struct_size: std::mem::size_of::<Environ>() as u32,

@@ -108,6 +108,9 @@ pub enum Reply {
     /// The daemon answers without the app (a plugin that is missing or does not load, a
     /// worker process that died or is not running).
     Refused(Answer),
+    /// The app accepted a WebSocket handshake: the daemon answers 101 and drives the socket.
+    #[allow(private_interfaces)]
+    Upgrade(Box<super::websocket::Upgrade>),
 }
 
 /// Why a call produced no usable reply (the client gets 500).
@@ -266,6 +269,40 @@ impl<'a> ReplySink<'a> {
              reply) for {:?}: the app's body read failed",
             self.stall_limit);
         Err(BodyError::TimedOut)
+    }
+
+    /// `websocket_accept`: hands `up` over as the reply (nothing may have been started).
+    /// On a failure, the status for the app and `up` back (when it was not sent).
+    pub(crate) fn upgrade(
+        &mut self,
+        up: super::websocket::Upgrade,
+    ) -> Result<(), (Status, Option<Box<super::websocket::Upgrade>>)> {
+        match &self.reply {
+            ReplyState::NotStarted(Tx::Channel(_)) => {}
+            ReplyState::Done => return Err((Status::DISCONNECTED, Some(Box::new(up)))),
+            _ => return Err((Status::BAD_STATE, Some(Box::new(up)))),
+        }
+        let ReplyState::NotStarted(Tx::Channel(tx)) =
+            std::mem::replace(&mut self.reply, ReplyState::Done)
+        else {
+            return Err((Status::BAD_STATE, Some(Box::new(up))));
+        };
+        match tx.send(Reply::Upgrade(Box::new(up))) {
+            Ok(()) => Ok(()),
+            Err(Reply::Upgrade(up)) => Err((Status::DISCONNECTED, Some(up))),
+            Err(_) => Err((Status::DISCONNECTED, None)),
+        }
+    }
+
+    /// The daemon answers `answer` instead of the app (nothing may have been started);
+    /// the app's later calls find the reply done. Returns `DISCONNECTED` for the app.
+    pub(crate) fn refuse(&mut self, answer: Answer) -> Status {
+        if let ReplyState::NotStarted(_) = &self.reply
+            && let ReplyState::NotStarted(tx) = std::mem::replace(&mut self.reply, ReplyState::Done)
+        {
+            let _ = tx.send(Reply::Refused(answer), &mut self.direct);
+        }
+        Status::DISCONNECTED
     }
 
     /// Whether a response was started (by `start_response`).

@@ -146,6 +146,8 @@ pub fn from_reply(
             Answer::new(500, "the app failed; the error log has the details").response()
         }
         Reply::Refused(answer) => answer.response(),
+        // (Only a WebSocket handshake's call can accept one: see `http::websocket`.)
+        Reply::Upgrade(_) => Answer::new(500, "an unexpected WebSocket").response(),
     }
 }
 

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use crate::plugin::staging::Digest256;
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
-    Status, Str, Verdict,
+    Status, Str, Verdict, WebSocketKind,
 };
 
 /// Why a plugin file could not be loaded.
@@ -110,8 +110,12 @@ pub struct Plugin {
     instance: *mut c_void,
     handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
     shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
+    websocket_event: Option<WebSocketEventFn>,
+    /// This instance's number, unique for the process's life: the owner of the WebSockets
+    /// it accepts, and (as a token) the `sockets_ctx` its `init` was given.
+    id: usize,
     shut_down: AtomicBool,
-    /// Calls inside `handle` now.
+    /// Calls inside `handle` (or `websocket_event`) now.
     calls: AtomicUsize,
     /// Set at daemon stop: no new call starts, so `shutdown` can wait for the last one.
     closing: AtomicBool,
@@ -150,6 +154,40 @@ unsafe fn str_bytes<'a>(s: &Str) -> &'a [u8] {
     }
     // SAFETY: guaranteed by the caller.
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
+}
+
+/// The numbers of plugin instances: never 0, never reused.
+static NEXT_INSTANCE: AtomicUsize = AtomicUsize::new(1);
+
+/// The `websocket_send` callback given to `init`: `sockets_ctx` is the instance's number.
+unsafe extern "C" fn websocket_send(ctx: *mut c_void, socket: u64, kind: u32, data: Str) -> Status {
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let data = unsafe { str_bytes(&data) };
+    let msg = match WebSocketKind(kind) {
+        WebSocketKind::TEXT if std::str::from_utf8(data).is_ok() => {
+            crate::sockets::Out::Text(data.to_vec().into())
+        }
+        WebSocketKind::BINARY => crate::sockets::Out::Binary(data.to_vec().into()),
+        _ => return Status::INVALID,
+    };
+    std::panic::catch_unwind(|| crate::sockets::send(ctx.addr(), socket, msg))
+        .unwrap_or(Status::ERROR)
+}
+
+/// The `websocket_close` callback given to `init`.
+unsafe extern "C" fn websocket_close(ctx: *mut c_void, socket: u64, code: u32, reason: Str) -> Status {
+    // SAFETY: the app passes a valid byte range for the duration of this call.
+    let reason = unsafe { str_bytes(&reason) };
+    let (Some(code), Ok(reason)) =
+        (crate::sockets::app_close_code(code), std::str::from_utf8(reason))
+    else {
+        return Status::INVALID;
+    };
+    if reason.len() > crate::sockets::MAX_REASON {
+        return Status::INVALID;
+    }
+    std::panic::catch_unwind(|| crate::sockets::close(ctx.addr(), socket, code, reason))
+        .unwrap_or(Status::ERROR)
 }
 
 /// Size of the version-1.0 descriptor (up to `shutdown`): a plugin's `struct_size` must be at
@@ -235,6 +273,37 @@ impl Plugin {
         true
     }
 
+    /// This instance's number: the owner of the WebSockets it accepts.
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Whether the app takes WebSocket events (its descriptor has `websocket_event`).
+    pub(crate) fn takes_websockets(&self) -> bool {
+        self.websocket_event.is_some()
+    }
+
+    /// Gives the app one event of a WebSocket it accepted (see the ABI's `websocket_event`),
+    /// counted as a call like `handle`; once the daemon is stopping, or without the entry
+    /// point, answers `Status::ERROR` without calling it.
+    pub(crate) fn websocket_event(
+        &self,
+        socket: u64,
+        kind: WebSocketKind,
+        data: &[u8],
+        close_code: u16,
+    ) -> Status {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let _done = CallDone(&self.calls);
+        let Some(event) = self.websocket_event else { return Status::ERROR };
+        if self.closing.load(Ordering::SeqCst) {
+            return Status::ERROR;
+        }
+        // SAFETY: as for `call`: the instance is alive (its `shutdown` waits for this call),
+        // `data` is valid for the call, and the entry point is thread-safe by the ABI.
+        unsafe { event(self.instance, socket, kind.0, Str::new(data), u32::from(close_code)) }
+    }
+
     /// Calls inside `handle` now.
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
@@ -261,7 +330,11 @@ struct Image {
     shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
     allow_access: Option<AllowAccessFn>,
     check_password: Option<CheckPasswordFn>,
+    websocket_event: Option<WebSocketEventFn>,
 }
+
+/// The type of a descriptor's `websocket_event` entry point.
+pub(crate) type WebSocketEventFn = unsafe extern "C" fn(*mut c_void, u64, u32, Str, u32) -> Status;
 
 /// The type of a descriptor's `allow_access` entry point.
 pub(crate) type AllowAccessFn = unsafe extern "C" fn(*mut c_void, *const Environ, Str) -> Verdict;
@@ -354,7 +427,22 @@ impl Image {
         } else {
             None
         };
-        Ok(Image { name, version, init, handle, shutdown, allow_access, check_password })
+        // SAFETY: as above.
+        let websocket_event = if has(std::mem::offset_of!(AppDescriptor, websocket_event) + 8) {
+            unsafe { std::ptr::addr_of!((*desc_ptr).websocket_event).read() }
+        } else {
+            None
+        };
+        Ok(Image {
+            name,
+            version,
+            init,
+            handle,
+            shutdown,
+            allow_access,
+            check_password,
+            websocket_event,
+        })
     }
 
     /// Makes an instance: runs `init` with the alias's arguments.
@@ -364,6 +452,7 @@ impl Image {
         // SAFETY: as above.
         let version = String::from_utf8_lossy(unsafe { str_bytes(&self.version) }).into_owned();
         let mut instance: *mut c_void = std::ptr::null_mut();
+        let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         if let Some(init) = self.init {
             let env: Vec<Pair> = args
                 .env
@@ -382,6 +471,10 @@ impl Image {
                 env_len: env.len(),
                 host_ctx: std::ptr::from_ref(&errors).cast_mut().cast(),
                 report_error: Some(report_init_error),
+                // A token, not an address: a stale one reaches no socket.
+                sockets_ctx: std::ptr::without_provenance_mut(id),
+                websocket_send: Some(websocket_send),
+                websocket_close: Some(websocket_close),
             };
             // SAFETY: ctx and everything it points to outlive the call; `instance` is a
             // valid slot.
@@ -401,6 +494,8 @@ impl Image {
             instance,
             handle: self.handle,
             shutdown: self.shutdown,
+            websocket_event: self.websocket_event,
+            id,
             shut_down: AtomicBool::new(false),
             calls: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
