@@ -6,9 +6,60 @@
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use gatehouse_abi::{Environ, HostApi, InitContext, Pair, Status, Str, Upload};
+use gatehouse_abi::{Environ, HostApi, InitContext, Pair, Status, Str, Upload, WebSocketKind};
 
+use crate::websocket::{Message, Socket};
 use crate::{App, Init, Request};
+
+/// The host's WebSocket send and close, from `init`: callable from any thread until
+/// `shutdown` returns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SocketApi {
+    /// The opaque `sockets_ctx`, kept as a number (it is a token, not a pointer).
+    ctx: usize,
+    send: unsafe extern "C" fn(*mut c_void, u64, u32, Str) -> Status,
+    close: unsafe extern "C" fn(*mut c_void, u64, u32, Str) -> Status,
+}
+
+impl SocketApi {
+    /// The callbacks of `ctx`, when its host has them (its `struct_size` reaches past them).
+    fn of(ctx: &InitContext) -> Option<SocketApi> {
+        let end = std::mem::offset_of!(InitContext, websocket_close)
+            + std::mem::size_of::<Option<unsafe extern "C" fn()>>();
+        if (ctx.struct_size as usize) < end {
+            return None;
+        }
+        Some(SocketApi {
+            ctx: ctx.sockets_ctx.addr(),
+            send: ctx.websocket_send?,
+            close: ctx.websocket_close?,
+        })
+    }
+
+    pub(crate) fn send(&self, socket: u64, kind: WebSocketKind, data: &[u8]) -> Status {
+        // SAFETY: the host's callback, with its own context, callable from any thread while
+        // the instance lives; `data` outlives the call and the host copies it.
+        unsafe { (self.send)(std::ptr::without_provenance_mut(self.ctx), socket, kind.0, Str::new(data)) }
+    }
+
+    pub(crate) fn close(&self, socket: u64, code: u16, reason: &str) -> Status {
+        // SAFETY: as for `send`.
+        unsafe {
+            (self.close)(
+                std::ptr::without_provenance_mut(self.ctx),
+                socket,
+                u32::from(code),
+                Str::new(reason.as_bytes()),
+            )
+        }
+    }
+}
+
+/// What the SDK makes of an app's instance: the app and its host's socket calls.
+struct Instance<A> {
+    app: A,
+    sockets: Option<SocketApi>,
+}
 
 /// Views a host-provided [`Str`] as bytes.
 ///
@@ -85,6 +136,8 @@ pub(crate) struct RawRequest<'a> {
     uploads: &'a [Upload],
     request: *mut c_void,
     host: &'a HostApi,
+    /// The instance's socket calls, for an accepted WebSocket.
+    pub(crate) sockets: Option<SocketApi>,
 }
 
 impl<'a> RawRequest<'a> {
@@ -102,6 +155,7 @@ impl<'a> RawRequest<'a> {
                 uploads: slice(env.uploads, env.uploads_len),
                 request: env.request,
                 host: &*env.host,
+                sockets: None,
             })
         }
     }
@@ -184,6 +238,22 @@ impl<'a> RawRequest<'a> {
         unsafe { f(self.request, Str::new(data)) }
     }
 
+    /// `websocket_accept` with `protocol` (empty: none): the socket's id; `None` when the
+    /// host refused it or has no such callback.
+    pub(crate) fn websocket_accept(&self, protocol: &str) -> Result<u64, Status> {
+        let end = std::mem::offset_of!(HostApi, websocket_accept)
+            + std::mem::size_of::<Option<unsafe extern "C" fn()>>();
+        let f = if self.host.struct_size as usize >= end { self.host.websocket_accept } else { None };
+        let Some(f) = f else { return Err(Status::INVALID) };
+        let mut socket = 0u64;
+        // SAFETY: `request` is this call's handle; the host copies the protocol and writes
+        // the id into `socket`, which outlives the call.
+        match unsafe { f(self.request, Str::new(protocol.as_bytes()), &mut socket) } {
+            Status::OK => Ok(socket),
+            status => Err(status),
+        }
+    }
+
     pub(crate) fn flush(&self) -> Status {
         // A host without `flush` (none yet) sends as it sees fit: nothing to do.
         let Some(f) = self.host.flush else { return Status::OK };
@@ -223,6 +293,7 @@ pub unsafe extern "C" fn init<A: App>(
             plugin_path: bytes(&ctx.plugin_path),
             config_dir: bytes(&ctx.config_dir),
             env: Pairs(slice(ctx.env, ctx.env_len)),
+            sockets: None,
         }
     };
     let report = |msg: &str| {
@@ -231,9 +302,11 @@ pub unsafe extern "C" fn init<A: App>(
             unsafe { f(ctx.host_ctx, Str::new(msg.as_bytes())) }
         }
     };
+    let sockets = SocketApi::of(ctx);
+    let init = Init { sockets, ..init };
     match catch_unwind(AssertUnwindSafe(|| A::init(&init))) {
         Ok(Ok(app)) => {
-            let boxed = Box::into_raw(Box::new(app)).cast::<c_void>();
+            let boxed = Box::into_raw(Box::new(Instance { app, sockets })).cast::<c_void>();
             // SAFETY: `instance` is a valid slot (checked non-null above).
             unsafe { *instance = boxed };
             Status::OK
@@ -257,15 +330,21 @@ pub unsafe extern "C" fn handle<A: App>(instance: *mut c_void, environ: *const E
     if instance.is_null() || environ.is_null() {
         return Status::INVALID;
     }
-    // SAFETY: `instance` is the `Box<A>` made by `init`, alive until `shutdown`; `A: Sync`
-    // makes shared access from several threads sound.
-    let app = unsafe { &*instance.cast::<A>() };
+    // SAFETY: `instance` is the `Box<Instance<A>>` made by `init`, alive until `shutdown`;
+    // `A: Sync` makes shared access from several threads sound.
+    let instance = unsafe { &*instance.cast::<Instance<A>>() };
     // SAFETY: the environ is valid for this call.
-    let Some(raw) = (unsafe { RawRequest::new(&*environ) }) else { return Status::INVALID };
+    let Some(mut raw) = (unsafe { RawRequest::new(&*environ) }) else { return Status::INVALID };
+    raw.sockets = instance.sockets;
     let req = Request::from_raw(raw);
     // The whole of the app's work, the response's sending included (a streamed body runs
-    // app code while it is sent), is inside catch_unwind.
-    match catch_unwind(AssertUnwindSafe(|| app.handle(&req).send(&req.raw))) {
+    // app code while it is sent), is inside catch_unwind. After an accepted WebSocket the
+    // host answers 101 itself: the response is not sent.
+    let run = || {
+        let resp = instance.app.handle(&req);
+        if req.upgraded() { Status::OK } else { resp.send(&req.raw) }
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(status) => status,
         Err(payload) => {
             req.raw.log_error(&format!("app panicked: {}", panic_message(payload.as_ref())));
@@ -282,11 +361,47 @@ pub unsafe extern "C" fn shutdown<A: App>(instance: *mut c_void) {
     if instance.is_null() {
         return;
     }
-    // SAFETY: `instance` is the `Box<A>` made by `init`; the host calls shutdown once.
-    let app = unsafe { Box::from_raw(instance.cast::<A>()) };
+    // SAFETY: `instance` is the `Box<Instance<A>>` made by `init`; the host calls shutdown
+    // once.
+    let instance = unsafe { Box::from_raw(instance.cast::<Instance<A>>()) };
     // A panic in shutdown must not cross the boundary; there is nobody left to tell.
     let _ = catch_unwind(AssertUnwindSafe(move || {
-        app.shutdown();
-        drop(app);
+        instance.app.shutdown();
+        drop(instance);
     }));
+}
+
+/// The `websocket_event` entry point for app type `A`: [`App::on_message`].
+///
+/// # Safety
+/// Called by the host with the instance `init` returned and `data` valid for the call.
+pub unsafe extern "C" fn websocket_event<A: App>(
+    instance: *mut c_void,
+    socket: u64,
+    kind: u32,
+    data: Str,
+    close_code: u32,
+) -> Status {
+    if instance.is_null() {
+        return Status::INVALID;
+    }
+    // SAFETY: as in `handle`.
+    let instance = unsafe { &*instance.cast::<Instance<A>>() };
+    let Some(sockets) = instance.sockets else { return Status::ERROR };
+    // SAFETY: the host's data is valid for this call.
+    let data = unsafe { bytes(&data) };
+    let message = match WebSocketKind(kind) {
+        WebSocketKind::TEXT => Message::Text(std::str::from_utf8(data).unwrap_or_default()),
+        WebSocketKind::BINARY => Message::Binary(data),
+        WebSocketKind::CLOSE => Message::Close {
+            code: u16::try_from(close_code).unwrap_or(1006),
+            reason: std::str::from_utf8(data).unwrap_or_default(),
+        },
+        _ => return Status::OK,
+    };
+    let socket = Socket::new(socket, sockets);
+    match catch_unwind(AssertUnwindSafe(|| instance.app.on_message(&socket, message))) {
+        Ok(()) => Status::OK,
+        Err(_) => Status::ERROR,
+    }
 }

@@ -21,10 +21,12 @@
 mod ffi;
 mod request;
 mod response;
+mod websocket;
 
 pub use gatehouse_abi as abi;
 pub use request::{BodyReader, Request, UploadedFile};
 pub use response::{BodyWriter, Response, Text};
+pub use websocket::{Closed, Message, Socket, Sockets};
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,15 @@ pub trait App: Send + Sync + Sized + 'static {
 
     /// Runs once before the plugin is unloaded or the daemon stops.
     fn shutdown(&self) {}
+
+    /// A message on a WebSocket this app accepted ([`Request::accept_websocket`]), or its
+    /// end ([`Message::Close`], the last call for that socket, exactly once). Called on the
+    /// alias's app threads, one message of a socket at a time and in order (messages of
+    /// different sockets may come at once), and only after the `handle` that accepted it
+    /// returned. A panic closes the socket with 1011. By default, nothing.
+    fn on_message(&self, socket: &Socket, message: Message<'_>) {
+        let _ = (socket, message);
+    }
 }
 
 /// What an app is told at [`App::init`]: the alias it serves and its `env` settings.
@@ -48,6 +59,7 @@ pub struct Init<'a> {
     plugin_path: &'a [u8],
     config_dir: &'a [u8],
     env: ffi::Pairs<'a>,
+    sockets: Option<ffi::SocketApi>,
 }
 
 impl<'a> Init<'a> {
@@ -79,6 +91,13 @@ impl<'a> Init<'a> {
         self.env.iter()
     }
 
+    /// The handle to send on (and close) the WebSockets this instance accepts, from any
+    /// thread: keep it in the app to reach a socket from outside its own calls. `None` on a
+    /// daemon older than WebSockets.
+    pub fn sockets(&self) -> Option<Sockets> {
+        self.sockets.map(Sockets::new)
+    }
+
     /// Resolves a path from `env` the way the daemon resolves paths in `hosting.yaml`:
     /// relative to the configuration file's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
@@ -94,7 +113,7 @@ fn bytes_path(b: &[u8]) -> &Path {
 /// Glue used by [`export!`]; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::ffi::{handle, init, shutdown};
+    pub use crate::ffi::{handle, init, shutdown, websocket_event};
 }
 
 /// Exports an app from a `cdylib` as the `gatehouse_app` symbol.
@@ -124,7 +143,7 @@ macro_rules! export {
                 shutdown: Some($crate::__private::shutdown::<$ty>),
                 allow_access: None,
                 check_password: None,
-                websocket_event: None,
+                websocket_event: Some($crate::__private::websocket_event::<$ty>),
             };
             &DESCRIPTOR
         }

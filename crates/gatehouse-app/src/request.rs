@@ -10,11 +10,47 @@ use crate::ffi::{RawRequest, RawUpload};
 #[derive(Debug)]
 pub struct Request<'a> {
     pub(crate) raw: RawRequest<'a>,
+    upgraded: std::cell::Cell<bool>,
 }
 
 impl<'a> Request<'a> {
     pub(crate) fn from_raw(raw: RawRequest<'a>) -> Self {
-        Request { raw }
+        Request { raw, upgraded: std::cell::Cell::new(false) }
+    }
+
+    /// Whether the client asks for a WebSocket (`Upgrade: websocket`; the daemon has
+    /// checked the handshake).
+    pub fn wants_websocket(&self) -> bool {
+        self.header("Upgrade").is_some_and(|u| {
+            u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        })
+    }
+
+    /// The subprotocols the client offers (`Sec-WebSocket-Protocol`), in its order.
+    pub fn websocket_protocols(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.header("Sec-WebSocket-Protocol")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Accepts the client's WebSocket with `protocol` (one it offered, or `None`): the
+    /// daemon answers 101 and owns the connection; the [`Response`](crate::Response) this
+    /// `handle` returns is not sent. Messages then reach [`App::on_message`](crate::App::on_message),
+    /// after this `handle` returns. `None` when the request is not a WebSocket handshake,
+    /// the protocol was not offered, or the alias has `max_websockets` open (the client then
+    /// gets 503): answer as usual.
+    pub fn accept_websocket(&self, protocol: Option<&str>) -> Option<crate::Socket> {
+        let sockets = self.raw.sockets?;
+        let id = self.raw.websocket_accept(protocol.unwrap_or_default()).ok()?;
+        self.upgraded.set(true);
+        Some(crate::Socket::new(id, sockets))
+    }
+
+    /// Whether this request's WebSocket was accepted.
+    pub(crate) fn upgraded(&self) -> bool {
+        self.upgraded.get()
     }
 
     /// An environ variable (`REQUEST_METHOD`, `PATH_INFO`, `HTTP_USER_AGENT`, an `env`

@@ -110,6 +110,17 @@ async fn serve(
     let alias = &m.alias;
     served.app = Some(Arc::from(t.app_name(m)));
     check_headers(req, &alias.limits)?;
+    if m.workers.is_none() && super::websocket::asked(req) {
+        let (path_info, script_filename) = (&t.path[t.script_len..], &t.file);
+        let r = super::websocket::Routed {
+            mount: t.mount,
+            file: script_filename,
+            group_name: t.group_name.as_deref(),
+            script_name: &t.path[..t.script_len],
+            path_info,
+        };
+        return super::websocket::serve(req, payload, host, r, origin, served).await;
+    }
 
     // Input: query and form parameters, uploads; any other body streams to the app.
     let raw = host.config.handler_for(&t.file).is_some();

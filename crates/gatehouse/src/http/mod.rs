@@ -10,6 +10,7 @@ mod handler_tests;
 pub(crate) mod listen;
 pub mod response;
 pub(crate) mod static_files;
+pub(crate) mod websocket;
 
 pub use handler::handle;
 pub use listen::{Control, Endpoint, Hooks, Signals, endpoints, probe, run};
