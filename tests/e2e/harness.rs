@@ -24,7 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The plugins the nested build produces: (placeholder / package name, file name).
-pub(crate) const PLUGINS: [(&str, &str); 8] = [
+pub(crate) const PLUGINS: [(&str, &str); 9] = [
     ("hello", "libhello.so"),
     ("hello-c", "libhello_c.so"),
     ("products", "libproducts.so"),
@@ -33,6 +33,7 @@ pub(crate) const PLUGINS: [(&str, &str); 8] = [
     ("probe", "libprobe.so"),
     ("wsgi", "libwsgi.so"),
     ("crashy", "libcrashy.so"),
+    ("chat", "libchat.so"),
 ];
 
 /// The built daemon and plugins.
@@ -54,6 +55,8 @@ pub(crate) struct Artifacts {
     pub(crate) probe: PathBuf,
     /// `libwsgi.so`: the WSGI bridge, the handler plugin for `.py` files.
     pub(crate) wsgi: PathBuf,
+    /// `libchat.so`: the WebSocket chat room.
+    pub(crate) chat: PathBuf,
     /// `libcrashy.so`: segfaults, aborts, exits, hangs or leaks on request.
     pub(crate) crashy: PathBuf,
 }
@@ -98,6 +101,7 @@ impl Artifacts {
             "probe" => &self.probe,
             "wsgi" => &self.wsgi,
             "crashy" => &self.crashy,
+            "chat" => &self.chat,
             other => panic!("no plugin named {other}"),
         }
     }
@@ -216,6 +220,7 @@ fn build() -> Result<Artifacts, String> {
         probe: found("libprobe.so")?,
         wsgi: found("libwsgi.so")?,
         crashy: found("libcrashy.so")?,
+        chat: found("libchat.so")?,
     })
 }
 
@@ -324,7 +329,7 @@ pub(crate) fn install(from: &Path, to: &Path) {
 }
 
 /// Replaces `{hello}`, `{hello-c}`, `{products}`, `{environ}`, `{panicky}`, `{probe}`,
-/// `{wsgi}`, `{crashy}` (the built plugins) and `{dir}`
+/// `{wsgi}`, `{crashy}`, `{chat}` (the built plugins) and `{dir}`
 /// (the test's temp folder) in a configuration text.
 pub(crate) fn expand(yaml: &str, dir: &Path) -> String {
     let a = artifacts();

@@ -43,4 +43,5 @@ mod streaming;
 mod systemd;
 mod tls;
 mod uploads;
+mod websocket;
 mod wsgi;
