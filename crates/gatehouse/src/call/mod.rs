@@ -5,6 +5,7 @@
 pub(crate) mod abi;
 pub(crate) mod body;
 pub(crate) mod deadline;
+pub(crate) mod hook;
 pub mod pool;
 pub(crate) mod reply;
 
