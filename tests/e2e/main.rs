@@ -30,6 +30,7 @@ mod fds;
 mod forms;
 mod hardening;
 mod harness;
+mod hooks;
 mod hostile;
 mod isolation;
 mod kubernetes;

@@ -151,7 +151,8 @@ fn refused(d: &Daemon, path: &str, extra: &[&str]) -> Response {
     d.request(&handshake(d.addr, path, extra))
 }
 
-const CHAT: &str = "aliases:\n  - url: /chat\n    path: {chat}\n  - url: /hello\n    path: {hello}\n";
+const CHAT: &str =
+    "aliases:\n  - url: /chat\n    path: {chat}\n  - url: /hello\n    path: {hello}\n";
 
 #[test]
 fn websocket_handshake_refusals() {

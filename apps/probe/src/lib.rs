@@ -36,6 +36,12 @@
 //! - `/endless`: streams 16 KiB chunks, each flushed, until a write fails, then writes
 //!   `stopped after N chunks: KIND: MESSAGE` to the marker file `PROBE_DIR/endless.done`.
 //!
+//! As an alias's `access_script` and `auth_user_script` (hooks), it logs (INFO)
+//! `probe hook: allow_access host=HOST remote_user=VALUE` and allows the request, refuses it
+//! when the query string has `deny`, has no opinion with `abstain` and panics with
+//! `hook-panic`; `check_password` knows `alice` (password `secret`) and `bob` (every password
+//! wrong), and no other user.
+//!
 //! `env: {PROBE_DIR: FOLDER}` on the alias names the marker folder (relative to the
 //! configuration's folder).
 
@@ -181,6 +187,32 @@ impl App for Probe {
         Ok(Probe { marks: init.env("PROBE_DIR").map(|p| init.resolve(p)) })
     }
 
+    fn allow_access(&self, req: &Request<'_>, host: &str) -> Option<bool> {
+        let query = req.var("QUERY_STRING").unwrap_or_default();
+        req.log_info(format!(
+            "probe hook: allow_access host={host} remote_user={}",
+            req.var("REMOTE_USER").unwrap_or("-")
+        ));
+        if query.contains("hook-panic") {
+            panic!("probe: the access hook panics, as asked");
+        }
+        if query.contains("deny") {
+            Some(false)
+        } else if query.contains("abstain") {
+            None
+        } else {
+            Some(true)
+        }
+    }
+
+    fn check_password(&self, _req: &Request<'_>, user: &str, password: &str) -> Option<bool> {
+        match user {
+            "alice" => Some(password == "secret"),
+            "bob" => Some(false),
+            _ => None,
+        }
+    }
+
     fn handle(&self, req: &Request<'_>) -> Response {
         match req.path_info() {
             "/stream" => self.stream(req, false),
@@ -284,8 +316,8 @@ mod raw {
             init: Some(__private::init::<Probe>),
             handle: Some(handle),
             shutdown: Some(__private::shutdown::<Probe>),
-            allow_access: None,
-            check_password: None,
+            allow_access: Some(__private::allow_access::<Probe>),
+            check_password: Some(__private::check_password::<Probe>),
             websocket_event: None,
         };
         &DESCRIPTOR

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ThreadId;
 
-use gatehouse_abi::{ABI_VERSION, AppDescriptor, Environ, HostApi, InitContext, Pair, Status, Str};
+use gatehouse_abi::{
+    ABI_VERSION, AppDescriptor, Environ, HostApi, InitContext, Pair, Status, Str, Verdict,
+};
 
 use crate::Instance;
 
@@ -26,8 +28,8 @@ static DESCRIPTOR: AppDescriptor = AppDescriptor {
     init: Some(init),
     handle: Some(handle),
     shutdown: Some(shutdown),
-    allow_access: None,
-    check_password: None,
+    allow_access: Some(allow_access),
+    check_password: Some(check_password),
     websocket_event: None,
 };
 
@@ -126,28 +128,8 @@ unsafe extern "C" fn init(ctx: *const InitContext, instance: *mut *mut c_void) -
 }
 
 unsafe extern "C" fn handle(instance: *mut c_void, environ: *const Environ) -> Status {
-    if instance.is_null() || environ.is_null() {
-        return Status::ERROR;
-    }
-    // SAFETY: `instance` is what our `init` returned; the host keeps it alive across calls.
-    let inst = unsafe { &*instance.cast::<Instance>() };
-    // SAFETY: the host passes a valid environ for the duration of `handle`.
-    let env = unsafe { &*environ };
-    if (env.struct_size as usize) < std::mem::size_of::<Environ>() || env.host.is_null() {
-        return Status::ERROR;
-    }
-    // SAFETY: `host` is the host's static callback table, valid during the call.
-    let host = unsafe { &*env.host };
-    if (host.struct_size as usize) < std::mem::size_of::<HostApi>() {
-        return Status::ERROR;
-    }
-    let call = std::sync::Arc::new(Call {
-        environ,
-        request: env.request,
-        host,
-        owner: std::thread::current().id(),
-        live: AtomicBool::new(true),
-    });
+    // SAFETY: as the host guarantees for `handle`.
+    let Some((inst, call)) = (unsafe { enter(instance, environ) }) else { return Status::ERROR };
     let status = catch_unwind(AssertUnwindSafe(|| inst.handle(&call))).unwrap_or_else(|_| {
         call.log_error("the WSGI bridge panicked (a bug in the bridge); answered 500");
         Status::ERROR
@@ -156,6 +138,84 @@ unsafe extern "C" fn handle(instance: *mut c_void, environ: *const Environ) -> S
     // on they find it expired and never touch the host's pointers.
     call.live.store(false, Ordering::Release);
     status
+}
+
+/// The instance and the call of an entry point's arguments; `None` when they are unusable
+/// (null, or from a host older than the structs this bridge reads).
+///
+/// # Safety
+/// `instance` must be what our `init` returned (or null) and `environ` valid (or null) for
+/// the duration of the entry point's call.
+unsafe fn enter<'a>(
+    instance: *mut c_void,
+    environ: *const Environ,
+) -> Option<(&'a Instance, std::sync::Arc<Call>)> {
+    if instance.is_null() || environ.is_null() {
+        return None;
+    }
+    // SAFETY: `instance` is what our `init` returned; the host keeps it alive across calls.
+    let inst = unsafe { &*instance.cast::<Instance>() };
+    // SAFETY: the host passes a valid environ for the duration of the call.
+    let env = unsafe { &*environ };
+    if (env.struct_size as usize) < std::mem::size_of::<Environ>() || env.host.is_null() {
+        return None;
+    }
+    // SAFETY: `host` is the host's static callback table, valid during the call.
+    let host = unsafe { &*env.host };
+    if (host.struct_size as usize) < std::mem::size_of::<HostApi>() {
+        return None;
+    }
+    let call = std::sync::Arc::new(Call {
+        environ,
+        request: env.request,
+        host,
+        owner: std::thread::current().id(),
+        live: AtomicBool::new(true),
+    });
+    Some((inst, call))
+}
+
+/// Runs a hook of the instance's script, as `handle` runs the app.
+///
+/// # Safety
+/// As [`enter`].
+unsafe fn hook(
+    instance: *mut c_void,
+    environ: *const Environ,
+    hook: &crate::hooks::Hook<'_>,
+) -> Verdict {
+    // SAFETY: as the caller guarantees.
+    let Some((inst, call)) = (unsafe { enter(instance, environ) }) else { return Verdict::ERROR };
+    let verdict = catch_unwind(AssertUnwindSafe(|| crate::hooks::run(inst, &call, hook)))
+        .unwrap_or_else(|_| {
+            call.log_error("the WSGI bridge panicked (a bug in the bridge) in a hook");
+            Verdict::ERROR
+        });
+    call.live.store(false, Ordering::Release);
+    verdict
+}
+
+unsafe extern "C" fn allow_access(
+    instance: *mut c_void,
+    environ: *const Environ,
+    host: Str,
+) -> Verdict {
+    // SAFETY: the host's string is valid for this call.
+    let host = unsafe { bytes(&host) };
+    // SAFETY: the host calls with our instance and a valid environ.
+    unsafe { hook(instance, environ, &crate::hooks::Hook::Access { host }) }
+}
+
+unsafe extern "C" fn check_password(
+    instance: *mut c_void,
+    environ: *const Environ,
+    user: Str,
+    password: Str,
+) -> Verdict {
+    // SAFETY: the host's strings are valid for this call.
+    let (user, password) = unsafe { (bytes(&user), bytes(&password)) };
+    // SAFETY: the host calls with our instance and a valid environ.
+    unsafe { hook(instance, environ, &crate::hooks::Hook::Password { user, password }) }
 }
 
 unsafe extern "C" fn shutdown(instance: *mut c_void) {

@@ -24,7 +24,7 @@ use crate::objects::{Errors, Input, Response, StartResponse, type_name};
 use crate::{Instance, Script, interp, stamp};
 
 /// Why a request did not reach the app.
-enum Refused {
+pub(crate) enum Refused {
     /// Answer 404 (the script is gone, or has no such callable), having logged why.
     NotFound,
     /// Answer 500, having logged why.
@@ -58,9 +58,32 @@ pub(crate) fn handle(inst: &Instance, call: &Arc<Call>) -> Status {
 }
 
 impl Instance {
-    /// The script's WSGI callable: loaded once, re-imported when the file changed (unless
-    /// reloading is off).
+    /// The script's WSGI callable.
     fn app(&self, py: Python<'_>, call: &Call, script: &Path) -> Result<Py<PyAny>, Refused> {
+        let loaded = self.script(py, call, script)?;
+        match &loaded.callable {
+            Some(app) => Ok(app.clone_ref(py)),
+            None => {
+                call.log_error(&format!(
+                    "Target WSGI script '{}' does not contain WSGI application '{}' ({}: set \
+                     `callable` in the handler's or alias's env if it has another name).",
+                    script.display(),
+                    self.callable,
+                    self.alias
+                ));
+                Err(Refused::NotFound)
+            }
+        }
+    }
+
+    /// The script, loaded once and re-imported when the file changed (unless reloading is
+    /// off).
+    pub(crate) fn script(
+        &self,
+        py: Python<'_>,
+        call: &Call,
+        script: &Path,
+    ) -> Result<Arc<Script>, Refused> {
         let now = match stamp(script) {
             Ok(s) => s,
             Err(e) => {
@@ -74,17 +97,14 @@ impl Instance {
         };
         let cached = |this: &Self| {
             let scripts = this.scripts.lock().unwrap_or_else(PoisonError::into_inner);
-            scripts
-                .get(script)
-                .filter(|s| s.stamp == now || !this.reloading)
-                .map(|s| s.callable.clone_ref(py))
+            scripts.get(script).filter(|s| s.stamp == now || !this.reloading).cloned()
         };
-        if let Some(app) = cached(self) {
-            return Ok(app);
+        if let Some(loaded) = cached(self) {
+            return Ok(loaded);
         }
         let _importing = self.importing.enter(py);
-        if let Some(app) = cached(self) {
-            return Ok(app);
+        if let Some(loaded) = cached(self) {
+            return Ok(loaded);
         }
         let source = self.read_trusted(py, call, script)?;
         let loaded = interp::helpers(py).and_then(|h| {
@@ -102,28 +122,16 @@ impl Instance {
                 return Err(Refused::Failed);
             }
         };
-        let app = match module.getattr(self.callable.as_str()) {
-            Ok(app) => app.unbind(),
-            Err(_) => {
-                call.log_error(&format!(
-                    "Target WSGI script '{}' does not contain WSGI application '{}' ({}: set \
-                     `callable` in the handler's or alias's env if it has another name).",
-                    script.display(),
-                    self.callable,
-                    self.alias
-                ));
-                return Err(Refused::NotFound);
-            }
-        };
-        let new = Arc::new(Script { stamp: now, callable: app.clone_ref(py) });
+        let callable = module.getattr(self.callable.as_str()).ok().map(Bound::unbind);
+        let new = Arc::new(Script { stamp: now, module: module.unbind(), callable });
         let old = self
             .scripts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(script.to_owned(), new);
+            .insert(script.to_owned(), Arc::clone(&new));
         // The old module's objects are released here, outside the lock.
         drop(old);
-        Ok(app)
+        Ok(new)
     }
 }
 
@@ -321,7 +329,7 @@ fn finish(py: Python<'_>, response: &Response) -> PyResult<()> {
 
 /// The PEP 3333 environ: the host's variables as native strings (bytes decoded as
 /// latin-1), and the `wsgi.*` keys.
-fn environ<'py>(
+pub(crate) fn environ<'py>(
     py: Python<'py>,
     inst: &Instance,
     call: &Arc<Call>,
@@ -355,7 +363,7 @@ fn native<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
 
 /// Logs an exception as mod_wsgi does: a line naming the script, then the traceback, one
 /// log line per line.
-fn log_exception(py: Python<'_>, call: &Call, script: &Path, e: &PyErr) {
+pub(crate) fn log_exception(py: Python<'_>, call: &Call, script: &Path, e: &PyErr) {
     let traceback = interp::describe(py, e);
     // Without the GIL, as `wsgi.errors`: in a worker process each line is a write that may
     // wait for the daemon.

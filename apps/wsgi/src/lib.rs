@@ -12,6 +12,9 @@
 //! - `interp`: the one interpreter per process, `python_home`, `python_path`, helpers.
 //! - `objects`: `start_response`, `write`, `wsgi.input`, `wsgi.errors`.
 //! - `bridge`: one request: the environ, the call, the body, `close()`, errors.
+//! - `hooks`: `allow_access(environ, host)` and `check_password(environ, user, password)` of
+//!   a script named as an alias's `access_script` / `auth_user_script`, as mod_wsgi's
+//!   `WSGIAccessScript` and `WSGIAuthUserScript` call them.
 //!
 //! Settings (the `init` env: the handler's `env`, then the alias's, then the daemon's):
 //! `callable` (default `application`), `python_home`, `python_path` (`:`-separated),
@@ -19,6 +22,7 @@
 //! `wsgi.multiprocess`: more than 1 with `isolation: process`), `gatehouse.reloading`
 //! (`off`: a changed script is not re-imported) and `gatehouse.check_plugins` (`off`: a
 //! script that fails the trust rules runs, with a warning, instead of being refused).
+//! `gatehouse.script` names the script the instance serves (the file a hook call runs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,7 @@ use pyo3::prelude::*;
 
 mod abi;
 mod bridge;
+mod hooks;
 mod interp;
 mod objects;
 
@@ -61,13 +66,18 @@ pub(crate) struct Instance {
     owners: gatehouse_trust::Owners,
     /// The last trust failure logged per script, so each is logged once.
     refusals: Mutex<HashMap<PathBuf, String>>,
+    /// The script this instance was made for (`gatehouse.script`), which an access or
+    /// authentication hook call runs (an app call runs `SCRIPT_FILENAME`).
+    script: Option<PathBuf>,
 }
 
-/// A loaded script: the file's identity when it was loaded, and its WSGI callable.
+/// A loaded script: the file's identity when it was loaded, its module, and its WSGI
+/// callable (a hook script may have none).
 #[derive(Debug)]
 pub(crate) struct Script {
     stamp: Stamp,
-    callable: Py<PyAny>,
+    module: Py<PyAny>,
+    callable: Option<Py<PyAny>>,
 }
 
 /// A file's identity and version: (device, inode, size, mtime seconds, mtime nanoseconds).
@@ -146,6 +156,7 @@ impl Instance {
             check_scripts,
             owners: gatehouse_trust::Owners::current(),
             refusals: Mutex::new(HashMap::new()),
+            script: get("gatehouse.script").map(PathBuf::from),
         })
     }
 

@@ -159,7 +159,12 @@ pub struct InitContext {
     /// `reason` (UTF-8, at most 123 bytes). Messages queued before it go out first; the app
     /// then gets the socket's `CLOSE` event. Same threading and statuses as `websocket_send`.
     pub websocket_close: Option<
-        unsafe extern "C" fn(sockets_ctx: *mut c_void, socket: u64, code: u32, reason: Str) -> Status,
+        unsafe extern "C" fn(
+            sockets_ctx: *mut c_void,
+            socket: u64,
+            code: u32,
+            reason: Str,
+        ) -> Status,
     >,
 }
 

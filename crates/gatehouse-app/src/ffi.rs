@@ -6,7 +6,9 @@
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use gatehouse_abi::{Environ, HostApi, InitContext, Pair, Status, Str, Upload, WebSocketKind};
+use gatehouse_abi::{
+    Environ, HostApi, InitContext, Pair, Status, Str, Upload, Verdict, WebSocketKind,
+};
 
 use crate::websocket::{Message, Socket};
 use crate::{App, Init, Request};
@@ -39,7 +41,9 @@ impl SocketApi {
     pub(crate) fn send(&self, socket: u64, kind: WebSocketKind, data: &[u8]) -> Status {
         // SAFETY: the host's callback, with its own context, callable from any thread while
         // the instance lives; `data` outlives the call and the host copies it.
-        unsafe { (self.send)(std::ptr::without_provenance_mut(self.ctx), socket, kind.0, Str::new(data)) }
+        unsafe {
+            (self.send)(std::ptr::without_provenance_mut(self.ctx), socket, kind.0, Str::new(data))
+        }
     }
 
     pub(crate) fn close(&self, socket: u64, code: u16, reason: &str) -> Status {
@@ -243,7 +247,8 @@ impl<'a> RawRequest<'a> {
     pub(crate) fn websocket_accept(&self, protocol: &str) -> Result<u64, Status> {
         let end = std::mem::offset_of!(HostApi, websocket_accept)
             + std::mem::size_of::<Option<unsafe extern "C" fn()>>();
-        let f = if self.host.struct_size as usize >= end { self.host.websocket_accept } else { None };
+        let f =
+            if self.host.struct_size as usize >= end { self.host.websocket_accept } else { None };
         let Some(f) = f else { return Err(Status::INVALID) };
         let mut socket = 0u64;
         // SAFETY: `request` is this call's handle; the host copies the protocol and writes
@@ -351,6 +356,71 @@ pub unsafe extern "C" fn handle<A: App>(instance: *mut c_void, environ: *const E
             Status::ERROR
         }
     }
+}
+
+/// Runs one of `A`'s hooks for the request in `environ`, turning a panic into
+/// [`Verdict::ERROR`] (logged).
+///
+/// # Safety
+/// As [`handle`].
+unsafe fn hook<A: App>(
+    instance: *mut c_void,
+    environ: *const Environ,
+    f: impl FnOnce(&A, &Request<'_>) -> Option<bool>,
+) -> Verdict {
+    if instance.is_null() || environ.is_null() {
+        return Verdict::ERROR;
+    }
+    // SAFETY: as in `handle`.
+    let app = unsafe { &*instance.cast::<A>() };
+    // SAFETY: the environ is valid for this call.
+    let Some(raw) = (unsafe { RawRequest::new(&*environ) }) else { return Verdict::ERROR };
+    let req = Request::from_raw(raw);
+    match catch_unwind(AssertUnwindSafe(|| f(app, &req))) {
+        Ok(Some(true)) => Verdict::ALLOW,
+        Ok(Some(false)) => Verdict::DENY,
+        Ok(None) => Verdict::UNKNOWN,
+        Err(payload) => {
+            req.raw.log_error(&format!("hook panicked: {}", panic_message(payload.as_ref())));
+            Verdict::ERROR
+        }
+    }
+}
+
+/// The `allow_access` entry point for app type `A` ([`App::allow_access`]).
+///
+/// # Safety
+/// Called by the host with the instance `init` returned, a valid environ and `host`.
+pub unsafe extern "C" fn allow_access<A: App>(
+    instance: *mut c_void,
+    environ: *const Environ,
+    host: Str,
+) -> Verdict {
+    // SAFETY: the host's string is valid for this call.
+    let host = String::from_utf8_lossy(unsafe { bytes(&host) });
+    // SAFETY: as the caller guarantees.
+    unsafe { hook::<A>(instance, environ, |app, req| app.allow_access(req, &host)) }
+}
+
+/// The `check_password` entry point for app type `A` ([`App::check_password`]): credentials
+/// that are not UTF-8 name no user (`UNKNOWN`) without a call.
+///
+/// # Safety
+/// Called by the host with the instance `init` returned, a valid environ and credentials.
+pub unsafe extern "C" fn check_password<A: App>(
+    instance: *mut c_void,
+    environ: *const Environ,
+    user: Str,
+    password: Str,
+) -> Verdict {
+    // SAFETY: the host's strings are valid for this call.
+    let (user, password) = unsafe { (bytes(&user), bytes(&password)) };
+    let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
+    else {
+        return Verdict::UNKNOWN;
+    };
+    // SAFETY: as the caller guarantees.
+    unsafe { hook::<A>(instance, environ, |app, req| app.check_password(req, user, password)) }
 }
 
 /// The `shutdown` entry point for app type `A`.

@@ -42,6 +42,28 @@ pub trait App: Send + Sync + Sized + 'static {
     /// Runs once before the plugin is unloaded or the daemon stops.
     fn shutdown(&self) {}
 
+    /// The access hook, for an alias whose `access_script` is this plugin (mod_wsgi's
+    /// `WSGIAccessScript`): whether the client at `host` (its address) may reach the alias's
+    /// app. `Some(true)` or `None` (no opinion) let the request on, `Some(false)` answers
+    /// 403. `req` has the environ and the query's parameters; the body is not read yet.
+    /// The default refuses (logging that it is not implemented): a plugin named as a hook
+    /// must say what it allows.
+    fn allow_access(&self, req: &Request<'_>, host: &str) -> Option<bool> {
+        let _ = host;
+        req.log_error("this plugin does not implement App::allow_access; refusing");
+        Some(false)
+    }
+
+    /// The authentication hook, for an alias whose `auth_user_script` is this plugin
+    /// (mod_wsgi's `WSGIAuthUserScript`): whether `password` is `user`'s. `Some(true)` lets
+    /// the request on with `REMOTE_USER` set; `Some(false)` (wrong password) and `None` (no
+    /// such user) answer 401. The default refuses (logging that it is not implemented).
+    fn check_password(&self, req: &Request<'_>, user: &str, password: &str) -> Option<bool> {
+        let _ = (user, password);
+        req.log_error("this plugin does not implement App::check_password; refusing");
+        Some(false)
+    }
+
     /// A message on a WebSocket this app accepted ([`Request::accept_websocket`]), or its
     /// end ([`Message::Close`], the last call for that socket, exactly once). Called on the
     /// alias's app threads, one message of a socket at a time and in order (messages of
@@ -113,7 +135,7 @@ fn bytes_path(b: &[u8]) -> &Path {
 /// Glue used by [`export!`]; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::ffi::{handle, init, shutdown, websocket_event};
+    pub use crate::ffi::{allow_access, check_password, handle, init, shutdown, websocket_event};
 }
 
 /// Exports an app from a `cdylib` as the `gatehouse_app` symbol.
@@ -141,8 +163,8 @@ macro_rules! export {
                 init: Some($crate::__private::init::<$ty>),
                 handle: Some($crate::__private::handle::<$ty>),
                 shutdown: Some($crate::__private::shutdown::<$ty>),
-                allow_access: None,
-                check_password: None,
+                allow_access: Some($crate::__private::allow_access::<$ty>),
+                check_password: Some($crate::__private::check_password::<$ty>),
                 websocket_event: Some($crate::__private::websocket_event::<$ty>),
             };
             &DESCRIPTOR

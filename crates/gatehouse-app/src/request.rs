@@ -21,9 +21,8 @@ impl<'a> Request<'a> {
     /// Whether the client asks for a WebSocket (`Upgrade: websocket`; the daemon has
     /// checked the handshake).
     pub fn wants_websocket(&self) -> bool {
-        self.header("Upgrade").is_some_and(|u| {
-            u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-        })
+        self.header("Upgrade")
+            .is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")))
     }
 
     /// The subprotocols the client offers (`Sec-WebSocket-Protocol`), in its order.

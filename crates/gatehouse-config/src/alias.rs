@@ -49,11 +49,18 @@ pub(crate) const ALIAS_KEYS: &[&str] = &[
     "isolation",
 ];
 
-/// Every key an alias accepts: [`ALIAS_KEYS`], then the worker settings
-/// ([`crate::isolation::PROCESS_KEYS`]).
+/// Every key an alias accepts: [`ALIAS_KEYS`], the hooks ([`crate::hooks::HOOK_KEYS`]),
+/// then the worker settings ([`crate::isolation::PROCESS_KEYS`]).
 fn all_alias_keys() -> &'static [&'static str] {
     static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    ALL.get_or_init(|| ALIAS_KEYS.iter().chain(crate::isolation::PROCESS_KEYS).copied().collect())
+    ALL.get_or_init(|| {
+        ALIAS_KEYS
+            .iter()
+            .chain(crate::hooks::HOOK_KEYS)
+            .chain(crate::isolation::PROCESS_KEYS)
+            .copied()
+            .collect()
+    })
 }
 
 /// The global values an alias inherits when it does not set its own.
@@ -262,6 +269,7 @@ fn one(
         );
     }
     let (url, trailing_slash, url_pos) = url?;
+    let hooks = crate::hooks::read(&f, &url, dir, d);
     let (written, _) = path?;
     let alias = Alias {
         url,
@@ -281,6 +289,7 @@ fn one(
         preload,
         error_documents,
         error_override,
+        hooks,
         limits,
         check_plugins,
         sha256: sha256.map(|(hex, _)| hex),

@@ -130,6 +130,7 @@ mod diagnostic;
 mod env_vars;
 mod errors;
 mod handler;
+mod hooks;
 mod isolation;
 mod limits;
 mod logs;
@@ -144,6 +145,7 @@ mod worker_text;
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos, Severity};
 pub use errors::ErrorDocuments;
+pub use hooks::Hooks;
 pub use isolation::{DEFAULT_PROCESSES, DEFAULT_STARTUP_TIMEOUT, MAX_PROCESSES, ProcessSettings};
 pub use limits::{Limits, MAX_HEADER_SIZE_CEILING, MAX_HEADERS_CEILING, parse_duration};
 pub use logs::{AccessLog, ErrorLog, Logs, Rotate, RotateAge};
@@ -395,6 +397,9 @@ pub struct Alias {
     pub error_documents: ErrorDocuments,
     /// The alias's `error_override`, or the global one.
     pub error_override: bool,
+    /// Its access and authentication hooks (`access_script`, `auth_user_script`,
+    /// `auth_realm`).
+    pub hooks: Hooks,
     /// The alias's request limits (its own keys over the global ones).
     pub limits: Limits,
     /// The alias's `check_plugins`, or the global one.

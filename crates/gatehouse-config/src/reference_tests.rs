@@ -97,6 +97,7 @@ fn the_readme_reference_documents_exactly_the_accepted_keys() {
     let aliases = section(&block, "aliases:");
     let alias_keys: Vec<String> =
         keys_at(&aliases, 2).into_iter().chain(keys_at(&aliases, 4)).collect();
-    let accepted: Vec<&str> = ALIAS_KEYS.iter().chain(PROCESS_KEYS).copied().collect();
+    let accepted: Vec<&str> =
+        ALIAS_KEYS.iter().chain(crate::hooks::HOOK_KEYS).chain(PROCESS_KEYS).copied().collect();
     same("an alias", &alias_keys, &accepted, Some(&block));
 }

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::Config;
+use crate::hooks::HOOK_KEYS;
 use crate::node::{Node, Value, parse_yaml};
 
 /// The text a worker of alias `index` of `config` reads its configuration from: `config`'s
@@ -53,7 +54,13 @@ pub fn worker_text(config: &Config, index: usize) -> Result<String, String> {
                     format!("the configuration has {} aliases, not {}", items.len(), index + 1)
                 })?;
                 found = true;
-                kept = Node { pos: value.pos, value: Value::Seq(vec![item.clone()]) };
+                // The hooks run in the daemon: a worker neither reads nor checks their files
+                // (its user may not be able to).
+                let mut item = item.clone();
+                if let Value::Map(keys) = &mut item.value {
+                    keys.retain(|(k, _)| !k.text().is_some_and(|k| HOOK_KEYS.contains(&k)));
+                }
+                kept = Node { pos: value.pos, value: Value::Seq(vec![item]) };
                 &kept
             }
             (Some("handlers"), Value::Seq(items)) if home_for_handlers.is_some() => {
@@ -262,6 +269,21 @@ aliases:
             }
         }
         assert_eq!(config.aliases[2].env, config.aliases[1].env);
+    }
+
+    #[test]
+    fn a_worker_gets_no_hooks_the_daemon_runs() {
+        let fx = fixture();
+        let text = "aliases:\n  - url: /a\n    path: lib/app.so\n    isolation: process\n    \
+                    access_script: lib/app.so\n    auth_user_script: lib/app.so\n    \
+                    auth_realm: Staff\n";
+        let config = fx.ok(text).config;
+        assert!(config.aliases[0].hooks.any());
+        assert_eq!(config.aliases[0].hooks.auth_realm, "Staff");
+        let worker_text = worker_text(&config, 0).expect("worker text");
+        assert!(!worker_text.contains("script"), "{worker_text}");
+        let worker = fx.ok(&worker_text).config;
+        assert!(!worker.aliases[0].hooks.any());
     }
 
     #[test]

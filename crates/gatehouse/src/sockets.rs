@@ -106,11 +106,6 @@ pub(crate) fn unregister(id: u64) {
     OPEN.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
 }
 
-/// Sockets open now.
-pub(crate) fn open() -> usize {
-    OPEN.read().unwrap_or_else(PoisonError::into_inner).len()
-}
-
 fn outbound(owner: usize, id: u64) -> Option<Outbound> {
     let open = OPEN.read().unwrap_or_else(PoisonError::into_inner);
     open.get(&id).filter(|e| e.owner == owner).map(|e| e.out.clone())

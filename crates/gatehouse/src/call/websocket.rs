@@ -53,7 +53,11 @@ impl<'a> Accepting<'a> {
 
     /// `websocket_accept` with `protocol` (empty: none): the socket's id, or the status the
     /// callback returns.
-    pub(crate) fn accept(&mut self, sink: &mut ReplySink<'_>, protocol: &[u8]) -> Result<u64, Status> {
+    pub(crate) fn accept(
+        &mut self,
+        sink: &mut ReplySink<'_>,
+        protocol: &[u8],
+    ) -> Result<u64, Status> {
         if self.done.is_some() || sink.started() {
             return Err(Status::BAD_STATE);
         }

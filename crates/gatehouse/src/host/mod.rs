@@ -26,11 +26,13 @@
 //! reaper thread.
 
 mod error_pages;
+mod hooks;
 mod live;
 mod next;
 #[cfg(test)]
 mod next_tests;
 mod refresh;
+pub(crate) use hooks::{HookKind, Outcome};
 pub use live::Live;
 pub(crate) use next::init_env;
 use next::{AppsKey, WorkersKey};
@@ -191,6 +193,8 @@ pub struct Mount {
     pub workers: Option<Arc<crate::isolation::group::Group>>,
     workers_key: Option<WorkersKey>,
     apps: Arc<Apps>,
+    /// Its access and authentication hooks (None: it has none, or this is a worker).
+    pub(crate) hooks: Option<hooks::Hooks>,
 }
 
 /// A directory group's resolved names, valid while the folder is unchanged.
@@ -319,6 +323,8 @@ impl Host {
                         AliasKind::App => None,
                     },
                     app_file: Arc::from(alias.path.as_path()),
+                    // Hooks run in the daemon, never in a worker.
+                    hooks: hooks::Hooks::of(alias).filter(|_| isolate),
                     alias: alias.clone(),
                     stats: Arc::clone(&apps.stats),
                     apps,
@@ -343,7 +349,7 @@ impl Host {
     /// Loads every single-app plugin not loaded yet, and every plugin of the directory
     /// groups with `preload`, logging each outcome. Returns how many failed.
     pub fn load_single_apps(&self) -> usize {
-        let mut failed = 0;
+        let mut failed = self.load_hooks();
         for (i, m) in self.mounts.iter().enumerate() {
             if let Some(workers) = &m.workers {
                 // Its apps load in its worker processes.
@@ -571,11 +577,11 @@ impl Host {
     /// What serves `file` on alias `m`: the file, or its handler's plugin.
     fn source(&self, m: &Mount, file: &Path) -> Source {
         match self.config.handler_for(file) {
-            Some(h) => Source {
-                plugin: h.plugin.clone(),
-                env: init_env(h, &m.alias, &self.config),
-                handler: true,
-            },
+            Some(h) => {
+                let mut env = init_env(h, &m.alias, &self.config);
+                env.push(("gatehouse.script".to_owned(), file.display().to_string()));
+                Source { plugin: h.plugin.clone(), env, handler: true }
+            }
             None => Source { plugin: file.to_owned(), env: m.alias.env.clone(), handler: false },
         }
     }
@@ -589,12 +595,14 @@ impl Host {
         let source = self.source(m, file);
         let script =
             if source.handler { format!(" (script {})", file.display()) } else { String::new() };
+        // `sha256` pins what serves the alias's own file, not a hook's.
+        let pinned = file == m.alias.path;
         let file = source.plugin.as_path();
         let args = InitArgs { alias: &alias, config_dir: &self.config.dir, env: &source.env };
         let policy = Policy {
             check: if m.alias.check_plugins { Check::Enforce } else { Check::Warn },
             owners: self.owners,
-            sha256: m.alias.sha256.as_deref(),
+            sha256: m.alias.sha256.as_deref().filter(|_| pinned),
         };
         let staged = match &self.cache {
             Some(cache) => match cache.stage(file, &policy) {

@@ -53,12 +53,26 @@ pub(crate) struct Served {
     pub(crate) mount: Option<usize>,
     pub(crate) app: Option<Arc<str>>,
     pub(crate) request_id: Option<u64>,
+    /// The user an `auth_user_script` let in (the log's `%u`).
+    pub(crate) user: Option<Box<[u8]>>,
 }
 
 impl Served {
     /// A request from `client`, not routed yet.
     pub(crate) fn new(client: IpAddr) -> Served {
-        Served { client, mount: None, app: None, request_id: None }
+        Served { client, mount: None, app: None, request_id: None, user: None }
+    }
+}
+
+/// Escapes a field that the client chose and that is not quoted in the line (an app name from
+/// the URL, a user name): as [`escape_into`], spaces too.
+fn escape_field(bytes: &[u8], out: &mut String) {
+    for &b in bytes {
+        if b == b' ' {
+            out.push_str("\\x20");
+        } else {
+            escape_into(&[b], out);
+        }
     }
 }
 
@@ -143,6 +157,10 @@ where
                     entry.client = s.client.to_string();
                     entry.app = s.app.clone();
                     entry.request_id = s.request_id;
+                    if let Some(user) = s.user.as_deref().filter(|u| !u.is_empty()) {
+                        entry.user.clear();
+                        escape_field(user, &mut entry.user);
+                    }
                 }
                 Box::new(entry)
             });
@@ -171,6 +189,8 @@ struct Entry {
     status: u16,
     app: Option<Arc<str>>,
     request_id: Option<u64>,
+    /// `-`, or the user an authentication hook let in, escaped (spaces too).
+    user: String,
 }
 
 impl Entry {
@@ -214,6 +234,7 @@ impl Entry {
             status: 0,
             app: None,
             request_id: None,
+            user: "-".to_owned(),
         }
     }
 
@@ -226,7 +247,9 @@ impl Entry {
                 + self.user_agent.len(),
         );
         line.push_str(&self.client);
-        line.push_str(" - - [");
+        line.push_str(" - ");
+        line.push_str(&self.user);
+        line.push_str(" [");
         clf_time(self.time, &mut line);
         line.push_str("] \"");
         line.push_str(&self.request_line);
@@ -243,15 +266,7 @@ impl Entry {
         line.push_str("\" app=");
         match &self.app {
             // A group's plugin NAME comes from the URL: escape it too, spaces included.
-            Some(a) => {
-                for &b in a.as_bytes() {
-                    if b == b' ' {
-                        line.push_str("\\x20");
-                    } else {
-                        escape_into(&[b], &mut line);
-                    }
-                }
-            }
+            Some(a) => escape_field(a.as_bytes(), &mut line),
             None => line.push('-'),
         }
         line.push_str(" req=");
@@ -395,6 +410,7 @@ mod tests {
             status: 200,
             app: Some(Arc::from("my app")),
             request_id: Some(42),
+            user: "-".to_owned(),
         };
         let line = entry.format(30, 812);
         let local = time.with_timezone(&chrono::Local).format("%d/%b/%Y:%H:%M:%S %z").to_string();

@@ -1,5 +1,5 @@
 //! The one handler every request goes through, top to bottom as ARCHITECTURE.md draws it:
-//! route → input → environ → call (in process or relayed) → response.
+//! route → environ → hooks → input → call (in process or relayed) → response.
 //!
 //! It loads the live host once and serves the whole request on that snapshot; it works out
 //! the client (behind `trusted_proxies`) once and hands it, the app and the request id to
@@ -122,12 +122,8 @@ async fn serve(
         return super::websocket::serve(req, payload, host, r, origin, served).await;
     }
 
-    // Input: query and form parameters, uploads; any other body streams to the app.
-    let raw = host.config.handler_for(&t.file).is_some();
-    let (input, body, pump) = read_input(req, payload, m, &host.config, raw).await?;
-
     // Environ: the CGI/WSGI variables.
-    let vars = environ::cgi_vars(
+    let mut vars = environ::cgi_vars(
         req,
         RouteVars {
             script_name: &t.path[..t.script_len],
@@ -139,6 +135,13 @@ async fn serve(
     );
     let request_id = host.request_id();
     served.request_id = Some(request_id);
+
+    // Access and authentication hooks, before a byte of the body is read.
+    served.user = super::hooks::check(req, host, t.mount, &mut vars, request_id).await?;
+
+    // Input: query and form parameters, uploads; any other body streams to the app.
+    let raw = host.config.handler_for(&t.file).is_some();
+    let (input, body, pump) = read_input(req, payload, m, &host.config, raw).await?;
     let is_head = req.method() == actix_web::http::Method::HEAD;
 
     // Call: inline on this HTTP worker (loaded, nothing to stream), relayed to a worker

@@ -7,6 +7,7 @@ pub(crate) mod alive;
 pub(crate) mod handler;
 #[cfg(test)]
 mod handler_tests;
+mod hooks;
 pub(crate) mod listen;
 pub mod response;
 pub(crate) mod static_files;

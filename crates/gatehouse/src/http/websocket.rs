@@ -45,7 +45,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 pub(crate) fn asked(req: &HttpRequest) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().get_all(header::UPGRADE).any(|v| {
-            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")))
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")))
         })
 }
 
@@ -61,11 +62,11 @@ pub(crate) struct Routed<'a> {
 
 /// The handshake's checks (RFC 6455 §4.2.1): 400 for a malformed one, 426 (with
 /// `Sec-WebSocket-Version: 13`) for another version. The client's subprotocols.
-fn check(req: &HttpRequest) -> Result<Vec<String>, HttpResponse> {
+fn check(req: &HttpRequest) -> Result<Vec<String>, Box<HttpResponse>> {
     use actix_http::ws::HandshakeError as E;
     let refuse = |status: u16, message: &'static str| Answer::new(status, message).response();
     if let Err(e) = actix_http::ws::verify_handshake(req.head()) {
-        return Err(match e {
+        return Err(Box::new(match e {
             E::GetMethodRequired => refuse(400, "a WebSocket handshake must be a GET"),
             E::NoConnectionUpgrade => {
                 refuse(400, "a WebSocket handshake needs `Connection: Upgrade`")
@@ -78,7 +79,7 @@ fn check(req: &HttpRequest) -> Result<Vec<String>, HttpResponse> {
                 resp
             }
             _ => refuse(400, "a WebSocket handshake needs a Sec-WebSocket-Key of 16 bytes"),
-        });
+        }));
     }
     Ok(req
         .headers()
@@ -102,7 +103,7 @@ pub(crate) async fn serve(
 ) -> Result<HttpResponse, Answer> {
     let protocols = match check(req) {
         Ok(p) => p,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return Ok(*resp),
     };
     let m = &host.mounts[r.mount];
     let alias = &m.alias;
@@ -486,7 +487,9 @@ mod tests {
         assert_eq!(frame_head(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0]), None);
         assert_eq!(frame_head(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]), Some((false, 1 << 32)));
         assert!(matches!(close_frame(&[]), Step::Closed((1005, _))));
-        assert!(matches!(close_frame(&[3, 0xe8, b'o', b'k']), Step::Closed((1000, r)) if r == "ok"));
+        assert!(
+            matches!(close_frame(&[3, 0xe8, b'o', b'k']), Step::Closed((1000, r)) if r == "ok")
+        );
         assert!(matches!(close_frame(&[3, 0xed]), Step::Fail(1002, _)));
         assert!(matches!(close_frame(&[3, 0xe8, 0xff]), Step::Fail(1007, _)));
         assert!(matches!(close_frame(&[3]), Step::Fail(1002, _)));

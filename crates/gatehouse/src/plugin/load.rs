@@ -110,6 +110,8 @@ pub struct Plugin {
     instance: *mut c_void,
     handle: unsafe extern "C" fn(*mut c_void, *const Environ) -> Status,
     shutdown: Option<unsafe extern "C" fn(*mut c_void)>,
+    allow_access: Option<AllowAccessFn>,
+    check_password: Option<CheckPasswordFn>,
     websocket_event: Option<WebSocketEventFn>,
     /// This instance's number, unique for the process's life: the owner of the WebSockets
     /// it accepts, and (as a token) the `sockets_ctx` its `init` was given.
@@ -175,7 +177,12 @@ unsafe extern "C" fn websocket_send(ctx: *mut c_void, socket: u64, kind: u32, da
 }
 
 /// The `websocket_close` callback given to `init`.
-unsafe extern "C" fn websocket_close(ctx: *mut c_void, socket: u64, code: u32, reason: Str) -> Status {
+unsafe extern "C" fn websocket_close(
+    ctx: *mut c_void,
+    socket: u64,
+    code: u32,
+    reason: Str,
+) -> Status {
     // SAFETY: the app passes a valid byte range for the duration of this call.
     let reason = unsafe { str_bytes(&reason) };
     let (Some(code), Ok(reason)) =
@@ -249,6 +256,47 @@ impl Plugin {
         // (it waits for this call, see above); `environ` and everything it points to are
         // valid for the call (built by `call::abi`); handle is thread-safe by ABI.
         unsafe { (self.handle)(self.instance, environ) }
+    }
+
+    /// Whether the plugin has the access hook, `allow_access`.
+    pub(crate) fn has_allow_access(&self) -> bool {
+        self.allow_access.is_some()
+    }
+
+    /// Whether the plugin has the authentication hook, `check_password`.
+    pub(crate) fn has_check_password(&self) -> bool {
+        self.check_password.is_some()
+    }
+
+    /// Calls the plugin's `allow_access` hook with the environ of a request and the client's
+    /// address; `None` without the entry point. Counted like a `handle` call.
+    pub(crate) fn allow_access(&self, environ: &Environ, host: &[u8]) -> Option<Verdict> {
+        let f = self.allow_access?;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let _done = CallDone(&self.calls);
+        if self.closing.load(Ordering::SeqCst) {
+            return Some(Verdict::ERROR);
+        }
+        // SAFETY: as in `call`: a live instance, an environ valid for the call, and the hook
+        // thread-safe by the ABI; `host` outlives the call.
+        Some(unsafe { f(self.instance, environ, Str::new(host)) })
+    }
+
+    /// Calls the plugin's `check_password` hook; `None` without the entry point.
+    pub(crate) fn check_password(
+        &self,
+        environ: &Environ,
+        user: &[u8],
+        password: &[u8],
+    ) -> Option<Verdict> {
+        let f = self.check_password?;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let _done = CallDone(&self.calls);
+        if self.closing.load(Ordering::SeqCst) {
+            return Some(Verdict::ERROR);
+        }
+        // SAFETY: as in `allow_access`.
+        Some(unsafe { f(self.instance, environ, Str::new(user), Str::new(password)) })
     }
 
     /// At daemon stop: refuses new calls, waits until the calls inside `handle` have
@@ -415,20 +463,20 @@ impl Image {
         };
         let Some(handle) = handle else { return Err(bad("the handle entry point is null")) };
         let has = |end: usize| size >= end;
-        // SAFETY: read only when the plugin's struct_size says the field is there.
         let allow_access = if has(std::mem::offset_of!(AppDescriptor, allow_access) + 8) {
+            // SAFETY: read only when the plugin's struct_size says the field is there.
             unsafe { std::ptr::addr_of!((*desc_ptr).allow_access).read() }
         } else {
             None
         };
-        // SAFETY: as above.
         let check_password = if has(std::mem::offset_of!(AppDescriptor, check_password) + 8) {
+            // SAFETY: as above.
             unsafe { std::ptr::addr_of!((*desc_ptr).check_password).read() }
         } else {
             None
         };
-        // SAFETY: as above.
         let websocket_event = if has(std::mem::offset_of!(AppDescriptor, websocket_event) + 8) {
+            // SAFETY: read only when the plugin's struct_size says the field is there.
             unsafe { std::ptr::addr_of!((*desc_ptr).websocket_event).read() }
         } else {
             None
@@ -494,6 +542,8 @@ impl Image {
             instance,
             handle: self.handle,
             shutdown: self.shutdown,
+            allow_access: self.allow_access,
+            check_password: self.check_password,
             websocket_event: self.websocket_event,
             id,
             shut_down: AtomicBool::new(false),
@@ -527,7 +577,8 @@ impl Drop for Plugin {
 }
 
 impl Plugin {
-    fn describe(&self) -> String {
+    /// `NAME VERSION (FILE)`, for log lines.
+    pub(crate) fn describe(&self) -> String {
         format!("{} {} ({})", self.name, self.version, self.path.display())
     }
 }

@@ -27,6 +27,8 @@ pub struct Answer {
     pub retry: bool,
     /// The methods a 405 names in its `Allow` header.
     pub allow: Option<&'static str>,
+    /// The realm a 401 names in its `WWW-Authenticate: Basic` challenge.
+    pub realm: Option<std::sync::Arc<str>>,
 }
 
 /// The message of a 504: the app (or a worker process for it) did not answer within the
@@ -36,22 +38,22 @@ pub(crate) const TIMED_OUT: &str = "the app did not answer in time";
 impl Answer {
     /// An answer with a fixed message.
     pub(crate) const fn new(status: u16, message: &'static str) -> Answer {
-        Answer { status, message: Cow::Borrowed(message), retry: false, allow: None }
+        Answer { status, message: Cow::Borrowed(message), retry: false, allow: None, realm: None }
     }
 
     /// An answer with a message made for this request.
     pub(crate) fn owned(status: u16, message: String) -> Answer {
-        Answer { status, message: Cow::Owned(message), retry: false, allow: None }
+        Answer { status, message: Cow::Owned(message), retry: false, allow: None, realm: None }
     }
 
     /// 400 Bad Request.
     pub(crate) fn bad(message: impl Into<Cow<'static, str>>) -> Answer {
-        Answer { status: 400, message: message.into(), retry: false, allow: None }
+        Answer { status: 400, message: message.into(), retry: false, allow: None, realm: None }
     }
 
     /// 413: a body, an upload or the fields past a limit.
     pub(crate) fn too_large(message: impl Into<Cow<'static, str>>) -> Answer {
-        Answer { status: 413, message: message.into(), retry: false, allow: None }
+        Answer { status: 413, message: message.into(), retry: false, allow: None, realm: None }
     }
 
     /// 503 with `Retry-After: 1`: every thread or worker is busy and the queue is full.
@@ -61,13 +63,20 @@ impl Answer {
             message: Cow::Borrowed("the app is busy; retry shortly"),
             retry: true,
             allow: None,
+            realm: None,
         }
     }
 
     /// 405 for a method the daemon refuses itself (`TRACE` unless `trace_enable`, `CONNECT`:
     /// no app is a proxy), with the methods apps may get in `Allow`.
     pub(crate) const fn method_not_allowed(method: &'static str, allow: &'static str) -> Answer {
-        Answer { status: 405, message: Cow::Borrowed(method), retry: false, allow: Some(allow) }
+        Answer {
+            status: 405,
+            message: Cow::Borrowed(method),
+            retry: false,
+            allow: Some(allow),
+            realm: None,
+        }
     }
 
     /// 503 with `Retry-After: 1`: the form bodies held across the daemon would pass its
@@ -78,7 +87,13 @@ impl Answer {
             message: Cow::Borrowed("the server holds too many uploads at once; retry shortly"),
             retry: true,
             allow: None,
+            realm: None,
         }
+    }
+
+    /// 401 with a `WWW-Authenticate: Basic` challenge for `realm`.
+    pub(crate) fn unauthorized(message: &'static str, realm: std::sync::Arc<str>) -> Answer {
+        Answer { realm: Some(realm), ..Answer::new(401, message) }
     }
 
     /// 504: the app did not answer within its timeout.
@@ -132,6 +147,14 @@ impl Answer {
         }
         if let Some(allow) = self.allow {
             resp.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        // The realm was checked when the configuration was read (no quote, backslash or
+        // control character).
+        if let Some(realm) = &self.realm
+            && let Ok(v) =
+                HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+        {
+            resp.insert_header((header::WWW_AUTHENTICATE, v));
         }
         let mut resp = resp.body(format!(
             "{} {}: {}\n",

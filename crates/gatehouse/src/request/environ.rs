@@ -54,6 +54,14 @@ impl PairBuf {
         self.spans.push((n0..n1, n1..self.bytes.len()));
     }
 
+    /// Sets `name` to `value`: any earlier pair of that name is dropped (its bytes stay in
+    /// the buffer, unused), and the pair appended.
+    pub(crate) fn set(&mut self, name: &[u8], value: &[u8]) {
+        let bytes = &self.bytes;
+        self.spans.retain(|(n, _)| &bytes[n.clone()] != name);
+        self.push(name, value);
+    }
+
     /// The pairs, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.spans.iter().map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
