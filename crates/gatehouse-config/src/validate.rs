@@ -106,7 +106,6 @@ pub(crate) fn build(
     let Some(f) = fields(root, "the top level", TOP_KEYS, d) else {
         return config;
     };
-
     if let Some(n) = f.get("listen") {
         (config.listen, config.tls) = listen(n, dir, d);
     }
