@@ -68,7 +68,7 @@ pub(crate) fn pid_of(d: &Daemon, target: &str) -> u32 {
 }
 
 /// The worker pids of the daemon: its children running `gatehouse worker URL`.
-fn workers(d: &Daemon, url: &str) -> BTreeSet<u32> {
+pub(crate) fn workers(d: &Daemon, url: &str) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return out };
     for e in entries.flatten() {

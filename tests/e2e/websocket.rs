@@ -315,3 +315,44 @@ fn websocket_stop_closes_sockets_with_1001() {
     let status = d.terminate();
     assert!(status.success(), "{status:?}\n{}", d.log());
 }
+
+#[test]
+fn websocket_in_a_worker_process_and_its_crash_closes_with_1011() {
+    let d = Daemon::start(
+        "aliases:\n  - url: /chat\n    path: {chat}\n    isolation: process\n    processes: 1\n",
+    );
+    let mut a = Ws::connect(&d, "/chat/r", &[]);
+    let mut b = Ws::connect(&d, "/chat/r", &["Sec-WebSocket-Protocol: chat"]);
+    assert_eq!(b.header("sec-websocket-protocol"), Some("chat"));
+    // The worker's app gets the messages and sends to both sockets, from its own threads.
+    a.text("from a worker");
+    assert_eq!(a.recv_text(), "from a worker");
+    assert_eq!(b.recv_text(), "from a worker");
+    b.frame(false, TEXT, b"in ", true);
+    b.frame(true, PING, b"p", true);
+    b.frame(true, CONT, b"pieces", true);
+    assert_eq!(b.recv(), Some((PONG, b"p".to_vec())));
+    assert_eq!(b.recv_text(), "in pieces");
+    assert_eq!(a.recv_text(), "in pieces");
+    // The app's own close, from the worker.
+    let mut c = Ws::connect(&d, "/chat/r", &[]);
+    c.frame(true, BINARY, &[0], true);
+    assert_eq!(c.recv_close().0, 1003);
+    // The worker dies: its sockets close with 1011, and a new worker takes new ones.
+    let pids = crate::harness::wait_for("the worker process", Duration::from_secs(30), || {
+        let pids = crate::isolation::workers(&d, "/chat");
+        if pids.is_empty() { Err("none yet".to_owned()) } else { Ok(pids) }
+    });
+    for pid in &pids {
+        let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        assert!(killed.unwrap().success());
+    }
+    assert_eq!(a.recv_close(), (1011, "the app's worker process died".to_owned()));
+    assert_eq!(b.recv_close().0, 1011);
+    crate::harness::wait_for("a new worker's WebSocket", Duration::from_secs(60), || {
+        opens(&d, "/chat/r")
+    });
+    let mut e = Ws::connect(&d, "/chat/r", &[]);
+    e.text("again");
+    assert_eq!(e.recv_text(), "again");
+}

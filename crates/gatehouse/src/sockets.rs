@@ -85,20 +85,50 @@ pub(crate) struct Outbound {
     pub(crate) stall_limit: Duration,
 }
 
+/// Where a worker process's sockets are: in the daemon, which drives them. A worker's
+/// sends and closes become frames to it (`worker.rs` installs this at start).
+pub(crate) trait Forward: Send + Sync {
+    /// Forwards a send; false when the daemon is gone.
+    fn send(&self, id: u64, msg: &Out) -> bool;
+    /// Forwards a close.
+    fn close(&self, id: u64, code: u16, reason: &str) -> bool;
+}
+
+#[derive(Debug)]
+enum Route {
+    /// Driven in this process.
+    Local(Outbound),
+    /// Driven by the daemon (in a worker process).
+    Forwarded,
+}
+
 #[derive(Debug)]
 struct Entry {
     owner: usize,
-    out: Outbound,
+    route: Route,
 }
 
 static OPEN: LazyLock<RwLock<HashMap<u64, Entry>>> = LazyLock::new(RwLock::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static FORWARD: std::sync::OnceLock<Box<dyn Forward>> = std::sync::OnceLock::new();
 
 /// Registers a new socket of instance `owner`; its id.
 pub(crate) fn register(owner: usize, out: Outbound) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    OPEN.write().unwrap_or_else(PoisonError::into_inner).insert(id, Entry { owner, out });
+    let entry = Entry { owner, route: Route::Local(out) };
+    OPEN.write().unwrap_or_else(PoisonError::into_inner).insert(id, entry);
     id
+}
+
+/// In a worker process: where its sockets' sends go (once, at start).
+pub(crate) fn set_forward(forward: Box<dyn Forward>) {
+    let _ = FORWARD.set(forward);
+}
+
+/// In a worker process: registers socket `id` (the daemon's) of instance `owner`.
+pub(crate) fn register_forwarded(owner: usize, id: u64) {
+    let entry = Entry { owner, route: Route::Forwarded };
+    OPEN.write().unwrap_or_else(PoisonError::into_inner).insert(id, entry);
 }
 
 /// Forgets a socket that ended: sends on it are refused from now on.
@@ -106,9 +136,20 @@ pub(crate) fn unregister(id: u64) {
     OPEN.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
 }
 
-fn outbound(owner: usize, id: u64) -> Option<Outbound> {
+/// Socket `id` of `owner`: driven here (`Some(Some)`), or by the daemon (`Some(None)`).
+fn outbound(owner: usize, id: u64) -> Option<Option<Outbound>> {
     let open = OPEN.read().unwrap_or_else(PoisonError::into_inner);
-    open.get(&id).filter(|e| e.owner == owner).map(|e| e.out.clone())
+    open.get(&id).filter(|e| e.owner == owner).map(|e| match &e.route {
+        Route::Local(out) => Some(out.clone()),
+        Route::Forwarded => None,
+    })
+}
+
+fn forwarded(ok: impl FnOnce(&dyn Forward) -> bool) -> Status {
+    match FORWARD.get() {
+        Some(f) if ok(&**f) => Status::OK,
+        _ => Status::DISCONNECTED,
+    }
 }
 
 /// An app's send on socket `id`: queued (`OK`), or `DISCONNECTED` when the socket is not
@@ -116,7 +157,11 @@ fn outbound(owner: usize, id: u64) -> Option<Outbound> {
 /// limit; then the client is taken for one that does not read: the socket is closed with
 /// 1008, and the send fails.
 pub(crate) fn send(owner: usize, id: u64, msg: Out) -> Status {
-    let Some(out) = outbound(owner, id) else { return Status::DISCONNECTED };
+    let out = match outbound(owner, id) {
+        None => return Status::DISCONNECTED,
+        Some(None) => return forwarded(|f| f.send(id, &msg)),
+        Some(Some(out)) => out,
+    };
     if out.close.closing() {
         return Status::DISCONNECTED;
     }
@@ -149,7 +194,11 @@ pub(crate) fn send(owner: usize, id: u64, msg: Out) -> Status {
 
 /// An app's close of socket `id`.
 pub(crate) fn close(owner: usize, id: u64, code: u16, reason: &str) -> Status {
-    let Some(out) = outbound(owner, id) else { return Status::DISCONNECTED };
+    let out = match outbound(owner, id) {
+        None => return Status::DISCONNECTED,
+        Some(None) => return forwarded(|f| f.close(id, code, reason)),
+        Some(Some(out)) => out,
+    };
     if out.close.closing() {
         return Status::DISCONNECTED;
     }
@@ -157,13 +206,17 @@ pub(crate) fn close(owner: usize, id: u64, code: u16, reason: &str) -> Status {
     Status::OK
 }
 
-/// Asks every open socket to close (the daemon is stopping: 1001).
-pub(crate) fn close_all(code: u16, reason: &str) -> usize {
+/// Asks every open socket of `owner` (every one: `None`) to close; how many there were.
+pub(crate) fn close_all(owner: Option<usize>, code: u16, reason: &str) -> usize {
     let open = OPEN.read().unwrap_or_else(PoisonError::into_inner);
-    for e in open.values() {
-        e.out.close.request(code, reason);
+    let mut n = 0;
+    for e in open.values().filter(|e| owner.is_none_or(|o| o == e.owner)) {
+        if let Route::Local(out) = &e.route {
+            out.close.request(code, reason);
+            n += 1;
+        }
     }
-    open.len()
+    n
 }
 
 /// Whether `code` is one an endpoint may send (RFC 6455 §7.4: 1000..=1003, 1007..=1011,

@@ -37,6 +37,29 @@ impl Control {
         push_frame(buf, kind, payload);
         stream.write_all(buf).is_ok()
     }
+
+    /// Writes the frames `frames` puts in the buffer; false when the daemon is gone.
+    fn send_raw(&self, frames: impl FnOnce(&mut Vec<u8>)) -> bool {
+        use std::io::Write as _;
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        frames(buf);
+        stream.write_all(buf).is_ok()
+    }
+}
+
+/// The worker's WebSocket sends and closes, as frames to the daemon that drives the sockets.
+struct ForwardSockets(Arc<Control>);
+
+impl crate::sockets::Forward for ForwardSockets {
+    fn send(&self, id: u64, msg: &crate::sockets::Out) -> bool {
+        self.0.send_raw(|buf| crate::isolation::websocket::push_send(buf, id, msg))
+    }
+
+    fn close(&self, id: u64, code: u16, reason: &str) -> bool {
+        self.0.send_raw(|buf| crate::isolation::websocket::push_close(buf, id, code, reason))
+    }
 }
 
 /// Sends the worker's log records to the daemon on the control socket.
@@ -94,6 +117,7 @@ pub fn run() -> anyhow::Result<()> {
     log::set_boxed_logger(Box::new(Forward { control: Arc::clone(&writer), level }))
         .context("cannot install the worker's logger")?;
     log::set_max_level(level);
+    crate::sockets::set_forward(Box::new(ForwardSockets(Arc::clone(&writer))));
     crate::logs::install_panic_hook();
     if let Err(e) = slice {
         log::debug!("worker: cannot reset its time slice ({e})");
@@ -110,6 +134,7 @@ pub fn run() -> anyhow::Result<()> {
     host.load_single_apps();
     control.frame(Kind::Ready, |_| {});
     control.flush()?;
+    let events = Arc::clone(&writer);
     {
         let host = Arc::clone(&host);
         std::thread::Builder::new()
@@ -139,6 +164,7 @@ pub fn run() -> anyhow::Result<()> {
             Ok(Kind::Refresh) => {
                 host.refresh();
             }
+            Ok(Kind::WsEvent) => websocket_event(&host, &events, control.payload()),
             Ok(Kind::Stop) => {
                 // Nothing should be in flight (the daemon waited): shut the apps down, each
                 // after its last call, then exit.
@@ -260,5 +286,35 @@ fn answer(host: &Host, io: &mut FrameIo, req: &RequestIn<'_>) {
             };
             io.frame(Kind::Refused, |out| out.put_u8(code));
         }
+    }
+}
+
+/// Runs one event of a WebSocket this worker's app accepted on the alias's app threads, and
+/// tells the daemon when it returned.
+fn websocket_event(host: &Host, control: &Arc<Control>, payload: &[u8]) {
+    let (plugin, socket, kind, code, data) = match crate::isolation::websocket::event(payload) {
+        Ok(event) => event,
+        Err(e) => {
+            log::error!("worker: protocol error: {e}");
+            return;
+        }
+    };
+    let done = move |control: &Control, status| {
+        control.send(Kind::WsEventDone, |out| {
+            crate::isolation::websocket::event_done(out, socket, status);
+        })
+    };
+    let Some(plugin) = plugin else {
+        done(control, gatehouse_abi::Status::ERROR);
+        return;
+    };
+    let job_control = Arc::clone(control);
+    let job = Box::new(move || {
+        let status = plugin.websocket_event(socket, kind, &data, code);
+        done(&job_control, status);
+    });
+    if host.mounts[0].pool.submit(job).is_err() {
+        log::warn!("worker: every app thread is busy; WebSocket {socket}'s event failed");
+        done(control, gatehouse_abi::Status::ERROR);
     }
 }

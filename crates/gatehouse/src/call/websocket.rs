@@ -22,6 +22,34 @@ use crate::plugin::load::Plugin;
 use crate::request::answer::Answer;
 use crate::sockets::{self, CloseSignal, Out, Outbound};
 
+/// Where a socket's events go: the instance that accepted it, on its alias's pool; or the
+/// worker process whose app accepted it (`isolation: process`).
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// An instance in this process.
+    Local {
+        /// The instance, kept (a swap leaves it serving this socket).
+        plugin: Arc<Plugin>,
+        /// Where its events run.
+        pool: Arc<Pool>,
+    },
+    /// A worker process.
+    Remote(Arc<dyn RemoteEvents>),
+}
+
+/// A process that holds sockets' apps: it takes their events.
+pub(crate) trait RemoteEvents: Send + Sync + std::fmt::Debug {
+    /// Hands one event of `socket` to the app; the receiver gets what it returned (or
+    /// fails when the process is gone).
+    fn event(
+        &self,
+        socket: u64,
+        kind: WebSocketKind,
+        data: Bytes,
+        close_code: u16,
+    ) -> oneshot::Receiver<Status>;
+}
+
 /// What a request with a valid WebSocket handshake offers its app.
 #[derive(Debug, Clone)]
 pub(crate) struct Offer {
@@ -58,57 +86,71 @@ impl<'a> Accepting<'a> {
         sink: &mut ReplySink<'_>,
         protocol: &[u8],
     ) -> Result<u64, Status> {
-        if self.done.is_some() || sink.started() {
+        if self.done.is_some() {
             return Err(Status::BAD_STATE);
         }
         if !self.plugin.takes_websockets() {
             return Err(Status::INVALID);
         }
-        let protocol = match std::str::from_utf8(protocol) {
-            Ok("") => None,
-            Ok(p) if self.offer.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
-            _ => return Err(Status::INVALID),
-        };
-        let stats = &self.offer.stats;
-        if stats.websockets.fetch_add(1, Ordering::AcqRel) >= self.offer.max {
-            stats.websockets.fetch_sub(1, Ordering::AcqRel);
-            log::warn!(
-                "app {}: {} WebSockets are open, its alias's max_websockets; answered 503",
-                self.plugin.name(),
-                self.offer.max
-            );
-            return Err(sink.refuse(Answer::busy()));
-        }
-        let (tx, outbound) = mpsc::channel(sockets::QUEUE);
-        let close = Arc::new(CloseSignal::default());
-        let out = Outbound { tx, close: Arc::clone(&close), stall_limit: self.offer.stall_limit };
-        let socket = sockets::register(self.plugin.id(), out);
-        let (done, handle_done) = oneshot::channel();
-        let up = Upgrade {
-            socket,
-            protocol,
-            plugin: Arc::clone(self.plugin),
-            pool: Arc::clone(&self.offer.pool),
-            outbound,
-            close,
-            handle_done: Some(handle_done),
-            close_code: 1006,
-            close_reason: Bytes::new(),
-            stats: Arc::clone(stats),
-            promised: true,
-        };
-        match sink.upgrade(up) {
-            Ok(()) => {
-                self.done = Some(done);
-                Ok(socket)
+        let target =
+            Target::Local { plugin: Arc::clone(self.plugin), pool: Arc::clone(&self.offer.pool) };
+        let (socket, done) = accept(self.offer, self.plugin.id(), target, sink, protocol)?;
+        self.done = Some(done);
+        Ok(socket)
+    }
+}
+
+/// Accepts the socket `offer` offers for `owner` (the instance, or the worker process, that
+/// will send on it), its events going to `target`: hands its [`Upgrade`] to `sink`. The
+/// socket's id and the sender to drop when the accepting `handle` has returned; or the
+/// status for the app.
+pub(crate) fn accept(
+    offer: &Offer,
+    owner: usize,
+    target: Target,
+    sink: &mut ReplySink<'_>,
+    protocol: &[u8],
+) -> Result<(u64, oneshot::Sender<()>), Status> {
+    if sink.started() {
+        return Err(Status::BAD_STATE);
+    }
+    let protocol = match std::str::from_utf8(protocol) {
+        Ok("") => None,
+        Ok(p) if offer.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
+        _ => return Err(Status::INVALID),
+    };
+    let stats = &offer.stats;
+    if stats.websockets.fetch_add(1, Ordering::AcqRel) >= offer.max {
+        stats.websockets.fetch_sub(1, Ordering::AcqRel);
+        log::warn!("{} WebSockets are open, the alias's max_websockets; answered 503", offer.max);
+        return Err(sink.refuse(Answer::busy()));
+    }
+    let (tx, outbound) = mpsc::channel(sockets::QUEUE);
+    let close = Arc::new(CloseSignal::default());
+    let out = Outbound { tx, close: Arc::clone(&close), stall_limit: offer.stall_limit };
+    let socket = sockets::register(owner, out);
+    let (done, handle_done) = oneshot::channel();
+    let up = Upgrade {
+        socket,
+        protocol,
+        target,
+        outbound,
+        close,
+        handle_done: Some(handle_done),
+        in_flight: None,
+        close_code: 1006,
+        close_reason: Bytes::new(),
+        stats: Arc::clone(stats),
+        promised: true,
+    };
+    match sink.upgrade(up) {
+        Ok(()) => Ok((socket, done)),
+        Err((status, up)) => {
+            if let Some(mut up) = up {
+                // The app is told it has no socket: no CLOSE for it.
+                up.promised = false;
             }
-            Err((status, up)) => {
-                if let Some(mut up) = up {
-                    // The app is told it has no socket: no CLOSE for it.
-                    up.promised = false;
-                }
-                Err(status)
-            }
+            Err(status)
         }
     }
 }
@@ -120,16 +162,16 @@ pub(crate) struct Upgrade {
     pub(crate) socket: u64,
     /// The subprotocol the app chose.
     pub(crate) protocol: Option<String>,
-    /// The instance that accepted it, kept (a swap leaves it serving this socket).
-    pub(crate) plugin: Arc<Plugin>,
-    /// Where its events run.
-    pub(crate) pool: Arc<Pool>,
+    /// Where its events go.
+    pub(crate) target: Target,
     /// The apps' messages to send.
     pub(crate) outbound: mpsc::Receiver<Out>,
     /// Close requests (an app's, the daemon's stop, a slow reader).
     pub(crate) close: Arc<CloseSignal>,
     /// Closed when the accepting `handle` returned; `None` once seen.
     pub(crate) handle_done: Option<oneshot::Receiver<()>>,
+    /// The event the app is handling now, if any (its CLOSE waits for it).
+    pub(crate) in_flight: Option<oneshot::Receiver<Status>>,
     /// The code the app's `CLOSE` event gets (1006 unless a close frame said otherwise).
     pub(crate) close_code: u16,
     /// And its data: the close frame's reason.
@@ -147,10 +189,13 @@ impl Upgrade {
         kind: WebSocketKind,
         data: Bytes,
     ) -> Result<oneshot::Receiver<Status>, Busy> {
+        let (plugin, pool) = match &self.target {
+            Target::Local { plugin, pool } => (Arc::clone(plugin), pool),
+            Target::Remote(remote) => return Ok(remote.event(self.socket, kind, data, 0)),
+        };
         let (tx, rx) = oneshot::channel();
-        let plugin = Arc::clone(&self.plugin);
         let socket = self.socket;
-        self.pool.submit(Box::new(move || {
+        pool.submit(Box::new(move || {
             let _ = tx.send(plugin.websocket_event(socket, kind, &data, 0));
         }))?;
         Ok(rx)
@@ -165,20 +210,47 @@ impl Drop for Upgrade {
         if !self.promised {
             return;
         }
-        // The CLOSE event: after `handle` returned, on the pool (or, with every thread
-        // busy and the queue full, a thread of its own: it must not be lost).
-        let plugin = Arc::clone(&self.plugin);
+        // The CLOSE event: after `handle` returned and the last event did, on the pool (or,
+        // with every thread busy and the queue full, a thread of its own: it must not be
+        // lost); to a worker process, from a thread of its own when it must wait.
         let (socket, code) = (self.socket, self.close_code);
         let reason = std::mem::take(&mut self.close_reason);
-        let done = self.handle_done.take();
-        let job = Arc::new(Mutex::new(Some(move || {
+        let (done, last) = (self.handle_done.take(), self.in_flight.take());
+        let must_wait = done.is_some() || last.is_some();
+        let wait = move || {
             if let Some(done) = done {
                 let _ = done.blocking_recv();
             }
-            let _ = plugin.websocket_event(socket, WebSocketKind::CLOSE, &reason, code);
+            if let Some(last) = last {
+                let _ = last.blocking_recv();
+            }
+        };
+        let pool = match &self.target {
+            Target::Local { pool, .. } => Some(Arc::clone(pool)),
+            Target::Remote(_) => None,
+        };
+        let target = self.target.clone();
+        let job = Arc::new(Mutex::new(Some(move || {
+            wait();
+            match target {
+                Target::Local { plugin, .. } => {
+                    let _ = plugin.websocket_event(socket, WebSocketKind::CLOSE, &reason, code);
+                }
+                Target::Remote(remote) => {
+                    drop(remote.event(socket, WebSocketKind::CLOSE, reason, code));
+                }
+            }
         })));
         let queued = Arc::clone(&job);
-        if self.pool.submit(Box::new(move || run_once(&queued))).is_err() {
+        let on_pool = match pool {
+            Some(pool) => pool.submit(Box::new(move || run_once(&queued))).is_ok(),
+            None if !must_wait => {
+                run_once(&job);
+                return;
+            }
+            None => false,
+        };
+        if !on_pool {
             let spawned = std::thread::Builder::new()
                 .name("websocket close".into())
                 .spawn(move || run_once(&job));

@@ -110,7 +110,7 @@ async fn serve(
     let alias = &m.alias;
     served.app = Some(Arc::from(t.app_name(m)));
     check_headers(req, &alias.limits)?;
-    if m.workers.is_none() && super::websocket::asked(req) {
+    if super::websocket::asked(req) {
         let (path_info, script_filename) = (&t.path[t.script_len..], &t.file);
         let r = super::websocket::Routed {
             mount: t.mount,
@@ -459,6 +459,7 @@ fn relay(host: Arc<Host>, p: Prepared) -> oneshot::Receiver<Reply> {
             vars: &vars,
             input: &input,
             deadline: &deadline,
+            websocket: None,
         };
         crate::isolation::relay::relay(&relay, body, tx).await;
     });

@@ -342,7 +342,7 @@ pub async fn run<B: FnMut(&[Endpoint]), H: FnMut(), R: FnMut()>(
     }
     crate::systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     live.host().no_successors();
-    let open = crate::sockets::close_all(1001, "the server is stopping");
+    let open = crate::sockets::close_all(None, 1001, "the server is stopping");
     if open > 0 {
         log::info!("closing {open} WebSockets (1001)");
     }

@@ -1,5 +1,6 @@
 //! WebSockets at the edge: a request that asks for one (`Upgrade: websocket`) is checked
-//! (RFC 6455's handshake), its app is called on the alias's pool with the offer, and when
+//! (RFC 6455's handshake), its app is called on the alias's pool (or relayed to a worker
+//! process, `isolation::websocket`) with the offer, and when
 //! the app accepts, the daemon answers 101 and drives the socket on this HTTP worker: it
 //! reads and reassembles frames, answers pings, hands whole messages to the app's threads
 //! one at a time, writes what the apps send, enforces `websocket_max_message` (1009) and
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::call::deadline::Deadline;
 use crate::call::websocket::{Offer, Upgrade};
-use crate::call::{self, Reply};
+use crate::call::{self, BodySource, Reply};
 use crate::host::{Host, Unavailable};
 use crate::http::access::Served;
 use crate::http::response;
@@ -33,6 +34,7 @@ use crate::request::answer::Answer;
 use crate::request::environ::{self, RouteVars};
 use crate::request::forwarded::Origin;
 use crate::request::input::{self, Input};
+use crate::request::route::alias_app_name;
 
 /// Frames that may wait between the socket's task and the client's connection.
 const FRAMES_IN_FLIGHT: usize = 8;
@@ -130,35 +132,63 @@ pub(crate) async fn serve(
     };
     let deadline = Deadline::start(alias.limits.timeout);
     let (tx, rx) = oneshot::channel();
-    let (job_host, job_deadline) = (Arc::clone(host), deadline.clone());
     let (mount, file, group) = (r.mount, Arc::clone(r.file), r.group_name.map(Arc::<str>::from));
-    let job = Box::new(move || {
-        let deadline = job_deadline;
-        let m = &job_host.mounts[mount];
-        if deadline.expired() || tx.is_closed() {
+    let reply = if let Some(workers) = &m.workers {
+        // In a worker process: its app may accept through the relay.
+        let (host, group_of, deadline_of) =
+            (Arc::clone(host), Arc::clone(workers), deadline.clone());
+        actix_web::rt::spawn(async move {
+            let (workers, deadline) = (group_of, deadline_of);
+            let m = &host.mounts[mount];
+            let app = group.as_deref().unwrap_or_else(|| alias_app_name(&m.alias.url));
+            let debug = host.debug_log(app);
+            let relay = crate::isolation::relay::Relay {
+                group: &workers,
+                kind: m.alias.kind,
+                app,
+                debug: &debug,
+                request_id,
+                develop_mode: m.alias.develop_mode,
+                file: &file,
+                group_name: group.as_deref(),
+                vars: &vars,
+                input: &input,
+                deadline: &deadline,
+                websocket: Some(&offer),
+            };
+            crate::isolation::relay::relay(&relay, BodySource::Empty, tx).await;
+        });
+        deadline.wait(rx, &**workers, alias.url.as_str(), request_id).await?
+    } else {
+        let (job_host, job_deadline) = (Arc::clone(host), deadline.clone());
+        let job = Box::new(move || {
+            let deadline = job_deadline;
+            let m = &job_host.mounts[mount];
+            if deadline.expired() || tx.is_closed() {
+                deadline.ended(&*m.pool);
+                return;
+            }
+            match job_host.plugin(mount, &file, group.as_deref()) {
+                Ok(loaded) => {
+                    let call = loaded.call(&vars, &input, m.alias.develop_mode, request_id);
+                    call::invoke_websocket(&loaded.plugin, &call, &offer, tx, deadline.timeout());
+                }
+                Err(u) => {
+                    let group = m.alias.kind == AliasKind::Group;
+                    let _ = tx.send(Reply::Refused(Answer::unavailable(
+                        matches!(u, Unavailable::Missing),
+                        group,
+                    )));
+                }
+            }
             deadline.ended(&*m.pool);
-            return;
+        });
+        if let Err(busy) = m.pool.submit(job) {
+            per_request!(Warn, &alias.url, request_id; "{busy}; answered 503");
+            return Err(Answer::busy());
         }
-        match job_host.plugin(mount, &file, group.as_deref()) {
-            Ok(loaded) => {
-                let call = loaded.call(&vars, &input, m.alias.develop_mode, request_id);
-                call::invoke_websocket(&loaded.plugin, &call, &offer, tx, deadline.timeout());
-            }
-            Err(u) => {
-                let group = m.alias.kind == AliasKind::Group;
-                let _ = tx.send(Reply::Refused(Answer::unavailable(
-                    matches!(u, Unavailable::Missing),
-                    group,
-                )));
-            }
-        }
-        deadline.ended(&*m.pool);
-    });
-    if let Err(busy) = m.pool.submit(job) {
-        per_request!(Warn, &alias.url, request_id; "{busy}; answered 503");
-        return Err(Answer::busy());
-    }
-    let reply = deadline.wait(rx, &*m.pool, alias.url.as_str(), request_id).await?;
+        deadline.wait(rx, &*m.pool, alias.url.as_str(), request_id).await?
+    };
     let Reply::Upgrade(up) = reply else {
         return Ok(response::from_reply(reply, request_id, false, None));
     };
@@ -255,17 +285,16 @@ enum Step {
 impl Socket {
     async fn run(&mut self, up: &mut Upgrade, mut payload: web::Payload) -> End {
         let mut handle_done = up.handle_done.take();
-        let mut in_flight: Option<oneshot::Receiver<Status>> = None;
         let mut last = Instant::now();
         loop {
             // Frames already read, once the app may take the next message.
-            if in_flight.is_none() && handle_done.is_none() {
+            if up.in_flight.is_none() && handle_done.is_none() {
                 match self.next_frame() {
                     Ok(None) => {}
                     Ok(Some(Step::Go)) => continue,
                     Ok(Some(Step::Deliver(kind, data))) => {
                         match up.event(kind, data) {
-                            Ok(rx) => in_flight = Some(rx),
+                            Ok(rx) => up.in_flight = Some(rx),
                             Err(busy) => {
                                 log::warn!("WebSocket {}: {busy}; closing it (1013)", up.socket);
                                 return self.close(1013, "the server is busy", &mut payload).await;
@@ -282,11 +311,11 @@ impl Socket {
                     }
                 }
             }
-            let reading = in_flight.is_none() && handle_done.is_none();
+            let reading = up.in_flight.is_none() && handle_done.is_none();
             let writable = self.out.capacity() > 0;
             let woke = tokio::select! {
                 _ = maybe(&mut handle_done), if handle_done.is_some() => Woke::HandleDone,
-                st = maybe(&mut in_flight), if in_flight.is_some() => Woke::EventDone(st.ok()),
+                st = maybe(&mut up.in_flight), if up.in_flight.is_some() => Woke::EventDone(st.ok()),
                 chunk = payload.next(), if reading => Woke::Read(chunk.and_then(Result::ok)),
                 msg = up.outbound.recv(), if writable => Woke::Send(msg),
                 _ = self.out.reserve(), if !writable => Woke::Writable,
@@ -296,7 +325,7 @@ impl Socket {
             match woke {
                 Woke::HandleDone => handle_done = None,
                 Woke::EventDone(st) => {
-                    in_flight = None;
+                    up.in_flight = None;
                     if st != Some(Status::OK) {
                         log::warn!(
                             "WebSocket {}: the app's websocket_event failed; closing it (1011)",

@@ -211,6 +211,8 @@ fn close_inherited(from: RawFd) -> std::io::Result<()> {
 /// Per-call state behind the `request` handle.
 struct Remote<'a> {
     io: &'a mut FrameIo,
+    /// The instance called (the owner of a WebSocket it accepts).
+    plugin: &'a std::sync::Arc<Plugin>,
     develop_mode: bool,
     /// The body chunk being read, and how far.
     pending: Vec<u8>,
@@ -374,6 +376,49 @@ impl Backend for Remote<'_> {
         self.streaming = true;
         self.send()
     }
+
+    fn websocket_accept(&mut self, protocol: &[u8]) -> Result<u64, Status> {
+        if self.started {
+            return Err(if self.gone { Status::DISCONNECTED } else { Status::BAD_STATE });
+        }
+        if !self.plugin.takes_websockets() {
+            return Err(Status::INVALID);
+        }
+        self.io.frame(Kind::WsAccept, |out| out.put_bytes(protocol));
+        if self.send() != Status::OK {
+            return Err(Status::DISCONNECTED);
+        }
+        // The daemon answers every WsAccept, also after a Gone.
+        let (status, socket) = loop {
+            match self.io.read() {
+                Ok(Kind::WsAccepted) => {
+                    let mut get = super::proto::Get::new(self.io.payload(), "WsAccepted");
+                    match (get.u32(), get.u64()) {
+                        (Ok(status), Ok(socket)) => break (Status(status), socket),
+                        _ => break (Status::DISCONNECTED, 0),
+                    }
+                }
+                Ok(Kind::Gone) => self.gone = true,
+                Ok(_) | Err(_) => break (Status::DISCONNECTED, 0),
+            }
+        };
+        match status {
+            Status::OK => {
+                super::websocket::held(self.plugin, socket);
+                // The daemon answers 101: nothing else of a reply goes out.
+                self.started = true;
+                self.gone = true;
+                Ok(socket)
+            }
+            Status::DISCONNECTED => {
+                // The daemon answered (503), or the client left.
+                self.started = true;
+                self.gone = true;
+                Err(status)
+            }
+            other => Err(other),
+        }
+    }
 }
 
 /// The callbacks of a call in a worker process.
@@ -381,9 +426,10 @@ static WORKER_API: HostApi = host_api::<Remote<'static>>();
 
 /// Calls `plugin` for `req`; its reply goes out on `io` as frames, ending with `End`
 /// (sent by the caller's next flush).
-pub(crate) fn call(plugin: &Plugin, io: &mut FrameIo, req: &RequestIn<'_>) {
+pub(crate) fn call(plugin: &std::sync::Arc<Plugin>, io: &mut FrameIo, req: &RequestIn<'_>) {
     let mut state = Remote {
         io,
+        plugin,
         develop_mode: req.develop_mode,
         pending: Vec::new(),
         at: 0,

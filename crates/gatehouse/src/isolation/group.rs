@@ -422,6 +422,7 @@ impl Inner {
             };
             let ready = self.supervise(spec, &worker, control, conns);
             let status = self.reap(child, &worker, output);
+            super::websocket::worker_ended(&worker, !status.success());
             let lived = worker.started.elapsed();
             let graceful = worker.retiring.load(Ordering::Acquire) && status.success();
             let killed = worker.killed.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -555,6 +556,7 @@ impl Inner {
             unmeasured: AtomicBool::new(false),
             plugins: Mutex::new(Vec::new()),
             busy: std::sync::atomic::AtomicUsize::new(0),
+            ws: Default::default(),
         });
         let mut reader = FrameIo::new(control).map_err(|e| io("socket", e))?;
         reader.frame(Kind::Init, |out| spec.init.encode(out));
@@ -629,6 +631,13 @@ impl Inner {
                                 self.label,
                                 worker.pid
                             ),
+                        }
+                    }
+                    Ok(kind @ (Kind::WsEventDone | Kind::WsSend | Kind::WsClose)) => {
+                        if let Err(e) =
+                            super::websocket::from_worker(worker, kind, control.payload())
+                        {
+                            worker.kill(format!("it broke its control socket's framing ({e})"));
                         }
                     }
                     Ok(other) => {

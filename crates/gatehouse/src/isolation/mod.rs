@@ -9,6 +9,7 @@ pub(crate) mod proto;
 pub(crate) mod relay;
 pub(crate) mod sockets;
 mod spec;
+pub(crate) mod websocket;
 
 /// The time slice of the daemon's threads (set by `gatehouse serve` before it starts any;
 /// its workers take the kernel's default back, 0.7-2.8 ms). Longer than a worker's, so a

@@ -10,14 +10,18 @@
 //!
 //! ```text
 //! daemon → worker   Request   (id, develop mode, file, group NAME, vars, params, uploads)
-//! worker → daemon   Head? Data* Flush* ReadBody* Debug* LogError* LogInfo* then End | Refused
+//! worker → daemon   Head? Data* Flush* ReadBody* Debug* LogError* LogInfo* WsAccept?
+//!                   then End | Refused
 //! daemon → worker   Body (a chunk; empty: the end) | BodyError, each answering a ReadBody
+//!                   WsAccepted, answering a WsAccept
 //!                   Gone (the client left; later writes are dropped), at most once
 //! ```
 //!
 //! On the control socket the daemon sends `Init` (the configuration's text and the alias),
 //! `Refresh` (look for replaced plugin files) and `Stop` (no request is in flight: run the
-//! apps' shutdown and exit); the worker sends `Ready` and its own `Log` records.
+//! apps' shutdown and exit); the worker sends `Ready` and its own `Log` records. For the
+//! WebSockets its apps accepted, the daemon sends `WsEvent`s (each answered by a
+//! `WsEventDone`), and the worker its apps' `WsSend`s and `WsClose`s.
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -54,6 +58,15 @@ pub enum Kind {
     /// Control, worker → daemon: the plugins it has loaded, as the status page shows them
     /// (a JSON array), sent when that changes.
     Plugins = 6,
+    /// Control, daemon → worker: an event of a WebSocket the worker's app accepted
+    /// (socket u64, kind u32, close code u32, data).
+    WsEvent = 7,
+    /// Control, worker → daemon: the app returned from that event (socket u64, status u32).
+    WsEventDone = 8,
+    /// Control, worker → daemon: an app's send (socket u64, kind u32, data).
+    WsSend = 9,
+    /// Control, worker → daemon: an app's close (socket u64, code u32, reason).
+    WsClose = 15,
     /// A request.
     Request = 10,
     /// A chunk of the request body; empty: the body ended.
@@ -80,6 +93,10 @@ pub enum Kind {
     Refused = 27,
     /// An informational error-log line from the app.
     LogInfo = 28,
+    /// The app accepts the request's WebSocket (the protocol).
+    WsAccept = 29,
+    /// The answer to `WsAccept`: the status, and the socket's id.
+    WsAccepted = 14,
 }
 
 impl TryFrom<u8> for Kind {
@@ -93,10 +110,15 @@ impl TryFrom<u8> for Kind {
             4 => Refresh,
             5 => Stop,
             6 => Plugins,
+            7 => WsEvent,
+            8 => WsEventDone,
+            9 => WsSend,
+            15 => WsClose,
             10 => Request,
             11 => Body,
             12 => BodyError,
             13 => Gone,
+            14 => WsAccepted,
             20 => Head,
             21 => Data,
             22 => Flush,
@@ -106,6 +128,7 @@ impl TryFrom<u8> for Kind {
             26 => End,
             27 => Refused,
             28 => LogInfo,
+            29 => WsAccept,
             other => return Err(ProtoError::Kind(other)),
         })
     }

@@ -65,6 +65,8 @@ pub(crate) struct Relay<'a> {
     /// The request's deadline (its timeout is also how long a streamed reply or a body
     /// read waits on a client that takes or sends nothing).
     pub deadline: &'a Deadline,
+    /// A WebSocket handshake's offer, which the worker's app may accept.
+    pub websocket: Option<&'a crate::call::websocket::Offer>,
 }
 
 const DIED: &str = "the app's worker process died; the error log says why";
@@ -165,7 +167,7 @@ pub(crate) async fn relay(r: &Relay<'_>, mut body: BodySource, tx: oneshot::Send
     };
     let outcome = match Attached::attach(conn, request) {
         Ok(mut io) => {
-            let outcome = exchange(r, &mut io, &mut body, tx, worker.pid).await;
+            let outcome = exchange(r, &mut io, &mut body, tx, &worker).await;
             match io.detach() {
                 Ok(()) => outcome,
                 Err(_) => Outcome::Broken,
@@ -349,8 +351,11 @@ async fn exchange(
     io: &mut Attached<'_>,
     body: &mut BodySource,
     tx: oneshot::Sender<Reply>,
-    pid: u32,
+    worker: &std::sync::Arc<super::sockets::Worker>,
 ) -> Outcome {
+    let pid = worker.pid;
+    // Dropped when this request ends: an accepted WebSocket's events may start then.
+    let mut _handle_done = None;
     let mut sink = ReplySink::channel(r.app, r.request_id, tx)
         .for_request(r.vars)
         .stall_limit(r.deadline.timeout());
@@ -402,6 +407,21 @@ async fn exchange(
             }
             Kind::LogInfo => {
                 log_app_line(log::Level::Info, r.app, r.request_id, io.payload(payload));
+                Status::OK
+            }
+            Kind::WsAccept => {
+                let protocol = Get::new(io.payload(payload), "WsAccept").bytes().unwrap_or(b"\xff");
+                let protocol = protocol.to_vec();
+                let (status, socket, done) =
+                    super::websocket::accept(r.websocket, worker, &mut sink, &protocol);
+                _handle_done = done;
+                io.frame(Kind::WsAccepted, |out| {
+                    out.put_u32(status.0);
+                    out.put_u64(socket);
+                });
+                if io.flush().await.is_err() {
+                    return Outcome::Died;
+                }
                 Status::OK
             }
             Kind::End => {

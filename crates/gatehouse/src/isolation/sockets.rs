@@ -39,6 +39,8 @@ pub(crate) struct Worker {
     pub(super) busy: std::sync::atomic::AtomicUsize,
     /// The plugins it last reported it has loaded (status page).
     pub(super) plugins: Mutex<Vec<serde_json::Value>>,
+    /// The WebSockets its apps accepted.
+    pub(super) ws: super::websocket::WorkerSockets,
 }
 
 /// A worker as the status page shows it.
@@ -56,6 +58,15 @@ impl Worker {
     /// The ids of the requests it serves now.
     pub(crate) fn in_flight_ids(&self) -> MutexGuard<'_, Vec<u64>> {
         self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes one frame of `kind` to its control socket; false when that failed.
+    pub(super) fn send_control_frame(&self, kind: Kind, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        use std::io::Write as _;
+        let mut frame = Vec::new();
+        super::proto::push_frame(&mut frame, kind, fill);
+        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        control.write_all(&frame).is_ok()
     }
 
     pub(super) fn send_control(&self, kind: Kind) {
