@@ -356,3 +356,82 @@ fn websocket_in_a_worker_process_and_its_crash_closes_with_1011() {
     e.text("again");
     assert_eq!(e.recv_text(), "again");
 }
+
+#[test]
+fn websocket_slow_reader_is_closed_with_1008_and_the_others_go_on() {
+    let d = Daemon::start("aliases:\n  - url: /chat\n    path: {chat}\n    timeout: 2s\n");
+    // A reader with a small receive buffer that reads nothing for now.
+    let mut slow = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.connect(&d.addr.into()).unwrap();
+        let mut s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(&handshake(d.addr, "/chat/r", &[])).unwrap();
+        Ws { s, head: String::new() }
+    };
+    let mut sender = Ws::connect(&d, "/chat/r", &[]);
+    let mut echo = sender.s.try_clone().map(|s| Ws { s, head: String::new() }).unwrap();
+    const N: usize = 300;
+    let text = "z".repeat(32 * 1024);
+    let reader = std::thread::spawn(move || {
+        // (The sender reads its own echoes: it is no slow reader.)
+        (0..N).map(|_| echo.recv_text().len()).sum::<usize>()
+    });
+    for _ in 0..N {
+        sender.text(&text);
+    }
+    assert_eq!(reader.join().unwrap(), N * text.len(), "the sender's echoes");
+    crate::harness::wait_until("the slow reader's close in the log", || {
+        d.log().contains("closing it (1008)")
+    });
+    // The slow reader, reading at last: its 101, what was queued, then the close (1008).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        slow.s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let code = loop {
+        match slow.recv() {
+            Some((TEXT, _)) => {}
+            Some((CLOSE, data)) => break u16::from_be_bytes([data[0], data[1]]),
+            other => panic!("expected messages then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    // The room goes on without it.
+    sender.text("still on");
+    assert_eq!(sender.recv_text(), "still on");
+}
+
+#[test]
+fn websocket_stays_on_its_plugin_version_across_a_swap() {
+    let d = Daemon::start_with(
+        "aliases:\n  - url: /chat\n    path: {dir}/plugins/libchat.so\n",
+        |root| {
+            crate::harness::install(
+                &crate::harness::artifacts().chat,
+                &root.join("plugins/libchat.so"),
+            )
+        },
+    );
+    let mut old = Ws::connect(&d, "/chat/r", &[]);
+    old.text("one");
+    assert_eq!(old.recv_text(), "one");
+    // Another build in its place (the daemon swaps builds, not copies of the same one): it
+    // serves new requests, and the old socket stays on the chat's instance.
+    crate::harness::install(&crate::harness::artifacts().hello, &d.path("plugins/libchat.so"));
+    crate::harness::wait_until("the swap", || d.log_count("reloaded ") >= 1);
+    let r = refused(&d, "/chat/r", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello World!"));
+    old.text("two");
+    assert_eq!(old.recv_text(), "two");
+    // The old instance shuts down once its last socket closed.
+    assert!(!d.log().contains("ran shutdown of retired"), "{}", d.log());
+    old.frame(true, CLOSE, &1000u16.to_be_bytes(), true);
+    assert_eq!(old.recv_close().0, 1000);
+    crate::harness::wait_until("the old instance's shutdown", || {
+        d.log().contains("ran shutdown of retired chat")
+    });
+}

@@ -312,7 +312,8 @@ impl Socket {
                 }
             }
             let reading = up.in_flight.is_none() && handle_done.is_none();
-            let writable = self.out.capacity() > 0;
+            // (One place is kept for a close frame: it goes out after what was sent.)
+            let writable = self.out.capacity() > 1;
             let woke = tokio::select! {
                 _ = maybe(&mut handle_done), if handle_done.is_some() => Woke::HandleDone,
                 st = maybe(&mut up.in_flight), if up.in_flight.is_some() => Woke::EventDone(st.ok()),
