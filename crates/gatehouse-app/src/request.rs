@@ -39,15 +39,25 @@ impl<'a> Request<'a> {
     /// `handle` returns is not sent. Messages then reach [`App::on_message`](crate::App::on_message),
     /// after this `handle` returns. `None` when the request is not a WebSocket handshake,
     /// the protocol was not offered, or the alias has `max_websockets` open (the client then
-    /// gets 503): answer as usual.
+    /// gets 503, and the response `handle` returns is not sent): answer as usual.
     pub fn accept_websocket(&self, protocol: Option<&str>) -> Option<crate::Socket> {
         let sockets = self.raw.sockets?;
-        let id = self.raw.websocket_accept(protocol.unwrap_or_default()).ok()?;
-        self.upgraded.set(true);
-        Some(crate::Socket::new(id, sockets))
+        match self.raw.websocket_accept(protocol.unwrap_or_default()) {
+            Ok(id) => {
+                self.upgraded.set(true);
+                Some(crate::Socket::new(id, sockets))
+            }
+            Err(gatehouse_abi::Status::DISCONNECTED) => {
+                // The daemon answered (503), or the client left.
+                self.upgraded.set(true);
+                None
+            }
+            Err(_) => None,
+        }
     }
 
-    /// Whether this request's WebSocket was accepted.
+    /// Whether the daemon answered this request itself: its WebSocket was accepted (101),
+    /// or refused past `max_websockets` (503).
     pub(crate) fn upgraded(&self) -> bool {
         self.upgraded.get()
     }

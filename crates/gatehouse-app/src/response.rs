@@ -142,7 +142,8 @@ impl Response {
             _ => None,
         };
         let status = raw.start_response(u32::from(self.status), &self.headers, length);
-        if status != Status::OK {
+        // (DISCONNECTED: the client left, or the daemon answered itself: nothing to fix.)
+        if status != Status::OK && status != Status::DISCONNECTED {
             raw.log_error(&format!(
                 "the daemon refused the response head (status {}, code {}): check the status \
                  code and header names and values",

@@ -122,7 +122,8 @@ pub(crate) fn accept(
     let stats = &offer.stats;
     if stats.websockets.fetch_add(1, Ordering::AcqRel) >= offer.max {
         stats.websockets.fetch_sub(1, Ordering::AcqRel);
-        log::warn!("{} WebSockets are open, the alias's max_websockets; answered 503", offer.max);
+        crate::logs::per_request!(Warn, "WebSockets", None;
+            "{} are open, the alias's max_websockets; answered 503", offer.max);
         return Err(sink.refuse(Answer::busy()));
     }
     let (tx, outbound) = mpsc::channel(sockets::QUEUE);
