@@ -435,3 +435,31 @@ fn websocket_stays_on_its_plugin_version_across_a_swap() {
         d.log().contains("ran shutdown of retired chat")
     });
 }
+
+#[test]
+fn websocket_python_chat_through_the_wsgi_bridge() {
+    let d = Daemon::start_with(
+        "handlers:\n  - suffix: .py\n    plugin: {wsgi}\naliases:\n  - url: /py/\n    path: {dir}/python/\n",
+        |root| {
+            // The demo's script, in a folder of the test's.
+            std::fs::create_dir_all(root.join("python")).unwrap();
+            let demo = crate::harness::workspace().join("demo/python/chat.py");
+            std::fs::copy(&demo, root.join("python/chat.py")).unwrap();
+        },
+    );
+    let r = d.get("/py/chat.py/lobby");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("(/lobby)"), "{}", r.text());
+    let mut a = Ws::connect(&d, "/py/chat.py/lobby", &[]);
+    let mut b = Ws::connect(&d, "/py/chat.py/lobby", &[]);
+    let mut c = Ws::connect(&d, "/py/chat.py/other", &[]);
+    a.text("hello from Python");
+    assert_eq!(a.recv_text(), "hello from Python");
+    assert_eq!(b.recv_text(), "hello from Python");
+    c.text("elsewhere");
+    assert_eq!(c.recv_text(), "elsewhere");
+    b.frame(true, BINARY, b"\x00", true);
+    assert_eq!(b.recv_close().0, 1003);
+    a.text("after b");
+    assert_eq!(a.recv_text(), "after b");
+}

@@ -16,6 +16,7 @@ use std::thread::ThreadId;
 
 use gatehouse_abi::{
     ABI_VERSION, AppDescriptor, Environ, HostApi, InitContext, Pair, Status, Str, Verdict,
+    WebSocketKind,
 };
 
 use crate::Instance;
@@ -30,7 +31,7 @@ static DESCRIPTOR: AppDescriptor = AppDescriptor {
     shutdown: Some(shutdown),
     allow_access: Some(allow_access),
     check_password: Some(check_password),
-    websocket_event: None,
+    websocket_event: Some(websocket_event),
 };
 
 /// The one symbol the daemon looks up.
@@ -89,8 +90,14 @@ unsafe extern "C" fn init(ctx: *const InitContext, instance: *mut *mut c_void) -
     }
     // SAFETY: the host passes a valid context for the duration of `init`.
     let ctx = unsafe { &*ctx };
-    if (ctx.struct_size as usize) < std::mem::size_of::<InitContext>() {
+    // (The WebSocket calls after `report_error` are read only when the host has them.)
+    if (ctx.struct_size as usize) < std::mem::offset_of!(InitContext, sockets_ctx) {
         return Status::ERROR;
+    }
+    if (ctx.struct_size as usize) >= std::mem::size_of::<InitContext>()
+        && let (Some(send), Some(close)) = (ctx.websocket_send, ctx.websocket_close)
+    {
+        let _ = SOCKETS.set(SocketApi { ctx: ctx.sockets_ctx.addr(), send, close });
     }
     // SAFETY: the strings and the env array are valid during `init` (ABI §3).
     let args = unsafe {
@@ -162,7 +169,8 @@ unsafe fn enter<'a>(
     }
     // SAFETY: `host` is the host's static callback table, valid during the call.
     let host = unsafe { &*env.host };
-    if (host.struct_size as usize) < std::mem::size_of::<HostApi>() {
+    // (`websocket_accept`, after `log_info`, is read only when the host has it.)
+    if (host.struct_size as usize) < std::mem::offset_of!(HostApi, websocket_accept) {
         return None;
     }
     let call = std::sync::Arc::new(Call {
@@ -171,6 +179,7 @@ unsafe fn enter<'a>(
         host,
         owner: std::thread::current().id(),
         live: AtomicBool::new(true),
+        answered: AtomicBool::new(false),
     });
     Some((inst, call))
 }
@@ -247,6 +256,8 @@ pub(crate) struct Call {
     host: *const HostApi,
     owner: ThreadId,
     live: AtomicBool,
+    /// The host answered the request itself: a WebSocket accepted (101) or refused (503).
+    answered: AtomicBool,
 }
 
 // SAFETY: the pointers are only dereferenced after `usable` checked that this is the
@@ -367,6 +378,29 @@ impl Call {
             Some(log) => unsafe { log(self.request, Str::new(message.as_bytes())) },
             None => self.log_error(message),
         }
+    }
+
+    /// `websocket_accept` with `protocol` (empty: none): the socket's id, or the host's
+    /// status (`INVALID` too on a host without the callback).
+    pub(crate) fn websocket_accept(&self, protocol: &[u8]) -> Result<u64, Status> {
+        let host = self.usable().map_err(|_| Status::BAD_STATE)?;
+        let end = std::mem::offset_of!(HostApi, websocket_accept)
+            + std::mem::size_of::<Option<unsafe extern "C" fn()>>();
+        let accept = host.websocket_accept.filter(|_| host.struct_size as usize >= end);
+        let Some(accept) = accept else { return Err(Status::INVALID) };
+        let mut socket = 0u64;
+        // SAFETY: the protocol is valid for the call (the host copies it); `socket` is a
+        // writable u64 that outlives it.
+        let status = unsafe { accept(self.request, Str::new(protocol), &mut socket) };
+        if status == Status::OK || status == Status::DISCONNECTED {
+            self.answered.store(true, Ordering::Release);
+        }
+        if status == Status::OK { Ok(socket) } else { Err(status) }
+    }
+
+    /// Whether the host answered the request itself (see [`Call::websocket_accept`]).
+    pub(crate) fn answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
     }
 
     /// Whether the call is over (its `handle` returned).
@@ -520,4 +554,51 @@ pub(crate) fn latin1<'py>(
         let s = pyo3::ffi::PyUnicode_DecodeLatin1(b.as_ptr().cast(), len, std::ptr::null());
         pyo3::Bound::from_owned_ptr_or_err(py, s).map(|s| s.cast_into_unchecked())
     }
+}
+
+/// The host's WebSocket send and close, from `init` (one interpreter, one instance, per
+/// process).
+#[derive(Debug, Clone, Copy)]
+struct SocketApi {
+    /// The opaque `sockets_ctx`, a token kept as a number.
+    ctx: usize,
+    send: unsafe extern "C" fn(*mut c_void, u64, u32, Str) -> Status,
+    close: unsafe extern "C" fn(*mut c_void, u64, u32, Str) -> Status,
+}
+
+static SOCKETS: std::sync::OnceLock<SocketApi> = std::sync::OnceLock::new();
+
+/// Sends a message on a WebSocket this process's app accepted, from any thread.
+pub(crate) fn websocket_send(socket: u64, kind: WebSocketKind, data: &[u8]) -> Status {
+    let Some(api) = SOCKETS.get() else { return Status::DISCONNECTED };
+    // SAFETY: the host's callback with its own context, callable from any thread until
+    // `shutdown` returns; `data` is valid for the call and the host copies it.
+    unsafe { (api.send)(std::ptr::without_provenance_mut(api.ctx), socket, kind.0, Str::new(data)) }
+}
+
+/// Closes a WebSocket this process's app accepted, from any thread.
+pub(crate) fn websocket_close(socket: u64, code: u16, reason: &str) -> Status {
+    let Some(api) = SOCKETS.get() else { return Status::DISCONNECTED };
+    let reason = Str::new(reason.as_bytes());
+    // SAFETY: as in `websocket_send`.
+    unsafe {
+        (api.close)(std::ptr::without_provenance_mut(api.ctx), socket, u32::from(code), reason)
+    }
+}
+
+unsafe extern "C" fn websocket_event(
+    instance: *mut c_void,
+    socket: u64,
+    kind: u32,
+    data: Str,
+    close_code: u32,
+) -> Status {
+    if instance.is_null() {
+        return Status::ERROR;
+    }
+    // SAFETY: the host's data is valid for this call.
+    let data = unsafe { bytes(&data) };
+    let code = u16::try_from(close_code).unwrap_or(1006);
+    catch_unwind(|| crate::websocket::event(socket, WebSocketKind(kind), data, code))
+        .unwrap_or(Status::ERROR)
 }

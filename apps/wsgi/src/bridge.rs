@@ -278,7 +278,9 @@ fn call_app(
         Ok(None) => {}
         Err(e) => failures.push(e),
     }
+    // (After an accepted WebSocket, or its 503, the host has answered: no head is due.)
     if failures.is_empty()
+        && !call.answered()
         && let Err(e) = finish(py, response)
     {
         failures.push(e);
@@ -353,6 +355,7 @@ pub(crate) fn environ<'py>(
     // As mod_wsgi: wsgi.input ends where the body ends (a chunked body too).
     d.set_item("wsgi.input_terminated", true)?;
     d.set_item("wsgi.file_wrapper", interp::helpers(py)?.getattr("FileWrapper")?)?;
+    crate::websocket::offer(py, call, &d)?;
     Ok(d)
 }
 

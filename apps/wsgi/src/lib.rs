@@ -35,6 +35,7 @@ mod bridge;
 mod hooks;
 mod interp;
 mod objects;
+mod websocket;
 
 pub use abi::gatehouse_app;
 
