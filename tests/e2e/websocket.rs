@@ -463,3 +463,21 @@ fn websocket_python_chat_through_the_wsgi_bridge() {
     a.text("after b");
     assert_eq!(a.recv_text(), "after b");
 }
+
+#[test]
+fn websocket_handshakes_pass_the_access_and_authentication_hooks() {
+    let d = Daemon::start(
+        "aliases:\n  - url: /chat\n    path: {chat}\n    access_script: {probe}\n    auth_user_script: {probe}\n",
+    );
+    // Refused by the access hook, or without credentials: no socket.
+    let r = refused(&d, "/chat/a?deny", &["Authorization: Basic YWxpY2U6c2VjcmV0"]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = refused(&d, "/chat/a", &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = refused(&d, "/chat/a", &["Authorization: Basic Ym9iOng="]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    // alice:secret gets her socket.
+    let mut ws = Ws::connect(&d, "/chat/a", &["Authorization: Basic YWxpY2U6c2VjcmV0"]);
+    ws.text("let in");
+    assert_eq!(ws.recv_text(), "let in");
+}

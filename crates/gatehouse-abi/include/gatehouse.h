@@ -162,9 +162,11 @@ typedef struct gh_HostApi {
   void (*log_info)(void *request, struct gh_Str message);
   // Accepts a WebSocket handshake (`Upgrade: websocket`, already checked by the host)
   // with `protocol`, one of the client's `Sec-WebSocket-Protocol` values or empty for
-  // none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 and owns
-  // the connection, `start_response` and `write` return [`Status::DISCONNECTED`], and
-  // the socket's messages reach `websocket_event` once `handle` has returned.
+  // none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 when
+  // `handle` returns (so register the socket before returning) and owns the connection,
+  // `start_response` and `write` return [`Status::DISCONNECTED`], and the socket's
+  // messages reach `websocket_event` from then on. Messages sent before `handle` returns
+  // wait in the socket's queue (16).
   // [`Status::INVALID`]: not a WebSocket request, a protocol the client did not offer, or
   // a descriptor without `websocket_event` (the app may answer as usual);
   // [`Status::BAD_STATE`]: a response was started or a socket accepted already;

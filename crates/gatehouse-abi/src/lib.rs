@@ -236,9 +236,11 @@ pub struct HostApi {
     pub log_info: Option<unsafe extern "C" fn(request: *mut c_void, message: Str)>,
     /// Accepts a WebSocket handshake (`Upgrade: websocket`, already checked by the host)
     /// with `protocol`, one of the client's `Sec-WebSocket-Protocol` values or empty for
-    /// none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 and owns
-    /// the connection, `start_response` and `write` return [`Status::DISCONNECTED`], and
-    /// the socket's messages reach `websocket_event` once `handle` has returned.
+    /// none. On [`Status::OK`] the socket's id is in `*socket`: the host answers 101 when
+    /// `handle` returns (so register the socket before returning) and owns the connection,
+    /// `start_response` and `write` return [`Status::DISCONNECTED`], and the socket's
+    /// messages reach `websocket_event` from then on. Messages sent before `handle` returns
+    /// wait in the socket's queue (16).
     /// [`Status::INVALID`]: not a WebSocket request, a protocol the client did not offer, or
     /// a descriptor without `websocket_event` (the app may answer as usual);
     /// [`Status::BAD_STATE`]: a response was started or a socket accepted already;

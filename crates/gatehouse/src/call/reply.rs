@@ -157,6 +157,8 @@ enum ReplyState {
     /// Head sent; writes go straight to the client. `left` counts down a declared length;
     /// `stalled` is [`Reply::Stream`]'s.
     Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64>, stalled: Arc<AtomicBool> },
+    /// A WebSocket was accepted: its 101 goes when `handle` returns.
+    Upgraded { up: Box<super::websocket::Upgrade>, tx: Tx },
     /// The client is gone, or the reply was sent.
     Done,
 }
@@ -225,7 +227,7 @@ impl<'a> ReplySink<'a> {
     pub(crate) fn start(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {
         match &self.reply {
             ReplyState::NotStarted(_) => {}
-            ReplyState::Done => return Status::DISCONNECTED,
+            ReplyState::Done | ReplyState::Upgraded { .. } => return Status::DISCONNECTED,
             _ => return Status::BAD_STATE,
         }
         let head = match head() {
@@ -245,7 +247,9 @@ impl<'a> ReplySink<'a> {
     /// dropped). `None` once it has been handed over.
     pub(crate) fn waiter_gone(&self) -> Option<bool> {
         match &self.reply {
-            ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => Some(match tx {
+            ReplyState::NotStarted(tx)
+            | ReplyState::Holding { tx, .. }
+            | ReplyState::Upgraded { tx, .. } => Some(match tx {
                 Tx::Channel(tx) => tx.is_closed(),
                 Tx::Direct => false,
             }),
@@ -271,26 +275,28 @@ impl<'a> ReplySink<'a> {
         Err(BodyError::TimedOut)
     }
 
-    /// `websocket_accept`: hands `up` over as the reply (nothing may have been started).
-    /// On a failure, the status for the app and `up` back (when it was not sent).
+    /// `websocket_accept`: `up` becomes the reply, handed over when `handle` returns (so
+    /// that the client sees its 101 once the app is ready for its messages). On a failure,
+    /// the status for the app and `up` back.
     pub(crate) fn upgrade(
         &mut self,
         up: super::websocket::Upgrade,
     ) -> Result<(), (Status, Option<Box<super::websocket::Upgrade>>)> {
         match &self.reply {
-            ReplyState::NotStarted(Tx::Channel(_)) => {}
-            ReplyState::Done => return Err((Status::DISCONNECTED, Some(Box::new(up)))),
-            _ => return Err((Status::BAD_STATE, Some(Box::new(up)))),
-        }
-        let ReplyState::NotStarted(Tx::Channel(tx)) =
-            std::mem::replace(&mut self.reply, ReplyState::Done)
-        else {
-            return Err((Status::BAD_STATE, Some(Box::new(up))));
-        };
-        match tx.send(Reply::Upgrade(Box::new(up))) {
-            Ok(()) => Ok(()),
-            Err(Reply::Upgrade(up)) => Err((Status::DISCONNECTED, Some(up))),
-            Err(_) => Err((Status::DISCONNECTED, None)),
+            ReplyState::NotStarted(Tx::Channel(tx)) if tx.is_closed() => {
+                Err((Status::DISCONNECTED, Some(Box::new(up))))
+            }
+            ReplyState::NotStarted(Tx::Channel(_)) => {
+                let ReplyState::NotStarted(tx) =
+                    std::mem::replace(&mut self.reply, ReplyState::Done)
+                else {
+                    return Err((Status::BAD_STATE, Some(Box::new(up))));
+                };
+                self.reply = ReplyState::Upgraded { up: Box::new(up), tx };
+                Ok(())
+            }
+            ReplyState::Done => Err((Status::DISCONNECTED, Some(Box::new(up)))),
+            _ => Err((Status::BAD_STATE, Some(Box::new(up)))),
         }
     }
 
@@ -314,7 +320,7 @@ impl<'a> ReplySink<'a> {
     pub(crate) fn write(&mut self, data: &[u8]) -> Status {
         match &mut self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
-            ReplyState::Done => Status::DISCONNECTED,
+            ReplyState::Done | ReplyState::Upgraded { .. } => Status::DISCONNECTED,
             ReplyState::Holding { body: body @ None, .. } => {
                 *body = Some(data.to_vec());
                 Status::OK
@@ -335,7 +341,7 @@ impl<'a> ReplySink<'a> {
     pub(crate) fn flush(&mut self) -> Status {
         match &self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
-            ReplyState::Done => Status::DISCONNECTED,
+            ReplyState::Done | ReplyState::Upgraded { .. } => Status::DISCONNECTED,
             ReplyState::Holding { tx: Tx::Direct, .. } => Status::OK,
             ReplyState::Holding { .. } => self.start_streaming(),
             ReplyState::Streaming { .. } => Status::OK,
@@ -515,7 +521,10 @@ impl<'a> ReplySink<'a> {
     pub(crate) fn abort(mut self, answer: Answer) {
         let mut direct = None;
         match std::mem::replace(&mut self.reply, ReplyState::Done) {
-            ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => {
+            ReplyState::NotStarted(tx)
+            | ReplyState::Holding { tx, .. }
+            | ReplyState::Upgraded { tx, .. } => {
+                // (An accepted socket is dropped: it closes, and its app gets its CLOSE.)
                 let _ = tx.send(Reply::Refused(answer), &mut direct);
             }
             streaming @ ReplyState::Streaming { .. } => {
@@ -554,6 +563,11 @@ impl<'a> ReplySink<'a> {
                     CallError::Failed(status.0)
                 };
                 let _ = tx.send(Reply::Failed(failed(error)), &mut direct);
+            }
+            ReplyState::Upgraded { up, tx } => {
+                // (Whatever `handle` returned: the socket is open. A client already gone
+                // drops it, which closes it.)
+                let _ = tx.send(Reply::Upgrade(up), &mut direct);
             }
             ReplyState::Holding { tx, .. } if status != Status::OK => {
                 let _ = tx.send(Reply::Failed(failed(CallError::Failed(status.0))), &mut direct);

@@ -110,17 +110,6 @@ async fn serve(
     let alias = &m.alias;
     served.app = Some(Arc::from(t.app_name(m)));
     check_headers(req, &alias.limits)?;
-    if super::websocket::asked(req) {
-        let (path_info, script_filename) = (&t.path[t.script_len..], &t.file);
-        let r = super::websocket::Routed {
-            mount: t.mount,
-            file: script_filename,
-            group_name: t.group_name.as_deref(),
-            script_name: &t.path[..t.script_len],
-            path_info,
-        };
-        return super::websocket::serve(req, payload, host, r, origin, served).await;
-    }
 
     // Environ: the CGI/WSGI variables.
     let mut vars = environ::cgi_vars(
@@ -138,6 +127,13 @@ async fn serve(
 
     // Access and authentication hooks, before a byte of the body is read.
     served.user = super::hooks::check(req, host, t.mount, &mut vars, request_id).await?;
+
+    // A WebSocket handshake: its app may accept it (`http::websocket`).
+    if super::websocket::asked(req) {
+        let group_name = t.group_name.as_deref();
+        let r = super::websocket::Routed { mount: t.mount, file: &t.file, group_name, vars };
+        return super::websocket::serve(req, payload, host, r, request_id).await;
+    }
 
     // Input: query and form parameters, uploads; any other body streams to the app.
     let raw = host.config.handler_for(&t.file).is_some();

@@ -27,12 +27,10 @@ use crate::call::deadline::Deadline;
 use crate::call::websocket::{Offer, Upgrade};
 use crate::call::{self, BodySource, Reply};
 use crate::host::{Host, Unavailable};
-use crate::http::access::Served;
 use crate::http::response;
 use crate::logs::per_request;
 use crate::request::answer::Answer;
-use crate::request::environ::{self, RouteVars};
-use crate::request::forwarded::Origin;
+use crate::request::environ::PairBuf;
 use crate::request::input::{self, Input};
 use crate::request::route::alias_app_name;
 
@@ -58,8 +56,8 @@ pub(crate) struct Routed<'a> {
     pub(crate) mount: usize,
     pub(crate) file: &'a Arc<std::path::Path>,
     pub(crate) group_name: Option<&'a str>,
-    pub(crate) script_name: &'a [u8],
-    pub(crate) path_info: &'a [u8],
+    /// Its environ (the access and authentication hooks have run).
+    pub(crate) vars: PairBuf,
 }
 
 /// The handshake's checks (RFC 6455 §4.2.1): 400 for a malformed one, 426 (with
@@ -100,8 +98,7 @@ pub(crate) async fn serve(
     payload: web::Payload,
     host: &Arc<Host>,
     r: Routed<'_>,
-    origin: Origin,
-    served: &mut Served,
+    request_id: u64,
 ) -> Result<HttpResponse, Answer> {
     let protocols = match check(req) {
         Ok(p) => p,
@@ -111,18 +108,7 @@ pub(crate) async fn serve(
     let alias = &m.alias;
     let mut input = Input::default();
     input::query_params(req.query_string(), &mut input.params);
-    let vars = environ::cgi_vars(
-        req,
-        RouteVars {
-            script_name: r.script_name,
-            path_info: r.path_info,
-            script_filename: std::os::unix::ffi::OsStrExt::as_bytes(r.file.as_os_str()),
-        },
-        alias,
-        origin,
-    );
-    let request_id = host.request_id();
-    served.request_id = Some(request_id);
+    let vars = r.vars;
     let offer = Offer {
         protocols,
         max: alias.limits.max_websockets,
