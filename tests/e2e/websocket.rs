@@ -278,11 +278,18 @@ fn opens(d: &Daemon, path: &str) -> Result<(), String> {
 
 #[test]
 fn websocket_max_websockets_answers_503() {
-    let d = Daemon::start("aliases:\n  - url: /chat\n    path: {chat}\n    max_websockets: 2\n");
+    let d = Daemon::start(
+        "metrics: {listen: \"127.0.0.1:0\"}\naliases:\n  - url: /chat\n    path: {chat}\n    max_websockets: 2\n",
+    );
+    let line = d.stdout_line(Duration::from_secs(10)).expect("the metrics line");
+    let metrics: SocketAddr =
+        line.strip_prefix("gatehouse metrics on http://").unwrap().parse().unwrap();
     let mut a = Ws::connect(&d, "/chat/a", &[]);
     let _b = Ws::connect(&d, "/chat/b", &[]);
     let r = refused(&d, "/chat/c", &[]);
     assert_eq!(r.status, 503, "{}", r.text());
+    let (_, text) = crate::harness::get_from(metrics, "/metrics");
+    assert!(text.contains("gatehouse_websockets_open{alias=\"/chat\",app=\"chat\"} 2"), "{text}");
     // A plain request to the same app is still served.
     assert_eq!(d.get("/chat/c").status, 200);
     // A socket closed frees its place.

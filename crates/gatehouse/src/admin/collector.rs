@@ -84,6 +84,19 @@ impl Collector for Daemon {
                     )?;
             }
         }
+        {
+            let mut family = encoder.encode_descriptor(
+                "gatehouse_websockets_open",
+                "WebSockets open now, by alias and app",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (alias, app, stats) in rows.iter().skip(1) {
+                let n = i64::try_from(stats.websockets.load(Ordering::Relaxed)).unwrap_or(0);
+                let labels = [("alias", *alias), ("app", *app)];
+                ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let g = &GLOBAL;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         gauge(
