@@ -3,7 +3,10 @@
 //! `allow_access` / `check_password`) and as Python scripts through the WSGI bridge, in
 //! front of apps in process and in worker processes.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::harness::{Daemon, read_lossy, wait_until};
 
@@ -102,6 +105,19 @@ fn a_plugin_hook_decides_access_and_checks_basic_credentials() {
     let r = d.send("GET", "/iso/x", &[&alice], b"");
     r.expect_status(200);
     assert_eq!(r.json()["REMOTE_USER"], "alice");
+    // With `Expect: 100-continue` and no credentials, the 401 comes instead of `100
+    // Continue`: the client is never asked for a body that would be refused.
+    let mut s = TcpStream::connect(d.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.write_all(
+        b"POST /iso/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\
+          Expect: 100-continue\r\n\r\n",
+    )
+    .expect("send the head");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("the daemon answers and closes");
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply:?}");
+    assert!(reply.contains("www-authenticate: Basic realm=\"/iso\""), "{reply:?}");
     // The access log names the user (Apache's %u).
     let access = d.path("LOGS/access.log");
     wait_until("alice in the access log", || {

@@ -268,8 +268,9 @@ fn target(host: &Host, path: Vec<u8>, served: &mut Served) -> Result<Target, Ans
 
 /// The listener's `Expect: 100-continue` hook, run before actix would send `100 Continue`
 /// (which asks the client for its body): the answer the handler gives without reading a
-/// byte of the body, when it refuses the request that way: a method it refuses, or a
-/// declared Content-Length past the routed alias's `max_body` (413). Counted and logged like
+/// byte of the body, when it refuses the request that way: a method it refuses, missing
+/// credentials for an alias with an `auth_user_script` (401), or a declared Content-Length
+/// past the routed alias's `max_body` (413). Counted and logged like
 /// the handler's answers, and the connection is closed after it (the client may send its
 /// body anyway; nobody will read it). `None`: `100 Continue`, and [`handle`] serves it.
 pub(crate) fn before_continue(
@@ -305,12 +306,15 @@ fn refused_before_body(
     if let Err(answer) = check_method(&head.method, host.config.trace_enable) {
         return Some((None, answer));
     }
-    let len = head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
     let path = route::normalize(head.uri.path().as_bytes()).ok()?;
     let mount = match host.table.route(&path) {
         Route::App { mount, .. } | Route::Group { mount, .. } | Route::Match { mount, .. } => mount,
         Route::GroupIndex { .. } | Route::NoMatch => return None,
     };
+    if let Some(answer) = super::hooks::refused_before_body(host, mount, &head.headers) {
+        return Some((Some(mount), answer));
+    }
+    let len = head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()?;
     let max_body = host.mounts[mount].alias.max_body;
     (len > max_body).then(|| (Some(mount), input::declared_too_large(len, max_body)))
 }

@@ -18,6 +18,29 @@ use crate::request::answer::Answer;
 use crate::request::environ::PairBuf;
 use crate::request::input::{self, Input};
 
+/// The 401 of an alias whose `auth_user_script` wants credentials the request lacks, for
+/// the `Expect: 100-continue` hook: the client is not asked for a body that would be
+/// refused. Not for an alias with an access hook too: that one is asked first (403 before
+/// 401, as Apache's phases run), which takes the pool.
+pub(super) fn refused_before_body(
+    host: &Host,
+    mount: usize,
+    headers: &actix_web::http::header::HeaderMap,
+) -> Option<Answer> {
+    let m = &host.mounts[mount];
+    let hooks = m.hooks.as_ref()?;
+    if !hooks.has(HookKind::Password)
+        || hooks.has(HookKind::Access)
+        || basic_credentials(headers).is_some()
+    {
+        return None;
+    }
+    Some(Answer::unauthorized(
+        "authentication required",
+        Arc::from(m.alias.hooks.auth_realm.as_str()),
+    ))
+}
+
 /// What the hooks decided.
 enum Decision {
     /// The request goes on, as this user when the password hook passed it.
@@ -38,7 +61,7 @@ pub(super) async fn check(
     let m = &host.mounts[mount];
     let Some(hooks) = &m.hooks else { return Ok(None) };
     // Asked for only after the access hook passed the request, as Apache's phases run.
-    let credentials = hooks.has(HookKind::Password).then(|| basic_credentials(req));
+    let credentials = hooks.has(HookKind::Password).then(|| basic_credentials(req.headers()));
     let mut query = Input::default();
     input::query_params(req.query_string(), &mut query.params);
     let (tx, rx) = oneshot::channel();
@@ -138,8 +161,8 @@ fn failure(v: Verdict) -> String {
 
 /// The user and password of an `Authorization: Basic` header (RFC 7617), if it has one that
 /// decodes; the user may not contain `:`.
-fn basic_credentials(req: &HttpRequest) -> Option<(Vec<u8>, Vec<u8>)> {
-    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+fn basic_credentials(headers: &header::HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at(value.iter().position(|&b| b == b' ')?);
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
