@@ -18,6 +18,7 @@ use actix_web::web::Bytes;
 use gatehouse_abi::Status;
 use tokio::sync::{mpsc, oneshot};
 
+use super::websocket::Upgrade;
 use crate::logs::debug::DebugLog;
 use crate::logs::per_request;
 use crate::request::answer::Answer;
@@ -110,7 +111,7 @@ pub enum Reply {
     Refused(Answer),
     /// The app accepted a WebSocket handshake: the daemon answers 101 and drives the socket.
     #[allow(private_interfaces)]
-    Upgrade(Box<super::websocket::Upgrade>),
+    Upgrade(Box<Upgrade>),
 }
 
 /// Why a call produced no usable reply (the client gets 500).
@@ -158,7 +159,7 @@ enum ReplyState {
     /// `stalled` is [`Reply::Stream`]'s.
     Streaming { chunks: mpsc::Sender<Chunk>, left: Option<u64>, stalled: Arc<AtomicBool> },
     /// A WebSocket was accepted: its 101 goes when `handle` returns.
-    Upgraded { up: Box<super::websocket::Upgrade>, tx: Tx },
+    Upgraded { up: Box<Upgrade>, tx: Tx },
     /// The client is gone, or the reply was sent.
     Done,
 }
@@ -278,26 +279,20 @@ impl<'a> ReplySink<'a> {
     /// `websocket_accept`: `up` becomes the reply, handed over when `handle` returns (so
     /// that the client sees its 101 once the app is ready for its messages). On a failure,
     /// the status for the app and `up` back.
-    pub(crate) fn upgrade(
-        &mut self,
-        up: super::websocket::Upgrade,
-    ) -> Result<(), (Status, Option<Box<super::websocket::Upgrade>>)> {
-        match &self.reply {
-            ReplyState::NotStarted(Tx::Channel(tx)) if tx.is_closed() => {
-                Err((Status::DISCONNECTED, Some(Box::new(up))))
-            }
-            ReplyState::NotStarted(Tx::Channel(_)) => {
-                let ReplyState::NotStarted(tx) =
-                    std::mem::replace(&mut self.reply, ReplyState::Done)
-                else {
-                    return Err((Status::BAD_STATE, Some(Box::new(up))));
-                };
-                self.reply = ReplyState::Upgraded { up: Box::new(up), tx };
-                Ok(())
-            }
-            ReplyState::Done => Err((Status::DISCONNECTED, Some(Box::new(up)))),
-            _ => Err((Status::BAD_STATE, Some(Box::new(up)))),
+    pub(crate) fn upgrade(&mut self, up: Upgrade) -> Result<(), (Status, Box<Upgrade>)> {
+        let up = Box::new(up);
+        let status = match &self.reply {
+            ReplyState::NotStarted(Tx::Channel(tx)) if !tx.is_closed() => Status::OK,
+            ReplyState::NotStarted(Tx::Channel(_)) | ReplyState::Done => Status::DISCONNECTED,
+            _ => Status::BAD_STATE,
+        };
+        if status != Status::OK {
+            return Err((status, up));
         }
+        if let ReplyState::NotStarted(tx) = std::mem::replace(&mut self.reply, ReplyState::Done) {
+            self.reply = ReplyState::Upgraded { up, tx };
+        }
+        Ok(())
     }
 
     /// The daemon answers `answer` instead of the app (nothing may have been started);

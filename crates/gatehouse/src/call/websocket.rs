@@ -146,11 +146,9 @@ pub(crate) fn accept(
     };
     match sink.upgrade(up) {
         Ok(()) => Ok((socket, done)),
-        Err((status, up)) => {
-            if let Some(mut up) = up {
-                // The app is told it has no socket: no CLOSE for it.
-                up.promised = false;
-            }
+        Err((status, mut up)) => {
+            // The app is told it has no socket: no CLOSE for it.
+            up.promised = false;
             Err(status)
         }
     }
