@@ -106,6 +106,7 @@ pub fn run() -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    crate::plugin::load::fixed_mmap_threshold();
     crate::plugin::load::start_reaper().context("cannot start the plugin reaper thread")?;
     host.load_single_apps();
     control.frame(Kind::Ready, |_| {});
