@@ -70,6 +70,9 @@ pub fn run() -> anyhow::Result<()> {
     // The daemon's long slice (see `DAEMON_SLICE`) is inherited: a worker takes the
     // kernel's default back, before any thread starts. Failing costs only speed.
     let slice = crate::isolation::boundary::set_time_slice(None);
+    // Before any thread starts (threads inherit the handlers): a reload or reopen signal
+    // sent to the whole service must not end a worker.
+    let shield = crate::isolation::boundary::shield_from_daemon_signals();
     // Started from a descriptor (`/proc/self/fd/N`), the process is named `N`: give it the
     // daemon's name back, for `ps`, `top` and `pgrep gatehouse`.
     let _ = rustix::thread::set_name(c"gatehouse");
@@ -97,6 +100,9 @@ pub fn run() -> anyhow::Result<()> {
     crate::logs::install_panic_hook();
     if let Err(e) = slice {
         log::debug!("worker: cannot reset its time slice ({e})");
+    }
+    if let Err(e) = shield {
+        log::warn!("worker: cannot shield itself from SIGHUP and SIGUSR1 ({e})");
     }
 
     let host = match host_for(&init) {
