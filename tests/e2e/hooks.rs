@@ -224,6 +224,17 @@ fn python_hooks_run_as_mod_wsgi_calls_them() {
     wait_until("the missing hook in the error log", || {
         d.log().contains("does not provide allow_access()")
     });
+    // `gatehouse routes` names the hooks a URL goes through.
+    let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
+        .args(["routes", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .arg("/group/app.py")
+        .output()
+        .expect("run gatehouse routes");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("access:"), "{text}");
+    let auth = text.lines().find(|l| l.starts_with("auth:")).unwrap_or_default();
+    assert!(auth.contains("py/hooks.py") && auth.contains("\"Scripts\""), "{text}");
     // An edited hook script is re-read, as an app script is.
     std::fs::write(
         d.path("py/hooks.py"),

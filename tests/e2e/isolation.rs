@@ -1327,3 +1327,30 @@ def application(environ, start_response):\n\
         if r.status == 200 { Ok(()) } else { Err(format!("{r}")) }
     });
 }
+
+#[test]
+fn reload_and_reopen_signals_sent_to_every_process_spare_the_workers() {
+    let yaml = "\
+aliases:
+  - url: /crashy
+    path: {crashy}
+    isolation: process
+    processes: 1
+";
+    let d = Daemon::start(yaml);
+    let worker = *wait_workers(&d, "/crashy", 1).iter().next().unwrap();
+    assert_eq!(pid_of(&d, "/crashy/ok"), worker);
+    // As `systemctl kill -s HUP` or a logrotate script's `killall -USR1 gatehouse` would.
+    for signal in ["-HUP", "-USR1"] {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &worker.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {worker}");
+        // The worker runs this request after the signal is delivered: it must be alive.
+        assert_eq!(pid_of(&d, "/crashy/ok"), worker, "after {signal}");
+    }
+    assert_eq!(workers(&d, "/crashy"), BTreeSet::from([worker]));
+    let log = d.log();
+    assert!(!log.contains("died of signal"), "{log}");
+}

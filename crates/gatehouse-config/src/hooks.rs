@@ -84,6 +84,9 @@ fn bad_realm(realm: &str) -> Option<String> {
     if let Some(c) = realm.chars().find(|&c| c == '"' || c == '\\' || c.is_control()) {
         return Some(format!("must not contain {c:?}"));
     }
+    if !realm.is_ascii() {
+        return Some("must be ASCII: it is sent in a header, where browsers read no UTF-8".into());
+    }
     None
 }
 
@@ -119,6 +122,7 @@ mod tests {
             ("a\"b", false),
             ("a\\b", false),
             ("a\nb", false),
+            ("Área", false),
         ] {
             assert_eq!(super::bad_realm(realm).is_none(), ok, "{realm:?}");
         }

@@ -222,6 +222,7 @@ fn serve(config_path: &Path, listen: Vec<std::net::SocketAddr>) -> anyhow::Resul
             config.cache_dir.display()
         )
     })?;
+    gatehouse::plugin::load::fixed_mmap_threshold();
     gatehouse::plugin::load::start_reaper().context("cannot start the plugin reaper thread")?;
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {

@@ -156,6 +156,22 @@ pub fn explain(config: &Config, url: &str) -> String {
         format!("aliases are tried in the order declared; {earlier} match")
     };
     let _ = writeln!(out, "why:           {why}");
+    if let Some(file) = &a.hooks.access_script {
+        let _ = writeln!(
+            out,
+            "access:        {}: allow_access first (403 if it refuses)",
+            file.display()
+        );
+    }
+    if let Some(file) = &a.hooks.auth_user_script {
+        let _ = writeln!(
+            out,
+            "auth:          {}: check_password of Basic credentials (401, realm {:?}, until \
+             they pass)",
+            file.display(),
+            a.hooks.auth_realm
+        );
+    }
     match route {
         Route::App { script_name, path_info, .. } => {
             let _ = writeln!(out, "SCRIPT_NAME:   {:?}", String::from_utf8_lossy(script_name));

@@ -93,6 +93,9 @@ pub fn run() -> anyhow::Result<()> {
     // The daemon's long slice (see `DAEMON_SLICE`) is inherited: a worker takes the
     // kernel's default back, before any thread starts. Failing costs only speed.
     let slice = crate::isolation::boundary::set_time_slice(None);
+    // Before any thread starts (threads inherit the handlers): a reload or reopen signal
+    // sent to the whole service must not end a worker.
+    let shield = crate::isolation::boundary::shield_from_daemon_signals();
     // Started from a descriptor (`/proc/self/fd/N`), the process is named `N`: give it the
     // daemon's name back, for `ps`, `top` and `pgrep gatehouse`.
     let _ = rustix::thread::set_name(c"gatehouse");
@@ -122,6 +125,9 @@ pub fn run() -> anyhow::Result<()> {
     if let Err(e) = slice {
         log::debug!("worker: cannot reset its time slice ({e})");
     }
+    if let Err(e) = shield {
+        log::warn!("worker: cannot shield itself from SIGHUP and SIGUSR1 ({e})");
+    }
 
     let host = match host_for(&init) {
         Ok(host) => Arc::new(host),
@@ -130,6 +136,7 @@ pub fn run() -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    crate::plugin::load::fixed_mmap_threshold();
     crate::plugin::load::start_reaper().context("cannot start the plugin reaper thread")?;
     host.load_single_apps();
     control.frame(Kind::Ready, |_| {});

@@ -89,6 +89,16 @@ aliases:
   - url: /inline
     path: libhello.so
     dispatch: inline
+  - url: /guarded
+    path: libhello.so
+    access_script: libhello.so
+  - url: /login
+    path: libhello.so
+    auth_user_script: libhello.so
+    auth_realm: Staff
+  - url: /brokenhook
+    path: libhello.so
+    access_script: broken.so
 ",
         );
     }
@@ -97,8 +107,10 @@ aliases:
         Err(e) => panic!("{e}"),
     };
     let host = Arc::new(Host::new(config, None));
-    // As the daemon does at start: /broken fails, /missing is only warned about.
-    assert_eq!(host.load_single_apps(), 1, "only /broken should fail to load");
+    // As the daemon does at start: /broken fails (and with hello, /brokenhook's hook),
+    // /missing is only warned about.
+    let broken = if hello.is_some() { 2 } else { 1 };
+    assert_eq!(host.load_single_apps(), broken, "only /broken's plugin and hook should fail");
     Fixture { _tmp: tmp, host }
 }
 
@@ -483,6 +495,35 @@ async fn answers_of_the_hello_plugin() {
             status: 405,
             body: Want::Says("CONNECT is not allowed: this is not a proxy"),
             counted: None,
+        },
+        // Hooks: the hello plugin implements none, and the SDK's defaults refuse.
+        Row {
+            what: "an access hook that refuses",
+            req: || get("/guarded"),
+            status: 403,
+            body: Want::Says("access denied"),
+            counted: Some("/guarded"),
+        },
+        Row {
+            what: "an auth hook without credentials",
+            req: || get("/login"),
+            status: 401,
+            body: Want::Says("authentication required"),
+            counted: Some("/login"),
+        },
+        Row {
+            what: "an auth hook that refuses the credentials",
+            req: || get("/login").insert_header((header::AUTHORIZATION, "Basic YWxpY2U6cw==")),
+            status: 401,
+            body: Want::Says("authentication required"),
+            counted: Some("/login"),
+        },
+        Row {
+            what: "a hook that does not load fails closed",
+            req: || get("/brokenhook"),
+            status: 500,
+            body: Want::Says("the access check failed; the error log says why"),
+            counted: Some("/brokenhook"),
         },
         Row {
             what: "traversal out of an app's URL into another",

@@ -16,6 +16,8 @@
 //! daemon's threads and of its workers ([`set_time_slice`]); and the one a worker crosses
 //! before it runs, between fork and exec: its user, group and groups ([`drop_privileges`]).
 //!
+//! And the signals a worker must not die of: the daemon's ([`shield_from_daemon_signals`]).
+//!
 //! This is an OS boundary module: `unsafe` is allowed here (and in `call::abi` and
 //! `plugin::load`).
 #![allow(unsafe_code)]
@@ -127,6 +129,30 @@ struct SchedAttr {
     runtime: u64,
     deadline: u64,
     period: u64,
+}
+
+/// A signal handler that does nothing.
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Makes SIGHUP and SIGUSR1 harmless to a worker process: the daemon's reload and
+/// reopen-logs signals, which an operator may send to every process of the service
+/// (`systemctl kill -s HUP`, `killall -USR1 gatehouse` in a logrotate script: workers are
+/// named `gatehouse` too) and whose default action would end a worker and its requests in
+/// flight. A handler that does nothing rather than `SIG_IGN`: handlers are reset by `exec`,
+/// so processes an app starts get the default actions, not an inherited "ignore".
+pub fn shield_from_daemon_signals() -> std::io::Result<()> {
+    for signal in [libc::SIGHUP, libc::SIGUSR1] {
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler is an
+        // `extern "C" fn(c_int)` that touches nothing, so it is async-signal-safe.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action` is a valid sigaction for the call; the old action is not wanted.
+        if unsafe { libc::sigaction(signal, &raw const action, std::ptr::null_mut()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Sets the calling thread's time slice, keeping its policy and nice: the `sched_runtime` of
