@@ -13,6 +13,9 @@
 //!   the parameters and what the body held, as one JSON object with sorted keys, plus the
 //!   `X-Environ-*` headers: the same work as `apps/environ`, not byte for byte the same reply
 //!   (SERVER_SOFTWARE and SCRIPT_FILENAME differ).
+//! - `/chat/ROOM`: `apps/chat`, a WebSocket broadcast room: every text message a client sends
+//!   goes to every client connected to the same URL (actix-ws, the rooms behind one mutex, as
+//!   the app keeps them).
 //!
 //! Prints `native listening on http://ADDR` once bound, like `gatehouse serve`.
 
@@ -373,6 +376,66 @@ async fn environ(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     resp.body(Value::Object(out).to_string())
 }
 
+/// The chat rooms: room → its sessions, by a number of their own.
+#[derive(Default)]
+struct Rooms {
+    members: Mutex<std::collections::HashMap<String, Vec<(u64, actix_ws::Session)>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// `/chat/ROOM`: `apps/chat` as an actix-ws handler.
+async fn chat(
+    req: HttpRequest,
+    body: web::Payload,
+    rooms: web::Data<Rooms>,
+) -> actix_web::Result<HttpResponse> {
+    let room = req.path().to_owned();
+    let (resp, session, mut stream) = actix_ws::handle(&req, body)?;
+    let id = rooms.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    rooms
+        .members
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(room.clone())
+        .or_default()
+        .push((id, session.clone()));
+    let mut own = session;
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(msg)) = stream.recv().await {
+            match msg {
+                actix_ws::Message::Text(text) => {
+                    let members: Vec<actix_ws::Session> = rooms
+                        .members
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&room)
+                        .map(|m| m.iter().map(|(_, s)| s.clone()).collect())
+                        .unwrap_or_default();
+                    for mut member in members {
+                        let _ = member.text(text.clone()).await;
+                    }
+                }
+                actix_ws::Message::Ping(bytes) => {
+                    let _ = own.pong(&bytes).await;
+                }
+                actix_ws::Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        {
+            let mut members = rooms.members.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(m) = members.get_mut(&room) {
+                m.retain(|(i, _)| *i != id);
+                if m.is_empty() {
+                    members.remove(&room);
+                }
+            }
+        }
+        let _ = own.close(None).await;
+    });
+    Ok(resp)
+}
+
 fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
     let store = Products::create(&cli.db).map_err(|e| {
@@ -386,10 +449,13 @@ fn main() -> std::io::Result<()> {
         },
         offload: cli.offload,
     }));
+    let rooms = web::Data::new(Rooms::default());
     actix_web::rt::System::new().block_on(async move {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(rooms.clone())
+                .service(web::resource("/chat/{room:.*}").to(chat))
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .service(web::resource(["/sample", "/wsgi/hello"]).to(hello))
                 .service(web::resource("/myapp").to(products))
