@@ -218,32 +218,46 @@ fn run(
     app: &Bound<'_, PyAny>,
 ) -> Status {
     let response = Arc::new(Response::new(Arc::clone(call)));
-    let errors = match Bound::new(py, Errors::new(Arc::clone(call))) {
-        Ok(e) => e,
-        Err(e) => {
-            log_exception(py, call, script, &e);
-            return Status::ERROR;
-        }
-    };
-    // print() and sys.stderr on this thread go to the request's wsgi.errors meanwhile.
-    let local = interp::request_local(py);
-    if let Some(local) = local {
-        let _ = local.setattr(intern!(py, "errors"), &errors);
-    }
-    let outcome = call_app(py, inst, call, app, &response, &errors);
-    if let Some(local) = local {
-        let _ = local.setattr(intern!(py, "errors"), py.None());
-    }
-    errors.get().emit(py, true);
+    let outcome =
+        with_errors(py, call, script, |errors| call_app(py, inst, call, app, &response, errors));
     match outcome {
-        Ok(()) => Status::OK,
-        Err(failures) => {
+        Some(Ok(())) => Status::OK,
+        Some(Err(failures)) => {
             for e in &failures {
                 log_exception(py, call, script, e);
             }
             Status::ERROR
         }
+        None => Status::ERROR,
     }
+}
+
+/// Runs `f` (Python code for the request in `call`) with the request's `wsgi.errors`:
+/// print() and sys.stderr on this thread go to it meanwhile, and what it holds is logged
+/// after. `None` (logged) when it cannot be made.
+pub(crate) fn with_errors<T>(
+    py: Python<'_>,
+    call: &Arc<Call>,
+    script: &Path,
+    f: impl FnOnce(&Bound<'_, Errors>) -> T,
+) -> Option<T> {
+    let errors = match Bound::new(py, Errors::new(Arc::clone(call))) {
+        Ok(e) => e,
+        Err(e) => {
+            log_exception(py, call, script, &e);
+            return None;
+        }
+    };
+    let local = interp::request_local(py);
+    if let Some(local) = local {
+        let _ = local.setattr(intern!(py, "errors"), &errors);
+    }
+    let out = f(&errors);
+    if let Some(local) = local {
+        let _ = local.setattr(intern!(py, "errors"), py.None());
+    }
+    errors.get().emit(py, true);
+    Some(out)
 }
 
 /// The app call proper; the failures, in order (the body's, then `close()`'s).

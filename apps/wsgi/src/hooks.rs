@@ -7,13 +7,12 @@
 use std::sync::Arc;
 
 use gatehouse_abi::Verdict;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use crate::Instance;
 use crate::abi::Call;
-use crate::bridge::{environ, log_exception};
+use crate::bridge::{environ, log_exception, with_errors};
 use crate::objects::{Errors, type_name};
 
 /// Which hook, with its arguments (as the host passed them: bytes).
@@ -52,29 +51,15 @@ pub(crate) fn run(inst: &Instance, call: &Arc<Call>, hook: &Hook<'_>) -> Verdict
             ));
             return Verdict::ERROR;
         };
-        let errors = match Bound::new(py, Errors::new(Arc::clone(call))) {
-            Ok(e) => e,
-            Err(e) => {
-                log_exception(py, call, script, &e);
-                return Verdict::ERROR;
-            }
-        };
-        // print() and sys.stderr on this thread go to the request's wsgi.errors meanwhile.
-        let local = crate::interp::request_local(py);
-        if let Some(local) = local {
-            let _ = local.setattr(intern!(py, "errors"), &errors);
-        }
-        let result = call_hook(py, inst, call, &errors, &f, hook);
-        if let Some(local) = local {
-            let _ = local.setattr(intern!(py, "errors"), py.None());
-        }
-        errors.get().emit(py, true);
+        let result =
+            with_errors(py, call, script, |errors| call_hook(py, inst, call, errors, &f, hook));
         match result {
-            Ok(v) => v,
-            Err(e) => {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
                 log_exception(py, call, script, &e);
                 Verdict::ERROR
             }
+            None => Verdict::ERROR,
         }
     })
 }

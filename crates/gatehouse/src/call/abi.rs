@@ -18,7 +18,7 @@ use gatehouse_abi::{Environ, HostApi, Pair, Status, Str, Upload};
 use tokio::sync::oneshot;
 
 use super::body::{BodySource, body_error_code};
-use super::reply::{Call, CallError, Head, Reply, ReplySink, log_app_line};
+use super::reply::{Call, CallError, Head, Reply, ReplySink};
 use crate::plugin::load::Plugin;
 /// Per-call state behind the `request` handle the app passes back to every callback.
 struct RequestState<'a> {
@@ -54,21 +54,15 @@ impl Backend for RequestState<'_> {
     }
 
     fn debug_log(&mut self, message: &[u8], must: bool) -> Status {
-        if !self.call.develop_mode && !must {
-            return Status::OK;
-        }
-        match self.call.debug.write(self.call.request_id, message) {
-            Ok(()) => Status::OK,
-            Err(_) => Status::ERROR,
-        }
+        self.call.debug_log(message, must)
     }
 
     fn log_error(&mut self, message: &[u8]) {
-        log_app_line(log::Level::Error, self.call.app, self.call.request_id, message);
+        self.call.log(log::Level::Error, message);
     }
 
     fn log_info(&mut self, message: &[u8]) {
-        log_app_line(log::Level::Info, self.call.app, self.call.request_id, message);
+        self.call.log(log::Level::Info, message);
     }
 
     fn start_response(&mut self, head: impl FnOnce() -> Result<Head, Status>) -> Status {

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use gatehouse_abi::{Environ, HostApi, Pair, Status, Verdict};
 
 use super::abi::{Backend, host_api, with_call};
-use super::reply::{Call, Head, log_app_line};
+use super::reply::{Call, Head};
 use crate::plugin::load::Plugin;
 
 /// Which hook, with its arguments.
@@ -31,21 +31,15 @@ impl Backend for HookState<'_> {
     }
 
     fn debug_log(&mut self, message: &[u8], must: bool) -> Status {
-        if !self.call.develop_mode && !must {
-            return Status::OK;
-        }
-        match self.call.debug.write(self.call.request_id, message) {
-            Ok(()) => Status::OK,
-            Err(_) => Status::ERROR,
-        }
+        self.call.debug_log(message, must)
     }
 
     fn log_error(&mut self, message: &[u8]) {
-        log_app_line(log::Level::Error, self.call.app, self.call.request_id, message);
+        self.call.log(log::Level::Error, message);
     }
 
     fn log_info(&mut self, message: &[u8]) {
-        log_app_line(log::Level::Info, self.call.app, self.call.request_id, message);
+        self.call.log(log::Level::Info, message);
     }
 
     fn start_response(&mut self, _: impl FnOnce() -> Result<Head, Status>) -> Status {
