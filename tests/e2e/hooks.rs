@@ -93,7 +93,7 @@ fn a_plugin_hook_decides_access_and_checks_basic_credentials() {
         d.log().contains("the access hook panics, as asked")
     });
     d.send("GET", "/env/y", &[&alice], b"").expect_status(200);
-    // A refused POST's body is never read: the answer comes at once, the connection closes.
+    // A POST without credentials is refused before its body reaches the app.
     let r = d.send("POST", "/env/x", &["Content-Type: text/plain"], &vec![b'x'; 100_000]);
     r.expect_status(401);
     // Only an access hook: no credentials asked for.

@@ -100,7 +100,8 @@ impl Hooks {
 pub(crate) enum Outcome {
     /// The hook's verdict.
     Verdict(Verdict),
-    /// The hook could not be called (not loaded, no entry point); the error log says why.
+    /// The hook could not be called (not loaded, no entry point); the error log said why
+    /// when it was loaded.
     Unavailable,
 }
 
@@ -133,17 +134,8 @@ impl Host {
         let m = &self.mounts[mount];
         let Some(loaded) = self.hook(m, kind) else { return Outcome::Unavailable };
         let call = loaded.call(vars, input, m.alias.develop_mode, request_id);
-        match hook::run(&loaded.plugin, &call, args) {
-            Some(v) => Outcome::Verdict(v),
-            None => {
-                crate::logs::per_request!(Error, &m.alias.url, request_id;
-                    "{} {} has no {} entry point: every request is refused with 500 (hint: \
-                     define {} in it, or remove `{}`)",
-                    kind.key(), loaded.plugin.describe(), kind.entry(), kind.entry(),
-                    kind.key());
-                Outcome::Unavailable
-            }
-        }
+        // No entry point: said when it was loaded; the caller logs each refusal.
+        hook::run(&loaded.plugin, &call, args).map_or(Outcome::Unavailable, Outcome::Verdict)
     }
 
     /// The loaded hook `kind` of `m`, loading it if needed; `None` (logged) when it cannot

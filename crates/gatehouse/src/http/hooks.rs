@@ -11,6 +11,7 @@ use actix_web::http::header;
 use gatehouse_abi::Verdict;
 use tokio::sync::oneshot;
 
+use crate::call::deadline::Deadline;
 use crate::call::hook::Hook;
 use crate::host::{HookKind, Host, Outcome};
 use crate::logs::per_request;
@@ -35,10 +36,12 @@ pub(super) fn refused_before_body(
     {
         return None;
     }
-    Some(Answer::unauthorized(
-        "authentication required",
-        Arc::from(m.alias.hooks.auth_realm.as_str()),
-    ))
+    Some(challenge(&m.alias))
+}
+
+/// The 401 asking for `alias`'s credentials, with its realm.
+fn challenge(alias: &gatehouse_config::Alias) -> Answer {
+    Answer::unauthorized("authentication required", Arc::from(alias.hooks.auth_realm.as_str()))
 }
 
 /// What the hooks decided.
@@ -64,28 +67,29 @@ pub(super) async fn check(
     let credentials = hooks.has(HookKind::Password).then(|| basic_credentials(req.headers()));
     let mut query = Input::default();
     input::query_params(req.query_string(), &mut query.params);
+    // The job takes the environ and gives it back with the decision.
     let (tx, rx) = oneshot::channel();
     let job_host = Arc::clone(host);
-    let job_vars = vars.clone();
-    let job_realm: Arc<str> = Arc::from(m.alias.hooks.auth_realm.as_str());
+    let job_vars = std::mem::take(vars);
+    let deadline = Deadline::start(m.alias.limits.timeout);
+    let job_deadline = deadline.clone();
     let job = Box::new(move || {
-        let decision =
-            decide(&job_host, mount, &job_vars, &query, request_id, credentials, job_realm);
-        let _ = tx.send(decision);
+        let pool = &*job_host.mounts[mount].pool;
+        // Still queued when its client got 504, or left: the hooks' time goes to others.
+        if job_deadline.expired() || tx.is_closed() {
+            job_deadline.ended(pool);
+            return;
+        }
+        let decision = decide(&job_host, mount, &job_vars, &query, request_id, credentials);
+        job_deadline.ended(pool);
+        let _ = tx.send((decision, job_vars));
     });
     if let Err(busy) = m.pool.submit(job) {
         per_request!(Warn, &m.alias.url, request_id; "{busy}; answered 503");
         return Err(Answer::busy());
     }
-    let decision = match tokio::time::timeout(m.alias.limits.timeout, rx).await {
-        Ok(Ok(decision)) => decision,
-        Ok(Err(_)) => return Err(Answer::call_lost()),
-        Err(_) => {
-            per_request!(Warn, &m.alias.url, request_id;
-                "504: its hooks did not decide within its timeout of {:?}", m.alias.limits.timeout);
-            return Err(Answer::timed_out());
-        }
-    };
+    let (decision, back) = deadline.wait(rx, &*m.pool, &m.alias.url, request_id).await?;
+    *vars = back;
     match decision {
         Decision::Pass(user) => {
             if let Some(user) = &user {
@@ -106,9 +110,9 @@ fn decide(
     query: &Input,
     request_id: u64,
     credentials: Option<Option<(Vec<u8>, Vec<u8>)>>,
-    realm: Arc<str>,
 ) -> Decision {
-    let url = &host.mounts[mount].alias.url;
+    let alias = &host.mounts[mount].alias;
+    let (url, realm) = (&alias.url, &alias.hooks.auth_realm);
     let failed = |kind: HookKind, what: String| {
         per_request!(Error, url, request_id; "500: its {} {what}", kind.key());
         Decision::Refuse(Answer::new(500, "the access check failed; the error log says why"))
@@ -125,7 +129,9 @@ fn decide(
                 return Decision::Refuse(Answer::new(403, "access denied"));
             }
             Outcome::Verdict(v) => return failed(HookKind::Access, failure(v)),
-            Outcome::Unavailable => return failed(HookKind::Access, "is unavailable".into()),
+            Outcome::Unavailable => {
+                return failed(HookKind::Access, "is unavailable (see its load line)".into());
+            }
         }
     }
     let (user, password) = match credentials {
@@ -133,7 +139,7 @@ fn decide(
         Some(Some(c)) => c,
         Some(None) => {
             per_request!(Info, url, request_id; "401: no Basic credentials (realm {realm})");
-            return Decision::Refuse(Answer::unauthorized("authentication required", realm));
+            return Decision::Refuse(challenge(alias));
         }
     };
     let args = Hook::Password { user: &user, password: &password };
@@ -143,10 +149,12 @@ fn decide(
         Outcome::Verdict(v @ (Verdict::DENY | Verdict::UNKNOWN)) => {
             let why = if v == Verdict::DENY { "wrong password" } else { "no such user" };
             per_request!(Info, url, request_id; "401: user {shown:?}: {why} (realm {realm})");
-            Decision::Refuse(Answer::unauthorized("authentication required", realm))
+            Decision::Refuse(challenge(alias))
         }
         Outcome::Verdict(v) => failed(HookKind::Password, failure(v)),
-        Outcome::Unavailable => failed(HookKind::Password, "is unavailable".into()),
+        Outcome::Unavailable => {
+            failed(HookKind::Password, "is unavailable (see its load line)".into())
+        }
     }
 }
 

@@ -577,8 +577,7 @@ impl Drop for Plugin {
 }
 
 impl Plugin {
-    /// `NAME VERSION (FILE)`, for log lines.
-    pub(crate) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("{} {} ({})", self.name, self.version, self.path.display())
     }
 }
