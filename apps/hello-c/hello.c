@@ -20,7 +20,7 @@ _Static_assert(sizeof(gh_Upload) == 72, "gh_Upload layout changed");
 _Static_assert(sizeof(gh_InitContext) == 112, "gh_InitContext layout changed");
 _Static_assert(sizeof(gh_HostApi) == 72, "gh_HostApi layout changed");
 _Static_assert(sizeof(gh_Environ) == 72, "gh_Environ layout changed");
-_Static_assert(sizeof(gh_AppDescriptor) == 88, "gh_AppDescriptor layout changed");
+_Static_assert(sizeof(gh_AppDescriptor) == 96, "gh_AppDescriptor layout changed");
 #endif
 
 #define BODY "Hello World!"
@@ -70,6 +70,8 @@ static const gh_AppDescriptor descriptor = {
     .init = hello_init,
     .handle = hello_handle,
     .shutdown = hello_shutdown,
+    /* hello_handle answers from constants: the daemon may run it on its HTTP workers. */
+    .flags = gh_AppFlags_NEVER_BLOCKS,
 };
 
 /* gatehouse.h gives only this function's type (gh_DescriptorFn); declare it before defining. */

@@ -1,6 +1,8 @@
 //! `dispatch: inline`: the app runs on the HTTP worker that took the request, with no
-//! hand-off, and answers exactly as under the default pool; what would make a worker wait (a
-//! streamed request body, a group plugin's first load) still goes through the pool.
+//! hand-off, and answers exactly as under the pool; what would make a worker wait (a
+//! streamed request body, a group plugin's first load) still goes through the pool. Under the
+//! default `dispatch: auto`, only a plugin that promises never to block runs there, and a
+//! call that breaks the promise sends its app back to the pool.
 
 use crate::harness::{Daemon, Response, multipart};
 
@@ -92,4 +94,110 @@ fn an_inline_group_loads_its_plugins_on_the_pool_then_serves_inline() {
     let later = d.get("/wsgi/panicky/thread");
     assert!(first.text().starts_with("app /wsgi#"), "first request ran on {:?}", first.text());
     assert!(later.text().starts_with("actix-rt"), "later request ran on {:?}", later.text());
+}
+
+/// A C plugin promising never to block (`gh_AppFlags_NEVER_BLOCKS`): `/thread` answers the
+/// name of the thread it ran on, `/sleep` the same after 300 ms (a broken promise).
+const PROMISING_C: &str = r#"
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include "gatehouse.h"
+
+static gh_Status handle(void *instance, const gh_Environ *env) {
+    (void)instance;
+    for (size_t i = 0; i < env->vars_len; i++) {
+        const gh_Pair *v = &((const gh_Pair *)env->vars)[i];
+        if (v->name.len == 9 && memcmp(v->name.ptr, "PATH_INFO", 9) == 0
+            && v->value.len == 6 && memcmp(v->value.ptr, "/sleep", 6) == 0) {
+            usleep(300 * 1000);
+        }
+    }
+    char name[17] = {0};
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+    gh_Pair h = { GH_STR("Content-Type"), GH_STR("text/plain") };
+    env->host->start_response(env->request, 200, &h, 1);
+    return env->host->write(env->request, (gh_Str){ (const uint8_t *)name, strlen(name) });
+}
+
+static const gh_AppDescriptor D = {
+    .abi_version = gh_ABI_VERSION,
+    .struct_size = sizeof(gh_AppDescriptor),
+    .name = GH_STR("promising"),
+    .version = GH_STR("1.0"),
+    .handle = handle,
+    .flags = gh_AppFlags_NEVER_BLOCKS,
+};
+const gh_AppDescriptor *gatehouse_app(void);
+const gh_AppDescriptor *gatehouse_app(void) { return &D; }
+"#;
+
+const AUTO: &str = "\
+aliases:
+  - url: /fast
+    path: c/libpromising.so
+  - url: /slow
+    path: c/libpromising.so
+  - url: /pooled
+    path: c/libpromising.so
+    dispatch: pool
+  - url: /unpromised
+    path: {panicky}
+";
+
+fn start_auto() -> Daemon {
+    Daemon::start_with(AUTO, |root| {
+        std::fs::create_dir_all(root.join("c")).expect("mkdir c");
+        let header = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/gatehouse-abi/include/gatehouse.h");
+        let source =
+            PROMISING_C.replace("\"gatehouse.h\"", &format!("{:?}", header.display().to_string()));
+        crate::plugins::cc_shared(&source, &root.join("c/libpromising.so"));
+    })
+}
+
+#[test]
+fn by_default_only_plugins_that_promise_never_to_block_run_on_the_http_worker() {
+    let d = start_auto();
+    let fast = d.get("/fast/thread");
+    fast.expect_status(200);
+    assert!(fast.text().starts_with("actix-rt"), "the promising app ran on {:?}", fast.text());
+    let pooled = d.get("/pooled/thread");
+    assert!(pooled.text().starts_with("app /pooled#"), "dispatch: pool ran on {:?}", pooled.text());
+    let unpromised = d.get("/unpromised/thread");
+    assert!(
+        unpromised.text().starts_with("app /unpromised"),
+        "an app without the promise ran on {:?}",
+        unpromised.text()
+    );
+    let log = d.log();
+    assert!(log.contains("promises its calls never block"), "the load line says so:\n{log}");
+}
+
+#[test]
+fn a_call_that_breaks_the_promise_sends_its_app_to_the_pool_with_a_warning() {
+    let d = start_auto();
+    // One slow call is forgiven (a preempted lock holder looks the same); the second breaks
+    // the promise.
+    for nth in ["first", "second"] {
+        let slow = d.get("/slow/sleep");
+        slow.expect_status(200);
+        assert!(slow.text().starts_with("actix-rt"), "the {nth} call ran on {:?}", slow.text());
+    }
+    let after = std::time::Instant::now();
+    let next = d.get("/slow/thread");
+    next.expect_status(200);
+    // The probation is a second: a machine too slow to ask again within it proves nothing.
+    if after.elapsed() < std::time::Duration::from_millis(900) {
+        assert!(next.text().starts_with("app /slow#"), "on probation it ran on {:?}", next.text());
+    }
+    let log = d.log();
+    assert!(
+        log.contains("but this one waited")
+            && log.contains("its calls run on its threads for the next 1 s"),
+        "no warning for the broken promise:\n{log}"
+    );
+    // Another alias of the same plugin has its own standing.
+    let fast = d.get("/fast/thread");
+    assert!(fast.text().starts_with("actix-rt"), "the other alias ran on {:?}", fast.text());
 }

@@ -80,4 +80,4 @@ fn ascii_json(value: &Value) -> String {
     out
 }
 
-gatehouse_app::export!(environ);
+gatehouse_app::export!(environ, never_blocks);

@@ -7,4 +7,4 @@ fn hello(_req: &Request<'_>) -> Response {
     Response::new(200).header("Content-type", "text/plain").body(&b"Hello World!"[..])
 }
 
-gatehouse_app::export!(hello);
+gatehouse_app::export!(hello, never_blocks);

@@ -319,6 +319,8 @@ mod raw {
             allow_access: Some(__private::allow_access::<Probe>),
             check_password: Some(__private::check_password::<Probe>),
             websocket_event: None,
+            flags: gatehouse_app::abi::AppFlags::NONE,
+            reserved: 0,
         };
         &DESCRIPTOR
     }

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ThreadId;
 
 use gatehouse_abi::{
-    ABI_VERSION, AppDescriptor, Environ, HostApi, InitContext, Pair, Status, Str, Verdict,
-    WebSocketKind,
+    ABI_VERSION, AppDescriptor, AppFlags, Environ, HostApi, InitContext, Pair, Status, Str,
+    Verdict, WebSocketKind,
 };
 
 use crate::Instance;
@@ -32,6 +32,9 @@ static DESCRIPTOR: AppDescriptor = AppDescriptor {
     allow_access: Some(allow_access),
     check_password: Some(check_password),
     websocket_event: Some(websocket_event),
+    // A script may block, and every call takes the GIL: always on the alias's threads.
+    flags: AppFlags::NONE,
+    reserved: 0,
 };
 
 /// The one symbol the daemon looks up.

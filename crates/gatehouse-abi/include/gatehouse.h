@@ -212,6 +212,20 @@ typedef uint32_t gh_Verdict;
 // The hook failed (an exception, a panic); the daemon answers 500.
 #define gh_Verdict_ERROR 3
 
+// Promises an app makes in [`AppDescriptor::flags`]: a `u32` of bits with named constants.
+// The daemon ignores bits it does not know.
+typedef uint32_t gh_AppFlags;
+// No promise: calls run on the alias's thread pool (under `dispatch: auto`).
+#define gh_AppFlags_NONE 0
+// `handle` never blocks (no waiting on the network, a lock another thread holds, a
+// child process or a sleep; a few microseconds to a millisecond of CPU) and answers with
+// one whole reply. Under `dispatch: auto` (the default) the daemon then runs it on the
+// HTTP worker that read the request, without a hand-off to the alias's threads; calls
+// that break the promise (wait, or compute, longer than the daemon's inline budget)
+// send the app's calls back to its thread pool for a while, with a warning in the error
+// log.
+#define gh_AppFlags_NEVER_BLOCKS 1
+
 // The app's entry points and identity, returned by the exported `gatehouse_app` function.
 // It must live as long as the library is loaded (a `static`).
 typedef struct gh_AppDescriptor {
@@ -260,6 +274,11 @@ typedef struct gh_AppDescriptor {
                                uint32_t kind,
                                struct gh_Str data,
                                uint32_t close_code);
+  // What the app promises about its calls: [`AppFlags`] bits (0: nothing). Appended after
+  // `websocket_event`: read only when `struct_size` reaches past it.
+  gh_AppFlags flags;
+  // Zero. Keeps the struct's size a multiple of 8 the same way in Rust and C.
+  uint32_t reserved;
 } gh_AppDescriptor;
 
 // The type of the exported `gatehouse_app` symbol.

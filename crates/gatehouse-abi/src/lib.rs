@@ -339,6 +339,35 @@ pub struct AppDescriptor {
             close_code: u32,
         ) -> Status,
     >,
+    /// What the app promises about its calls: [`AppFlags`] bits (0: nothing). Appended after
+    /// `websocket_event`: read only when `struct_size` reaches past it.
+    pub flags: AppFlags,
+    /// Zero. Keeps the struct's size a multiple of 8 the same way in Rust and C.
+    pub reserved: u32,
+}
+
+/// Promises an app makes in [`AppDescriptor::flags`]: a `u32` of bits with named constants.
+/// The daemon ignores bits it does not know.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppFlags(pub u32);
+
+impl AppFlags {
+    /// No promise: calls run on the alias's thread pool (under `dispatch: auto`).
+    pub const NONE: AppFlags = AppFlags(0);
+    /// `handle` never blocks (no waiting on the network, a lock another thread holds, a
+    /// child process or a sleep; a few microseconds to a millisecond of CPU) and answers with
+    /// one whole reply. Under `dispatch: auto` (the default) the daemon then runs it on the
+    /// HTTP worker that read the request, without a hand-off to the alias's threads; calls
+    /// that break the promise (wait, or compute, longer than the daemon's inline budget)
+    /// send the app's calls back to its thread pool for a while, with a warning in the error
+    /// log.
+    pub const NEVER_BLOCKS: AppFlags = AppFlags(1);
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: AppFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 /// What an access or authentication hook decided. A `u32` with named constants: any other
@@ -383,10 +412,11 @@ const _: () = {
     assert!(core::mem::offset_of!(HostApi, log_info) == 56);
     assert!(core::mem::offset_of!(HostApi, websocket_accept) == 64);
     assert!(core::mem::size_of::<Environ>() == 72);
-    // AppDescriptor 1.0 was 64 bytes (up to `shutdown`); the hooks, then `websocket_event`
-    // were appended after it.
-    assert!(core::mem::size_of::<AppDescriptor>() == 88);
+    // AppDescriptor 1.0 was 64 bytes (up to `shutdown`); the hooks, then `websocket_event`,
+    // then `flags` were appended after it.
+    assert!(core::mem::size_of::<AppDescriptor>() == 96);
     assert!(core::mem::offset_of!(AppDescriptor, allow_access) == 64);
     assert!(core::mem::offset_of!(AppDescriptor, check_password) == 72);
     assert!(core::mem::offset_of!(AppDescriptor, websocket_event) == 80);
+    assert!(core::mem::offset_of!(AppDescriptor, flags) == 88);
 };

@@ -36,6 +36,17 @@ pub trait App: Send + Sync + Sized + 'static {
     /// daemon's error log.
     fn init(init: &Init<'_>) -> Result<Self, String>;
 
+    /// Whether [`App::handle`] never blocks: it does not wait on the network, on a lock
+    /// another thread may hold for long, on a child process or a timer, takes microseconds
+    /// (at most about a millisecond) of CPU, and answers with a whole body (not
+    /// [`Response::stream`]). When true, the daemon's default `dispatch: auto` runs each call
+    /// on the HTTP worker that read the request, without handing it to the alias's threads:
+    /// the fastest way a plugin is served. Calls that take longer than the daemon's inline
+    /// budget (2 ms) while waiting or computing, twice within 1000 calls, send the app's calls
+    /// back to its threads for a while (a warning says so), so a wrong promise costs a stall
+    /// or two, not a hang. Default: false.
+    const NEVER_BLOCKS: bool = false;
+
     /// Answers one request. Called from several threads at once.
     fn handle(&self, req: &Request<'_>) -> Response;
 
@@ -141,6 +152,7 @@ pub mod __private {
 /// Exports an app from a `cdylib` as the `gatehouse_app` symbol.
 ///
 /// - `export!(handler)` for a plain `fn(&Request) -> Response`;
+/// - `export!(handler, never_blocks)` for one that never blocks (see [`App::NEVER_BLOCKS`]);
 /// - `export!(app: Type)` for a type implementing [`App`].
 ///
 /// The descriptor carries the crate's package name and version.
@@ -166,13 +178,26 @@ macro_rules! export {
                 allow_access: Some($crate::__private::allow_access::<$ty>),
                 check_password: Some($crate::__private::check_password::<$ty>),
                 websocket_event: Some($crate::__private::websocket_event::<$ty>),
+                flags: if <$ty as $crate::App>::NEVER_BLOCKS {
+                    $crate::abi::AppFlags::NEVER_BLOCKS
+                } else {
+                    $crate::abi::AppFlags::NONE
+                },
+                reserved: 0,
             };
             &DESCRIPTOR
         }
     };
     ($handler:path) => {
+        $crate::export!(@fn $handler, false);
+    };
+    ($handler:path, never_blocks) => {
+        $crate::export!(@fn $handler, true);
+    };
+    (@fn $handler:path, $never_blocks:literal) => {
         struct __GatehouseFnApp;
         impl $crate::App for __GatehouseFnApp {
+            const NEVER_BLOCKS: bool = $never_blocks;
             fn init(_: &$crate::Init<'_>) -> ::core::result::Result<Self, String> {
                 Ok(__GatehouseFnApp)
             }

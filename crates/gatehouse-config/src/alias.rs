@@ -11,8 +11,7 @@ use crate::diagnostic::{Diags, Pos};
 use crate::node::{Node, Value};
 use crate::url::{normalize_url, url_covers};
 use crate::validate::{
-    at, bool_value, dispatch_value, fields, found, path_value, resolve, size_value, text_value,
-    threads_value,
+    at, bool_value, fields, found, path_value, resolve, size_value, text_value, threads_value,
 };
 use crate::{Alias, AliasKind, Handler};
 
@@ -429,6 +428,24 @@ pub(crate) fn env(n: &Node, d: &mut Diags) -> Vec<(String, String)> {
         first.push(key.pos);
     }
     out
+}
+
+/// `dispatch`: `auto`, `pool` or `inline`.
+pub(crate) fn dispatch_value(n: &Node, key: &str, d: &mut Diags) -> Option<crate::Dispatch> {
+    match text_value(n, key, d)? {
+        "auto" => Some(crate::Dispatch::Auto),
+        "pool" => Some(crate::Dispatch::Pool),
+        "inline" => Some(crate::Dispatch::Inline),
+        other => {
+            d.error_hint(
+                n.pos,
+                format!("`{key}` must be `auto`, `pool` or `inline`, found `{other}`"),
+                "`auto` (the default): on the HTTP worker if the plugin promises it never blocks, \
+                 else on the alias's threads; `pool`: on its threads; `inline`: on the worker",
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -419,9 +419,13 @@ pub struct Alias {
 /// Where an alias's app code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Dispatch {
-    /// On the alias's own bounded thread pool (`threads`): an app may block without
-    /// stalling others. The default.
+    /// On the HTTP worker for apps whose plugin promises its calls never block (the ABI's
+    /// `NEVER_BLOCKS` flag), while their calls keep the promise; on the pool otherwise. The
+    /// default.
     #[default]
+    Auto,
+    /// On the alias's own bounded thread pool (`threads`): an app may block without
+    /// stalling others, whatever its plugin promises.
     Pool,
     /// On the HTTP worker that received the request: no hand-off, the fastest, for apps that
     /// never block (no I/O, no waiting). Requests with a streamed body, and a group plugin's

@@ -85,7 +85,7 @@ pub(crate) fn build(
         error_override: false,
         statics: Vec::new(),
         threads: DEFAULT_THREADS,
-        dispatch: crate::Dispatch::Pool,
+        dispatch: crate::Dispatch::Auto,
         reloading: true,
         limits: crate::Limits::default(),
         header_timeout: std::time::Duration::from_secs(10),
@@ -155,7 +155,8 @@ pub(crate) fn build(
     if let Some(t) = f.get("threads").and_then(|n| threads_value(n, "threads", d)) {
         config.threads = t;
     }
-    if let Some(v) = f.get("dispatch").and_then(|n| dispatch_value(n, "dispatch", d)) {
+    if let Some(v) = f.get("dispatch").and_then(|n| crate::alias::dispatch_value(n, "dispatch", d))
+    {
         config.dispatch = v;
     }
     if let Some(b) = f.get("reloading").and_then(|n| bool_value(n, "reloading", d)) {
@@ -451,23 +452,6 @@ pub(crate) fn bool_value(n: &Node, key: &str, d: &mut Diags) -> Option<bool> {
         "write `true` or `false`, without quotes",
     );
     None
-}
-
-/// `dispatch`: `pool` or `inline`.
-pub(crate) fn dispatch_value(n: &Node, key: &str, d: &mut Diags) -> Option<crate::Dispatch> {
-    match text_value(n, key, d)? {
-        "pool" => Some(crate::Dispatch::Pool),
-        "inline" => Some(crate::Dispatch::Inline),
-        other => {
-            d.error_hint(
-                n.pos,
-                format!("`{key}` must be `pool` or `inline`, found `{other}`"),
-                "`pool` (the default) runs the app on the alias's threads; `inline` runs it on the \
-                 HTTP worker, fastest, for apps that never block",
-            );
-            None
-        }
-    }
 }
 
 /// A byte size for `max_body`: a positive integer or a string like `10MiB`.

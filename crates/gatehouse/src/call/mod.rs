@@ -1,11 +1,12 @@
 //! One app call, the same in and out of process: the reply state machine ([`reply`]), the
-//! ABI callbacks and the call across the boundary ([`abi`]), and the per-alias thread pool
-//! ([`pool`]).
+//! ABI callbacks and the call across the boundary ([`abi`]), the per-alias thread pool
+//! ([`pool`]), and when a call may skip it ([`inline`]).
 
 pub(crate) mod abi;
 pub(crate) mod body;
 pub(crate) mod deadline;
 pub(crate) mod hook;
+pub(crate) mod inline;
 pub mod pool;
 pub(crate) mod reply;
 pub(crate) mod websocket;

@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use gatehouse_config::{Alias, AliasKind, Config};
 
 use crate::call::Call;
+use crate::call::inline::InlineGate;
 use crate::call::pool::Pool;
 use crate::logs::debug::{DebugLog, DebugLogs};
 use crate::plugin::load::{InitArgs, LoadError, Plugin};
@@ -74,6 +75,8 @@ pub(crate) struct Loaded {
     pub loaded_at: std::time::SystemTime,
     /// Requests this instance was called for (the status page's per-plugin count).
     pub requests: Arc<AtomicU64>,
+    /// Whether its calls may run on the HTTP worker now (`dispatch: auto`).
+    pub inline: Arc<InlineGate>,
 }
 
 impl Loaded {
@@ -649,6 +652,7 @@ impl Host {
                     app: Arc::clone(app),
                     loaded_at: std::time::SystemTime::now(),
                     requests: Arc::new(AtomicU64::new(0)),
+                    inline: Arc::default(),
                 };
                 Opened::Ready { loaded, id, sha256 }
             }
@@ -769,5 +773,6 @@ fn instance_alias(m: &Mount, group_name: Option<&str>) -> String {
 /// by the digest of the bytes loaded (when it was staged).
 fn describe(p: &Plugin, sha256: Option<Digest256>) -> String {
     let digest = sha256.map(|d| format!(" (sha256 {})", &d.to_string()[..16])).unwrap_or_default();
-    format!("app {} {}{digest}", p.name(), p.version())
+    let promise = if p.never_blocks() { ", promises its calls never block" } else { "" };
+    format!("app {} {}{digest}{promise}", p.name(), p.version())
 }

@@ -105,7 +105,7 @@ pub(crate) fn init_env(handler: &Handler, alias: &Alias, config: &Config) -> Vec
         set("python_path", path.join(":"));
     }
     let threads = match alias.dispatch {
-        Dispatch::Pool => alias.threads,
+        Dispatch::Auto | Dispatch::Pool => alias.threads,
         Dispatch::Inline => 0,
     };
     set("gatehouse.threads", threads.to_string());

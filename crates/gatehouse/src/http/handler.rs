@@ -140,19 +140,25 @@ async fn serve(
     let (input, body, pump) = read_input(req, payload, m, &host.config, raw).await?;
     let is_head = req.method() == actix_web::http::Method::HEAD;
 
-    // Call: inline on this HTTP worker (loaded, nothing to stream), relayed to a worker
-    // process, or on the alias's pool.
-    if alias.dispatch == Dispatch::Inline
+    // Call: inline on this HTTP worker (loaded, nothing to stream; under `auto` only while
+    // its plugin keeps its promise never to block), relayed to a worker process, or on the
+    // alias's pool.
+    if alias.dispatch != Dispatch::Pool
         && pump.is_none()
+        && m.workers.is_none()
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
-        let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
-        return Ok(response::from_reply(
-            call::invoke_inline(&loaded.plugin, &call),
-            request_id,
-            is_head,
-            None,
-        ));
+        let checked = alias.dispatch == Dispatch::Auto;
+        if !checked || (loaded.plugin.never_blocks() && loaded.inline.admits()) {
+            let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
+            let timed = checked.then(call::inline::Timed::start);
+            let reply = call::invoke_inline(&loaded.plugin, &call);
+            if let Some(timed) = timed {
+                let nth = loaded.requests.load(std::sync::atomic::Ordering::Relaxed);
+                loaded.inline.ran(timed, nth, &loaded.app, request_id);
+            }
+            return Ok(response::from_reply(reply, request_id, is_head, None));
+        }
     }
     let deadline = Deadline::start(alias.limits.timeout);
     let call = Prepared { t, vars, input, body, request_id, deadline: deadline.clone() };

@@ -24,8 +24,8 @@ use std::thread::JoinHandle;
 
 use crate::plugin::staging::Digest256;
 use gatehouse_abi::{
-    ABI_VERSION, AppDescriptor, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext, Pair,
-    Status, Str, Verdict, WebSocketKind,
+    ABI_VERSION, AppDescriptor, AppFlags, DESCRIPTOR_SYMBOL, DescriptorFn, Environ, InitContext,
+    Pair, Status, Str, Verdict, WebSocketKind,
 };
 
 /// Why a plugin file could not be loaded.
@@ -113,6 +113,8 @@ pub struct Plugin {
     allow_access: Option<AllowAccessFn>,
     check_password: Option<CheckPasswordFn>,
     websocket_event: Option<WebSocketEventFn>,
+    /// What the app promises about its calls (its descriptor's `flags`).
+    flags: AppFlags,
     /// This instance's number, unique for the process's life: the owner of the WebSockets
     /// it accepts, and (as a token) the `sockets_ctx` its `init` was given.
     id: usize,
@@ -326,6 +328,11 @@ impl Plugin {
         self.id
     }
 
+    /// Whether the app promises its `handle` never blocks ([`AppFlags::NEVER_BLOCKS`]).
+    pub(crate) fn never_blocks(&self) -> bool {
+        self.flags.contains(AppFlags::NEVER_BLOCKS)
+    }
+
     /// Whether the app takes WebSocket events (its descriptor has `websocket_event`).
     pub(crate) fn takes_websockets(&self) -> bool {
         self.websocket_event.is_some()
@@ -379,6 +386,7 @@ struct Image {
     allow_access: Option<AllowAccessFn>,
     check_password: Option<CheckPasswordFn>,
     websocket_event: Option<WebSocketEventFn>,
+    flags: AppFlags,
 }
 
 /// The type of a descriptor's `websocket_event` entry point.
@@ -481,6 +489,12 @@ impl Image {
         } else {
             None
         };
+        let flags = if has(std::mem::offset_of!(AppDescriptor, flags) + 4) {
+            // SAFETY: read only when the plugin's struct_size says the field is there.
+            unsafe { std::ptr::addr_of!((*desc_ptr).flags).read() }
+        } else {
+            AppFlags::NONE
+        };
         Ok(Image {
             name,
             version,
@@ -490,6 +504,7 @@ impl Image {
             allow_access,
             check_password,
             websocket_event,
+            flags,
         })
     }
 
@@ -545,6 +560,7 @@ impl Image {
             allow_access: self.allow_access,
             check_password: self.check_password,
             websocket_event: self.websocket_event,
+            flags: self.flags,
             id,
             shut_down: AtomicBool::new(false),
             calls: AtomicUsize::new(0),

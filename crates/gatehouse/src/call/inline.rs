@@ -1,0 +1,274 @@
+//! `dispatch: auto`: whether a call of an app whose plugin promises it never blocks runs on
+//! the HTTP worker, and what happens when a call breaks the promise.
+//!
+//! A call on the HTTP worker holds every other connection of that worker until it returns,
+//! and nothing can take it back. So the promise is checked after each such call. A call is
+//! *slow* when it took longer than [`BUDGET`] and either waited (a voluntary context switch:
+//! a sleep, I/O, a lock) or computed for longer than the budget; one only slowed by the
+//! machine (preempted: involuntary switches) is not. A slow call within [`WINDOW`] calls of
+//! the app's previous one breaks the promise: the app's later calls go to its thread pool for
+//! a probation (1 s, doubling with each broken promise up to [`MAX_PROBATION`]; a promise
+//! kept for [`FORGIVEN_AFTER`] starts the count again), with a warning. One slow call alone is
+//! forgiven: under load, a thread that holds an app's lock for nanoseconds is sometimes
+//! preempted, and the call waiting for it looks like one that blocked (about one call in
+//! 250,000 of the demo `products` at 64 connections on two cores). So an app that blocks on
+//! every call stalls a worker twice, then once per probation at most.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
+
+use crate::logs::per_request;
+
+/// The longest a call on an HTTP worker may take and still keep its app's promise.
+pub(crate) const BUDGET: Duration = Duration::from_millis(2);
+/// The first probation on the pool.
+const FIRST_PROBATION: Duration = Duration::from_secs(1);
+/// The longest probation: 2^10 s, about 17 minutes.
+const MAX_PROBATION: Duration = Duration::from_secs(1024);
+/// A slow call within this many calls of the app's previous slow call breaks its promise.
+pub(crate) const WINDOW: u64 = 1000;
+/// A broken promise this long after the last one counts as the first again.
+const FORGIVEN_AFTER: Duration = Duration::from_secs(3600);
+
+/// The clock probations are measured on: milliseconds since the first use.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What this thread had spent when a call started: (voluntary context switches, CPU time).
+fn thread_usage() -> Option<(i64, Duration)> {
+    let u = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    Some((u.voluntary_context_switches(), micros(u.user_time()) + micros(u.system_time())))
+}
+
+/// One call on the HTTP worker, being timed.
+pub(crate) struct Timed {
+    started: Instant,
+    usage: Option<(i64, Duration)>,
+}
+
+impl Timed {
+    /// Starts timing a call on this thread.
+    pub(crate) fn start() -> Timed {
+        Timed { usage: thread_usage(), started: Instant::now() }
+    }
+}
+
+/// How a call on the HTTP worker broke its app's promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    /// It waited (`n` voluntary context switches).
+    Waited(i64),
+    /// It computed for this long.
+    Computed(Duration),
+}
+
+/// Whether a call that took `took` broke the promise, from the thread's usage at its start
+/// and end; `None` when within the budget or only preempted.
+fn judge(took: Duration, before: (i64, Duration), after: (i64, Duration)) -> Option<Broken> {
+    if took <= BUDGET {
+        return None;
+    }
+    let waits = after.0 - before.0;
+    let cpu = after.1.saturating_sub(before.1);
+    if waits > 0 {
+        Some(Broken::Waited(waits))
+    } else if cpu > BUDGET {
+        Some(Broken::Computed(cpu))
+    } else {
+        None
+    }
+}
+
+/// One app instance's standing: on the HTTP worker, or on its pool until a moment.
+#[derive(Debug, Default)]
+pub(crate) struct InlineGate {
+    /// 0 while admitted; else the [`now_ms`] at which the probation ends.
+    probation_until: AtomicU64,
+    /// Promises broken since the count last started.
+    broken: AtomicU32,
+    /// When the last promise was broken ([`now_ms`], 0 for never).
+    last_broken: AtomicU64,
+    /// The app's call count at its last slow call (0 for none).
+    last_slow: AtomicU64,
+}
+
+impl InlineGate {
+    /// Whether a call may run on the HTTP worker now.
+    pub(crate) fn admits(&self) -> bool {
+        let until = self.probation_until.load(Ordering::Relaxed);
+        until == 0 || self.admits_after(until, now_ms())
+    }
+
+    fn admits_after(&self, until: u64, now: u64) -> bool {
+        if now < until {
+            return false;
+        }
+        // Over: one caller clears it (a lost race only means a second clear).
+        let _ =
+            self.probation_until.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        true
+    }
+
+    /// Records a call that ran on the HTTP worker, the app's `nth` call; if it broke the
+    /// promise, starts a probation and says so.
+    pub(crate) fn ran(&self, call: Timed, nth: u64, app: &str, request_id: u64) {
+        let took = call.started.elapsed();
+        if took <= BUDGET {
+            return;
+        }
+        // Without the thread's usage (never seen on Linux), any slow call counts as waiting.
+        let (before, after) = match (call.usage, thread_usage()) {
+            (Some(b), Some(a)) => (b, a),
+            _ => ((0, Duration::ZERO), (1, Duration::ZERO)),
+        };
+        let Some(how) = judge(took, before, after) else { return };
+        let previous = self.last_slow.swap(nth.max(1), Ordering::Relaxed);
+        if previous == 0 || nth.saturating_sub(previous) > WINDOW {
+            return;
+        }
+        let probation = self.broke(now_ms());
+        let how = match how {
+            Broken::Waited(n) => format!("waited {n} time(s)"),
+            Broken::Computed(cpu) => format!("computed for {:.1} ms", cpu.as_secs_f64() * 1000.0),
+        };
+        per_request!(Warn, format_args!("app {app}"), request_id;
+            "promises its calls never block, but this one {how} and took {:.1} ms on an HTTP \
+             worker (the budget is {} ms), holding that worker's other connections; its calls \
+             run on its threads for the next {} s",
+            took.as_secs_f64() * 1000.0,
+            BUDGET.as_millis(),
+            probation.as_secs());
+    }
+
+    /// Starts the probation for a promise broken at `now`; returns its length.
+    fn broke(&self, now: u64) -> Duration {
+        let last = self.last_broken.swap(now.max(1), Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) >= ms(FORGIVEN_AFTER) {
+            self.broken.store(0, Ordering::Relaxed);
+        }
+        let n = self.broken.fetch_add(1, Ordering::Relaxed);
+        let probation = FIRST_PROBATION.saturating_mul(1 << n.min(10)).min(MAX_PROBATION);
+        self.probation_until.store(now.saturating_add(ms(probation)).max(1), Ordering::Relaxed);
+        probation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_promise_sends_calls_to_the_pool_for_a_doubling_probation() {
+        let gate = InlineGate::default();
+        assert!(gate.admits(), "a new app is admitted");
+        // (at ms, what happens, admitted after it at that moment, probation it started)
+        enum Step {
+            Break(u64),
+            Ask(u64, bool),
+        }
+        let table = [
+            Step::Break(1_000),
+            Step::Ask(1_000, false),
+            Step::Ask(1_999, false),
+            Step::Ask(2_000, true),
+            Step::Ask(2_001, true),
+            Step::Break(5_000),
+            Step::Ask(6_999, false),
+            Step::Ask(7_000, true),
+            Step::Break(10_000),
+            Step::Ask(13_999, false),
+            Step::Ask(14_000, true),
+        ];
+        let mut probations = Vec::new();
+        for (i, step) in table.iter().enumerate() {
+            match *step {
+                Step::Break(at) => probations.push(gate.broke(at).as_secs()),
+                Step::Ask(at, want) => {
+                    let until = gate.probation_until.load(Ordering::Relaxed);
+                    let got = until == 0 || gate.admits_after(until, at);
+                    assert_eq!(got, want, "step {i} at {at} ms");
+                }
+            }
+        }
+        assert_eq!(probations, [1, 2, 4]);
+    }
+
+    #[test]
+    fn probations_stop_growing_at_the_maximum() {
+        let gate = InlineGate::default();
+        let lengths: Vec<u64> = (0..14).map(|_| gate.broke(0).as_secs()).collect();
+        assert_eq!(&lengths[..3], &[1, 2, 4]);
+        assert_eq!(lengths[10], 1024);
+        assert_eq!(lengths[13], 1024);
+    }
+
+    #[test]
+    fn a_promise_is_forgiven_an_hour_after_it_was_last_broken() {
+        let gate = InlineGate::default();
+        let hour = ms(FORGIVEN_AFTER);
+        let lengths: Vec<u64> =
+            [0, 10, 20, 20 + hour, 30 + hour].iter().map(|&at| gate.broke(at).as_secs()).collect();
+        assert_eq!(lengths, [1, 2, 4, 1, 2]);
+    }
+
+    #[test]
+    fn only_a_slow_call_that_waited_or_computed_breaks_the_promise() {
+        let ms = Duration::from_millis;
+        // (took, voluntary switches, CPU during the call, verdict)
+        let table = [
+            (ms(1), 3, ms(1), None),
+            (BUDGET, 1, ms(0), None),
+            (ms(8), 0, ms(1), None),
+            (ms(8), 2, ms(1), Some(Broken::Waited(2))),
+            (ms(8), 0, ms(3), Some(Broken::Computed(ms(3)))),
+            (ms(300), 1, ms(0), Some(Broken::Waited(1))),
+        ];
+        for (i, &(took, waits, cpu, want)) in table.iter().enumerate() {
+            let before = (7, ms(40));
+            let after = (7 + waits, ms(40) + cpu);
+            assert_eq!(judge(took, before, after), want, "row {i}");
+        }
+    }
+
+    /// Runs call `nth` of an app on `gate`, sleeping through it when `sleeps`.
+    fn call(gate: &InlineGate, nth: u64, sleeps: bool) -> bool {
+        let timed = Timed::start();
+        if sleeps {
+            std::thread::sleep(BUDGET * 3);
+        }
+        gate.ran(timed, nth, "t", nth);
+        gate.admits()
+    }
+
+    #[test]
+    fn the_second_call_that_sleeps_within_the_window_starts_a_probation() {
+        // (call number, sleeps, admitted after it)
+        let table = [
+            (1, false, true),
+            (2, true, true),
+            (3, false, true),
+            (3 + WINDOW, true, true),
+            (4 + 2 * WINDOW, true, true),
+            (5 + 2 * WINDOW, false, true),
+            (4 + 3 * WINDOW, true, false),
+        ];
+        let gate = InlineGate::default();
+        for (i, &(nth, sleeps, want)) in table.iter().enumerate() {
+            assert_eq!(call(&gate, nth, sleeps), want, "row {i}: call {nth}");
+        }
+    }
+}
