@@ -177,13 +177,10 @@ fn by_default_only_plugins_that_promise_never_to_block_run_on_the_http_worker() 
 #[test]
 fn a_call_that_breaks_the_promise_sends_its_app_to_the_pool_with_a_warning() {
     let d = start_auto();
-    // One slow call is forgiven (a preempted lock holder looks the same); the second breaks
-    // the promise.
-    for nth in ["first", "second"] {
-        let slow = d.get("/slow/sleep");
-        slow.expect_status(200);
-        assert!(slow.text().starts_with("actix-rt"), "the {nth} call ran on {:?}", slow.text());
-    }
+    // 300 ms asleep: past the 20 ms a call may wait at all.
+    let slow = d.get("/slow/sleep");
+    slow.expect_status(200);
+    assert!(slow.text().starts_with("actix-rt"), "the first call ran on {:?}", slow.text());
     let after = std::time::Instant::now();
     let next = d.get("/slow/thread");
     next.expect_status(200);

@@ -41,10 +41,10 @@ pub trait App: Send + Sync + Sized + 'static {
     /// (at most about a millisecond) of CPU, and answers with a whole body (not
     /// [`Response::stream`]). When true, the daemon's default `dispatch: auto` runs each call
     /// on the HTTP worker that read the request, without handing it to the alias's threads:
-    /// the fastest way a plugin is served. Calls that take longer than the daemon's inline
-    /// budget (2 ms) while waiting or computing, twice within 1000 calls, send the app's calls
+    /// the fastest way a plugin is served. A call that waits or computes for over 20 ms, or
+    /// four over the daemon's inline budget (2 ms) within 1000 calls, send the app's calls
     /// back to its threads for a while (a warning says so), so a wrong promise costs a stall
-    /// or two, not a hang. Default: false.
+    /// or a few, not a hang. Default: false.
     const NEVER_BLOCKS: bool = false;
 
     /// Answers one request. Called from several threads at once.
