@@ -120,6 +120,11 @@ struct {ty} {{
 }}
 
 impl App for {ty} {{
+    // `handle` below never waits (no network, no sleep, no lock held for long): the promise
+    // lets the daemon run it on its HTTP workers, with no hand-off to the alias's threads.
+    // Make it false once `handle` talks to a database server or another service.
+    const NEVER_BLOCKS: bool = true;
+
     fn init(init: &Init<'_>) -> Result<Self, String> {{
         // The alias's `env:` settings in hosting.yaml. An `Err` refuses the load, and its
         // text goes to the daemon's error log.

@@ -155,7 +155,9 @@ impl InlineGate {
         per_request!(Warn, format_args!("app {app}"), request_id;
             "promises its calls never block, but this one {how} and took {:.1} ms on an HTTP \
              worker (the budget is {} ms), holding that worker's other connections; its calls \
-             run on its threads for the next {} s",
+             run on its threads for the next {} s (hint: if it may block, drop the promise, \
+             App::NEVER_BLOCKS or gh_AppFlags_NEVER_BLOCKS, or set `dispatch: pool` on the \
+             alias)",
             took.as_secs_f64() * 1000.0,
             BUDGET.as_millis(),
             probation.as_secs());
