@@ -133,6 +133,7 @@ const gh_AppDescriptor *gatehouse_app(void) { return &D; }
 "#;
 
 const AUTO: &str = "\
+metrics: {listen: \"127.0.0.1:0\"}
 aliases:
   - url: /fast
     path: c/libpromising.so
@@ -197,4 +198,25 @@ fn a_call_that_breaks_the_promise_sends_its_app_to_the_pool_with_a_warning() {
     // Another alias of the same plugin has its own standing.
     let fast = d.get("/fast/thread");
     assert!(fast.text().starts_with("actix-rt"), "the other alias ran on {:?}", fast.text());
+    // The status page counts it.
+    let line = d.stdout_line(std::time::Duration::from_secs(10)).expect("the metrics line");
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("gatehouse metrics on http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let (status, text) = crate::harness::get_from(addr, "/status.json");
+    assert_eq!(status, 200, "{text}");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("the status as JSON");
+    let plugin = |url: &str| {
+        let a = j["aliases"].as_array().and_then(|a| a.iter().find(|a| a["url"] == url));
+        a.map(|a| a["plugins"][0].clone()).unwrap_or_else(|| panic!("no {url} in {j:#}"))
+    };
+    let (slow, fast, unpromised) = (plugin("/slow"), plugin("/fast"), plugin("/unpromised"));
+    assert_eq!(
+        (&slow["never_blocks"], &slow["promises_broken"]),
+        (&true.into(), &1.into()),
+        "{slow:#}"
+    );
+    assert_eq!(fast["promises_broken"], 0, "{fast:#}");
+    assert_eq!(unpromised["never_blocks"], false, "{unpromised:#}");
 }

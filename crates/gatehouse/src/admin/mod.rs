@@ -190,6 +190,10 @@ pub(crate) fn plugin_json(file: &std::path::Path, l: &crate::host::Loaded) -> Va
         "loaded_at": text,
         "loaded_at_unix": secs,
         "requests": l.requests.load(std::sync::atomic::Ordering::Relaxed),
+        // The plugin's promise never to block, and how often a call broke it
+        // (`dispatch: auto`).
+        "never_blocks": l.plugin.never_blocks(),
+        "promises_broken": l.inline.broken(),
     })
 }
 

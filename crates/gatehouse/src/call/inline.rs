@@ -5,7 +5,10 @@
 //! and nothing can take it back. So the promise is checked after each such call. A call is
 //! *slow* when it took longer than [`BUDGET`] and either waited (a voluntary context switch:
 //! a sleep, I/O, a lock) or computed for longer than the budget; one only slowed by the
-//! machine (preempted: involuntary switches) is not. A slow call longer than [`LONG`], or the
+//! machine (preempted: involuntary switches) is not. A call still running after [`LONG`]
+//! breaks the promise at once (seen by the next call of the app on another worker: while it
+//! runs, the app's calls go to its pool, so a call that never returns holds one worker, not
+//! all of them). A slow call longer than [`LONG`], or the
 //! [`SLOW_CALLS`]th slow call within [`WINDOW`] calls of the app, breaks the promise: the
 //! app's later calls go to its thread pool for a probation (1 s, doubling with each broken
 //! promise up to [`MAX_PROBATION`]; a promise kept for [`FORGIVEN_AFTER`] starts the count
@@ -60,16 +63,31 @@ fn thread_usage() -> Option<(i64, Duration)> {
     Some((u.voluntary_context_switches(), micros(u.user_time()) + micros(u.system_time())))
 }
 
-/// One call on the HTTP worker, being timed.
-pub(crate) struct Timed {
+/// Calls of one app tracked while they run on HTTP workers (one per worker at most; a call
+/// past them is only judged when it returns).
+const SLOTS: usize = 16;
+/// Marks a running call's slot once the call broke the promise by running too long.
+const JUDGED: u64 = 1 << 63;
+
+/// One call on the HTTP worker, being timed; its slot in the gate is freed when dropped.
+pub(crate) struct Timed<'a> {
+    gate: &'a InlineGate,
+    slot: Option<usize>,
     started: Instant,
     usage: Option<(i64, Duration)>,
 }
 
-impl Timed {
-    /// Starts timing a call on this thread.
-    pub(crate) fn start() -> Timed {
-        Timed { usage: thread_usage(), started: Instant::now() }
+impl Timed<'_> {
+    /// Frees the call's slot; whether the call was already judged while it ran.
+    fn finish(&mut self) -> bool {
+        let Some(slot) = self.slot.take() else { return false };
+        self.gate.running[slot].swap(0, Ordering::AcqRel) & JUDGED != 0
+    }
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -106,8 +124,13 @@ pub(crate) struct InlineGate {
     probation_until: AtomicU64,
     /// Promises broken since the count last started.
     broken: AtomicU32,
+    /// Promises broken in all.
+    total_broken: AtomicU64,
     /// When the last promise was broken ([`now_ms`], 0 for never).
     last_broken: AtomicU64,
+    /// The app's calls running on HTTP workers now: when each started ([`now_ms`] + 1, and
+    /// [`JUDGED`] once it ran too long), 0 for a free slot.
+    running: [AtomicU64; SLOTS],
     /// The app's call count at the first slow call of the current window (0 for none).
     window_start: AtomicU64,
     /// Slow calls in the current window.
@@ -115,10 +138,62 @@ pub(crate) struct InlineGate {
 }
 
 impl InlineGate {
-    /// Whether a call may run on the HTTP worker now.
-    pub(crate) fn admits(&self) -> bool {
+    /// Promises broken in all (the status page's `promises_broken`).
+    pub(crate) fn broken(&self) -> u64 {
+        self.total_broken.load(Ordering::Relaxed)
+    }
+
+    /// Whether a call may run on the HTTP worker now: not on probation, and no call of the
+    /// app still running there past [`LONG`] (finding one breaks the promise: `app` and
+    /// `request_id` name the request that found it).
+    pub(crate) fn admits(&self, app: &str, request_id: u64) -> bool {
         let until = self.probation_until.load(Ordering::Relaxed);
-        until == 0 || self.admits_after(until, now_ms())
+        if until != 0 && !self.admits_after(until, now_ms()) {
+            return false;
+        }
+        let mut now = None;
+        for slot in &self.running {
+            let started = slot.load(Ordering::Acquire);
+            if started == 0 {
+                continue;
+            }
+            if started & JUDGED != 0 {
+                // It broke the promise and still runs: keep off the workers until it returns.
+                return false;
+            }
+            let now = *now.get_or_insert_with(now_ms);
+            let ran = now.saturating_sub(started - 1);
+            if ran > ms(LONG)
+                && slot
+                    .compare_exchange(
+                        started,
+                        started | JUDGED,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                let probation = self.broke(now);
+                per_request!(Warn, format_args!("app {app}"), request_id;
+                    "promises its calls never block, but a call of it has run on an HTTP worker \
+                     for {ran} ms and not returned, holding that worker's other connections; \
+                     its calls run on its threads until it returns, and for {} s (hint: if it \
+                     may block, drop the promise, App::NEVER_BLOCKS or \
+                     gh_AppFlags_NEVER_BLOCKS, or set `dispatch: pool` on the alias)",
+                    probation.as_secs());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Starts timing a call about to run on this thread (an HTTP worker).
+    pub(crate) fn start(&self) -> Timed<'_> {
+        let now = now_ms();
+        let slot = self.running.iter().position(|s| {
+            s.compare_exchange(0, now + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        });
+        Timed { gate: self, slot, usage: thread_usage(), started: Instant::now() }
     }
 
     fn admits_after(&self, until: u64, now: u64) -> bool {
@@ -133,9 +208,10 @@ impl InlineGate {
 
     /// Records a call that ran on the HTTP worker, the app's `nth` call; if it broke the
     /// promise, starts a probation and says so.
-    pub(crate) fn ran(&self, call: Timed, nth: u64, app: &str, request_id: u64) {
+    pub(crate) fn ran(&self, mut call: Timed<'_>, nth: u64, app: &str, request_id: u64) {
         let took = call.started.elapsed();
-        if took <= BUDGET {
+        if call.finish() || took <= BUDGET {
+            // (Judged already, while it ran.)
             return;
         }
         // Without the thread's usage (never seen on Linux), any slow call counts as waiting.
@@ -186,6 +262,7 @@ impl InlineGate {
         if last != 0 && now.saturating_sub(last) >= ms(FORGIVEN_AFTER) {
             self.broken.store(0, Ordering::Relaxed);
         }
+        self.total_broken.fetch_add(1, Ordering::Relaxed);
         let n = self.broken.fetch_add(1, Ordering::Relaxed);
         let probation = FIRST_PROBATION.saturating_mul(1 << n.min(10)).min(MAX_PROBATION);
         self.probation_until.store(now.saturating_add(ms(probation)).max(1), Ordering::Relaxed);
@@ -200,7 +277,7 @@ mod tests {
     #[test]
     fn a_broken_promise_sends_calls_to_the_pool_for_a_doubling_probation() {
         let gate = InlineGate::default();
-        assert!(gate.admits(), "a new app is admitted");
+        assert!(gate.admits("t", 1), "a new app is admitted");
         // (at ms, what happens, admitted after it at that moment, probation it started)
         enum Step {
             Break(u64),
@@ -297,11 +374,40 @@ mod tests {
     #[test]
     fn a_call_that_sleeps_long_on_the_worker_starts_a_probation_at_once() {
         let gate = InlineGate::default();
-        gate.ran(Timed::start(), 1, "t", 1);
-        assert!(gate.admits(), "a quick call keeps the app admitted");
-        let slow = Timed::start();
+        gate.ran(gate.start(), 1, "t", 1);
+        assert!(gate.admits("t", 1), "a quick call keeps the app admitted");
+        let slow = gate.start();
         std::thread::sleep(LONG + BUDGET);
         gate.ran(slow, 2, "t", 2);
-        assert!(!gate.admits(), "a call that slept past LONG starts a probation");
+        assert!(!gate.admits("t", 3), "a call that slept past LONG starts a probation");
+        assert_eq!(gate.broken(), 1);
+    }
+
+    #[test]
+    fn a_call_still_running_past_long_keeps_the_app_off_the_workers_until_it_returns() {
+        let gate = InlineGate::default();
+        let stuck = gate.start();
+        assert!(gate.admits("t", 1), "a call running for less than LONG is no sign");
+        std::thread::sleep(LONG * 2);
+        assert!(!gate.admits("t", 2), "found running past LONG");
+        assert_eq!(gate.broken(), 1);
+        // Its probation over, the app stays off while the call still runs...
+        gate.probation_until.store(0, Ordering::Relaxed);
+        assert!(!gate.admits("t", 3));
+        assert_eq!(gate.broken(), 1, "judged once");
+        // ...and when it returns, it is not judged again.
+        gate.ran(stuck, 1, "t", 1);
+        assert_eq!(gate.broken(), 1, "judged once");
+        gate.probation_until.store(0, Ordering::Relaxed);
+        assert!(gate.admits("t", 4));
+    }
+
+    #[test]
+    fn a_dropped_call_frees_its_slot() {
+        let gate = InlineGate::default();
+        for _ in 0..SLOTS * 2 {
+            drop(gate.start());
+        }
+        assert!(gate.running.iter().all(|s| s.load(Ordering::Relaxed) == 0));
     }
 }

@@ -149,9 +149,11 @@ async fn serve(
         && let Some(loaded) = host.loaded(t.mount, &t.file)
     {
         let checked = alias.dispatch == Dispatch::Auto;
-        if !checked || (loaded.plugin.never_blocks() && loaded.inline.admits()) {
+        if !checked
+            || (loaded.plugin.never_blocks() && loaded.inline.admits(&loaded.app, request_id))
+        {
             let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
-            let timed = checked.then(call::inline::Timed::start);
+            let timed = checked.then(|| loaded.inline.start());
             let reply = call::invoke_inline(&loaded.plugin, &call);
             if let Some(timed) = timed {
                 let nth = loaded.requests.load(std::sync::atomic::Ordering::Relaxed);
