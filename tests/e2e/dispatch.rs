@@ -97,25 +97,37 @@ fn an_inline_group_loads_its_plugins_on_the_pool_then_serves_inline() {
 }
 
 /// A C plugin promising never to block (`gh_AppFlags_NEVER_BLOCKS`): `/thread` answers the
-/// name of the thread it ran on, `/sleep` the same after 300 ms (a broken promise).
+/// name of the thread it ran on, `/sleep` the same after 300 ms (a broken promise), and
+/// `/stream` writes `first`, waits 1.2 s and writes `second` (a stream: a broken promise too).
 const PROMISING_C: &str = r#"
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include "gatehouse.h"
 
-static gh_Status handle(void *instance, const gh_Environ *env) {
-    (void)instance;
+static int path_is(const gh_Environ *env, const char *path) {
     for (size_t i = 0; i < env->vars_len; i++) {
         const gh_Pair *v = &((const gh_Pair *)env->vars)[i];
-        if (v->name.len == 9 && memcmp(v->name.ptr, "PATH_INFO", 9) == 0
-            && v->value.len == 6 && memcmp(v->value.ptr, "/sleep", 6) == 0) {
-            usleep(300 * 1000);
-        }
+        if (v->name.len == 9 && memcmp(v->name.ptr, "PATH_INFO", 9) == 0)
+            return v->value.len == strlen(path) && memcmp(v->value.ptr, path, v->value.len) == 0;
     }
+    return 0;
+}
+
+static gh_Status handle(void *instance, const gh_Environ *env) {
+    (void)instance;
+    gh_Pair h = { GH_STR("Content-Type"), GH_STR("text/plain") };
+    if (path_is(env, "/stream")) {
+        env->host->start_response(env->request, 200, &h, 1);
+        env->host->write(env->request, (gh_Str)GH_STR("first\n"));
+        usleep(1200 * 1000);
+        env->host->write(env->request, (gh_Str)GH_STR("second\n"));
+        return gh_Status_OK;
+    }
+    if (path_is(env, "/sleep"))
+        usleep(300 * 1000);
     char name[17] = {0};
     prctl(PR_GET_NAME, name, 0, 0, 0);
-    gh_Pair h = { GH_STR("Content-Type"), GH_STR("text/plain") };
     env->host->start_response(env->request, 200, &h, 1);
     return env->host->write(env->request, (gh_Str){ (const uint8_t *)name, strlen(name) });
 }
@@ -142,6 +154,8 @@ aliases:
   - url: /pooled
     path: c/libpromising.so
     dispatch: pool
+  - url: /streams
+    path: c/libpromising.so
   - url: /unpromised
     path: {panicky}
 ";
@@ -219,4 +233,23 @@ fn a_call_that_breaks_the_promise_sends_its_app_to_the_pool_with_a_warning() {
     );
     assert_eq!(fast["promises_broken"], 0, "{fast:#}");
     assert_eq!(unpromised["never_blocks"], false, "{unpromised:#}");
+}
+
+#[test]
+fn a_promising_app_that_streams_on_the_worker_is_cut_then_streams_from_its_pool() {
+    let d = start_auto();
+    let cut = d.get("/streams/stream");
+    cut.expect_status(500);
+    assert!(cut.text().contains("cut"), "{cut}");
+    let after = std::time::Instant::now();
+    let log = d.log();
+    assert!(log.contains("was still writing its reply on an HTTP worker"), "{log}");
+    // The cut call broke the promise (it ran 1.2 s): the next one streams from the pool.
+    let streamed = d.get("/streams/stream");
+    if after.elapsed() < std::time::Duration::from_millis(900) {
+        streamed.expect_status(200);
+        assert_eq!(streamed.text(), "first\nsecond\n", "{streamed}");
+    }
+    // The other aliases were served meanwhile.
+    assert!(d.get("/fast/thread").text().starts_with("actix-rt"));
 }

@@ -79,7 +79,7 @@ enum Delivery {
 
 fn call_once(plugin: &Plugin, call: &Call<'_>, delivery: Delivery) -> Reply {
     match delivery {
-        Delivery::Buffer => call::invoke_inline(plugin, call),
+        Delivery::Buffer => call::invoke_inline(plugin, call, None),
         Delivery::Stream => {
             let (tx, mut rx) = oneshot::channel();
             call::invoke(plugin, call, BodySource::Empty, tx, std::time::Duration::from_secs(60));

@@ -9,7 +9,7 @@
 use std::ffi::c_void;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -382,10 +382,12 @@ pub(crate) fn invoke_websocket(
     let _ = call_app(plugin, call, BodySource::Empty, sink, Some(ws));
 }
 
-/// Calls the app right here (`dispatch: inline`) and returns its whole reply. The caller
-/// must not wait on anything, so there is no body to stream and every write is kept.
-pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>) -> Reply {
-    call_app(plugin, call, BodySource::Empty, ReplySink::direct(call.app, call.request_id), None)
+/// Calls the app right here (on the HTTP worker) and returns its whole reply. The caller
+/// must not wait on anything, so there is no body to stream and every write is kept; with
+/// `cut_at`, a write after it cuts the reply (see [`ReplySink::cut_at`]).
+pub fn invoke_inline(plugin: &Plugin, call: &Call<'_>, cut_at: Option<Instant>) -> Reply {
+    let sink = ReplySink::direct(call.app, call.request_id).cut_at(cut_at);
+    call_app(plugin, call, BodySource::Empty, sink, None)
         .unwrap_or(Reply::Failed(CallError::NoResponse))
 }
 

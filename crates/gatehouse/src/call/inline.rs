@@ -33,6 +33,9 @@ pub(crate) const BUDGET: Duration = Duration::from_millis(2);
 const FIRST_PROBATION: Duration = Duration::from_secs(1);
 /// The longest probation: 2^10 s, about 17 minutes.
 const MAX_PROBATION: Duration = Duration::from_secs(1024);
+/// A reply still being written this long after its call started on an HTTP worker is cut
+/// (`ReplySink::cut_at`): a stream, which belongs on the pool.
+pub(crate) const CUT_AFTER: Duration = Duration::from_secs(1);
 /// A slow call this long breaks the promise at once.
 pub(crate) const LONG: Duration = Duration::from_millis(20);
 /// This many slow calls within [`WINDOW`] calls of the app break its promise.
@@ -78,6 +81,11 @@ pub(crate) struct Timed<'a> {
 }
 
 impl Timed<'_> {
+    /// When a reply still being written is cut (see [`CUT_AFTER`]).
+    pub(crate) fn cut_at(&self) -> Instant {
+        self.started + CUT_AFTER
+    }
+
     /// Frees the call's slot; whether the call was already judged while it ran.
     fn finish(&mut self) -> bool {
         let Some(slot) = self.slot.take() else { return false };

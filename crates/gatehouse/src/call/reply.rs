@@ -177,6 +177,9 @@ pub(crate) struct ReplySink<'a> {
     reply: ReplyState,
     /// The reply, for [`Tx::Direct`].
     direct: Option<Reply>,
+    /// For [`Tx::Direct`] under `dispatch: auto`: a write after this instant is refused and
+    /// the reply is a 500 (see [`ReplySink::cut_at`]).
+    cut_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for ReplySink<'_> {
@@ -196,6 +199,7 @@ impl<'a> ReplySink<'a> {
             stall_limit: DEFAULT_STALL_LIMIT,
             reply: ReplyState::NotStarted(Tx::Channel(tx)),
             direct: None,
+            cut_at: None,
         }
     }
 
@@ -207,7 +211,43 @@ impl<'a> ReplySink<'a> {
             stall_limit: DEFAULT_STALL_LIMIT,
             reply: ReplyState::NotStarted(Tx::Direct),
             direct: None,
+            cut_at: None,
         }
+    }
+
+    /// A reply kept whole on an HTTP worker that is still being written at `at` is cut: the
+    /// write fails as if the client had left (so the app stops), the client gets 500, and
+    /// the error log says why. Only a stream does that (a call that keeps writing on the
+    /// worker, every other connection of which waits): it belongs on the alias's threads.
+    pub(crate) fn cut_at(mut self, at: Option<std::time::Instant>) -> Self {
+        self.cut_at = at;
+        self
+    }
+
+    /// Whether a write now comes past [`ReplySink::cut_at`]; if so, the reply is the 500.
+    fn past_cut(&mut self) -> bool {
+        let Some(at) = self.cut_at else { return false };
+        let now = std::time::Instant::now();
+        if now < at {
+            return false;
+        }
+        self.cut_at = None;
+        let tx = match std::mem::replace(&mut self.reply, ReplyState::Done) {
+            ReplyState::NotStarted(tx) | ReplyState::Holding { tx, .. } => tx,
+            other => {
+                self.reply = other;
+                return false;
+            }
+        };
+        per_request!(Warn, format_args!("app {}", self.app), self.request_id;
+            "promises its calls never block, but was still writing its reply on an HTTP worker \
+             {:.1} s after the call started: the reply is cut (500); a streamed reply needs \
+             the alias's threads (hint: drop the promise, App::NEVER_BLOCKS or \
+             gh_AppFlags_NEVER_BLOCKS, or set `dispatch: pool` on the alias)",
+            (now - at + super::inline::CUT_AFTER).as_secs_f64());
+        let answer = Answer::new(500, "the app's reply was cut; the error log says why");
+        let _ = tx.send(Reply::Refused(answer), &mut self.direct);
+        true
     }
 
     /// Marks the reply as one to a HEAD request when `vars` say so.
@@ -313,6 +353,9 @@ impl<'a> ReplySink<'a> {
 
     /// `write`.
     pub(crate) fn write(&mut self, data: &[u8]) -> Status {
+        if self.past_cut() {
+            return Status::DISCONNECTED;
+        }
         match &mut self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
             ReplyState::Done | ReplyState::Upgraded { .. } => Status::DISCONNECTED,
@@ -334,6 +377,9 @@ impl<'a> ReplySink<'a> {
 
     /// `flush`: the held head (and first write) go now, and later writes stream.
     pub(crate) fn flush(&mut self) -> Status {
+        if self.past_cut() {
+            return Status::DISCONNECTED;
+        }
         match &self.reply {
             ReplyState::NotStarted(_) => Status::BAD_STATE,
             ReplyState::Done | ReplyState::Upgraded { .. } => Status::DISCONNECTED,
@@ -690,110 +736,6 @@ pub(super) fn block_on_within<F: std::future::Future>(
     }
 }
 
-/// Writes an app's `log_error` (level ERROR) or `log_info` (INFO) line to the error log:
-/// control characters escaped (one call is one line; quotes are left alone, so a Python
-/// traceback reads as Python printed it), target `gatehouse::app::NAME` (filterable with
-/// `logs.level` / RUST_LOG), rate-limited per app, both levels against one budget
-/// (`APP_BURST`, see `logs::per_request!`).
-pub(crate) fn log_app_line(level: log::Level, app: &str, request_id: u64, message: &[u8]) {
-    let mut escaped = Vec::with_capacity(message.len());
-    crate::logs::debug::escape_into(message, &mut escaped);
-    let target = format!("gatehouse::app::{app}");
-    let line = String::from_utf8_lossy(&escaped);
-    let subject = format_args!("app {app}");
-    if level == log::Level::Error {
-        per_request!(app: app, target: &target, Error, subject, request_id; "{line}");
-    } else {
-        per_request!(app: app, target: &target, Info, subject, request_id; "{line}");
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::call::body::BodySource;
-
-    #[test]
-    fn a_body_read_waits_without_limit_until_the_reply_streams_then_at_most_the_stall_limit() {
-        let (tx, mut reply) = oneshot::channel();
-        let mut sink = ReplySink::channel("t", 1, tx).stall_limit(Duration::from_millis(50));
-        assert_eq!(sink.body_wait(), None, "not started");
-        let head = Head { status: StatusCode::OK, headers: Vec::new(), declared_len: None };
-        assert_eq!(sink.start(|| Ok(head)), Status::OK);
-        assert_eq!(sink.write(b"first"), Status::OK);
-        assert_eq!(sink.body_wait(), None, "the head is held back: the handler drives the pump");
-        assert_eq!(sink.flush(), Status::OK);
-        assert_eq!(sink.body_wait(), Some(Duration::from_millis(50)), "streaming");
-        assert!(matches!(reply.try_recv(), Ok(Reply::Stream { .. })));
-        // A body that nothing feeds: the bounded read gives up, the unbounded one would not.
-        let (chunks, rx) = mpsc::channel(1);
-        let mut body = BodySource::Stream(rx);
-        let started = Instant::now();
-        assert_eq!(body.next_chunk_within(Duration::from_millis(50)), None);
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        chunks.try_send(Ok(Bytes::from_static(b"abc"))).unwrap();
-        let got = body.next_chunk_within(Duration::from_millis(50));
-        assert_eq!(got, Some(Ok(Some(Bytes::from_static(b"abc")))));
-        chunks.try_send(Ok(Bytes::new())).unwrap();
-        assert_eq!(body.next_chunk_within(Duration::from_millis(50)), Some(Ok(None)));
-    }
-
-    #[test]
-    fn a_write_is_queued_in_bounded_pieces() {
-        for (len, want) in [
-            (1, vec![1]),
-            (PIECE, vec![PIECE]),
-            (PIECE + 1, vec![PIECE, 1]),
-            (3 * PIECE - 5, vec![PIECE, PIECE, PIECE - 5]),
-        ] {
-            let data = Bytes::from(vec![7u8; len]);
-            let got: Vec<usize> = pieces(&data).map(|p| p.len()).collect();
-            assert_eq!(got, want, "{len} bytes");
-        }
-        assert_eq!(pieces(&Bytes::new()).count(), 0);
-    }
-
-    #[test]
-    fn a_chunk_is_queued_refused_or_given_up_on() {
-        let limit = Duration::from_millis(50);
-        let (chunks, mut rest) = mpsc::channel::<Chunk>(1);
-        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"a")), limit), Sent::Yes);
-        // Full, and nobody takes anything: given up on after the limit, not before.
-        let started = Instant::now();
-        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"b")), limit), Sent::Stalled);
-        assert!(started.elapsed() >= limit);
-        // Full, and the other side takes one meanwhile: queued.
-        let taker = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            let first = rest.blocking_recv();
-            (first, rest)
-        });
-        let wait = Duration::from_secs(5);
-        assert_eq!(send_within(&chunks, Ok(Bytes::from_static(b"c")), wait), Sent::Yes);
-        let (first, rest) = taker.join().unwrap();
-        assert_eq!(first.unwrap().unwrap(), Bytes::from_static(b"a"));
-        // The other side gone: refused at once.
-        drop(rest);
-        let started = Instant::now();
-        assert_eq!(send_within(&chunks, Ok(Bytes::new()), wait), Sent::Closed);
-        assert!(started.elapsed() < wait);
-    }
-
-    #[test]
-    fn a_held_first_write_past_the_declared_length_is_cut_to_it() {
-        for (declared, write, want) in
-            [(5, &b"abcdefg"[..], &b"abcde"[..]), (5, b"abc", b"abc"), (0, b"x", b"")]
-        {
-            let (tx, mut rx) = oneshot::channel();
-            let mut sink = ReplySink::channel("t", 1, tx);
-            let head =
-                Head { status: StatusCode::OK, headers: Vec::new(), declared_len: Some(declared) };
-            assert_eq!(sink.start(|| Ok(head)), Status::OK);
-            assert_eq!(sink.write(write), Status::OK);
-            assert_eq!(sink.flush(), Status::OK);
-            let Ok(Reply::Stream { first, .. }) = rx.try_recv() else { panic!("no stream") };
-            assert_eq!(&first[..], want, "declared {declared}, wrote {write:?}");
-        }
-    }
-}
+#[path = "reply_tests.rs"]
+mod tests;

@@ -154,7 +154,8 @@ async fn serve(
         {
             let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
             let timed = checked.then(|| loaded.inline.start());
-            let reply = call::invoke_inline(&loaded.plugin, &call);
+            let reply =
+                call::invoke_inline(&loaded.plugin, &call, timed.as_ref().map(|t| t.cut_at()));
             if let Some(timed) = timed {
                 let nth = loaded.requests.load(std::sync::atomic::Ordering::Relaxed);
                 loaded.inline.ran(timed, nth, &loaded.app, request_id);
