@@ -219,6 +219,11 @@ fn python_hooks_run_as_mod_wsgi_calls_them() {
     let r = d.send("GET", "/group/app.py", &[&alice], b"");
     r.expect_status(200);
     assert_eq!(r.text(), "user=alice type=Basic");
+    // A name that serves nothing answers only once the hook passed the request: a client
+    // without credentials cannot tell the names that exist from the others.
+    d.get("/group/missing.py").expect_status(401);
+    d.get("/group/.hidden.py").expect_status(401);
+    d.send("GET", "/group/missing.py", &[&alice], b"").expect_status(404);
     // A script without the hook refuses everything, and says why.
     d.get("/broken").expect_status(500);
     wait_until("the missing hook in the error log", || {

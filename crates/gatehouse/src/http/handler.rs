@@ -105,7 +105,7 @@ async fn serve(
     }
 
     // Route: URL → alias → plugin file.
-    let t = target(host, path, served)?;
+    let mut t = target(host, path, served)?;
     let m = &host.mounts[t.mount];
     let alias = &m.alias;
     served.app = Some(Arc::from(t.app_name(m)));
@@ -127,6 +127,9 @@ async fn serve(
 
     // Access and authentication hooks, before a byte of the body is read.
     served.user = super::hooks::check(req, host, t.mount, &mut vars, request_id).await?;
+    if let Some(answer) = t.missing.take() {
+        return Err(answer);
+    }
 
     // A WebSocket handshake: its app may accept it (`http::websocket`).
     if super::websocket::asked(req) {
@@ -206,6 +209,11 @@ struct Target {
     /// The normalised path: SCRIPT_NAME is its first `script_len` bytes, PATH_INFO the rest.
     path: Vec<u8>,
     script_len: usize,
+    /// The answer for a group name (or `url_match` file) that serves nothing, under an alias
+    /// with hooks: given only after they passed the request, as Apache authenticates before
+    /// its handler finds the file missing, so that a client the hooks refuse cannot tell
+    /// names that exist from names that do not.
+    missing: Option<Answer>,
 }
 
 impl Target {
@@ -241,15 +249,16 @@ fn target(host: &Host, path: Vec<u8>, served: &mut Served) -> Result<Target, Ans
         Route::Match { mount, script_name, file, .. } => {
             // The file the captures name, served as a group's plugin named by the match.
             served.mount = Some(mount);
+            let mut missing = None;
             if !file.is_file() {
                 per_request!(Info, &host.mounts[mount].alias.url, None;
                     "404: {} (for {}) does not exist", file.display(), String::from_utf8_lossy(script_name));
-                return Err(Answer::new(404, "no such app"));
+                missing = after_hooks(host, mount, Answer::new(404, "no such app"))?;
             }
             let script_len = script_name.len();
             let name = Arc::from(String::from_utf8_lossy(script_name).as_ref());
             let file = Arc::from(file.as_path());
-            return Ok(Target { mount, file, group_name: Some(name), path, script_len });
+            return Ok(Target { mount, file, group_name: Some(name), path, script_len, missing });
         }
         Route::GroupIndex { .. } => {
             return Err(Answer::new(403, "a directory group's folder is not an app"));
@@ -262,17 +271,38 @@ fn target(host: &Host, path: Vec<u8>, served: &mut Served) -> Result<Target, Ans
         None => (Arc::clone(&m.app_file), None),
         Some(name) => match host.group_file(mount, name) {
             Ok((file, name)) => (file, Some(name)),
-            Err(GroupMiss::Forbidden(why)) => {
-                per_request!(Info, &m.alias.url, None; "403: {why}");
-                return Err(Answer::new(403, "not an app"));
-            }
-            Err(GroupMiss::NotFound(why)) => {
-                per_request!(Info, &m.alias.url, None; "404: {why}");
-                return Err(Answer::new(404, "no such app"));
+            Err(miss) => {
+                let answer = match miss {
+                    GroupMiss::Forbidden(why) => {
+                        per_request!(Info, &m.alias.url, None; "403: {why}");
+                        Answer::new(403, "not an app")
+                    }
+                    GroupMiss::NotFound(why) => {
+                        per_request!(Info, &m.alias.url, None; "404: {why}");
+                        Answer::new(404, "no such app")
+                    }
+                };
+                let missing = after_hooks(host, mount, answer)?;
+                let file = Arc::from(m.alias.path.join(std::ffi::OsStr::from_bytes(name)));
+                let name = Arc::from(String::from_utf8_lossy(name).as_ref());
+                return Ok(Target {
+                    mount,
+                    file,
+                    group_name: Some(name),
+                    path,
+                    script_len,
+                    missing,
+                });
             }
         },
     };
-    Ok(Target { mount, file, group_name, path, script_len })
+    Ok(Target { mount, file, group_name, path, script_len, missing: None })
+}
+
+/// `answer`, for a URL of alias `mount` that serves nothing: at once (`Err`) unless the
+/// alias has hooks, which must pass the request first (see [`Target::missing`]).
+fn after_hooks(host: &Host, mount: usize, answer: Answer) -> Result<Option<Answer>, Answer> {
+    if host.mounts[mount].hooks.is_some() { Ok(Some(answer)) } else { Err(answer) }
 }
 
 /// The listener's `Expect: 100-continue` hook, run before actix would send `100 Continue`
