@@ -187,6 +187,16 @@ fn by_default_only_plugins_that_promise_never_to_block_run_on_the_http_worker() 
     );
     let log = d.log();
     assert!(log.contains("promises its calls never block"), "the load line says so:\n{log}");
+    // `gatehouse routes` shows a dispatch set on an alias.
+    let o = std::process::Command::new(&crate::harness::artifacts().gatehouse)
+        .args(["routes", "--config"])
+        .arg(d.path("hosting.yaml"))
+        .output()
+        .expect("run gatehouse routes");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = |url: &str| text.lines().find(|l| l.contains(url)).unwrap_or_default().to_owned();
+    assert!(line("/pooled").contains("[dispatch: pool]"), "{text}");
+    assert!(!line("/fast").contains("dispatch"), "{text}");
 }
 
 #[test]

@@ -34,6 +34,13 @@ pub fn table(config: &Config) -> String {
         if let gatehouse_config::Isolation::Process(p) = &a.isolation {
             let user = p.user.as_deref().map(|u| format!(" as {u}")).unwrap_or_default();
             flags.push(format!("{} worker processes × {} threads{user}", p.processes, a.threads));
+        } else {
+            // (`auto`, the default, is not shown: it depends on each plugin's promise.)
+            match a.dispatch {
+                gatehouse_config::Dispatch::Auto => {}
+                gatehouse_config::Dispatch::Pool => flags.push("dispatch: pool".to_owned()),
+                gatehouse_config::Dispatch::Inline => flags.push("dispatch: inline".to_owned()),
+            }
         }
         let flags =
             if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join("; ")) };
