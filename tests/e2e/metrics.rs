@@ -111,6 +111,8 @@ fn counters_after_known_requests_and_the_status_page() {
     assert!(p["loaded_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{p:#}");
     // Each plugin's own request count (a group's plugins share the alias's counters).
     assert_eq!(p["requests"], 3, "{p:#}");
+    // environ promises never to block, and has kept its promise.
+    assert_eq!((&p["never_blocks"], &p["promises_broken"]), (&true.into(), &0.into()), "{p:#}");
     let g = &j["aliases"][1];
     assert_eq!(
         (g["url"].as_str(), g["kind"].as_str(), g["requests"].as_u64()),
@@ -128,6 +130,7 @@ fn counters_after_known_requests_and_the_status_page() {
     assert_eq!(status, 200);
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.contains("<td>/env</td>") && html.contains("libenviron.so"), "{html}");
+    assert!(html.contains("3 requests, promises never to block)"), "{html}");
     // Nothing else is served there, and the apps are not.
     assert_eq!(get_from(m, "/env/").0, 404);
 }

@@ -294,9 +294,14 @@ fn html(r: &Value) -> String {
         }
         out.push_str("<td>");
         for p in a["plugins"].as_array().into_iter().flatten() {
+            let promise = match (p["never_blocks"].as_bool(), p["promises_broken"].as_u64()) {
+                (Some(true), Some(0)) => ", promises never to block".to_owned(),
+                (Some(true), Some(n)) => format!(", promises never to block (broken {n} times)"),
+                _ => String::new(),
+            };
             let _ = write!(
                 out,
-                "{} ({} {} {}, ABI {}, {}, {} requests)<br>",
+                "{} ({} {} {}, ABI {}, {}, {} requests{promise})<br>",
                 text(&p["file"]),
                 text(&p["app"]),
                 text(&p["name"]),
