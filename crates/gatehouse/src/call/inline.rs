@@ -5,10 +5,14 @@
 //! and nothing can take it back. So the promise is checked after each such call. A call is
 //! *slow* when it took longer than [`BUDGET`] and either waited (a voluntary context switch:
 //! a sleep, I/O, a lock) or computed for longer than the budget; one only slowed by the
-//! machine (preempted: involuntary switches) is not. A call still running after [`LONG`]
-//! breaks the promise at once (seen by the next call of the app on another worker: while it
-//! runs, the app's calls go to its pool, so a call that never returns holds one worker, not
-//! all of them). A slow call longer than [`LONG`], or the
+//! machine (preempted: involuntary switches) is not. Until one of its calls has kept the
+//! promise (at first, and after each probation), an app runs one call at a time on the
+//! workers, the others on its pool; later, while a call of it has run on a worker for longer
+//! than the budget, its next calls take the pool (so one app that blocks does not hold every
+//! worker at once); one still running after [`LONG`] breaks the promise
+//! there and then, and the app stays off the workers until that call returns, so a call
+//! that never returns holds one worker, not all of them. A slow call longer than [`LONG`], or
+//! the
 //! [`SLOW_CALLS`]th slow call within [`WINDOW`] calls of the app, breaks the promise: the
 //! app's later calls go to its thread pool for a probation (1 s, doubling with each broken
 //! promise up to [`MAX_PROBATION`]; a promise kept for [`FORGIVEN_AFTER`] starts the count
@@ -20,7 +24,7 @@
 //! and then once per probation at most.
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
@@ -72,6 +76,27 @@ const SLOTS: usize = 16;
 /// Marks a running call's slot once the call broke the promise by running too long.
 const JUDGED: u64 = 1 << 63;
 
+/// What a call of an app still running on a worker after `ran` ms means for its next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Running {
+    /// Within the budget: the next call may run on a worker too.
+    Fine,
+    /// Past the budget: the next call takes the pool.
+    Slow,
+    /// Past [`LONG`]: the promise is broken.
+    TooLong,
+}
+
+fn running_for(ran: u64) -> Running {
+    if ran > ms(LONG) {
+        Running::TooLong
+    } else if ran > ms(BUDGET) {
+        Running::Slow
+    } else {
+        Running::Fine
+    }
+}
+
 /// One call on the HTTP worker, being timed; its slot in the gate is freed when dropped.
 pub(crate) struct Timed<'a> {
     gate: &'a InlineGate,
@@ -90,6 +115,13 @@ impl Timed<'_> {
     fn finish(&mut self) -> bool {
         let Some(slot) = self.slot.take() else { return false };
         self.gate.running[slot].swap(0, Ordering::AcqRel) & JUDGED != 0
+    }
+
+    /// Marks the call judged, its slot kept until it is dropped (so no other call finds the
+    /// app free to run before the judgment is in force); false when it was judged already.
+    fn claim_judgment(&self) -> bool {
+        let Some(slot) = self.slot else { return true };
+        self.gate.running[slot].fetch_or(JUDGED, Ordering::AcqRel) & JUDGED == 0
     }
 }
 
@@ -126,7 +158,7 @@ fn judge(took: Duration, before: (i64, Duration), after: (i64, Duration)) -> Opt
 }
 
 /// One app instance's standing: on the HTTP worker, or on its pool until a moment.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InlineGate {
     /// 0 while admitted; else the [`now_ms`] at which the probation ends.
     probation_until: AtomicU64,
@@ -143,6 +175,24 @@ pub(crate) struct InlineGate {
     window_start: AtomicU64,
     /// Slow calls in the current window.
     slow: AtomicU32,
+    /// Set until a call has kept the promise (and again at each probation's start): meanwhile
+    /// one call at a time runs on a worker, so an app that blocks holds one worker, not all.
+    unproven: AtomicBool,
+}
+
+impl Default for InlineGate {
+    fn default() -> Self {
+        InlineGate {
+            probation_until: AtomicU64::new(0),
+            broken: AtomicU32::new(0),
+            total_broken: AtomicU64::new(0),
+            last_broken: AtomicU64::new(0),
+            running: Default::default(),
+            window_start: AtomicU64::new(0),
+            slow: AtomicU32::new(0),
+            unproven: AtomicBool::new(true),
+        }
+    }
 }
 
 impl InlineGate {
@@ -152,13 +202,14 @@ impl InlineGate {
     }
 
     /// Whether a call may run on the HTTP worker now: not on probation, and no call of the
-    /// app still running there past [`LONG`] (finding one breaks the promise: `app` and
-    /// `request_id` name the request that found it).
+    /// app still running there past [`BUDGET`] (finding one past [`LONG`] breaks the
+    /// promise: `app` and `request_id` name the request that found it).
     pub(crate) fn admits(&self, app: &str, request_id: u64) -> bool {
         let until = self.probation_until.load(Ordering::Relaxed);
         if until != 0 && !self.admits_after(until, now_ms()) {
             return false;
         }
+        let unproven = self.unproven.load(Ordering::Relaxed);
         let mut now = None;
         for slot in &self.running {
             let started = slot.load(Ordering::Acquire);
@@ -171,15 +222,18 @@ impl InlineGate {
             }
             let now = *now.get_or_insert_with(now_ms);
             let ran = now.saturating_sub(started - 1);
-            if ran > ms(LONG)
-                && slot
-                    .compare_exchange(
-                        started,
-                        started | JUDGED,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
+            match running_for(ran) {
+                // One call at a time until one kept the promise.
+                Running::Fine if unproven => return false,
+                Running::Fine => continue,
+                // Another call of it is slow right now: this one takes the pool, and the
+                // workers are not all held by one app that blocks.
+                Running::Slow => return false,
+                Running::TooLong => {}
+            }
+            if slot
+                .compare_exchange(started, started | JUDGED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
             {
                 let probation = self.broke(now);
                 per_request!(Warn, format_args!("app {app}"), request_id;
@@ -189,8 +243,9 @@ impl InlineGate {
                      may block, drop the promise, App::NEVER_BLOCKS or \
                      gh_AppFlags_NEVER_BLOCKS, or set `dispatch: pool` on the alias)",
                     probation.as_secs());
-                return false;
             }
+            // (Judged here, or by another thread at the same moment.)
+            return false;
         }
         true
     }
@@ -218,7 +273,15 @@ impl InlineGate {
     /// promise, starts a probation and says so.
     pub(crate) fn ran(&self, mut call: Timed<'_>, nth: u64, app: &str, request_id: u64) {
         let took = call.started.elapsed();
-        if call.finish() || took <= BUDGET {
+        if took <= BUDGET {
+            if !call.finish() {
+                self.unproven.store(false, Ordering::Relaxed);
+            }
+            return;
+        }
+        // Slow: the slot stays taken (and marked) until the judgment below is in force;
+        // `call` frees it when dropped, at the end.
+        if !call.claim_judgment() {
             // (Judged already, while it ran.)
             return;
         }
@@ -271,6 +334,7 @@ impl InlineGate {
             self.broken.store(0, Ordering::Relaxed);
         }
         self.total_broken.fetch_add(1, Ordering::Relaxed);
+        self.unproven.store(true, Ordering::Relaxed);
         let n = self.broken.fetch_add(1, Ordering::Relaxed);
         let probation = FIRST_PROBATION.saturating_mul(1 << n.min(10)).min(MAX_PROBATION);
         self.probation_until.store(now.saturating_add(ms(probation)).max(1), Ordering::Relaxed);
@@ -395,7 +459,6 @@ mod tests {
     fn a_call_still_running_past_long_keeps_the_app_off_the_workers_until_it_returns() {
         let gate = InlineGate::default();
         let stuck = gate.start();
-        assert!(gate.admits("t", 1), "a call running for less than LONG is no sign");
         std::thread::sleep(LONG * 2);
         assert!(!gate.admits("t", 2), "found running past LONG");
         assert_eq!(gate.broken(), 1);
@@ -408,6 +471,47 @@ mod tests {
         assert_eq!(gate.broken(), 1, "judged once");
         gate.probation_until.store(0, Ordering::Relaxed);
         assert!(gate.admits("t", 4));
+    }
+
+    #[test]
+    fn a_call_running_past_the_budget_sends_the_next_to_the_pool_past_long_breaks_it() {
+        let (budget, long) = (ms(BUDGET), ms(LONG));
+        let table = [
+            (0, Running::Fine),
+            (budget, Running::Fine),
+            (budget + 1, Running::Slow),
+            (long, Running::Slow),
+            (long + 1, Running::TooLong),
+        ];
+        for (ran, want) in table {
+            assert_eq!(running_for(ran), want, "running for {ran} ms");
+        }
+        // A call dated in the future has run for no time: the next one is admitted.
+        let gate = InlineGate::default();
+        gate.unproven.store(false, Ordering::Relaxed);
+        gate.running[3].store(now_ms() + 60_000, Ordering::Relaxed);
+        assert!(gate.admits("t", 1));
+        assert_eq!(gate.broken(), 0);
+    }
+
+    #[test]
+    fn an_unproven_app_runs_one_call_at_a_time_on_the_workers() {
+        let gate = InlineGate::default();
+        let first = gate.start();
+        assert!(!gate.admits("t", 2), "a second call while the first runs takes the pool");
+        gate.ran(first, 1, "t", 1);
+        assert!(gate.admits("t", 3), "nothing running");
+        // The first call kept the promise: calls run side by side from now on.
+        let a = gate.start();
+        // (Unless this thread was held up for longer than the budget meanwhile.)
+        assert!(gate.admits("t", 4) || a.started.elapsed() > BUDGET / 2);
+        drop(a);
+        // A probation makes it unproven again.
+        gate.broke(now_ms());
+        gate.probation_until.store(0, Ordering::Relaxed);
+        let b = gate.start();
+        assert!(!gate.admits("t", 5), "after a probation, one at a time again");
+        drop(b);
     }
 
     #[test]
