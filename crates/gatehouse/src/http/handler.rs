@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::call::deadline::{Deadline, Runner};
 use crate::call::{self, BodySource, Reply};
-use crate::host::{Host, Live, Mount, Unavailable};
+use crate::host::{Host, Live, Loaded, Mount, Unavailable};
 use crate::http::access::{self, Served};
 use crate::http::response;
 use crate::logs::per_request;
@@ -146,28 +146,26 @@ async fn serve(
     // Call: inline on this HTTP worker (loaded, nothing to stream; under `auto` only while
     // its plugin keeps its promise never to block), relayed to a worker process, or on the
     // alias's pool.
-    if alias.dispatch != Dispatch::Pool
-        && pump.is_none()
-        && m.workers.is_none()
-        && let Some(loaded) = host.loaded(t.mount, &t.file)
+    // The plugin, when it may run here; a call that goes to the pool takes it along.
+    let loaded = (alias.dispatch != Dispatch::Pool && pump.is_none() && m.workers.is_none())
+        .then(|| host.loaded(t.mount, &t.file))
+        .flatten();
+    let checked = alias.dispatch == Dispatch::Auto;
+    if let Some(loaded) = &loaded
+        && (!checked
+            || (loaded.plugin.never_blocks() && loaded.inline.admits(&loaded.app, request_id)))
     {
-        let checked = alias.dispatch == Dispatch::Auto;
-        if !checked
-            || (loaded.plugin.never_blocks() && loaded.inline.admits(&loaded.app, request_id))
-        {
-            let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
-            let timed = checked.then(|| loaded.inline.start());
-            let reply =
-                call::invoke_inline(&loaded.plugin, &call, timed.as_ref().map(|t| t.cut_at()));
-            if let Some(timed) = timed {
-                let nth = loaded.requests.load(std::sync::atomic::Ordering::Relaxed);
-                loaded.inline.ran(timed, nth, &loaded.app, request_id);
-            }
-            return Ok(response::from_reply(reply, request_id, is_head, None));
+        let call = loaded.call(&vars, &input, alias.develop_mode, request_id);
+        let timed = checked.then(|| loaded.inline.start());
+        let reply = call::invoke_inline(&loaded.plugin, &call, timed.as_ref().map(|t| t.cut_at()));
+        if let Some(timed) = timed {
+            let nth = loaded.requests.load(std::sync::atomic::Ordering::Relaxed);
+            loaded.inline.ran(timed, nth, &loaded.app, request_id);
         }
+        return Ok(response::from_reply(reply, request_id, is_head, None));
     }
     let deadline = Deadline::start(alias.limits.timeout);
-    let call = Prepared { t, vars, input, body, request_id, deadline: deadline.clone() };
+    let call = Prepared { t, vars, input, body, request_id, deadline: deadline.clone(), loaded };
     let (reply, runner): (_, &dyn Runner) = match &m.workers {
         Some(workers) => (relay(Arc::clone(host), call), &**workers),
         None => (on_pool(Arc::clone(host), call)?, &*m.pool),
@@ -474,6 +472,8 @@ struct Prepared {
     body: BodySource,
     request_id: u64,
     deadline: Deadline,
+    /// The plugin, when the handler already looked it up (the pool job does otherwise).
+    loaded: Option<Loaded>,
 }
 
 /// Relays the request to one of the alias's worker processes, on a task of this HTTP
@@ -481,7 +481,7 @@ struct Prepared {
 fn relay(host: Arc<Host>, p: Prepared) -> oneshot::Receiver<Reply> {
     let (tx, rx) = oneshot::channel();
     actix_web::rt::spawn(async move {
-        let Prepared { t, vars, input, body, request_id, deadline } = p;
+        let Prepared { t, vars, input, body, request_id, deadline, .. } = p;
         let m = &host.mounts[t.mount];
         let Some(workers) = &m.workers else { return };
         let app = t.app_name(m);
@@ -513,7 +513,7 @@ fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Ans
     let job_host = Arc::clone(&host);
     let job = Box::new(move || {
         let started = Instant::now();
-        let Prepared { t, vars, input, body, request_id, deadline } = p;
+        let Prepared { t, vars, input, body, request_id, deadline, loaded } = p;
         let m = &job_host.mounts[t.mount];
         // Still queued when its client got 504, or left: nobody will read the reply, and
         // the app's time goes to the requests behind it.
@@ -523,7 +523,11 @@ fn on_pool(host: Arc<Host>, p: Prepared) -> Result<oneshot::Receiver<Reply>, Ans
                 "not run: its client got 504 or left while it waited for a thread");
             return;
         }
-        match job_host.plugin(t.mount, &t.file, t.group_name.as_deref()) {
+        let plugin = match loaded {
+            Some(loaded) => Ok(loaded),
+            None => job_host.plugin(t.mount, &t.file, t.group_name.as_deref()),
+        };
+        match plugin {
             Ok(loaded) => {
                 let call = loaded.call(&vars, &input, m.alias.develop_mode, request_id);
                 call::invoke(&loaded.plugin, &call, body, tx, deadline.timeout());
