@@ -10,6 +10,7 @@
 //! `host`, and answers.
 
 // layer 0: services any layer may use
+pub mod clock;
 pub mod fds;
 pub mod logs;
 pub mod metrics;
@@ -39,6 +40,7 @@ pub mod worker;
 /// The layers, bottom up: each top-level module and its layer. A module may use modules
 /// of its own layer or lower ones (checked by `tests/layers.rs`).
 pub const LAYERS: &[(&str, u8)] = &[
+    ("clock", 0),
     ("fds", 0),
     ("logs", 0),
     ("metrics", 0),

@@ -23,12 +23,12 @@
 //! blocks for long stalls a worker once, one that blocks briefly on every call a few times,
 //! and then once per probation at most.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
 
+use crate::clock::now_ms;
 use crate::logs::per_request;
 
 /// The longest a call on an HTTP worker may take and still keep its app's promise.
@@ -48,13 +48,6 @@ pub(crate) const SLOW_CALLS: u32 = 4;
 pub(crate) const WINDOW: u64 = 1000;
 /// A broken promise this long after the last one counts as the first again.
 const FORGIVEN_AFTER: Duration = Duration::from_secs(3600);
-
-/// The clock probations are measured on: milliseconds since the first use.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-fn now_ms() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

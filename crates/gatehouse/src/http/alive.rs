@@ -5,21 +5,13 @@
 //! not death: it never turns into a watchdog restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::clock::now_ms;
 
 /// How often a loop beats.
 pub(crate) const BEAT: Duration = Duration::from_millis(100);
-
-/// The instant every beat is measured from (milliseconds since it, so a beat is one atomic).
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The clocks of the loops that run now; a loop's clock is dropped with its task, when its
 /// worker stops (a listener removed by a reload, a worker restarted after a panic).
